@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""Procedural scenes of simple shapes with exact ground truth.
+
+Every image is a pure function of (kind, seed, index): the generator is
+seeded with ``np.random.default_rng([seed, index])`` so any sample can be
+re-rendered on its own, and training / validation / test sets are kept apart
+simply by using different ``seed`` values.
+
+Ground-truth boxes are ``(class_id, x0, y0, x1, y1)`` in pixels of the
+native-size image, computed from the same geometry that is drawn, so they are
+exact (the final blur only softens edges by a fraction of a pixel).
+
+    python3 tools/scenes.py --kind detect --seed 7 --count 4 --out /tmp/scenes
+"""
+import argparse
+import math
+import os
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+CLASSES = ["circle", "square", "triangle"]
+
+# Native sizes the device might hand us; the classifier set includes
+# non-square ones so the centre crop actually crops.
+CLASSIFY_SIZES = [(80, 80), (96, 96), (112, 84), (120, 90), (128, 96), (100, 120), (160, 120), (144, 144)]
+DETECT_SIZES = [(160, 120), (192, 144), (128, 128), (200, 120), (144, 176)]
+
+
+def _rand_color(rng):
+    return np.array(rng.integers(0, 256, size=3), dtype=np.float32)
+
+
+def _background(rng, w, h):
+    """A float32 HxWx3 background: flat, gradient, noise, stripes or checker."""
+    kind = rng.choice(["flat", "gradient", "noise", "stripes", "checker"], p=[0.2, 0.25, 0.2, 0.2, 0.15])
+    c0, c1 = _rand_color(rng), _rand_color(rng)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    if kind == "flat":
+        img = np.broadcast_to(c0, (h, w, 3)).copy()
+    elif kind == "gradient":
+        ang = rng.uniform(0, 2 * math.pi)
+        t = xx * math.cos(ang) + yy * math.sin(ang)
+        t = (t - t.min()) / max(t.max() - t.min(), 1e-6)
+        img = c0 * (1 - t[..., None]) + c1 * t[..., None]
+    elif kind == "noise":
+        # Low-frequency blotches: upsampled coarse noise looks like clutter, not sensor noise.
+        cw, ch = int(rng.integers(3, 12)), int(rng.integers(3, 12))
+        coarse = rng.uniform(0, 255, size=(ch, cw, 3)).astype(np.uint8)
+        img = np.asarray(Image.fromarray(coarse).resize((w, h), Image.BILINEAR), dtype=np.float32)
+        img = 0.5 * img + 0.5 * c0
+    elif kind == "stripes":
+        ang = rng.uniform(0, math.pi)
+        period = rng.uniform(4, 24)
+        t = xx * math.cos(ang) + yy * math.sin(ang)
+        m = ((t / period) % 1.0 < 0.5).astype(np.float32)[..., None]
+        img = c0 * m + c1 * (1 - m)
+    else:
+        cell = rng.uniform(4, 20)
+        m = (((xx // cell) + (yy // cell)) % 2).astype(np.float32)[..., None]
+        img = c0 * m + c1 * (1 - m)
+    # Textured backgrounds are toned down towards their mean so that objects
+    # stay the most salient thing, as on a real (not adversarial) camera frame.
+    if kind in ("stripes", "checker"):
+        mix = rng.uniform(0.3, 0.8)
+        img = img * mix + img.mean(axis=(0, 1)) * (1 - mix)
+    return img.astype(np.float32)
+
+
+def _shape_points(cls, cx, cy, size, rot):
+    """Polygon points (or None for a circle) for an object of ``size`` px across."""
+    if cls == 0:
+        return None
+    if cls == 1:
+        corners = [(-1, -1), (1, -1), (1, 1), (-1, 1)]
+        half = size / 2
+    else:
+        # Equilateral triangle whose side equals ``size``, centred on its bbox-ish centre.
+        corners = [(0, -2 / 3), (-1 / math.sqrt(3), 1 / 3), (1 / math.sqrt(3), 1 / 3)]
+        half = size * math.sqrt(3) / 2
+        corners = [(x, y + 1 / 6) for x, y in corners]
+    c, s = math.cos(rot), math.sin(rot)
+    return [(cx + half * (x * c - y * s), cy + half * (x * s + y * c)) for x, y in corners]
+
+
+def _bbox(cls, cx, cy, size, pts):
+    if pts is None:
+        r = size / 2
+        return cx - r, cy - r, cx + r, cy + r
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def _contrast_color(rng, bg, box):
+    """Pick an object colour that differs clearly from the background under it,
+    otherwise the label would be unlearnable noise."""
+    x0, y0, x1, y1 = [int(round(v)) for v in box]
+    h, w = bg.shape[:2]
+    patch = bg[max(y0, 0):max(min(y1, h), 1), max(x0, 0):max(min(x1, w), 1)]
+    ref = patch.reshape(-1, 3).mean(axis=0) if patch.size else bg.mean(axis=(0, 1))
+    best, best_d = None, -1.0
+    for _ in range(12):
+        col = _rand_color(rng)
+        d = float(np.abs(col - ref).sum())
+        if d > best_d:
+            best, best_d = col, d
+        if d > 180:
+            break
+    return tuple(int(v) for v in best)
+
+
+def _draw(draw, cls, cx, cy, size, pts, color):
+    if pts is None:
+        r = size / 2
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=color)
+    else:
+        draw.polygon(pts, fill=color)
+
+
+def _finish(rng, img):
+    """Camera effects: lighting field, contrast, blur, sensor noise, quantisation."""
+    h, w = img.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    ang = rng.uniform(0, 2 * math.pi)
+    t = (xx * math.cos(ang) + yy * math.sin(ang)) / max(w, h)
+    light = rng.uniform(0.6, 1.25) + rng.uniform(-0.25, 0.25) * t
+    contrast = rng.uniform(0.7, 1.2)
+    img = (img - 128) * contrast + 128
+    img = img * light[..., None]
+    pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+    radius = rng.uniform(0.0, 1.0)
+    if radius > 0.2:
+        pil = pil.filter(ImageFilter.GaussianBlur(radius))
+    arr = np.asarray(pil, dtype=np.float32)
+    arr = arr + rng.normal(0, rng.uniform(0, 8), size=arr.shape)
+    return np.clip(np.round(arr), 0, 255).astype(np.uint8)
+
+
+def _distractors(rng, draw, w, h):
+    # Thin lines are edges without being objects; they teach the detector that
+    # an edge alone is not a square.
+    for _ in range(int(rng.integers(1, 4))):
+        p = [float(rng.uniform(0, w)), float(rng.uniform(0, h)), float(rng.uniform(0, w)), float(rng.uniform(0, h))]
+        draw.line(p, fill=tuple(int(v) for v in _rand_color(rng)), width=int(rng.integers(1, 3)))
+
+
+def _iou(a, b):
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def render_classify(seed, index, size=None, cls=None):
+    """One roughly centred object. Returns (uint8 HxWx3 array, class_id, box)."""
+    rng = np.random.default_rng([seed, index])
+    w, h = size or CLASSIFY_SIZES[int(rng.integers(len(CLASSIFY_SIZES)))]
+    cls = int(rng.integers(3)) if cls is None else cls
+    m = min(w, h)
+    obj = rng.uniform(0.35, 0.7) * m
+    cx = w / 2 + rng.uniform(-0.1, 0.1) * m
+    cy = h / 2 + rng.uniform(-0.1, 0.1) * m
+    rot = math.radians(rng.uniform(-15, 15))
+    bg = _background(rng, w, h)
+    pts = _shape_points(cls, cx, cy, obj, rot)
+    box = _bbox(cls, cx, cy, obj, pts)
+    color = _contrast_color(rng, bg, box)
+    pil = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(pil)
+    if rng.uniform() < 0.3:
+        _distractors(rng, draw, w, h)
+    _draw(draw, cls, cx, cy, obj, pts, color)
+    return _finish(rng, np.asarray(pil, dtype=np.float32)), cls, box
+
+
+def render_detect(seed, index, size=None):
+    """1-5 objects. Returns (uint8 HxWx3 array, [(class_id, x0, y0, x1, y1), ...])."""
+    rng = np.random.default_rng([seed, index])
+    w, h = size or DETECT_SIZES[int(rng.integers(len(DETECT_SIZES)))]
+    m = min(w, h)
+    bg = _background(rng, w, h)
+    pil = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(pil)
+    if rng.uniform() < 0.5:
+        _distractors(rng, draw, w, h)
+    objects = []
+    want = int(rng.integers(1, 6))
+    for _ in range(want * 10):
+        if len(objects) == want:
+            break
+        cls = int(rng.integers(3))
+        obj = rng.uniform(0.12, 0.38) * m
+        rot = math.radians(rng.uniform(-15, 15))
+        cx, cy = rng.uniform(obj * 0.55, w - obj * 0.55), rng.uniform(obj * 0.55, h - obj * 0.55)
+        pts = _shape_points(cls, cx, cy, obj, rot)
+        box = _bbox(cls, cx, cy, obj, pts)
+        # Objects stay fully inside the frame and do not overlap: occlusion would
+        # make the "exact" box ambiguous, which is not what these models are for.
+        if box[0] < 0 or box[1] < 0 or box[2] > w or box[3] > h:
+            continue
+        if any(_iou(box, o[1:]) > 0.0 for o in objects):
+            continue
+        _draw(draw, cls, cx, cy, obj, pts, _contrast_color(rng, bg, box))
+        objects.append((cls,) + tuple(float(v) for v in box))
+    return _finish(rng, np.asarray(pil, dtype=np.float32)), objects
+
+
+def yolo_lines(objects, w, h):
+    """Ground truth as YOLO txt lines: class cx cy w h, normalised to the image."""
+    out = []
+    for c, x0, y0, x1, y1 in objects:
+        out.append(f"{c} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} {(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}")
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kind", choices=["classify", "detect"], default="detect")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--count", type=int, default=8)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    for i in range(args.count):
+        if args.kind == "classify":
+            img, cls, _ = render_classify(args.seed, i)
+            Image.fromarray(img).save(os.path.join(args.out, f"{CLASSES[cls]}_{i}.png"))
+        else:
+            img, objs = render_detect(args.seed, i)
+            Image.fromarray(img).save(os.path.join(args.out, f"scene_{i}.png"))
+            with open(os.path.join(args.out, f"scene_{i}.txt"), "w") as f:
+                f.write("\n".join(yolo_lines(objs, img.shape[1], img.shape[0])) + "\n")
+
+
+if __name__ == "__main__":
+    main()

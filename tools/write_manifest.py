@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Write models/<name>.toml for an ONNX file, with its sha256 and size taken
+from the file itself so the manifest can never disagree with it.
+
+    python3 tools/write_manifest.py models/shapes-detector.onnx
+    python3 tools/write_manifest.py --all     # both shapes models
+
+The manifest text is generated from the templates below (not edited by hand):
+lookout parses manifests strictly, so the keys here are exactly its schema.
+"""
+import argparse
+import hashlib
+import os
+
+LABELS = ["circle", "square", "triangle"]
+
+COMMON_HEAD = """name = "{name}"
+version = "1.0.0"
+description = "{description}"
+labels = [{labels}]
+
+[model]
+file = "{file}"
+sha256 = "{sha256}"
+bytes = {bytes}
+"""
+
+TEMPLATES = {
+    "shapes-classifier": dict(
+        description="Classifies one centred shape (circle, square or triangle) in the frame; "
+                    "a small CNN trained on procedurally rendered scenes (tools/scenes.py).",
+        body="""
+[input]
+name = "images"
+shape = [1, 3, 64, 64]
+dtype = "f32"
+layout = "nchw"
+
+[preprocess]
+resize = "center-crop"
+interpolation = "bilinear"
+pad_value = 114
+color = "rgb"
+scale = 0.00392156862745098
+mean = [0.5, 0.5, 0.5]
+std = [0.25, 0.25, 0.25]
+range = [-2.0, 2.0]
+
+[output]
+decoder = "classify"
+softmax = true
+top_k = 3
+
+[thresholds]
+score = 0.0
+iou = 0.45
+max_detections = 100
+"""),
+    "shapes-detector": dict(
+        description="Detects circles, squares and triangles (1-5 per frame) with boxes; "
+                    "a small anchor-free CNN trained on procedurally rendered scenes (tools/scenes.py).",
+        body="""
+[input]
+name = "images"
+shape = [1, 3, 128, 128]
+dtype = "f32"
+layout = "nchw"
+
+[preprocess]
+resize = "letterbox"
+interpolation = "bilinear"
+pad_value = 114
+color = "rgb"
+scale = 0.00392156862745098
+mean = [0.0, 0.0, 0.0]
+std = [1.0, 1.0, 1.0]
+range = [0.0, 1.0]
+
+[output]
+decoder = "yolov8"
+box_units = "pixels"
+
+[thresholds]
+score = 0.25
+iou = 0.45
+max_detections = 100
+"""),
+}
+
+
+def write(onnx_path):
+    name = os.path.splitext(os.path.basename(onnx_path))[0]
+    t = TEMPLATES[name]
+    with open(onnx_path, "rb") as f:
+        blob = f.read()
+    text = COMMON_HEAD.format(name=name, description=t["description"],
+                              labels=", ".join(f'"{l}"' for l in LABELS),
+                              file=os.path.basename(onnx_path),
+                              sha256=hashlib.sha256(blob).hexdigest(), bytes=len(blob)) + t["body"]
+    out = os.path.join(os.path.dirname(onnx_path), name + ".toml")
+    with open(out, "w") as f:
+        f.write(text)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("onnx", nargs="*")
+    ap.add_argument("--all", action="store_true", help="both models in models/")
+    args = ap.parse_args()
+    models = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models")
+    paths = args.onnx or []
+    if args.all:
+        paths += [os.path.join(models, n + ".onnx") for n in TEMPLATES]
+    for p in paths:
+        print("wrote", os.path.relpath(write(p)))
+
+
+if __name__ == "__main__":
+    main()
