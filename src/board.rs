@@ -1,0 +1,279 @@
+//! Board profiles: what a target board can afford, written down before deployment.
+//!
+//! A profile (`boards/<name>.toml`) names the target triple, the hardware (cores, RAM), the
+//! budgets a model must fit (file size, RAM, latency), the default camera, serial and GPIO
+//! settings, and the board's power draw for cost estimates. `build.rs` and `lookout check` read
+//! the same profile, so the budget that fails a build is the one a person can read.
+//!
+//! Hardware notes that trip people up, kept in the profiles themselves:
+//! - Pi 3, Pi 4 and Zero 2 W give the PL011 UART to Bluetooth; the header pins 8/10 carry the
+//!   mini-UART `ttyS0` (`/dev/serial0`) unless `dtoverlay=disable-bt` is set.
+//! - Pi 5 has a dedicated debug UART (`/dev/serial0` → `ttyAMA10`); the header UART is `ttyAMA0`.
+//! - The header GPIO chip is found by its label (`pinctrl-rp1` on Pi 5, `pinctrl-bcm2711` on
+//!   Pi 4, `pinctrl-bcm2835` on Pi 3 / Zero 2 W): its `/dev/gpiochipN` number changed between
+//!   kernels on Pi 5.
+//!
+//! This module is also compiled into `build.rs`.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Errors reading a board profile.
+#[derive(Debug, thiserror::Error)]
+pub enum BoardError {
+    /// The profile does not exist or cannot be read.
+    #[error("{path}: cannot read board profile: {source}")]
+    Read {
+        /// The profile path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Malformed TOML or a field of the wrong type or name.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The profile path.
+        path: PathBuf,
+        /// toml's message, naming the key and line.
+        message: String,
+    },
+    /// A field parsed but is inconsistent.
+    #[error("{path}: field `{field}`: {message}")]
+    Invalid {
+        /// The profile path.
+        path: PathBuf,
+        /// The offending field.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A board profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Board {
+    /// Profile name; equals the file stem.
+    pub name: String,
+    /// Human description of the board.
+    #[serde(default)]
+    pub description: String,
+    /// Rust target triple the binary is built for.
+    pub target: String,
+    /// CPU cores.
+    pub cores: usize,
+    /// RAM of the smallest variant this profile covers, in bytes.
+    pub ram_bytes: u64,
+    /// Largest ONNX file allowed on this board, in bytes.
+    pub model_budget_bytes: u64,
+    /// Peak resident memory allowed for the whole process, in bytes.
+    pub ram_budget_bytes: u64,
+    /// Per-frame latency the deployment must meet, in milliseconds.
+    pub latency_target_ms: f64,
+    /// Default inference threads.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+    /// Power draw figures.
+    pub power: Power,
+    /// Default camera settings.
+    pub camera: CameraDefaults,
+    /// Default serial settings.
+    pub serial: SerialDefaults,
+    /// Default GPIO settings.
+    pub gpio: GpioDefaults,
+}
+
+fn default_threads() -> usize {
+    1
+}
+
+/// Typical power draw, for energy-cost estimates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Power {
+    /// Board idle, camera attached, in watts.
+    pub idle_watts: f64,
+    /// All cores busy, in watts.
+    pub load_watts: f64,
+    /// Where the figures come from.
+    #[serde(default)]
+    pub source: String,
+}
+
+/// Default camera settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraDefaults {
+    /// Video device path.
+    pub device: String,
+    /// Preferred capture width.
+    pub width: u32,
+    /// Preferred capture height.
+    pub height: u32,
+    /// Preferred frame rate.
+    pub fps: u32,
+}
+
+/// Default serial settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialDefaults {
+    /// Device path of the header UART.
+    pub port: String,
+    /// Baud rate.
+    pub baud: u32,
+}
+
+/// Default GPIO settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpioDefaults {
+    /// Label of the GPIO character device that carries the 40-pin header.
+    pub chip_label: String,
+}
+
+impl Board {
+    /// Reads a profile file.
+    pub fn load(path: &Path) -> Result<Self, BoardError> {
+        let text = std::fs::read_to_string(path).map_err(|source| BoardError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses profile text; `origin` names it in errors and must be named `<name>.toml`.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, BoardError> {
+        let board: Board = toml::from_str(text).map_err(|e| BoardError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        board.validate(origin)?;
+        Ok(board)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), BoardError> {
+        let fail = |field: &str, message: String| {
+            Err(BoardError::Invalid {
+                path: path.to_owned(),
+                field: field.to_owned(),
+                message,
+            })
+        };
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        if self.name != stem {
+            return fail(
+                "name",
+                format!("is {:?} but the file is named {stem:?}.toml", self.name),
+            );
+        }
+        if self.cores == 0 {
+            return fail("cores", "must be at least 1".into());
+        }
+        if self.threads == 0 || self.threads > self.cores {
+            return fail(
+                "threads",
+                format!("{} is not in 1..={}", self.threads, self.cores),
+            );
+        }
+        if self.model_budget_bytes == 0 {
+            return fail("model_budget_bytes", "must be positive".into());
+        }
+        if self.ram_budget_bytes > self.ram_bytes {
+            return fail(
+                "ram_budget_bytes",
+                format!(
+                    "{} exceeds the board's RAM ({})",
+                    self.ram_budget_bytes, self.ram_bytes
+                ),
+            );
+        }
+        if !(self.latency_target_ms.is_finite() && self.latency_target_ms > 0.0) {
+            return fail("latency_target_ms", "must be positive".into());
+        }
+        if !(self.power.idle_watts > 0.0 && self.power.load_watts >= self.power.idle_watts) {
+            return fail("power", "needs 0 < idle_watts <= load_watts".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn boards_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("boards")
+    }
+
+    fn load(name: &str) -> Board {
+        Board::load(&boards_dir().join(format!("{name}.toml"))).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn every_required_profile_loads() {
+        for name in ["host", "rpi-zero-2w", "rpi-3b", "rpi-4b", "rpi-5"] {
+            let board = load(name);
+            assert_eq!(board.name, name);
+            assert!(board.model_budget_bytes < board.ram_budget_bytes, "{name}");
+        }
+    }
+
+    #[test]
+    fn pi_specific_defaults() {
+        let pi5 = load("rpi-5");
+        assert_eq!(
+            pi5.serial.port, "/dev/ttyAMA0",
+            "serial0 is the debug port on Pi 5"
+        );
+        assert_eq!(pi5.gpio.chip_label, "pinctrl-rp1");
+        assert_eq!(load("rpi-4b").gpio.chip_label, "pinctrl-bcm2711");
+        assert_eq!(load("rpi-4b").serial.port, "/dev/serial0");
+        for name in ["rpi-zero-2w", "rpi-3b", "rpi-4b", "rpi-5"] {
+            assert_eq!(load(name).target, "aarch64-unknown-linux-gnu", "{name}");
+        }
+        // Smaller boards get smaller budgets.
+        let budgets: Vec<u64> = ["rpi-zero-2w", "rpi-3b", "rpi-4b", "rpi-5"]
+            .iter()
+            .map(|n| load(n).model_budget_bytes)
+            .collect();
+        assert!(budgets.windows(2).all(|w| w[0] < w[1]), "{budgets:?}");
+    }
+
+    #[test]
+    fn bad_profiles_name_the_field() {
+        let text = std::fs::read_to_string(boards_dir().join("rpi-4b.toml")).expect("read");
+        let cases = [
+            ("threads = 4", "threads = 9", "threads"),
+            ("cores = 4", "cores = 0", "cores"),
+            ("idle_watts = 2.7", "idle_watts = 9.0", "power"),
+            (
+                "latency_target_ms = 100.0",
+                "latency_target_ms = 0.0",
+                "latency_target_ms",
+            ),
+            (
+                "ram_budget_bytes = 536870912",
+                "ram_budget_bytes = 9999999999",
+                "ram_budget_bytes",
+            ),
+        ];
+        for (from, to, field) in cases {
+            assert!(text.contains(from), "{from}");
+            let err = Board::parse(&text.replacen(from, to, 1), Path::new("rpi-4b.toml"))
+                .expect_err("invalid");
+            assert!(
+                err.to_string().contains(&format!("field `{field}`")),
+                "{err}"
+            );
+        }
+        let err = Board::parse(
+            &text.replacen("cores = 4", "cores = 4\ncpus = 4", 1),
+            Path::new("rpi-4b.toml"),
+        )
+        .expect_err("unknown key");
+        assert!(err.to_string().contains("unknown field `cpus`"), "{err}");
+        let err = Board::parse(&text, Path::new("rpi-5.toml")).expect_err("name mismatch");
+        assert!(err.to_string().contains("field `name`"), "{err}");
+    }
+}

@@ -1,0 +1,350 @@
+//! The deployment check: does this model, with this manifest, belong on this board?
+//!
+//! One function answers it for both `build.rs` (which refuses to build a binary with an
+//! over-budget or mismatched model embedded) and `lookout check` (which answers the same
+//! question for a file on disk), so the two can never disagree.
+//!
+//! The check is cheap and runs without tract: integrity (sha256 and size against the
+//! manifest), the board's model-size budget, a parseable ONNX protobuf, the manifest's input
+//! declared by the graph with a compatible shape and type, no operators outside the standard
+//! ONNX domain, and no external weight files.
+//!
+//! This module is also compiled into `build.rs`.
+
+use crate::board::{Board, BoardError};
+use crate::manifest::{InputDtype, Manifest, ManifestError};
+use crate::onnx_meta::{Dim, OnnxMeta, OnnxMetaError};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// Why a model does not pass the deployment check.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The manifest is unreadable or invalid.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The board profile is unreadable or invalid.
+    #[error(transparent)]
+    Board(#[from] BoardError),
+    /// The ONNX file cannot be read.
+    #[error("{path}: cannot read model: {source}")]
+    ReadModel {
+        /// The ONNX path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not the one the manifest describes.
+    #[error("{path}: sha256 is {actual} but {manifest} field `model.sha256` says {expected}")]
+    Sha256 {
+        /// The ONNX path.
+        path: PathBuf,
+        /// The manifest path.
+        manifest: PathBuf,
+        /// What the manifest says.
+        expected: String,
+        /// What the file hashes to.
+        actual: String,
+    },
+    /// The file size disagrees with the manifest.
+    #[error("{path}: size is {actual} bytes but {manifest} field `model.bytes` says {expected}")]
+    Size {
+        /// The ONNX path.
+        path: PathBuf,
+        /// The manifest path.
+        manifest: PathBuf,
+        /// What the manifest says.
+        expected: u64,
+        /// The real size.
+        actual: u64,
+    },
+    /// The model is larger than the board allows.
+    #[error(
+        "model {model} ({path}) is {bytes} bytes, over the model budget of {budget} bytes \
+         for board {board} ({board_file}) by {over} bytes",
+        over = bytes - budget
+    )]
+    OverBudget {
+        /// `name@version`.
+        model: String,
+        /// The ONNX path.
+        path: PathBuf,
+        /// Model size.
+        bytes: u64,
+        /// The board's `model_budget_bytes`.
+        budget: u64,
+        /// Board name.
+        board: String,
+        /// Board profile path.
+        board_file: PathBuf,
+    },
+    /// Not an ONNX protobuf.
+    #[error("{path}: {source}")]
+    NotOnnx {
+        /// The ONNX path.
+        path: PathBuf,
+        /// What the decoder said.
+        source: OnnxMetaError,
+    },
+    /// The graph disagrees with the manifest's `[input]`.
+    #[error("{path}: {message} (manifest {manifest}, field `{field}`)")]
+    Input {
+        /// The ONNX path.
+        path: PathBuf,
+        /// The manifest path.
+        manifest: PathBuf,
+        /// The manifest field at odds with the graph.
+        field: &'static str,
+        /// What differs.
+        message: String,
+    },
+    /// Operators tract cannot run.
+    #[error("{path}: operators outside the standard ONNX domain, which tract does not run: {ops}")]
+    ForeignOps {
+        /// The ONNX path.
+        path: PathBuf,
+        /// The offending operators.
+        ops: String,
+    },
+    /// Weights stored beside the file.
+    #[error(
+        "{path}: weights are stored in external data files; lookout needs a single-file model"
+    )]
+    ExternalData {
+        /// The ONNX path.
+        path: PathBuf,
+    },
+}
+
+/// What a passing check found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckReport {
+    /// `name@version` of the model.
+    pub model: String,
+    /// ONNX path.
+    pub model_path: PathBuf,
+    /// Model size in bytes.
+    pub model_bytes: u64,
+    /// Board name.
+    pub board: String,
+    /// Board profile path.
+    pub board_file: PathBuf,
+    /// The board's model budget in bytes.
+    pub budget_bytes: u64,
+    /// sha256 of the model file.
+    pub sha256: String,
+    /// Declared model summary.
+    pub meta: OnnxMeta,
+}
+
+impl CheckReport {
+    /// Share of the budget used, in percent.
+    pub fn budget_used_percent(&self) -> f64 {
+        100.0 * self.model_bytes as f64 / self.budget_bytes as f64
+    }
+}
+
+/// Resolves a board or model argument: a bare name (`rpi-4b`) is `<dir>/<name>.toml`; anything
+/// with a directory part or a `.toml` ending is taken as a path.
+pub fn resolve(arg: &str, dir: &Path) -> PathBuf {
+    let path = Path::new(arg);
+    if arg.ends_with(".toml") || path.components().count() > 1 {
+        path.to_owned()
+    } else {
+        dir.join(format!("{arg}.toml"))
+    }
+}
+
+/// Lowercase hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Loads board and manifest from their files, reads the model the manifest names, and checks it.
+/// Returns the report, the manifest and the model bytes, so a caller can embed or load them.
+pub fn check_files(
+    board_file: &Path,
+    manifest_path: &Path,
+) -> Result<(CheckReport, Manifest, Vec<u8>), CheckError> {
+    let board = Board::load(board_file)?;
+    let manifest = Manifest::load(manifest_path)?;
+    let model_path = manifest.model_path(manifest_path);
+    let onnx = std::fs::read(&model_path).map_err(|source| CheckError::ReadModel {
+        path: model_path.clone(),
+        source,
+    })?;
+    let report = check_model(&board, board_file, &manifest, manifest_path, &onnx)?;
+    Ok((report, manifest, onnx))
+}
+
+/// Checks model bytes against their manifest and a board. Paths are used in messages only.
+pub fn check_model(
+    board: &Board,
+    board_file: &Path,
+    manifest: &Manifest,
+    manifest_path: &Path,
+    onnx: &[u8],
+) -> Result<CheckReport, CheckError> {
+    let model_path = manifest.model_path(manifest_path);
+    let sha256 = sha256_hex(onnx);
+    if sha256 != manifest.model.sha256 {
+        return Err(CheckError::Sha256 {
+            path: model_path,
+            manifest: manifest_path.to_owned(),
+            expected: manifest.model.sha256.clone(),
+            actual: sha256,
+        });
+    }
+    let bytes = onnx.len() as u64;
+    if bytes != manifest.model.bytes {
+        return Err(CheckError::Size {
+            path: model_path,
+            manifest: manifest_path.to_owned(),
+            expected: manifest.model.bytes,
+            actual: bytes,
+        });
+    }
+    if bytes > board.model_budget_bytes {
+        return Err(CheckError::OverBudget {
+            model: manifest.id(),
+            path: model_path,
+            bytes,
+            budget: board.model_budget_bytes,
+            board: board.name.clone(),
+            board_file: board_file.to_owned(),
+        });
+    }
+    let meta = OnnxMeta::parse(onnx).map_err(|source| CheckError::NotOnnx {
+        path: model_path.clone(),
+        source,
+    })?;
+    check_input(&meta, manifest, manifest_path, &model_path)?;
+    let foreign = meta.foreign_ops();
+    if !foreign.is_empty() {
+        return Err(CheckError::ForeignOps {
+            path: model_path,
+            ops: foreign.join(", "),
+        });
+    }
+    if meta.external_data {
+        return Err(CheckError::ExternalData { path: model_path });
+    }
+    Ok(CheckReport {
+        model: manifest.id(),
+        model_path,
+        model_bytes: bytes,
+        board: board.name.clone(),
+        board_file: board_file.to_owned(),
+        budget_bytes: board.model_budget_bytes,
+        sha256,
+        meta,
+    })
+}
+
+fn check_input(
+    meta: &OnnxMeta,
+    manifest: &Manifest,
+    manifest_path: &Path,
+    model_path: &Path,
+) -> Result<(), CheckError> {
+    let fail = |field: &'static str, message: String| CheckError::Input {
+        path: model_path.to_owned(),
+        manifest: manifest_path.to_owned(),
+        field,
+        message,
+    };
+    let spec = &manifest.input;
+    let Some(decl) = meta.inputs.iter().find(|i| i.name == spec.name) else {
+        let names: Vec<&str> = meta.inputs.iter().map(|i| i.name.as_str()).collect();
+        return Err(fail(
+            "input.name",
+            format!(
+                "the graph has no input {:?} (inputs: {})",
+                spec.name,
+                names.join(", ")
+            ),
+        ));
+    };
+    if meta.inputs.len() != 1 {
+        return Err(fail(
+            "input.name",
+            format!(
+                "the graph has {} inputs; lookout feeds exactly one image",
+                meta.inputs.len()
+            ),
+        ));
+    }
+    let want_type = match spec.dtype {
+        InputDtype::F32 => "float",
+        InputDtype::U8 => "uint8",
+    };
+    if decl.elem_type != want_type {
+        return Err(fail(
+            "input.dtype",
+            format!(
+                "input {:?} is {} in the graph, not {want_type}",
+                decl.name, decl.elem_type
+            ),
+        ));
+    }
+    let compatible = decl.shape.len() == spec.shape.len()
+        && decl.shape.iter().zip(spec.shape).all(|(d, s)| match d {
+            Dim::Fixed(v) => *v == s as i64,
+            // Symbolic and undeclared sizes are fixed by lookout at load time.
+            Dim::Symbolic(_) | Dim::Unknown => true,
+        });
+    if !compatible {
+        return Err(fail(
+            "input.shape",
+            format!(
+                "input {:?} is {} in the graph, the manifest says {:?}",
+                decl.name,
+                decl.shape_text(),
+                spec.shape
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_resolve_in_the_directory_paths_stay_paths() {
+        let dir = Path::new("boards");
+        assert_eq!(resolve("rpi-4b", dir), Path::new("boards/rpi-4b.toml"));
+        assert_eq!(resolve("my.toml", dir), Path::new("my.toml"));
+        assert_eq!(resolve("x/rpi-4b", dir), Path::new("x/rpi-4b"));
+    }
+
+    #[test]
+    fn sha256_of_known_input() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn shipped_models_pass_on_every_board_they_fit() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for model in ["shapes-detector", "shapes-classifier"] {
+            for board in ["host", "rpi-zero-2w", "rpi-3b", "rpi-4b", "rpi-5"] {
+                let (report, manifest, onnx) = check_files(
+                    &root.join(format!("boards/{board}.toml")),
+                    &root.join(format!("models/{model}.toml")),
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(report.model, manifest.id());
+                assert_eq!(report.model_bytes, onnx.len() as u64);
+                assert_eq!(report.meta.inputs[0].name, manifest.input.name);
+                assert!(report.budget_used_percent() < 100.0);
+            }
+        }
+    }
+}

@@ -1,0 +1,741 @@
+//! Output decoding: turns the model's raw output tensors into what the application reports.
+//!
+//! A network ends in plain arrays of numbers; what they mean is a convention of the architecture
+//! and the export, written down in the manifest's `[output]` table ([`OutputSpec`]). This module
+//! reads those arrays under that convention and produces either ranked classes or detections
+//! with boxes in model-input pixels (the pipeline maps them back to the source frame).
+//!
+//! Supported layouts:
+//! - `classify` (`classify.rs`): one score per class, `[1, C]` (also `[C]` and `[1, C, 1, 1]`),
+//!   optionally softmaxed, reported as the top `top_k`.
+//! - `yolov8` (`yolo.rs`): `[1, 4 + C, N]` (or the transposed `[1, N, 4 + C]`): cx, cy, w, h, then
+//!   C class scores.
+//! - `yolov5` (`yolo.rs`): `[1, N, 5 + C]`: cx, cy, w, h, objectness, C class probabilities.
+//! - `ssd` (`ssd.rs`): a scores tensor `[1, N, C]` and a boxes tensor `[1, N, 4]` found by name,
+//!   boxes either as corners or as SSD offsets against UltraFace-style priors
+//!   ([`generate_priors`]).
+//! - `raw`: no decoding, only the output shapes are reported.
+//!
+//! Detectors then go through class-aware greedy non-maximum suppression ([`nms()`], [`Nms`]).
+//!
+//! The layout is checked against the model's declared output shapes once, in [`Decoder::new`], so
+//! a manifest that does not fit its model fails at load with a message naming the tensor, the
+//! expected layout and the real shape, rather than producing nonsense on every frame. Every frame
+//! is checked again (cheaply) because a tensor's data could still disagree with its shape, and a
+//! malformed tensor must give an error, never a panic on a device nobody is watching.
+
+mod classify;
+mod nms;
+mod ssd;
+mod yolo;
+
+pub use nms::{nms, Nms};
+pub use ssd::{generate_priors, Prior};
+
+use crate::manifest::{BoxUnits, OutputSpec, Thresholds};
+use classify::Classifier;
+use ssd::Ssd;
+use yolo::Yolo;
+
+/// One output tensor of the model, borrowed (f32, row-major / C order).
+#[derive(Debug, Clone, Copy)]
+pub struct OutputView<'a> {
+    /// Name of the graph output.
+    pub name: &'a str,
+    /// Shape of the tensor.
+    pub shape: &'a [usize],
+    /// Elements in row-major order; must hold exactly the product of `shape` values.
+    pub data: &'a [f32],
+}
+
+/// Axis-aligned box, corner coordinates in pixels (x0 <= x1, y0 <= y1).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct BBox {
+    /// Left edge.
+    pub x0: f32,
+    /// Top edge.
+    pub y0: f32,
+    /// Right edge.
+    pub x1: f32,
+    /// Bottom edge.
+    pub y1: f32,
+}
+
+impl BBox {
+    /// A box from its centre and size, the form detectors regress.
+    pub fn from_center(cx: f32, cy: f32, w: f32, h: f32) -> Self {
+        Self {
+            x0: cx - w / 2.0,
+            y0: cy - h / 2.0,
+            x1: cx + w / 2.0,
+            y1: cy + h / 2.0,
+        }
+    }
+
+    /// Area; 0 for a box with inverted or zero-length sides, so that a degenerate box can never
+    /// contribute a negative area to an IoU.
+    pub fn area(&self) -> f32 {
+        (self.x1 - self.x0).max(0.0) * (self.y1 - self.y0).max(0.0)
+    }
+
+    /// Intersection over union, in [0, 1]; 0 when the union is empty (two degenerate boxes).
+    pub fn iou(&self, other: &BBox) -> f32 {
+        let iw = (self.x1.min(other.x1) - self.x0.max(other.x0)).max(0.0);
+        let ih = (self.y1.min(other.y1) - self.y0.max(other.y0)).max(0.0);
+        let inter = iw * ih;
+        let union = self.area() + other.area() - inter;
+        if union > 0.0 {
+            inter / union
+        } else {
+            0.0
+        }
+    }
+
+    /// Whether the box is usable: all coordinates finite and both sides strictly positive.
+    /// Detectors emit garbage boxes for low-confidence anchors (and a broken model emits NaN);
+    /// such boxes are dropped rather than reported or fed to NMS.
+    pub fn is_valid(&self) -> bool {
+        // Written as `x1 > x0` so that NaN (for which every comparison is false) fails too.
+        self.x0.is_finite()
+            && self.y0.is_finite()
+            && self.x1.is_finite()
+            && self.y1.is_finite()
+            && self.x1 > self.x0
+            && self.y1 > self.y0
+    }
+}
+
+/// One detected object.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Detection {
+    /// Index into the manifest's labels.
+    pub class_id: usize,
+    /// Confidence in [0, 1] for well-behaved models.
+    pub score: f32,
+    /// Box in model-input pixels.
+    pub bbox: BBox,
+}
+
+/// One class of a classification result.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClassScore {
+    /// Index into the manifest's labels.
+    pub class_id: usize,
+    /// Score (probability after softmax).
+    pub score: f32,
+}
+
+/// The decoded result of one frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    /// Classes, best first.
+    Classes(Vec<ClassScore>),
+    /// Detections after NMS, best first.
+    Detections(Vec<Detection>),
+    /// The output shapes, for the `raw` decoder.
+    Raw {
+        /// Shape of each output, in the model's output order.
+        shapes: Vec<Vec<usize>>,
+    },
+}
+
+/// Why the outputs cannot be decoded as the manifest says.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// An output's shape does not fit the decoder's layout (including a class count that
+    /// differs from the manifest's labels).
+    #[error("output `{output}`: {decoder} expects {expected}, got {got:?}")]
+    Shape {
+        /// The output tensor.
+        output: String,
+        /// The decoder (`classify`, `yolov8`, ...).
+        decoder: &'static str,
+        /// The expected layout, e.g. `[1, 4+3, N]`.
+        expected: String,
+        /// The real shape.
+        got: Vec<usize>,
+    },
+    /// A named output does not exist.
+    #[error("model has no output `{name}` (outputs: {available})")]
+    MissingOutput {
+        /// The name the manifest gives.
+        name: String,
+        /// The model's outputs, comma-separated.
+        available: String,
+    },
+    /// The decoder reads exactly one output but the model has another number.
+    #[error("{decoder} expects exactly 1 output, the model has {got} ({available})")]
+    OutputCount {
+        /// The decoder.
+        decoder: &'static str,
+        /// How many outputs the model has.
+        got: usize,
+        /// The model's outputs, comma-separated.
+        available: String,
+    },
+    /// A tensor's data does not hold as many values as its shape says.
+    #[error("output `{output}`: shape {shape:?} holds {expected} values but the tensor has {got}")]
+    DataLength {
+        /// The output tensor.
+        output: String,
+        /// Its shape.
+        shape: Vec<usize>,
+        /// Product of the shape (saturated at `usize::MAX`).
+        expected: usize,
+        /// Length of the data.
+        got: usize,
+    },
+    /// The output spec itself cannot work (for specs that bypassed manifest validation, or
+    /// combinations it does not check).
+    #[error("{decoder}: {message}")]
+    Spec {
+        /// The decoder.
+        decoder: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The decoder for one model, built once at load from its manifest and output shapes.
+#[derive(Debug)]
+pub struct Decoder {
+    kind: Kind,
+    /// Candidates of the current frame, kept between frames so that their storage is reused.
+    candidates: Vec<Detection>,
+    nms: Nms,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Classify(Classifier),
+    Yolo(Yolo),
+    Ssd(Box<Ssd>),
+    Raw,
+}
+
+impl Decoder {
+    /// Checks the spec against the model's declared output shapes once, at load, so a mismatch is
+    /// reported before the first frame. `output_shapes` are (name, shape) of the model outputs in
+    /// order.
+    pub fn new(
+        spec: &OutputSpec,
+        num_classes: usize,
+        input_width: usize,
+        input_height: usize,
+        output_shapes: &[(String, Vec<usize>)],
+    ) -> Result<Self, DecodeError> {
+        let shapes: Vec<(&str, &[usize])> = output_shapes
+            .iter()
+            .map(|(name, shape)| (name.as_str(), shape.as_slice()))
+            .collect();
+        let geometry = Geometry {
+            num_classes,
+            width: input_width,
+            height: input_height,
+        };
+        let kind = match spec {
+            OutputSpec::Classify { softmax, top_k } => {
+                Kind::Classify(Classifier::new(*softmax, *top_k, num_classes, &shapes)?)
+            }
+            OutputSpec::Yolov5 { box_units } => {
+                Kind::Yolo(Yolo::new(yolo::Version::V5, *box_units, geometry, &shapes)?)
+            }
+            OutputSpec::Yolov8 { box_units } => {
+                Kind::Yolo(Yolo::new(yolo::Version::V8, *box_units, geometry, &shapes)?)
+            }
+            OutputSpec::Ssd {
+                scores,
+                boxes,
+                box_encoding,
+                box_units,
+                background_class,
+                priors,
+            } => Kind::Ssd(Box::new(Ssd::new(
+                ssd::Config {
+                    scores: scores.clone(),
+                    boxes: boxes.clone(),
+                    encoding: *box_encoding,
+                    units: *box_units,
+                    background_class: *background_class,
+                    priors: priors.as_ref(),
+                },
+                geometry,
+                &shapes,
+            )?)),
+            OutputSpec::Raw => Kind::Raw,
+        };
+        Ok(Self {
+            kind,
+            candidates: Vec::new(),
+            nms: Nms::new(),
+        })
+    }
+
+    /// Decodes one frame. Boxes are in model-input pixels. Reuses internal buffers between frames
+    /// (no per-frame allocation of candidate lists beyond the returned Vec).
+    pub fn decode(
+        &mut self,
+        outputs: &[OutputView<'_>],
+        thresholds: &Thresholds,
+    ) -> Result<Decoded, DecodeError> {
+        for view in outputs {
+            check_len(view)?;
+        }
+        self.candidates.clear();
+        match &mut self.kind {
+            Kind::Classify(classifier) => {
+                return classifier
+                    .decode(outputs, thresholds.score)
+                    .map(Decoded::Classes)
+            }
+            Kind::Yolo(yolo) => yolo.candidates(outputs, thresholds.score, &mut self.candidates)?,
+            Kind::Ssd(ssd) => ssd.candidates(outputs, thresholds.score, &mut self.candidates)?,
+            Kind::Raw => {
+                return Ok(Decoded::Raw {
+                    shapes: outputs.iter().map(|o| o.shape.to_vec()).collect(),
+                })
+            }
+        }
+        Ok(Decoded::Detections(self.nms.run(
+            &self.candidates,
+            thresholds.iou,
+            thresholds.max_detections,
+        )))
+    }
+}
+
+/// What the decoders need to know about the model besides its outputs.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    /// Number of labels in the manifest.
+    num_classes: usize,
+    /// Model input width in pixels.
+    width: usize,
+    /// Model input height in pixels.
+    height: usize,
+}
+
+impl Geometry {
+    /// Factors that bring box coordinates in `units` to model-input pixels, (x, y).
+    fn scale(&self, units: BoxUnits) -> (f32, f32) {
+        match units {
+            BoxUnits::Pixels => (1.0, 1.0),
+            BoxUnits::Normalized => (self.width as f32, self.height as f32),
+        }
+    }
+
+    /// Rejects an input size of zero, for which normalized boxes and priors are meaningless.
+    fn check_input(&self, decoder: &'static str) -> Result<(), DecodeError> {
+        if self.width == 0 || self.height == 0 {
+            return Err(DecodeError::Spec {
+                decoder,
+                message: format!(
+                    "model input is {}x{}, it needs a non-zero size",
+                    self.width, self.height
+                ),
+            });
+        }
+        if self.num_classes == 0 {
+            return Err(DecodeError::Spec {
+                decoder,
+                message: "needs at least one label".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Pushes a candidate if its score and box are usable. Non-finite scores are dropped here so
+/// that NMS and sorting only ever see real numbers.
+fn push_candidate(out: &mut Vec<Detection>, class_id: usize, score: f32, bbox: BBox) {
+    if score.is_finite() && bbox.is_valid() {
+        out.push(Detection {
+            class_id,
+            score,
+            bbox,
+        });
+    }
+}
+
+/// Checks that a tensor's data holds exactly the values its shape says, which every later
+/// step relies on to slice it without bounds failures.
+fn check_len(view: &OutputView<'_>) -> Result<(), DecodeError> {
+    // Saturating: a product past usize::MAX cannot match any real slice length, so it still
+    // reports the mismatch instead of wrapping into a false match.
+    let expected = view
+        .shape
+        .iter()
+        .fold(1usize, |acc, &d| acc.saturating_mul(d));
+    if expected != view.data.len() {
+        return Err(DecodeError::DataLength {
+            output: view.name.to_owned(),
+            shape: view.shape.to_vec(),
+            expected,
+            got: view.data.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Comma-separated output names for error messages.
+fn names<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let list: Vec<&str> = names.collect();
+    if list.is_empty() {
+        "none".into()
+    } else {
+        list.join(", ")
+    }
+}
+
+/// The only output of a single-output decoder, from (name, shape) pairs.
+fn single_shape<'a>(
+    decoder: &'static str,
+    shapes: &[(&'a str, &'a [usize])],
+) -> Result<(&'a str, &'a [usize]), DecodeError> {
+    match shapes {
+        [only] => Ok(*only),
+        _ => Err(DecodeError::OutputCount {
+            decoder,
+            got: shapes.len(),
+            available: names(shapes.iter().map(|(n, _)| *n)),
+        }),
+    }
+}
+
+/// The only output of a single-output decoder, at decode time.
+fn single_view<'o, 'a>(
+    decoder: &'static str,
+    outputs: &'o [OutputView<'a>],
+) -> Result<&'o OutputView<'a>, DecodeError> {
+    match outputs {
+        [only] => Ok(only),
+        _ => Err(DecodeError::OutputCount {
+            decoder,
+            got: outputs.len(),
+            available: names(outputs.iter().map(|o| o.name)),
+        }),
+    }
+}
+
+/// Finds an output by name among (name, shape) pairs.
+fn find_shape<'a>(
+    name: &str,
+    shapes: &[(&'a str, &'a [usize])],
+) -> Result<&'a [usize], DecodeError> {
+    shapes
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| *s)
+        .ok_or_else(|| DecodeError::MissingOutput {
+            name: name.to_owned(),
+            available: names(shapes.iter().map(|(n, _)| *n)),
+        })
+}
+
+/// Finds an output by name at decode time.
+fn find_view<'o, 'a>(
+    name: &str,
+    outputs: &'o [OutputView<'a>],
+) -> Result<&'o OutputView<'a>, DecodeError> {
+    outputs
+        .iter()
+        .find(|o| o.name == name)
+        .ok_or_else(|| DecodeError::MissingOutput {
+            name: name.to_owned(),
+            available: names(outputs.iter().map(|o| o.name)),
+        })
+}
+
+/// Total order for "best first" that treats scores as numbers (so -0.0 ties +0.0) and breaks
+/// ties by the lower index, the rule the reference decoder uses. Callers have removed NaN, so
+/// `partial_cmp` never fails; if it did, the pair would fall back to index order.
+fn best_first(score_a: f32, index_a: usize, score_b: f32, index_b: usize) -> std::cmp::Ordering {
+    score_b
+        .partial_cmp(&score_a)
+        .unwrap_or(std::cmp::Ordering::Equal)
+        .then(index_a.cmp(&index_b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{BoxEncoding, PriorSpec};
+
+    fn close(a: f32, b: f32) -> bool {
+        (a - b).abs() < 1e-5
+    }
+
+    fn shapes(list: &[(&str, &[usize])]) -> Vec<(String, Vec<usize>)> {
+        list.iter()
+            .map(|(n, s)| (n.to_string(), s.to_vec()))
+            .collect()
+    }
+
+    fn yolov8() -> OutputSpec {
+        OutputSpec::Yolov8 {
+            box_units: BoxUnits::Pixels,
+        }
+    }
+
+    #[test]
+    fn from_center_gives_corners() {
+        let b = BBox::from_center(10.0, 20.0, 4.0, 6.0);
+        assert_eq!(
+            b,
+            BBox {
+                x0: 8.0,
+                y0: 17.0,
+                x1: 12.0,
+                y1: 23.0
+            }
+        );
+        assert_eq!(b.area(), 24.0);
+    }
+
+    #[test]
+    fn iou_of_known_boxes() {
+        // (0,0)-(2,2) against (1,1)-(3,3): intersection 1, union 4 + 4 - 1 = 7.
+        let a = BBox::from_center(1.0, 1.0, 2.0, 2.0);
+        let b = BBox::from_center(2.0, 2.0, 2.0, 2.0);
+        assert!(close(a.iou(&b), 1.0 / 7.0), "{}", a.iou(&b));
+        assert!(close(b.iou(&a), 1.0 / 7.0));
+        assert_eq!(a.iou(&a), 1.0);
+        // (0,0)-(2,2) against (0,0)-(2,1): intersection 2, union 4 -> 0.5.
+        let half = BBox {
+            x0: 0.0,
+            y0: 0.0,
+            x1: 2.0,
+            y1: 1.0,
+        };
+        assert_eq!(a.iou(&half), 0.5);
+        // Touching edges: no overlap.
+        let right = BBox::from_center(3.0, 1.0, 2.0, 2.0);
+        assert_eq!(a.iou(&right), 0.0);
+        // Two empty boxes have an empty union: 0, not NaN.
+        let point = BBox::from_center(1.0, 1.0, 0.0, 0.0);
+        assert_eq!(point.iou(&point), 0.0);
+    }
+
+    #[test]
+    fn degenerate_boxes_are_invalid_and_have_no_area() {
+        let inverted = BBox {
+            x0: 5.0,
+            y0: 0.0,
+            x1: 1.0,
+            y1: 3.0,
+        };
+        assert_eq!(inverted.area(), 0.0);
+        assert!(!inverted.is_valid());
+        assert!(!BBox::from_center(1.0, 1.0, 0.0, 2.0).is_valid());
+        assert!(!BBox::from_center(f32::NAN, 1.0, 1.0, 1.0).is_valid());
+        assert!(!BBox::from_center(1.0, 1.0, f32::INFINITY, 1.0).is_valid());
+        assert!(BBox::from_center(1.0, 1.0, 1.0, 1.0).is_valid());
+    }
+
+    #[test]
+    fn wrong_number_of_outputs_is_reported_with_names() {
+        let err = Decoder::new(
+            &yolov8(),
+            3,
+            128,
+            128,
+            &shapes(&[("output0", &[1, 7, 10]), ("extra", &[1, 2])]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "yolov8 expects exactly 1 output, the model has 2 (output0, extra)"
+        );
+        let err = Decoder::new(
+            &OutputSpec::Classify {
+                softmax: false,
+                top_k: 1,
+            },
+            3,
+            8,
+            8,
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "classify expects exactly 1 output, the model has 0 (none)"
+        );
+    }
+
+    #[test]
+    fn wrong_number_of_outputs_at_decode_time() {
+        let mut d = Decoder::new(&yolov8(), 3, 128, 128, &shapes(&[("output0", &[1, 7, 0])]))
+            .expect("valid");
+        let err = d.decode(&[], &Thresholds::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "yolov8 expects exactly 1 output, the model has 0 (none)"
+        );
+    }
+
+    #[test]
+    fn data_length_mismatch_is_an_error_not_a_panic() {
+        let mut d = Decoder::new(&yolov8(), 3, 128, 128, &shapes(&[("output0", &[1, 7, 2])]))
+            .expect("valid");
+        let data = [0.0f32; 13];
+        let view = OutputView {
+            name: "output0",
+            shape: &[1, 7, 2],
+            data: &data,
+        };
+        let err = d.decode(&[view], &Thresholds::default()).unwrap_err();
+        assert!(matches!(
+            err,
+            DecodeError::DataLength {
+                expected: 14,
+                got: 13,
+                ..
+            }
+        ));
+        assert_eq!(
+            err.to_string(),
+            "output `output0`: shape [1, 7, 2] holds 14 values but the tensor has 13"
+        );
+    }
+
+    #[test]
+    fn data_length_is_checked_even_for_raw_and_overflow_saturates() {
+        let mut d = Decoder::new(&OutputSpec::Raw, 0, 1, 1, &[]).expect("raw takes anything");
+        let huge = [usize::MAX, 2];
+        let view = OutputView {
+            name: "x",
+            shape: &huge,
+            data: &[1.0],
+        };
+        let err = d.decode(&[view], &Thresholds::default()).unwrap_err();
+        assert!(matches!(
+            err,
+            DecodeError::DataLength {
+                expected: usize::MAX,
+                got: 1,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn raw_reports_the_shapes_in_order() {
+        let mut d = Decoder::new(
+            &OutputSpec::Raw,
+            0,
+            1,
+            1,
+            &shapes(&[("a", &[1, 2]), ("b", &[3])]),
+        )
+        .expect("raw takes anything");
+        let a = [0.0f32; 2];
+        let b = [0.0f32; 3];
+        let views = [
+            OutputView {
+                name: "a",
+                shape: &[1, 2],
+                data: &a,
+            },
+            OutputView {
+                name: "b",
+                shape: &[3],
+                data: &b,
+            },
+        ];
+        let got = d.decode(&views, &Thresholds::default()).expect("decodes");
+        assert_eq!(
+            got,
+            Decoded::Raw {
+                shapes: vec![vec![1, 2], vec![3]]
+            }
+        );
+    }
+
+    #[test]
+    fn missing_named_output_lists_the_real_ones() {
+        let spec = OutputSpec::Ssd {
+            scores: "scores".into(),
+            boxes: "boxes".into(),
+            box_encoding: BoxEncoding::Corners,
+            box_units: BoxUnits::Normalized,
+            background_class: Some(0),
+            priors: None,
+        };
+        let err = Decoder::new(
+            &spec,
+            2,
+            320,
+            240,
+            &shapes(&[("boxes", &[1, 10, 4]), ("logits", &[1, 10, 2])]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "model has no output `scores` (outputs: boxes, logits)"
+        );
+    }
+
+    #[test]
+    fn zero_input_size_is_rejected_for_detectors() {
+        let err = Decoder::new(&yolov8(), 3, 0, 128, &shapes(&[("o", &[1, 7, 2])])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "yolov8: model input is 0x128, it needs a non-zero size"
+        );
+        let err = Decoder::new(&yolov8(), 0, 8, 8, &shapes(&[("o", &[1, 4, 2])])).unwrap_err();
+        assert_eq!(err.to_string(), "yolov8: needs at least one label");
+    }
+
+    #[test]
+    fn decoder_reuses_candidate_storage_between_frames() {
+        let mut d =
+            Decoder::new(&yolov8(), 1, 64, 64, &shapes(&[("o", &[1, 5, 2])])).expect("valid");
+        // Two candidates, columns: (10,10,4,4,0.9) and (40,40,4,4,0.8).
+        let data = [10.0, 40.0, 10.0, 40.0, 4.0, 4.0, 4.0, 4.0, 0.9, 0.8];
+        let view = OutputView {
+            name: "o",
+            shape: &[1, 5, 2],
+            data: &data,
+        };
+        let first = d.decode(&[view], &Thresholds::default()).expect("decodes");
+        let capacity = d.candidates.capacity();
+        let second = d.decode(&[view], &Thresholds::default()).expect("decodes");
+        assert_eq!(first, second);
+        assert_eq!(d.candidates.capacity(), capacity);
+        let Decoded::Detections(list) = second else {
+            panic!("detections expected")
+        };
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].score, 0.9);
+    }
+
+    #[test]
+    fn prior_spec_reaches_the_ssd_decoder() {
+        // Full wiring through Decoder::new: one stride, one size on a 16x16 input -> 4 priors.
+        let spec = OutputSpec::Ssd {
+            scores: "scores".into(),
+            boxes: "boxes".into(),
+            box_encoding: BoxEncoding::CenterOffsets,
+            box_units: BoxUnits::Normalized,
+            background_class: None,
+            priors: Some(PriorSpec {
+                steps: vec![8],
+                min_sizes: vec![vec![8.0]],
+                variance: [0.1, 0.2],
+            }),
+        };
+        let err = Decoder::new(
+            &spec,
+            1,
+            16,
+            16,
+            &shapes(&[("scores", &[1, 5, 1]), ("boxes", &[1, 5, 4])]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "output `scores`: ssd expects [1, 4, 1] (one row per prior), got [1, 5, 1]"
+        );
+    }
+}

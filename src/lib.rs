@@ -1,0 +1,33 @@
+//! lookout: an offline camera detector for Raspberry Pi-class boards.
+//!
+//! A frame travels `source` → `preprocess` → `engine` → `decode` → `sink`, driven by
+//! `pipeline`. What a model needs is written in its `manifest`; what a board allows in its
+//! `board` profile; `budget` checks one against the other, at build time and on the device.
+//!
+//! Modules, in the order a frame meets them:
+//! - [`source`]: frame sources (image files, folders, test pattern) behind [`source::FrameSource`].
+//! - [`preprocess`]: resize, colour order and normalisation exactly as in training.
+//! - [`engine`]: the tract model, loaded once, input buffer reused.
+//! - [`decode`]: classification top-k, YOLOv5/YOLOv8, SSD/UltraFace, NMS.
+//! - [`record`]: the per-frame result record and its JSON form.
+//! - [`sink`]: result sinks behind [`sink::Sink`].
+//! - [`pipeline`]: the frame loop tying them together.
+//!
+//! Around them: [`manifest`], [`board`], [`onnx_meta`], [`budget`] (the deployment check),
+//! [`model`] (embedded or file models), [`inspect`], [`bench`].
+
+pub mod bench;
+pub mod board;
+pub mod budget;
+pub mod decode;
+pub mod embedded;
+pub mod engine;
+pub mod inspect;
+pub mod manifest;
+pub mod model;
+pub mod onnx_meta;
+pub mod pipeline;
+pub mod preprocess;
+pub mod record;
+pub mod sink;
+pub mod source;

@@ -1,0 +1,259 @@
+//! The `lookout` command: argument parsing and error reporting around the library.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use lookout::board::Board;
+use lookout::model::{self, ModelBundle};
+use lookout::pipeline::{self, Pipeline};
+use lookout::{bench, inspect, sink, source};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Offline camera detector: runs an ONNX model on frames and reports what it sees.
+#[derive(Debug, Parser)]
+#[command(name = "lookout", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the model on a source and write one JSON record per frame to the sinks.
+    Run(RunArgs),
+    /// Describe an ONNX file: inputs, outputs, operators, parameters, quantization, tract support.
+    Inspect {
+        /// The ONNX file.
+        model: PathBuf,
+    },
+    /// Check a model against its manifest and a board's budget (the check the build runs).
+    Check(ModelArgs),
+    /// Measure per-stage latency of the pipeline against bare inference.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct ModelArgs {
+    /// Board profile: a name in --boards-dir or a path to a .toml. Default: the board this
+    /// binary was built for.
+    #[arg(long, short)]
+    board: Option<String>,
+    /// Model: a manifest (.toml), an .onnx with its manifest beside it, or a name in
+    /// --models-dir. Default: the model built into this binary.
+    #[arg(long, short)]
+    model: Option<String>,
+    /// Where board names are looked up.
+    #[arg(long, default_value = "boards")]
+    boards_dir: PathBuf,
+    /// Where model names are looked up.
+    #[arg(long, default_value = "models")]
+    models_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Frame source: an image file, a directory of images (sorted by name), or
+    /// `pattern[:WIDTHxHEIGHT]` for a generated test pattern.
+    #[arg(long, short)]
+    source: String,
+    /// Start a directory over when it ends.
+    #[arg(long = "loop")]
+    looping: bool,
+    /// Where records go: `stdout` or `file:PATH` (JSON Lines). Repeat for several.
+    #[arg(long = "sink", default_value = "stdout")]
+    sinks: Vec<String>,
+    /// Stop after this many frames.
+    #[arg(long)]
+    max_frames: Option<u64>,
+    /// Minimum score to report (default: the manifest's).
+    #[arg(long)]
+    score: Option<f32>,
+    /// NMS IoU threshold (default: the manifest's).
+    #[arg(long)]
+    iou: Option<f32>,
+    /// Most detections per frame (default: the manifest's).
+    #[arg(long)]
+    max_detections: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Frames to benchmark on (as for `run`); read once into memory.
+    #[arg(long, short, default_value = "pattern:640x480")]
+    source: String,
+    /// Timed frames.
+    #[arg(long, default_value_t = 200)]
+    frames: usize,
+    /// Untimed frames first.
+    #[arg(long, default_value_t = 20)]
+    warmup: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LOOKOUT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .without_time()
+        .with_target(false)
+        .init();
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Inspect { model } => inspect_model(&model),
+        Command::Check(args) => check(args),
+        Command::Bench(args) => run_bench(args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line. Library errors already quote their cause in their
+/// message, so a cause whose text is already there is not repeated.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
+/// Loads the board and model the arguments name, checked against each other.
+fn load(args: &ModelArgs) -> Result<(Board, ModelBundle)> {
+    let (board, board_file) = model::board(args.board.as_deref(), &args.boards_dir)?;
+    let bundle = match &args.model {
+        None => model::embedded_model(&board, &board_file)?,
+        Some(arg) => model::model_from_files(arg, &args.models_dir, &board, &board_file)?,
+    };
+    Ok((board, bundle))
+}
+
+fn pipeline_for(bundle: ModelBundle) -> Result<Pipeline> {
+    let origin = bundle.origin.clone();
+    Pipeline::new(bundle.manifest, &bundle.onnx, &origin)
+        .with_context(|| format!("loading {origin}"))
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    let (_, bundle) = load(&args.model)?;
+    let mut pipeline = pipeline_for(bundle)?;
+    let thresholds = pipeline.thresholds_mut();
+    if let Some(score) = args.score {
+        check_unit("--score", score)?;
+        thresholds.score = score;
+    }
+    if let Some(iou) = args.iou {
+        check_unit("--iou", iou)?;
+        thresholds.iou = iou;
+    }
+    if let Some(max) = args.max_detections {
+        if max == 0 {
+            bail!("--max-detections must be at least 1");
+        }
+        thresholds.max_detections = max;
+    }
+    let mut source = source::open(&args.source, args.looping)?;
+    let mut sinks = args
+        .sinks
+        .iter()
+        .map(|spec| sink::open(spec))
+        .collect::<Result<Vec<_>, _>>()?;
+    tracing::info!(
+        "running {} on {}",
+        pipeline.manifest().id(),
+        source.describe()
+    );
+    let summary = pipeline::run(
+        &mut pipeline,
+        source.as_mut(),
+        &mut sinks,
+        args.max_frames,
+        |e| eprintln!("error: skipped frame: {e}"),
+    )?;
+    if summary.failed_frames > 0 {
+        bail!(
+            "{} of {} frames could not be read (see the errors above)",
+            summary.failed_frames,
+            summary.frames + summary.failed_frames
+        );
+    }
+    Ok(())
+}
+
+fn check_unit(flag: &str, value: f32) -> Result<()> {
+    if !(0.0..=1.0).contains(&value) {
+        bail!("{flag} {value} is not in [0, 1]");
+    }
+    Ok(())
+}
+
+fn inspect_model(path: &Path) -> Result<()> {
+    let report = inspect::inspect(path)?;
+    println!("{report}");
+    if let Some(manifest) = model::manifest_beside(path) {
+        match manifest {
+            Ok(m) => println!("manifest:     {} beside it", m.id()),
+            Err(e) => println!("manifest:     INVALID: {e}"),
+        }
+    }
+    Ok(())
+}
+
+fn check(args: ModelArgs) -> Result<()> {
+    let (_, bundle) = load(&args)?;
+    let r = &bundle.report;
+    println!(
+        "ok: {} ({}, {} bytes, sha256 {}) fits board {} ({}): {:.2}% of its {}-byte model budget; \
+         quantization: {}",
+        r.model,
+        bundle.origin,
+        r.model_bytes,
+        r.sha256,
+        r.board,
+        r.board_file.display(),
+        r.budget_used_percent(),
+        r.budget_bytes,
+        r.meta.quant_form().describe()
+    );
+    Ok(())
+}
+
+fn run_bench(args: BenchArgs) -> Result<()> {
+    if args.frames == 0 {
+        bail!("--frames must be at least 1");
+    }
+    let (_, bundle) = load(&args.model)?;
+    let mut pipeline = pipeline_for(bundle)?;
+    let mut source = source::open(&args.source, false)?;
+    let frames = bench::preload(source.as_mut(), args.frames.min(64))?;
+    if frames.is_empty() {
+        bail!("{}: gave no frames", source.describe());
+    }
+    let report = bench::run(&mut pipeline, &frames, args.warmup, args.frames)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{report}");
+    }
+    Ok(())
+}

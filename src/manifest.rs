@@ -1,0 +1,775 @@
+//! The model manifest: the contract an ONNX file travels with.
+//!
+//! A model is only usable on a device if the device feeds it exactly what it saw in training and
+//! reads its outputs the way they were meant. The manifest (`models/<name>.toml`, beside
+//! `models/<name>.onnx`) writes that down: input tensor, pre-processing, output decoding, labels,
+//! thresholds, and the sha256 that ties the manifest to one file. Every field is documented in
+//! `models/README.md`.
+//!
+//! Parsing is strict (unknown keys are errors) because a misspelt key silently falling back to a
+//! default would feed the model the wrong pixels without any visible failure.
+//!
+//! This module is also compiled into `build.rs`, so it depends only on serde, toml and thiserror.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Errors reading or validating a manifest. Each names the file and, where it can, the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The manifest file could not be read.
+    #[error("{path}: cannot read manifest: {source}")]
+    Read {
+        /// The manifest path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or a field has the wrong type or name.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The manifest path (or `<embedded>`).
+        path: PathBuf,
+        /// toml's message, which names the key and line.
+        message: String,
+    },
+    /// A field parsed but its value is inconsistent.
+    #[error("{path}: field `{field}`: {message}")]
+    Invalid {
+        /// The manifest path (or `<embedded>`).
+        path: PathBuf,
+        /// Dotted path of the offending field, e.g. `preprocess.std`.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// A parsed and validated model manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Model name; equals the file stem of the manifest.
+    pub name: String,
+    /// Model version, reported with every result (`name@version`).
+    pub version: String,
+    /// One sentence on what the model does and what it was trained on.
+    #[serde(default)]
+    pub description: String,
+    /// Class names, indexed by the model's class ids.
+    pub labels: Vec<String>,
+    /// The ONNX file this manifest describes.
+    pub model: ModelFile,
+    /// The input tensor.
+    pub input: InputSpec,
+    /// How a camera frame becomes the input tensor.
+    pub preprocess: Preprocess,
+    /// How the output tensors become classes or detections.
+    pub output: OutputSpec,
+    /// Default decision thresholds, overridable at run time.
+    #[serde(default)]
+    pub thresholds: Thresholds,
+}
+
+/// Identity of the ONNX file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelFile {
+    /// Path of the ONNX file, relative to the manifest.
+    pub file: String,
+    /// Lowercase hex sha256 of the file.
+    pub sha256: String,
+    /// File size in bytes.
+    pub bytes: u64,
+}
+
+/// Element type of the input tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputDtype {
+    /// 32-bit float, normalised per `preprocess`.
+    F32,
+    /// Raw 8-bit pixels (models with quantized inputs); scale/mean/std must be identity.
+    U8,
+}
+
+/// Memory layout of the input tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// `[batch, channels, height, width]` (PyTorch, most ONNX exports).
+    Nchw,
+    /// `[batch, height, width, channels]` (TensorFlow exports).
+    Nhwc,
+}
+
+/// The input tensor of the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// Name of the graph input.
+    pub name: String,
+    /// Fixed 4-d shape, in the order given by `layout`; batch must be 1.
+    pub shape: [usize; 4],
+    /// Element type.
+    pub dtype: InputDtype,
+    /// Layout of `shape`.
+    pub layout: Layout,
+}
+
+impl InputSpec {
+    /// Model input width in pixels.
+    pub fn width(&self) -> usize {
+        match self.layout {
+            Layout::Nchw => self.shape[3],
+            Layout::Nhwc => self.shape[2],
+        }
+    }
+
+    /// Model input height in pixels.
+    pub fn height(&self) -> usize {
+        match self.layout {
+            Layout::Nchw => self.shape[2],
+            Layout::Nhwc => self.shape[1],
+        }
+    }
+
+    /// Number of colour channels (1 or 3).
+    pub fn channels(&self) -> usize {
+        match self.layout {
+            Layout::Nchw => self.shape[1],
+            Layout::Nhwc => self.shape[3],
+        }
+    }
+}
+
+/// How the source frame is fitted to the model's input size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResizeMode {
+    /// Scale both axes independently to the input size (aspect ratio not kept).
+    Stretch,
+    /// Scale to fit inside, keep aspect ratio, pad the rest with `pad_value` (YOLO style).
+    Letterbox,
+    /// Cut the largest centred region with the input's aspect ratio, then scale it.
+    CenterCrop,
+}
+
+/// Resampling filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interpolation {
+    /// Nearest neighbour.
+    Nearest,
+    /// Bilinear with Pillow-compatible antialiasing on downscale.
+    #[default]
+    Bilinear,
+}
+
+/// Channel order the model expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColorOrder {
+    /// Red, green, blue.
+    Rgb,
+    /// Blue, green, red (OpenCV-trained models).
+    Bgr,
+    /// One luma channel, ITU-R 601 weights.
+    Gray,
+}
+
+/// Pixel pre-processing: `value = (pixel * scale - mean[c]) / std[c]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preprocess {
+    /// Resize mode.
+    pub resize: ResizeMode,
+    /// Resampling filter.
+    #[serde(default)]
+    pub interpolation: Interpolation,
+    /// Letterbox fill value in 0–255 pixel units, before normalisation.
+    #[serde(default = "default_pad_value")]
+    pub pad_value: u8,
+    /// Channel order.
+    pub color: ColorOrder,
+    /// Multiplier applied to the 0–255 pixel value.
+    pub scale: f32,
+    /// Per-channel mean subtracted after scaling (one value per channel).
+    pub mean: Vec<f32>,
+    /// Per-channel divisor applied last (one value per channel).
+    pub std: Vec<f32>,
+    /// The lowest and highest input values over all channels (pixels 0 and 255 through
+    /// scale/mean/std); checked against them so that a manifest cannot silently disagree with
+    /// itself.
+    pub range: [f32; 2],
+}
+
+fn default_pad_value() -> u8 {
+    114
+}
+
+/// Unit of box coordinates produced by a detector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BoxUnits {
+    /// Pixels of the model input.
+    #[default]
+    Pixels,
+    /// Fractions of the model input size, 0..1.
+    Normalized,
+}
+
+/// How SSD-style box outputs are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BoxEncoding {
+    /// Already decoded corners `x0, y0, x1, y1` (UltraFace's exported post-processing).
+    Corners,
+    /// Offsets against priors: `(dcx, dcy, dw, dh)` with variances, as in the SSD paper.
+    CenterOffsets,
+}
+
+/// Prior (anchor) boxes generated the UltraFace way: for each feature map of stride `s`, one
+/// prior per `min_size` at every cell centre, `w = h = min_size / input`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriorSpec {
+    /// Strides of the feature maps, in input pixels.
+    pub steps: Vec<usize>,
+    /// Prior sizes in input pixels, one list per stride.
+    pub min_sizes: Vec<Vec<f32>>,
+    /// Centre and size variances used by the encoder.
+    #[serde(default = "default_variance")]
+    pub variance: [f32; 2],
+}
+
+fn default_variance() -> [f32; 2] {
+    [0.1, 0.2]
+}
+
+/// Output decoding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "decoder", rename_all = "lowercase", deny_unknown_fields)]
+pub enum OutputSpec {
+    /// One score per class, `[1, C]`.
+    Classify {
+        /// Apply softmax (the graph outputs logits).
+        #[serde(default)]
+        softmax: bool,
+        /// How many classes to report per frame.
+        #[serde(default = "default_top_k")]
+        top_k: usize,
+    },
+    /// YOLOv5 layout `[1, N, 5 + C]`: cx, cy, w, h, objectness, class scores.
+    Yolov5 {
+        /// Units of cx, cy, w, h.
+        #[serde(default)]
+        box_units: BoxUnits,
+    },
+    /// YOLOv8 layout `[1, 4 + C, N]`: cx, cy, w, h, class scores.
+    Yolov8 {
+        /// Units of cx, cy, w, h.
+        #[serde(default)]
+        box_units: BoxUnits,
+    },
+    /// SSD / UltraFace: a scores tensor `[1, N, C]` and a boxes tensor `[1, N, 4]`.
+    Ssd {
+        /// Name of the scores output.
+        scores: String,
+        /// Name of the boxes output.
+        boxes: String,
+        /// Box encoding.
+        box_encoding: BoxEncoding,
+        /// Units of decoded boxes (after priors, if any).
+        #[serde(default = "default_normalized")]
+        box_units: BoxUnits,
+        /// Class index that means "no object", skipped when decoding.
+        #[serde(default)]
+        background_class: Option<usize>,
+        /// Priors, required for `center-offsets`.
+        #[serde(default)]
+        priors: Option<PriorSpec>,
+    },
+    /// Report the output tensors' shapes only; decoding is left to the application.
+    Raw,
+}
+
+fn default_top_k() -> usize {
+    5
+}
+
+fn default_normalized() -> BoxUnits {
+    BoxUnits::Normalized
+}
+
+impl OutputSpec {
+    /// Whether this decoder produces boxes.
+    pub fn is_detector(&self) -> bool {
+        matches!(
+            self,
+            Self::Yolov5 { .. } | Self::Yolov8 { .. } | Self::Ssd { .. }
+        )
+    }
+}
+
+/// Decision thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    /// Minimum score for a class or detection to be reported.
+    #[serde(default = "default_score")]
+    pub score: f32,
+    /// IoU above which non-maximum suppression drops the weaker of two same-class boxes.
+    #[serde(default = "default_iou")]
+    pub iou: f32,
+    /// Upper bound on detections per frame, after NMS.
+    #[serde(default = "default_max_detections")]
+    pub max_detections: usize,
+}
+
+fn default_score() -> f32 {
+    0.25
+}
+fn default_iou() -> f32 {
+    0.45
+}
+fn default_max_detections() -> usize {
+    100
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            score: default_score(),
+            iou: default_iou(),
+            max_detections: default_max_detections(),
+        }
+    }
+}
+
+impl Manifest {
+    /// Reads and validates a manifest file.
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let manifest = Self::parse(&text, path)?;
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        if manifest.name != stem {
+            return Err(invalid(
+                path,
+                "name",
+                format!("is {:?} but the file is named {stem:?}.toml", manifest.name),
+            ));
+        }
+        Ok(manifest)
+    }
+
+    /// Parses and validates manifest text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, ManifestError> {
+        let manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        manifest.validate(origin)?;
+        Ok(manifest)
+    }
+
+    /// Path of the ONNX file for a manifest loaded from `manifest_path`.
+    pub fn model_path(&self, manifest_path: &Path) -> PathBuf {
+        manifest_path
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join(&self.model.file)
+    }
+
+    /// `name@version`, the identity reported with every result.
+    pub fn id(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+
+    /// Checks everything that can be checked without the ONNX file.
+    pub fn validate(&self, origin: &Path) -> Result<(), ManifestError> {
+        let fail = |field: &str, message: String| Err(invalid(origin, field, message));
+        if self.name.is_empty() {
+            return fail("name", "is empty".into());
+        }
+        if self.version.is_empty() {
+            return fail("version", "is empty".into());
+        }
+        let sha = &self.model.sha256;
+        if sha.len() != 64
+            || !sha
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return fail(
+                "model.sha256",
+                format!("{sha:?} is not 64 lowercase hex digits"),
+            );
+        }
+        let input = &self.input;
+        let batch = input.shape[0];
+        if batch != 1 {
+            return fail(
+                "input.shape",
+                format!("batch is {batch}, lookout runs batch 1"),
+            );
+        }
+        if input.width() == 0 || input.height() == 0 {
+            return fail(
+                "input.shape",
+                format!("{:?} has a zero dimension", input.shape),
+            );
+        }
+        let channels = input.channels();
+        let want_channels = match self.preprocess.color {
+            ColorOrder::Gray => 1,
+            ColorOrder::Rgb | ColorOrder::Bgr => 3,
+        };
+        if channels != want_channels {
+            return fail(
+                "input.shape",
+                format!(
+                    "has {channels} channels in {:?} layout but preprocess.color {:?} needs {want_channels}",
+                    input.layout, self.preprocess.color
+                ),
+            );
+        }
+        let pre = &self.preprocess;
+        for (field, values) in [("preprocess.mean", &pre.mean), ("preprocess.std", &pre.std)] {
+            if values.len() != channels {
+                return fail(
+                    field,
+                    format!(
+                        "has {} values, the input has {channels} channels",
+                        values.len()
+                    ),
+                );
+            }
+        }
+        if let Some(bad) = pre.std.iter().find(|s| !(s.is_finite() && **s != 0.0)) {
+            return fail(
+                "preprocess.std",
+                format!("contains {bad}, must be finite and non-zero"),
+            );
+        }
+        if !(pre.scale.is_finite() && pre.scale > 0.0) {
+            return fail(
+                "preprocess.scale",
+                format!("{} must be positive", pre.scale),
+            );
+        }
+        if input.dtype == InputDtype::U8
+            && (pre.scale != 1.0
+                || pre.mean.iter().any(|m| *m != 0.0)
+                || pre.std.iter().any(|s| *s != 1.0))
+        {
+            return fail(
+                "preprocess.scale",
+                "u8 inputs take raw pixels: scale must be 1, mean 0 and std 1".into(),
+            );
+        }
+        let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+        for c in 0..channels {
+            let a = (0.0 * pre.scale - pre.mean[c]) / pre.std[c];
+            let b = (255.0 * pre.scale - pre.mean[c]) / pre.std[c];
+            lo = lo.min(a.min(b));
+            hi = hi.max(a.max(b));
+        }
+        let tol = 1e-3 * (1.0 + hi.abs().max(lo.abs()));
+        if (lo - pre.range[0]).abs() > tol || (hi - pre.range[1]).abs() > tol {
+            return fail(
+                "preprocess.range",
+                format!(
+                    "is {:?} but scale/mean/std map pixels 0..255 to [{lo}, {hi}]",
+                    pre.range
+                ),
+            );
+        }
+        if self.labels.is_empty() && !matches!(self.output, OutputSpec::Raw) {
+            return fail("labels", "is empty".into());
+        }
+        match &self.output {
+            OutputSpec::Classify { top_k, .. } if *top_k == 0 => {
+                return fail("output.top_k", "must be at least 1".into());
+            }
+            OutputSpec::Ssd {
+                box_encoding: BoxEncoding::CenterOffsets,
+                priors: None,
+                ..
+            } => {
+                return fail(
+                    "output.priors",
+                    "is required with box_encoding = \"center-offsets\"".into(),
+                );
+            }
+            OutputSpec::Ssd {
+                box_encoding: BoxEncoding::CenterOffsets,
+                box_units: BoxUnits::Pixels,
+                ..
+            } => {
+                // Priors are fractions of the input, so offsets against them decode to fractions.
+                return fail(
+                    "output.box_units",
+                    "must be \"normalized\" with box_encoding = \"center-offsets\"".into(),
+                );
+            }
+            OutputSpec::Ssd {
+                priors: Some(p),
+                background_class,
+                ..
+            } => {
+                if p.steps.len() != p.min_sizes.len() {
+                    return fail(
+                        "output.priors.min_sizes",
+                        format!(
+                            "has {} lists for {} steps",
+                            p.min_sizes.len(),
+                            p.steps.len()
+                        ),
+                    );
+                }
+                if p.steps.contains(&0) {
+                    return fail("output.priors.steps", "contains 0".into());
+                }
+                if let Some(bad) = p
+                    .min_sizes
+                    .iter()
+                    .flatten()
+                    .find(|s| !(s.is_finite() && **s > 0.0))
+                {
+                    return fail(
+                        "output.priors.min_sizes",
+                        format!("contains {bad}, must be positive"),
+                    );
+                }
+                if let Some(bg) = background_class.filter(|bg| *bg >= self.labels.len()) {
+                    return fail(
+                        "output.background_class",
+                        format!(
+                            "{bg} is not a label index (there are {})",
+                            self.labels.len()
+                        ),
+                    );
+                }
+            }
+            _ => {}
+        }
+        let t = &self.thresholds;
+        if !(0.0..=1.0).contains(&t.score) {
+            return fail("thresholds.score", format!("{} is not in [0, 1]", t.score));
+        }
+        if !(0.0..=1.0).contains(&t.iou) {
+            return fail("thresholds.iou", format!("{} is not in [0, 1]", t.iou));
+        }
+        if t.max_detections == 0 {
+            return fail("thresholds.max_detections", "must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+fn invalid(path: &Path, field: &str, message: String) -> ManifestError {
+    ManifestError::Invalid {
+        path: path.to_owned(),
+        field: field.to_owned(),
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+name = "m"
+version = "1"
+labels = ["a", "b"]
+[model]
+file = "m.onnx"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+bytes = 10
+[input]
+name = "x"
+shape = [1, 3, 4, 6]
+dtype = "f32"
+layout = "nchw"
+[preprocess]
+resize = "letterbox"
+color = "rgb"
+scale = 0.00392156862745098
+mean = [0.485, 0.456, 0.406]
+std = [0.229, 0.224, 0.225]
+range = [-2.1179, 2.64]
+[output]
+decoder = "yolov8"
+"#;
+
+    fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        Manifest::parse(text, Path::new("m.toml"))
+    }
+
+    fn with(from: &str, to: &str) -> String {
+        assert!(BASE.contains(from), "{from}");
+        BASE.replacen(from, to, 1)
+    }
+
+    fn field_error(text: &str) -> (String, String) {
+        match parse(text) {
+            Err(ManifestError::Invalid { field, message, .. }) => (field, message),
+            other => panic!("expected a field error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_with_defaults() {
+        let m = parse(BASE).expect("valid");
+        assert_eq!(m.id(), "m@1");
+        assert_eq!(
+            (m.input.width(), m.input.height(), m.input.channels()),
+            (6, 4, 3)
+        );
+        assert_eq!(m.preprocess.pad_value, 114);
+        assert_eq!(m.preprocess.interpolation, Interpolation::Bilinear);
+        assert_eq!(m.thresholds, Thresholds::default());
+        assert_eq!(
+            m.output,
+            OutputSpec::Yolov8 {
+                box_units: BoxUnits::Pixels
+            }
+        );
+        assert_eq!(
+            m.model_path(Path::new("models/m.toml")),
+            Path::new("models/m.onnx")
+        );
+    }
+
+    #[test]
+    fn nhwc_dimensions() {
+        let m = parse(&with(
+            "shape = [1, 3, 4, 6]\ndtype = \"f32\"\nlayout = \"nchw\"",
+            "shape = [1, 4, 6, 3]\ndtype = \"f32\"\nlayout = \"nhwc\"",
+        ))
+        .expect("valid");
+        assert_eq!(
+            (m.input.width(), m.input.height(), m.input.channels()),
+            (6, 4, 3)
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_values_are_named() {
+        let err = parse(&with(
+            "color = \"rgb\"",
+            "color = \"rgb\"\ncolour = \"bgr\"",
+        ))
+        .expect_err("unknown key");
+        assert!(err.to_string().contains("unknown field `colour`"), "{err}");
+        let err = parse(&with("\"letterbox\"", "\"fit\"")).expect_err("bad variant");
+        assert!(err.to_string().contains("unknown variant `fit`"), "{err}");
+        let err =
+            parse(&with("decoder = \"yolov8\"", "decoder = \"yolov9\"")).expect_err("bad decoder");
+        assert!(err.to_string().contains("yolov9"), "{err}");
+    }
+
+    #[test]
+    fn self_contradictions_are_named_by_field() {
+        let cases = [
+            (with("range = [-2.1179, 2.64]", "range = [0.0, 1.0]"), "preprocess.range"),
+            (with("std = [0.229, 0.224, 0.225]", "std = [0.229, 0.0, 0.225]"), "preprocess.std"),
+            (with("mean = [0.485, 0.456, 0.406]", "mean = [0.5]"), "preprocess.mean"),
+            (with("color = \"rgb\"", "color = \"gray\""), "input.shape"),
+            (with("shape = [1, 3, 4, 6]", "shape = [2, 3, 4, 6]"), "input.shape"),
+            (with("shape = [1, 3, 4, 6]", "shape = [1, 3, 0, 6]"), "input.shape"),
+            (with("sha256 = \"0000", "sha256 = \"ABCD"), "model.sha256"),
+            (with("labels = [\"a\", \"b\"]", "labels = []"), "labels"),
+            (with("version = \"1\"", "version = \"\""), "version"),
+            (with("dtype = \"f32\"", "dtype = \"u8\""), "preprocess.scale"),
+            (format!("{BASE}[thresholds]\nscore = 1.5\n"), "thresholds.score"),
+            (format!("{BASE}[thresholds]\niou = -0.1\n"), "thresholds.iou"),
+            (format!("{BASE}[thresholds]\nmax_detections = 0\n"), "thresholds.max_detections"),
+            (
+                with("decoder = \"yolov8\"", "decoder = \"classify\"\ntop_k = 0"),
+                "output.top_k",
+            ),
+            (
+                with(
+                    "decoder = \"yolov8\"",
+                    "decoder = \"ssd\"\nscores = \"s\"\nboxes = \"b\"\nbox_encoding = \"center-offsets\"",
+                ),
+                "output.priors",
+            ),
+            (
+                with(
+                    "decoder = \"yolov8\"",
+                    "decoder = \"ssd\"\nscores = \"s\"\nboxes = \"b\"\nbox_encoding = \"center-offsets\"\n\
+                     box_units = \"pixels\"\npriors = { steps = [8], min_sizes = [[10.0]] }",
+                ),
+                "output.box_units",
+            ),
+            (
+                with(
+                    "decoder = \"yolov8\"",
+                    "decoder = \"ssd\"\nscores = \"s\"\nboxes = \"b\"\nbox_encoding = \"center-offsets\"\n\
+                     priors = { steps = [8, 16], min_sizes = [[10.0]] }",
+                ),
+                "output.priors.min_sizes",
+            ),
+            (
+                with(
+                    "decoder = \"yolov8\"",
+                    "decoder = \"ssd\"\nscores = \"s\"\nboxes = \"b\"\nbox_encoding = \"corners\"\n\
+                     background_class = 2\npriors = { steps = [8], min_sizes = [[10.0]] }",
+                ),
+                "output.background_class",
+            ),
+        ];
+        for (text, field) in cases {
+            let (got, message) = field_error(&text);
+            assert_eq!(got, field, "{message}");
+        }
+    }
+
+    #[test]
+    fn u8_inputs_take_raw_pixels() {
+        let text = with("dtype = \"f32\"", "dtype = \"u8\"")
+            .replace("scale = 0.00392156862745098", "scale = 1.0")
+            .replace("mean = [0.485, 0.456, 0.406]", "mean = [0.0, 0.0, 0.0]")
+            .replace("std = [0.229, 0.224, 0.225]", "std = [1.0, 1.0, 1.0]")
+            .replace("range = [-2.1179, 2.64]", "range = [0.0, 255.0]");
+        assert_eq!(parse(&text).expect("valid").input.dtype, InputDtype::U8);
+    }
+
+    #[test]
+    fn load_checks_the_name_against_the_file() {
+        let dir = std::env::temp_dir().join(format!("lookout-manifest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("other.toml");
+        std::fs::write(&path, BASE).expect("write");
+        let err = Manifest::load(&path).expect_err("name mismatch");
+        assert!(err.to_string().contains("field `name`"), "{err}");
+        let err = Manifest::load(&dir.join("missing.toml")).expect_err("missing");
+        assert!(
+            err.to_string()
+                .contains("missing.toml: cannot read manifest"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn shipped_manifests_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        let mut count = 0;
+        for entry in std::fs::read_dir(&dir).expect("models dir") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Manifest::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                count += 1;
+            }
+        }
+        assert!(count >= 2, "a detector and a classifier ship");
+    }
+}

@@ -1,0 +1,296 @@
+//! The inference pipeline: capture → pre-process → infer → post-process → sinks.
+//!
+//! [`Pipeline`] owns one model's engine, its pre-processor and decoder, all built once from the
+//! manifest; [`Pipeline::process`] turns one frame into one [`FrameRecord`] with boxes in source
+//! pixels. [`run`] drives a source into sinks and decides what an error costs: a bad file costs
+//! its frame (reported, counted, the run goes on), a broken model or sink ends the run.
+
+use crate::decode::{DecodeError, Decoded, Decoder, OutputView};
+use crate::engine::{Engine, EngineError, InputBuffer};
+use crate::manifest::{Manifest, Thresholds};
+use crate::preprocess::{PreprocessError, Preprocessor};
+use crate::record::{format_timestamp, ClassRecord, DetectionRecord, FrameRecord, StageLatency};
+use crate::sink::{Sink, SinkError};
+use crate::source::{Frame, FrameSource, SourceError};
+use std::time::{Duration, Instant};
+
+/// Errors of the pipeline, by stage.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Model loading or inference.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Pre-processing a frame.
+    #[error("frame {frame}: {source}")]
+    Preprocess {
+        /// The frame id.
+        frame: String,
+        /// What failed.
+        source: PreprocessError,
+    },
+    /// The outputs do not match the manifest's decoder.
+    #[error("{origin}: {source}")]
+    Decode {
+        /// Model identity.
+        origin: String,
+        /// What failed.
+        source: DecodeError,
+    },
+    /// The source.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// A sink.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// Too many frames in a row failed to read; the source is treated as broken.
+    #[error("{count} frames in a row could not be read; last error: {last}")]
+    TooManyFailures {
+        /// Consecutive failures.
+        count: u32,
+        /// The last one.
+        last: SourceError,
+    },
+}
+
+/// A model ready to turn frames into records.
+pub struct Pipeline {
+    manifest: Manifest,
+    model_id: String,
+    engine: Engine,
+    preprocessor: Preprocessor,
+    decoder: Decoder,
+    thresholds: Thresholds,
+    seq: u64,
+}
+
+impl Pipeline {
+    /// Builds the engine, pre-processor and decoder for a checked manifest and its ONNX bytes.
+    /// The decoder is checked against the model's real output shapes here, before any frame.
+    pub fn new(manifest: Manifest, onnx: &[u8], origin: &str) -> Result<Self, PipelineError> {
+        let engine = Engine::load(onnx, &manifest.input, origin)?;
+        let decoder = Decoder::new(
+            &manifest.output,
+            manifest.labels.len(),
+            manifest.input.width(),
+            manifest.input.height(),
+            engine.output_shapes(),
+        )
+        .map_err(|source| PipelineError::Decode {
+            origin: origin.to_owned(),
+            source,
+        })?;
+        let preprocessor = Preprocessor::new(&manifest.input, &manifest.preprocess);
+        Ok(Self {
+            model_id: manifest.id(),
+            thresholds: manifest.thresholds,
+            manifest,
+            engine,
+            preprocessor,
+            decoder,
+            seq: 0,
+        })
+    }
+
+    /// The model's manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Thresholds in force; start as the manifest's.
+    pub fn thresholds_mut(&mut self) -> &mut Thresholds {
+        &mut self.thresholds
+    }
+
+    /// The engine, for bare-inference measurements.
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    /// Sequence number the next frame will get.
+    pub fn next_seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Counts a frame that never reached the model (unreadable), so sequence numbers show the gap.
+    pub fn skip_frame(&mut self) {
+        self.seq += 1;
+    }
+
+    /// Turns one frame into a record. `capture` is the time the source took to deliver it.
+    pub fn process(
+        &mut self,
+        frame: &Frame,
+        capture: Duration,
+    ) -> Result<FrameRecord, PipelineError> {
+        let seq = self.seq;
+        self.seq += 1;
+
+        let started = Instant::now();
+        let preprocess_error = |source| PipelineError::Preprocess {
+            frame: frame.id.clone(),
+            source,
+        };
+        let transform = match self.engine.input_mut()? {
+            InputBuffer::F32(buffer) => self.preprocessor.run(&frame.image, buffer),
+            InputBuffer::U8(buffer) => self.preprocessor.run(&frame.image, buffer),
+        }
+        .map_err(preprocess_error)?;
+        let pre_done = Instant::now();
+
+        let outputs = self.engine.run()?;
+        let infer_done = Instant::now();
+
+        let mut views = Vec::with_capacity(outputs.len());
+        for output in &outputs {
+            let data = output
+                .tensor
+                .try_as_plain_ram()
+                .and_then(|v| v.as_slice::<f32>())
+                .map_err(|e| EngineError::Output {
+                    name: output.name.clone(),
+                    message: format!("{e:#}"),
+                })?;
+            views.push(OutputView {
+                name: &output.name,
+                shape: output.tensor.shape(),
+                data,
+            });
+        }
+        let decoded = self
+            .decoder
+            .decode(&views, &self.thresholds)
+            .map_err(|source| PipelineError::Decode {
+                origin: self.model_id.clone(),
+                source,
+            })?;
+        let label = |id: usize| {
+            self.manifest
+                .labels
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| format!("class{id}"))
+        };
+        let (mut classes, mut detections, mut shapes) = (None, None, None);
+        match decoded {
+            Decoded::Classes(list) => {
+                classes = Some(
+                    list.into_iter()
+                        .map(|c| ClassRecord {
+                            label_id: c.class_id,
+                            label: label(c.class_id),
+                            score: c.score,
+                        })
+                        .collect(),
+                )
+            }
+            Decoded::Detections(list) => {
+                detections = Some(
+                    list.into_iter()
+                        .map(|d| DetectionRecord {
+                            label_id: d.class_id,
+                            label: label(d.class_id),
+                            score: d.score,
+                            bbox: transform
+                                .box_to_source([d.bbox.x0, d.bbox.y0, d.bbox.x1, d.bbox.y1]),
+                        })
+                        .collect(),
+                )
+            }
+            Decoded::Raw { shapes: s } => shapes = Some(s),
+        }
+        let post_done = Instant::now();
+
+        Ok(FrameRecord {
+            seq,
+            timestamp: format_timestamp(frame.captured_at),
+            model: self.model_id.clone(),
+            frame: frame.id.clone(),
+            frame_size: [frame.image.width(), frame.image.height()],
+            latency_ms: StageLatency {
+                capture: millis(capture),
+                pre: millis(pre_done - started),
+                infer: millis(infer_done - pre_done),
+                post: millis(post_done - infer_done),
+            }
+            .rounded_to_microseconds(),
+            classes,
+            detections,
+            outputs: shapes,
+        })
+    }
+}
+
+/// Milliseconds as f64.
+pub fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Frames turned into records.
+    pub frames: u64,
+    /// Frames that could not be read and were skipped.
+    pub failed_frames: u64,
+    /// The reader of a sink went away, which ends the run early without error.
+    pub stopped_by_reader: bool,
+}
+
+/// Consecutive unreadable frames after which the source counts as broken, so a looping folder
+/// of corrupt files cannot spin forever.
+const MAX_CONSECUTIVE_FAILURES: u32 = 100;
+
+/// Runs frames from `source` through `pipeline` into every sink until the source ends or
+/// `max_frames` frames (read or failed) have passed. Unreadable frames are handed to
+/// `on_skipped` and skipped; any other error ends the run.
+pub fn run(
+    pipeline: &mut Pipeline,
+    source: &mut dyn FrameSource,
+    sinks: &mut [Box<dyn Sink>],
+    max_frames: Option<u64>,
+    mut on_skipped: impl FnMut(&SourceError),
+) -> Result<RunSummary, PipelineError> {
+    let mut summary = RunSummary::default();
+    let mut consecutive_failures = 0;
+    'frames: while max_frames.is_none_or(|max| summary.frames + summary.failed_frames < max) {
+        let started = Instant::now();
+        let frame = match source.next_frame() {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(e) if e.is_recoverable() => {
+                on_skipped(&e);
+                pipeline.skip_frame();
+                summary.failed_frames += 1;
+                consecutive_failures += 1;
+                if consecutive_failures >= MAX_CONSECUTIVE_FAILURES {
+                    return Err(PipelineError::TooManyFailures {
+                        count: consecutive_failures,
+                        last: e,
+                    });
+                }
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        consecutive_failures = 0;
+        let record = pipeline.process(&frame, started.elapsed())?;
+        summary.frames += 1;
+        for sink in sinks.iter_mut() {
+            match sink.emit(&record) {
+                Ok(()) => {}
+                Err(SinkError::Closed { .. }) => {
+                    summary.stopped_by_reader = true;
+                    break 'frames;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    for sink in sinks.iter_mut() {
+        match sink.flush() {
+            Ok(()) | Err(SinkError::Closed { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(summary)
+}

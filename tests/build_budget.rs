@@ -1,0 +1,46 @@
+//! The model budget is enforced by the build itself: `cargo build` for a board whose budget the
+//! model exceeds must fail, with a message naming the model, its size, the budget and the
+//! board file.
+//!
+//! The nested build shares the test run's target directory and profile (cargo releases its lock
+//! once the tests are built), so the dependencies are already compiled and it fails within
+//! seconds, in the build script.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+
+#[test]
+fn cargo_build_fails_for_an_over_budget_model() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(build_args())
+        .current_dir(root())
+        .env("LOOKOUT_BOARD", "tests/fixtures/boards/tiny.toml")
+        .env("LOOKOUT_MODEL", "shapes-detector")
+        .output()
+        .expect("cargo runs");
+    let err = stderr(&out);
+    assert!(!out.status.success(), "the build must fail: {err}");
+    let size = std::fs::metadata(repo("models/shapes-detector.onnx"))
+        .expect("model")
+        .len();
+    for needle in [
+        "lookout deployment check failed",
+        "model shapes-detector@1.0.0",
+        &format!("is {size} bytes, over the model budget of 1024 bytes"),
+        "for board tiny",
+        "tests/fixtures/boards/tiny.toml",
+    ] {
+        assert!(err.contains(needle), "build error lacks {needle:?}:\n{err}");
+    }
+}
+
+fn build_args() -> Vec<&'static str> {
+    let mut args = vec!["build", "--quiet", "--lib"];
+    if !cfg!(debug_assertions) {
+        args.push("--release");
+    }
+    args
+}

@@ -1,0 +1,451 @@
+//! The `lookout` binary on the bundled models and real image files: correct answers, and a
+//! clear one-line error for every kind of bad input.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+
+/// Ground truth of a detection test image: `(class, [x0, y0, x1, y1])` in pixels.
+fn ground_truth(image: &Path) -> Vec<(usize, [f64; 4])> {
+    let (w, h) = image::image_dimensions(image).expect("test image readable");
+    let (w, h) = (f64::from(w), f64::from(h));
+    let text =
+        std::fs::read_to_string(image.with_extension("txt")).expect("label file beside image");
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: Vec<f64> = l
+                .split_whitespace()
+                .map(|x| x.parse().expect("number"))
+                .collect();
+            let (cx, cy, bw, bh) = (v[1] * w, v[2] * h, v[3] * w, v[4] * h);
+            (
+                v[0] as usize,
+                [cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0],
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn detector_finds_every_object_in_the_test_scenes() {
+    let out = lookout(&["run", "--source", "tests/images/detect"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let records = json_lines(&stdout(&out));
+    let dir = repo("tests/images/detect");
+    let mut images: Vec<_> = std::fs::read_dir(&dir)
+        .expect("detect dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "png" || e == "jpg"))
+        .collect();
+    images.sort();
+    assert_eq!(records.len(), images.len(), "one record per image");
+    let mut matched = 0;
+    let mut total = 0;
+    for (seq, (record, image)) in records.iter().zip(&images).enumerate() {
+        assert_eq!(record["seq"], seq as u64);
+        assert_eq!(record["model"], "shapes-detector@1.0.0");
+        let name = image.file_name().and_then(|n| n.to_str()).expect("name");
+        assert_eq!(record["frame"], name);
+        let detections = record["detections"].as_array().expect("detections");
+        for (class, truth) in ground_truth(image) {
+            total += 1;
+            let found = detections
+                .iter()
+                .any(|d| d["label_id"] == class as u64 && iou(json_box(&d["box"]), truth) > 0.5);
+            if found {
+                matched += 1;
+            } else {
+                eprintln!("{name}: missed class {class} at {truth:?}; got {detections:?}");
+            }
+        }
+    }
+    assert!(total >= 8, "the test scenes hold objects");
+    assert_eq!(
+        matched, total,
+        "every ground-truth object detected with IoU > 0.5"
+    );
+}
+
+#[test]
+fn classifier_labels_every_test_image() {
+    let out = lookout(&[
+        "run",
+        "--model",
+        "models/shapes-classifier.toml",
+        "--source",
+        "tests/images/classify",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let records = json_lines(&stdout(&out));
+    assert!(records.len() >= 9, "at least three images per class");
+    for record in &records {
+        let frame = record["frame"].as_str().expect("frame");
+        let expected = frame.split('_').next().expect("label prefix");
+        let classes = record["classes"].as_array().expect("classes");
+        assert_eq!(classes.len(), 3, "top_k = 3");
+        assert_eq!(classes[0]["label"], expected, "{frame}: {classes:?}");
+        let total: f64 = classes
+            .iter()
+            .map(|c| c["score"].as_f64().expect("score"))
+            .sum();
+        assert!(
+            (total - 1.0).abs() < 1e-4,
+            "softmax over all 3 classes sums to 1: {total}"
+        );
+        assert!(record.get("detections").is_none());
+    }
+}
+
+#[test]
+fn records_follow_the_documented_schema() {
+    let out = lookout(&["run", "--source", "pattern:320x240", "--max-frames", "3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let records = json_lines(&stdout(&out));
+    assert_eq!(records.len(), 3);
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r["seq"], i as u64);
+        assert_eq!(r["frame"], format!("pattern-{i}"));
+        assert_eq!(r["frame_size"], serde_json::json!([320, 240]));
+        let ts = r["timestamp"].as_str().expect("timestamp");
+        assert!(
+            ts.len() == 24 && ts.ends_with('Z') && ts.as_bytes()[10] == b'T',
+            "{ts}"
+        );
+        for stage in ["capture", "pre", "infer", "post"] {
+            assert!(r["latency_ms"][stage].as_f64().expect(stage) >= 0.0);
+        }
+        assert!(r["latency_ms"]["infer"].as_f64().expect("infer") > 0.0);
+        assert!(r["detections"].is_array());
+    }
+}
+
+#[test]
+fn thresholds_from_the_command_line_apply() {
+    let strict = lookout(&["run", "--source", "tests/images/detect", "--score", "1.0"]);
+    assert!(strict.status.success(), "{}", stderr(&strict));
+    for r in json_lines(&stdout(&strict)) {
+        assert_eq!(
+            r["detections"],
+            serde_json::json!([]),
+            "nothing scores above 1.0"
+        );
+    }
+    let one = lookout(&[
+        "run",
+        "--source",
+        "tests/images/detect",
+        "--max-detections",
+        "1",
+    ]);
+    assert!(one.status.success(), "{}", stderr(&one));
+    for r in json_lines(&stdout(&one)) {
+        assert!(r["detections"].as_array().expect("array").len() <= 1);
+    }
+    let bad = lookout(&["run", "--source", "tests/images/detect", "--score", "1.5"]);
+    assert_clean_failure(&bad, &["--score 1.5"]);
+}
+
+#[test]
+fn file_sink_gets_the_same_records_as_stdout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("results.jsonl");
+    let sink = format!("file:{}", path.display());
+    let out = lookout(&[
+        "run",
+        "--source",
+        "tests/images/detect",
+        "--sink",
+        &sink,
+        "--sink",
+        "stdout",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let from_file = json_lines(&std::fs::read_to_string(&path).expect("sink file"));
+    let from_stdout = json_lines(&stdout(&out));
+    assert!(!from_file.is_empty());
+    assert_eq!(from_file, from_stdout);
+}
+
+#[test]
+fn check_passes_for_the_default_build_and_names_everything() {
+    let out = lookout(&["check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("ok: shapes-detector@1.0.0"), "{text}");
+    assert!(text.contains("board host (boards/host.toml)"), "{text}");
+    let out = lookout(&[
+        "check",
+        "--board",
+        "rpi-zero-2w",
+        "--model",
+        "shapes-classifier",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("fits board rpi-zero-2w"));
+}
+
+#[test]
+fn check_refuses_an_over_budget_model_naming_model_size_budget_and_board() {
+    let out = lookout(&[
+        "check",
+        "--board",
+        "tests/fixtures/boards/tiny.toml",
+        "--model",
+        "shapes-detector",
+    ]);
+    let size = std::fs::metadata(repo("models/shapes-detector.onnx"))
+        .expect("model")
+        .len();
+    assert_clean_failure(
+        &out,
+        &[
+            "shapes-detector@1.0.0",
+            &format!("is {size} bytes"),
+            "model budget of 1024 bytes",
+            "board tiny (tests/fixtures/boards/tiny.toml)",
+        ],
+    );
+}
+
+#[test]
+fn inspect_reports_the_model() {
+    let out = lookout(&["inspect", "models/shapes-detector.onnx"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("input:        images float [1, 3, 128, 128]"),
+        "{text}"
+    );
+    assert!(text.contains("output:       output0 float"), "{text}");
+    assert!(text.contains("Conv×"), "{text}");
+    assert!(text.contains("quantization: fp32"), "{text}");
+    assert!(
+        text.contains("tract:        loads and optimizes; outputs output0 [1, 7, "),
+        "{text}"
+    );
+    assert!(
+        text.contains("manifest:     shapes-detector@1.0.0 beside it"),
+        "{text}"
+    );
+}
+
+#[test]
+fn inspect_of_garbage_is_one_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("garbage.onnx");
+    std::fs::write(&path, [0xffu8; 64]).expect("write");
+    let out = lookout(&["inspect", path.to_str().expect("utf8")]);
+    assert_clean_failure(&out, &["garbage.onnx", "not a valid ONNX protobuf"]);
+}
+
+// ---- bad input: each a single error line naming the file and the field ----
+
+#[test]
+fn missing_model_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = copy_model("shapes-detector", dir.path());
+    std::fs::remove_file(dir.path().join("shapes-detector.onnx")).expect("rm");
+    let out = lookout(&["check", "--model", manifest.to_str().expect("utf8")]);
+    assert_clean_failure(&out, &["shapes-detector.onnx", "cannot read model"]);
+}
+
+#[test]
+fn missing_manifest() {
+    let out = lookout(&[
+        "run",
+        "--model",
+        "models/no-such-model.toml",
+        "--source",
+        "pattern",
+    ]);
+    assert_clean_failure(&out, &["models/no-such-model.toml", "cannot read manifest"]);
+}
+
+#[test]
+fn corrupt_model_is_caught_by_its_hash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = copy_model("shapes-detector", dir.path());
+    let onnx = dir.path().join("shapes-detector.onnx");
+    let mut bytes = std::fs::read(&onnx).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&onnx, bytes).expect("write");
+    let out = lookout(&[
+        "run",
+        "--model",
+        manifest.to_str().expect("utf8"),
+        "--source",
+        "pattern",
+    ]);
+    assert_clean_failure(
+        &out,
+        &["shapes-detector.onnx: sha256 is", "field `model.sha256`"],
+    );
+}
+
+#[test]
+fn corrupt_model_with_a_matching_manifest_is_not_onnx() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = copy_model("shapes-detector", dir.path());
+    let onnx = dir.path().join("shapes-detector.onnx");
+    let garbage = vec![0xffu8; 300];
+    std::fs::write(&onnx, &garbage).expect("write");
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    let sha = lookout::budget::sha256_hex(&garbage);
+    let text = rewrite_key(&text, "sha256", &format!("{sha:?}"));
+    let text = rewrite_key(&text, "bytes", "300");
+    std::fs::write(&manifest, text).expect("write");
+    let out = lookout(&["check", "--model", manifest.to_str().expect("utf8")]);
+    assert_clean_failure(&out, &["shapes-detector.onnx", "not a valid ONNX protobuf"]);
+}
+
+fn rewrite_key(toml: &str, key: &str, value: &str) -> String {
+    toml.lines()
+        .map(|l| {
+            if l.trim_start().starts_with(&format!("{key} =")) {
+                format!("{key} = {value}")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn manifest_with_a_wrong_field_names_it() {
+    let cases: [(&str, &str, &[&str]); 5] = [
+        (
+            "range",
+            "[0.0, 2.0]",
+            &["field `preprocess.range`", "[0.0, 2.0]"],
+        ),
+        ("resize", "\"squash\"", &["squash", "stretch"]),
+        (
+            "shape",
+            "[1, 3, 96, 96]",
+            &["field `input.shape`", "[1, 3, 96, 96]"],
+        ),
+        ("std", "[1.0, 0.0, 1.0]", &["field `preprocess.std`"]),
+        ("layout", "\"nchw\"\nlayuot = \"nhwc\"", &["layuot"]),
+    ];
+    for (key, value, needles) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let manifest = copy_model("shapes-detector", dir.path());
+        let text = std::fs::read_to_string(&manifest).expect("manifest");
+        let edited = rewrite_key(&text, key, value);
+        assert_ne!(edited, text, "key {key} present in the manifest");
+        std::fs::write(&manifest, edited).expect("write");
+        let out = lookout(&["check", "--model", manifest.to_str().expect("utf8")]);
+        let mut all = vec!["shapes-detector.toml"];
+        all.extend_from_slice(needles);
+        assert_clean_failure(&out, &all);
+    }
+}
+
+#[test]
+fn image_that_is_not_an_image() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("photo.jpg");
+    std::fs::write(&path, "this is text").expect("write");
+    let out = lookout(&["run", "--source", path.to_str().expect("utf8")]);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains(&format!("{}: not a readable image", path.display())),
+        "{err}"
+    );
+    assert!(err.contains("1 of 1 frames could not be read"), "{err}");
+    assert_eq!(stdout(&out), "", "no record for an unreadable frame");
+}
+
+#[test]
+fn a_bad_file_in_a_folder_costs_only_its_frame() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = repo("tests/images/detect");
+    let first = std::fs::read_dir(&src)
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "png"))
+        .expect("a png");
+    std::fs::copy(&first, dir.path().join("b.png")).expect("copy");
+    std::fs::write(dir.path().join("a.png"), "not a png").expect("write");
+    let out = lookout(&["run", "--source", dir.path().to_str().expect("utf8")]);
+    assert!(
+        !out.status.success(),
+        "a lost frame makes the exit code non-zero"
+    );
+    let records = json_lines(&stdout(&out));
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["frame"], "b.png");
+    assert_eq!(
+        records[0]["seq"], 1,
+        "the skipped frame leaves a gap in the sequence"
+    );
+    assert!(stderr(&out).contains("a.png: not a readable image"));
+}
+
+#[test]
+fn directory_with_no_images() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("notes.txt"), "hello").expect("write");
+    let out = lookout(&["run", "--source", dir.path().to_str().expect("utf8")]);
+    assert_clean_failure(
+        &out,
+        &[
+            &dir.path().display().to_string(),
+            "directory has no image files",
+        ],
+    );
+}
+
+#[test]
+fn missing_source_and_bad_sink() {
+    let out = lookout(&["run", "--source", "/no/such/dir"]);
+    assert_clean_failure(&out, &["/no/such/dir", "No such file"]);
+    let out = lookout(&[
+        "run",
+        "--source",
+        "pattern",
+        "--sink",
+        "file:/no/such/dir/x.jsonl",
+    ]);
+    assert_clean_failure(&out, &["/no/such/dir/x.jsonl", "cannot open for writing"]);
+}
+
+#[test]
+fn bench_reports_stage_medians_and_overhead_ratio() {
+    let out = lookout(&[
+        "bench",
+        "--source",
+        "tests/images/detect",
+        "--frames",
+        "20",
+        "--warmup",
+        "2",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    assert_eq!(report["frames"], 20);
+    for stage in [
+        "pre_ms",
+        "infer_ms",
+        "post_ms",
+        "pipeline_ms",
+        "bare_infer_ms",
+    ] {
+        let p50 = report[stage]["p50"].as_f64().expect(stage);
+        assert!(
+            p50 > 0.0 && p50 <= report[stage]["p95"].as_f64().expect("p95"),
+            "{stage}"
+        );
+    }
+    let ratio = report["overhead_ratio"].as_f64().expect("ratio");
+    let expected = report["pipeline_ms"]["p50"].as_f64().expect("p50")
+        / report["bare_infer_ms"]["p50"].as_f64().expect("p50");
+    assert!((ratio - expected).abs() < 1e-9 && ratio > 0.0, "{ratio}");
+}

@@ -1,0 +1,90 @@
+//! Helpers shared by the integration tests: run the real `lookout` binary, read its JSON Lines,
+//! and find the repository's files.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A path inside the repository.
+pub fn repo(path: &str) -> PathBuf {
+    root().join(path)
+}
+
+/// Runs the `lookout` binary built for these tests, from the repository root.
+pub fn lookout(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("the lookout binary runs")
+}
+
+/// Standard output as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Standard error as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Parses JSON Lines.
+pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// Asserts a failed run with a single clear error line containing every `needle`.
+pub fn assert_clean_failure(out: &Output, needles: &[&str]) {
+    let err = stderr(out);
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr: {err}"
+    );
+    assert!(
+        !err.contains("panicked"),
+        "panic instead of an error: {err}"
+    );
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got: {err}");
+    assert!(lines[0].starts_with("error: "), "not an error line: {err}");
+    for needle in needles {
+        assert!(
+            lines[0].contains(needle),
+            "error line lacks {needle:?}: {err}"
+        );
+    }
+}
+
+/// Intersection over union of two `[x0, y0, x1, y1]` boxes.
+pub fn iou(a: [f64; 4], b: [f64; 4]) -> f64 {
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = w * h;
+    let area = |r: [f64; 4]| (r[2] - r[0]) * (r[3] - r[1]);
+    inter / (area(a) + area(b) - inter)
+}
+
+/// A JSON `[x0, y0, x1, y1]` as numbers.
+pub fn json_box(v: &serde_json::Value) -> [f64; 4] {
+    let a = v.as_array().expect("box is an array");
+    [0, 1, 2, 3].map(|i| a[i].as_f64().expect("box coordinate"))
+}
+
+/// Copies a model and its manifest into `dir`, returning the new manifest path.
+pub fn copy_model(name: &str, dir: &Path) -> PathBuf {
+    for ext in ["onnx", "toml"] {
+        let from = repo(&format!("models/{name}.{ext}"));
+        std::fs::copy(&from, dir.join(format!("{name}.{ext}")))
+            .unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+    }
+    dir.join(format!("{name}.toml"))
+}
