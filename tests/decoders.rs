@@ -1,0 +1,83 @@
+//! Every decoder on a real trained model: the bundled YOLOv8-layout detector re-headed into the
+//! YOLOv5, SSD-corners and SSD-with-priors layouts (`tools/relayout.py`, which appends operators
+//! after the unchanged network). A correct decoder finds the same objects in each layout.
+//!
+//! Needs `python3` with `tools/requirements-ref.txt` installed (`scripts/setup` does it).
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::Path;
+
+fn relayout(dir: &Path) {
+    let out = std::process::Command::new("python3")
+        .args(["tools/relayout.py", "models/shapes-detector.toml"])
+        .arg(dir)
+        .current_dir(root())
+        .output()
+        .expect("python3 runs (install with scripts/setup)");
+    assert!(out.status.success(), "relayout failed: {}", stderr(&out));
+}
+
+fn detections(manifest: &str) -> Vec<Vec<Value>> {
+    let out = lookout(&[
+        "run",
+        "--model",
+        manifest,
+        "--source",
+        "tests/images/detect",
+    ]);
+    assert!(out.status.success(), "{manifest}: {}", stderr(&out));
+    json_lines(&stdout(&out))
+        .into_iter()
+        .map(|r| r["detections"].as_array().expect("detections").clone())
+        .collect()
+}
+
+#[test]
+fn yolov5_and_ssd_layouts_decode_to_the_yolov8_detections() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    relayout(dir.path());
+    let expected = detections("models/shapes-detector.toml");
+    let objects: usize = expected.iter().map(Vec::len).sum();
+    assert!(objects >= 8, "the test scenes hold objects");
+    for variant in ["v5", "ssd", "priors"] {
+        let manifest = dir.path().join(format!("shapes-detector-{variant}.toml"));
+        let got = detections(manifest.to_str().expect("utf8"));
+        assert_eq!(got.len(), expected.len(), "{variant}");
+        for (frame, (g, e)) in got.iter().zip(&expected).enumerate() {
+            let context = format!("{variant}, frame {frame}");
+            // Each YOLOv8 detection, found with the same label, score and box.
+            let mut used = vec![false; g.len()];
+            for b in e {
+                let found = g.iter().position(|a| same(a, b));
+                let i = found.unwrap_or_else(|| panic!("{context}: {b} missing from {g:?}"));
+                used[i] = true;
+            }
+            // SSD decodes every class of a prior above the threshold, where YOLO keeps the best:
+            // any extra detection must be a weaker second class on a box YOLOv8 also reports.
+            for (a, _) in g.iter().zip(&used).filter(|(_, u)| !**u) {
+                assert!(variant != "v5", "{context}: unexpected {a}");
+                let twin = e
+                    .iter()
+                    .find(|b| boxes_equal(a, b) && a["label"] != b["label"]);
+                let twin = twin.unwrap_or_else(|| panic!("{context}: {a} has no YOLOv8 twin"));
+                assert!(score(a) < score(twin), "{context}: {a} outscores {twin}");
+            }
+        }
+    }
+}
+
+fn score(d: &Value) -> f64 {
+    d["score"].as_f64().expect("score")
+}
+
+fn boxes_equal(a: &Value, b: &Value) -> bool {
+    let (ba, bb) = (json_box(&a["box"]), json_box(&b["box"]));
+    (0..4).all(|k| (ba[k] - bb[k]).abs() < 0.01)
+}
+
+fn same(a: &Value, b: &Value) -> bool {
+    a["label"] == b["label"] && (score(a) - score(b)).abs() < 1e-5 && boxes_equal(a, b)
+}
