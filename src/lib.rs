@@ -14,7 +14,7 @@
 //! - [`pipeline`]: the frame loop tying them together.
 //!
 //! Around them: [`manifest`], [`board`], [`onnx_meta`], [`budget`] (the deployment check),
-//! [`model`] (embedded or file models), [`inspect`], [`bench`].
+//! [`model`] (embedded or file models), [`inspect`], [`bench`](mod@bench).
 
 pub mod bench;
 pub mod board;
