@@ -1,6 +1,6 @@
 //! The `lookout` command: argument parsing and error reporting around the library.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 use lookout::board::Board;
 use lookout::model::{self, ModelBundle};
@@ -149,9 +149,12 @@ fn load(args: &ModelArgs) -> Result<(Board, ModelBundle)> {
 }
 
 fn pipeline_for(bundle: ModelBundle) -> Result<Pipeline> {
-    let origin = bundle.origin.clone();
-    Pipeline::new(bundle.manifest, &bundle.onnx, &origin)
-        .with_context(|| format!("loading {origin}"))
+    // Load errors already name the model file.
+    Ok(Pipeline::new(
+        bundle.manifest,
+        &bundle.onnx,
+        &bundle.origin,
+    )?)
 }
 
 fn run(args: RunArgs) -> Result<()> {

@@ -449,3 +449,27 @@ fn bench_reports_stage_medians_and_overhead_ratio() {
         / report["bare_infer_ms"]["p50"].as_f64().expect("p50");
     assert!((ratio - expected).abs() < 1e-9 && ratio > 0.0, "{ratio}");
 }
+
+#[test]
+fn a_decoder_that_does_not_fit_the_outputs_fails_at_load_naming_both() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = copy_model("shapes-detector", dir.path());
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    std::fs::write(&manifest, rewrite_key(&text, "decoder", "\"yolov5\"")).expect("write");
+    let out = lookout(&[
+        "run",
+        "--model",
+        manifest.to_str().expect("utf8"),
+        "--source",
+        "pattern",
+    ]);
+    assert_clean_failure(
+        &out,
+        &[
+            "shapes-detector.onnx",
+            "output `output0`",
+            "yolov5 expects [1, N, 5+3], got [1, 7, 256]",
+        ],
+    );
+    assert_eq!(stdout(&out), "", "no frame is processed");
+}
