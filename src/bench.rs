@@ -111,11 +111,20 @@ pub fn run(
         pre_ms: Percentiles::of(&column(|s| s.pre)),
         infer_ms: Percentiles::of(&column(|s| s.infer)),
         post_ms: Percentiles::of(&column(|s| s.post)),
-        overhead_ratio: pipeline_ms.p50 / bare_infer_ms.p50,
-        fps: 1000.0 / pipeline_ms.p50,
+        // A model too fast for the timer would divide by zero: report 0 rather than inf.
+        overhead_ratio: ratio_or_zero(pipeline_ms.p50, bare_infer_ms.p50),
+        fps: ratio_or_zero(1000.0, pipeline_ms.p50),
         pipeline_ms,
         bare_infer_ms,
     })
+}
+
+fn ratio_or_zero(numerator: f64, denominator: f64) -> f64 {
+    if denominator > 0.0 {
+        numerator / denominator
+    } else {
+        0.0
+    }
 }
 
 impl std::fmt::Display for BenchReport {

@@ -63,7 +63,6 @@ pub struct Engine {
     state: TypedSimpleState,
     input: Arc<Tensor>,
     input_dtype: InputDtype,
-    output_names: Vec<String>,
     output_shapes: OutputShapes,
     input_reallocations: u64,
 }
@@ -93,7 +92,6 @@ impl Engine {
             state,
             input: Arc::new(input),
             input_dtype: spec.dtype,
-            output_names: output_shapes.iter().map(|(n, _)| n.clone()).collect(),
             output_shapes,
             input_reallocations: 0,
         })
@@ -159,9 +157,16 @@ impl Engine {
             .state
             .run(tvec![TValue::from_const(self.input.clone())])
             .map_err(|e| EngineError::Run(format!("{e:#}")))?;
+        if outputs.len() != self.output_shapes.len() {
+            return Err(EngineError::Run(format!(
+                "the model returned {} outputs, its graph declares {}",
+                outputs.len(),
+                self.output_shapes.len()
+            )));
+        }
         outputs
             .into_iter()
-            .zip(&self.output_names)
+            .zip(self.output_shapes.iter().map(|(name, _)| name))
             .map(|(value, name)| {
                 let tensor = value.into_tensor();
                 let tensor = if tensor.datum_type() == f32::datum_type() {

@@ -86,11 +86,11 @@ struct BenchArgs {
     #[arg(long, short, default_value = "pattern:640x480")]
     source: String,
     /// Timed frames.
-    #[arg(long, default_value_t = 200)]
-    frames: usize,
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    frames: u32,
     /// Untimed frames first.
-    #[arg(long, default_value_t = 20)]
-    warmup: usize,
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    warmup: u32,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -242,17 +242,15 @@ fn check(args: ModelArgs) -> Result<()> {
 }
 
 fn run_bench(args: BenchArgs) -> Result<()> {
-    if args.frames == 0 {
-        bail!("--frames must be at least 1");
-    }
     let (_, bundle) = load(&args.model)?;
     let mut pipeline = pipeline_for(bundle)?;
     let mut source = source::open(&args.source, false)?;
-    let frames = bench::preload(source.as_mut(), args.frames.min(64))?;
+    let (timed, warmup) = (args.frames as usize, args.warmup as usize);
+    let frames = bench::preload(source.as_mut(), timed.min(64))?;
     if frames.is_empty() {
         bail!("{}: gave no frames", source.describe());
     }
-    let report = bench::run(&mut pipeline, &frames, args.warmup, args.frames)?;
+    let report = bench::run(&mut pipeline, &frames, warmup, timed)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -449,6 +449,15 @@ impl Manifest {
                 );
             }
         }
+        if let Some(bad) = pre.mean.iter().find(|m| !m.is_finite()) {
+            return fail("preprocess.mean", format!("contains {bad}, must be finite"));
+        }
+        if pre.range.iter().any(|r| !r.is_finite()) {
+            return fail(
+                "preprocess.range",
+                format!("{:?} must be finite", pre.range),
+            );
+        }
         if let Some(bad) = pre.std.iter().find(|s| !(s.is_finite() && **s != 0.0)) {
             return fail(
                 "preprocess.std",
@@ -517,34 +526,11 @@ impl Manifest {
                 );
             }
             OutputSpec::Ssd {
-                priors: Some(p),
+                priors,
                 background_class,
+                box_encoding,
                 ..
             } => {
-                if p.steps.len() != p.min_sizes.len() {
-                    return fail(
-                        "output.priors.min_sizes",
-                        format!(
-                            "has {} lists for {} steps",
-                            p.min_sizes.len(),
-                            p.steps.len()
-                        ),
-                    );
-                }
-                if p.steps.contains(&0) {
-                    return fail("output.priors.steps", "contains 0".into());
-                }
-                if let Some(bad) = p
-                    .min_sizes
-                    .iter()
-                    .flatten()
-                    .find(|s| !(s.is_finite() && **s > 0.0))
-                {
-                    return fail(
-                        "output.priors.min_sizes",
-                        format!("contains {bad}, must be positive"),
-                    );
-                }
                 if let Some(bg) = background_class.filter(|bg| *bg >= self.labels.len()) {
                     return fail(
                         "output.background_class",
@@ -553,6 +539,38 @@ impl Manifest {
                             self.labels.len()
                         ),
                     );
+                }
+                if let Some(p) = priors {
+                    if *box_encoding == BoxEncoding::Corners {
+                        return fail(
+                            "output.priors",
+                            "is only used with box_encoding = \"center-offsets\"".into(),
+                        );
+                    }
+                    if p.steps.len() != p.min_sizes.len() {
+                        return fail(
+                            "output.priors.min_sizes",
+                            format!(
+                                "has {} lists for {} steps",
+                                p.min_sizes.len(),
+                                p.steps.len()
+                            ),
+                        );
+                    }
+                    if p.steps.contains(&0) {
+                        return fail("output.priors.steps", "contains 0".into());
+                    }
+                    if let Some(bad) = p
+                        .min_sizes
+                        .iter()
+                        .flatten()
+                        .find(|s| !(s.is_finite() && **s > 0.0))
+                    {
+                        return fail(
+                            "output.priors.min_sizes",
+                            format!("contains {bad}, must be positive"),
+                        );
+                    }
                 }
             }
             _ => {}
@@ -721,10 +739,20 @@ decoder = "yolov8"
                 with(
                     "decoder = \"yolov8\"",
                     "decoder = \"ssd\"\nscores = \"s\"\nboxes = \"b\"\nbox_encoding = \"corners\"\n\
-                     background_class = 2\npriors = { steps = [8], min_sizes = [[10.0]] }",
+                     background_class = 2",
                 ),
                 "output.background_class",
             ),
+            (
+                with(
+                    "decoder = \"yolov8\"",
+                    "decoder = \"ssd\"\nscores = \"s\"\nboxes = \"b\"\nbox_encoding = \"corners\"\n\
+                     priors = { steps = [8], min_sizes = [[10.0]] }",
+                ),
+                "output.priors",
+            ),
+            (with("mean = [0.485, 0.456, 0.406]", "mean = [nan, 0.456, 0.406]"), "preprocess.mean"),
+            (with("range = [-2.1179, 2.64]", "range = [nan, nan]"), "preprocess.range"),
         ];
         for (text, field) in cases {
             let (got, message) = field_error(&text);

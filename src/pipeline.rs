@@ -106,11 +106,6 @@ impl Pipeline {
         &mut self.engine
     }
 
-    /// Sequence number the next frame will get.
-    pub fn next_seq(&self) -> u64 {
-        self.seq
-    }
-
     /// Counts a frame that never reached the model (unreadable), so sequence numbers show the gap.
     pub fn skip_frame(&mut self) {
         self.seq += 1;

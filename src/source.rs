@@ -151,11 +151,6 @@ impl ImageFiles {
             looping,
         })
     }
-
-    /// The files, in the order they are read.
-    pub fn files(&self) -> &[PathBuf] {
-        &self.files
-    }
 }
 
 impl FrameSource for ImageFiles {
@@ -191,12 +186,12 @@ pub struct TestPattern {
 }
 
 impl TestPattern {
-    /// A pattern of the given size (each side at least 8 pixels).
+    /// A pattern of the given size (each side 8 to 16384 pixels).
     pub fn new(width: u32, height: u32) -> Result<Self, SourceError> {
-        if width < 8 || height < 8 {
+        if !(8..=16384).contains(&width) || !(8..=16384).contains(&height) {
             return Err(SourceError::Spec {
                 spec: format!("pattern:{width}x{height}"),
-                message: "each side must be at least 8 pixels".into(),
+                message: "each side must be 8 to 16384 pixels".into(),
             });
         }
         Ok(Self {
@@ -358,6 +353,8 @@ mod tests {
             open("pattern", false).expect("pattern").describe(),
             "pattern:640x480"
         );
+        let err = open("pattern:100000x100000", false).err().expect("too big");
+        assert!(err.to_string().contains("8 to 16384"), "{err}");
         let err = open("pattern:big", false).err().expect("bad size");
         assert!(err.to_string().contains("pattern:WIDTHxHEIGHT"));
         let err = open("/no/such/file.png", false).err().expect("missing");
