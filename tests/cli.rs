@@ -272,13 +272,7 @@ fn corrupt_model_is_caught_by_its_hash() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x55;
     std::fs::write(&onnx, bytes).expect("write");
-    let out = lookout(&[
-        "run",
-        "--model",
-        manifest.to_str().expect("utf8"),
-        "--source",
-        "pattern",
-    ]);
+    let out = run_on_pattern(&manifest);
     assert_clean_failure(
         &out,
         &["shapes-detector.onnx: sha256 is", "field `model.sha256`"],
@@ -299,6 +293,17 @@ fn corrupt_model_with_a_matching_manifest_is_not_onnx() {
     std::fs::write(&manifest, text).expect("write");
     let out = lookout(&["check", "--model", manifest.to_str().expect("utf8")]);
     assert_clean_failure(&out, &["shapes-detector.onnx", "not a valid ONNX protobuf"]);
+}
+
+/// `lookout run` of a model from a manifest path on the test pattern.
+fn run_on_pattern(manifest: &Path) -> std::process::Output {
+    lookout(&[
+        "run",
+        "--model",
+        manifest.to_str().expect("utf8"),
+        "--source",
+        "pattern",
+    ])
 }
 
 fn rewrite_key(toml: &str, key: &str, value: &str) -> String {
@@ -456,13 +461,7 @@ fn a_decoder_that_does_not_fit_the_outputs_fails_at_load_naming_both() {
     let manifest = copy_model("shapes-detector", dir.path());
     let text = std::fs::read_to_string(&manifest).expect("manifest");
     std::fs::write(&manifest, rewrite_key(&text, "decoder", "\"yolov5\"")).expect("write");
-    let out = lookout(&[
-        "run",
-        "--model",
-        manifest.to_str().expect("utf8"),
-        "--source",
-        "pattern",
-    ]);
+    let out = run_on_pattern(&manifest);
     assert_clean_failure(
         &out,
         &[
