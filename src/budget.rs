@@ -98,6 +98,20 @@ pub enum CheckError {
         /// What differs.
         message: String,
     },
+    /// The graph is not stored in the form the manifest declares.
+    #[error(
+        "{path}: the graph is {actual} but {manifest} field `model.quantization` says {declared}"
+    )]
+    Quantization {
+        /// The ONNX path.
+        path: PathBuf,
+        /// The manifest path.
+        manifest: PathBuf,
+        /// What the manifest says.
+        declared: &'static str,
+        /// What the operators and initializers show.
+        actual: &'static str,
+    },
     /// Operators tract cannot run.
     #[error("{path}: operators outside the standard ONNX domain, which tract does not run: {ops}")]
     ForeignOps {
@@ -231,6 +245,15 @@ pub fn check_model(
     }
     if meta.external_data {
         return Err(CheckError::ExternalData { path: model_path });
+    }
+    let form = meta.quant_form();
+    if let Some(declared) = manifest.model.quantization.filter(|d| *d != form) {
+        return Err(CheckError::Quantization {
+            path: model_path,
+            manifest: manifest_path.to_owned(),
+            declared: declared.key(),
+            actual: form.key(),
+        });
     }
     Ok(CheckReport {
         model: manifest.id(),

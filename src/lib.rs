@@ -14,16 +14,20 @@
 //! - [`pipeline`]: the frame loop tying them together.
 //!
 //! Around them: [`manifest`], [`board`], [`onnx_meta`], [`budget`] (the deployment check),
-//! [`model`] (embedded or file models), [`inspect`], [`bench`](mod@bench).
+//! [`model`] (embedded or file models), [`inspect`], [`bench`](mod@bench), and [`eval`] (accuracy
+//! on a labelled [`dataset`], measured by [`metrics`]).
 
 pub mod bench;
 pub mod board;
 pub mod budget;
+pub mod dataset;
 pub mod decode;
 pub mod embedded;
 pub mod engine;
+pub mod eval;
 pub mod inspect;
 pub mod manifest;
+pub mod metrics;
 pub mod model;
 pub mod onnx_meta;
 pub mod pipeline;

@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use lookout::board::Board;
 use lookout::model::{self, ModelBundle};
 use lookout::pipeline::{self, Pipeline};
-use lookout::{bench, inspect, sink, source};
+use lookout::{bench, eval, inspect, sink, source};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -30,6 +30,9 @@ enum Command {
     Check(ModelArgs),
     /// Measure per-stage latency of the pipeline against bare inference.
     Bench(BenchArgs),
+    /// Measure accuracy on a labelled set: mAP for detectors (YOLO txt labels), top-1/top-5
+    /// for classifiers (one folder per label).
+    Eval(EvalArgs),
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +99,22 @@ struct BenchArgs {
     json: bool,
 }
 
+#[derive(Debug, Args)]
+struct EvalArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The labelled set: for detectors, images with YOLO `.txt` labels (side by side, or
+    /// `images/` + `labels/`); for classifiers, one sub-folder of images per label.
+    #[arg(long, short)]
+    data: PathBuf,
+    /// Lowest score kept while evaluating a detector (COCO practice: 0.001).
+    #[arg(long)]
+    score: Option<f32>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -112,6 +131,7 @@ fn main() -> ExitCode {
         Command::Inspect { model } => inspect_model(&model),
         Command::Check(args) => check(args),
         Command::Bench(args) => run_bench(args),
+        Command::Eval(args) => run_eval(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -212,20 +232,18 @@ fn check_unit(flag: &str, value: f32) -> Result<()> {
 
 fn inspect_model(path: &Path) -> Result<()> {
     let report = inspect::inspect(path)?;
-    println!("{report}");
-    if let Some(manifest) = model::manifest_beside(path) {
-        match manifest {
-            Ok(m) => println!("manifest:     {} beside it", m.id()),
-            Err(e) => println!("manifest:     INVALID: {e}"),
-        }
-    }
-    Ok(())
+    let manifest = match model::manifest_beside(path) {
+        Some(Ok(m)) => format!("\nmanifest:     {} beside it", m.id()),
+        Some(Err(e)) => format!("\nmanifest:     INVALID: {e}"),
+        None => String::new(),
+    };
+    print_out(format_args!("{report}{manifest}"))
 }
 
 fn check(args: ModelArgs) -> Result<()> {
     let (_, bundle) = load(&args)?;
     let r = &bundle.report;
-    println!(
+    print_out(format_args!(
         "ok: {} ({}, {} bytes, sha256 {}) fits board {} ({}): {:.2}% of its {}-byte model budget; \
          quantization: {}",
         r.model,
@@ -237,8 +255,7 @@ fn check(args: ModelArgs) -> Result<()> {
         r.budget_used_percent(),
         r.budget_bytes,
         r.meta.quant_form().describe()
-    );
-    Ok(())
+    ))
 }
 
 fn run_bench(args: BenchArgs) -> Result<()> {
@@ -252,9 +269,49 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     }
     let report = bench::run(&mut pipeline, &frames, warmup, timed)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        print_out(serde_json::to_string_pretty(&report)?)
     } else {
-        println!("{report}");
+        print_out(&report)
     }
-    Ok(())
+}
+
+fn run_eval(args: EvalArgs) -> Result<()> {
+    let (_, mut bundle) = load(&args.model)?;
+    if let Some(score) = args.score {
+        check_unit("--score", score)?;
+    }
+    let operating_score = eval::prepare(&mut bundle.manifest, args.score);
+    let mut pipeline = pipeline_for(bundle)?;
+    // Hidden automatically when stderr is not a terminal, so logs and CI output stay clean.
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} images, {per_sec}, eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let report = eval::evaluate(
+        &mut pipeline,
+        &args.data,
+        operating_score,
+        &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    )?;
+    bar.finish_and_clear();
+    if args.json {
+        print_out(serde_json::to_string_pretty(&report)?)
+    } else {
+        print_out(&report)
+    }
+}
+
+/// Prints a report on stdout. A reader that went away (`lookout eval … | head`) is not an
+/// error worth a message, and must not become a panic.
+fn print_out(text: impl std::fmt::Display) -> Result<()> {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }

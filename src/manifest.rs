@@ -11,6 +11,7 @@
 //!
 //! This module is also compiled into `build.rs`, so it depends only on serde, toml and thiserror.
 
+use crate::onnx_meta::QuantForm;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -81,6 +82,9 @@ pub struct ModelFile {
     pub sha256: String,
     /// File size in bytes.
     pub bytes: u64,
+    /// How the weights are stored and computed; when given, the graph must show that form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<QuantForm>,
 }
 
 /// Element type of the input tensor.

@@ -153,23 +153,42 @@ impl TensorDecl {
 }
 
 /// How a model stores and computes its numbers, as far as its operators and weights show.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The serde names are the values of a manifest's `model.quantization`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum QuantForm {
     /// Float weights, float operators.
+    #[serde(rename = "fp32")]
     Fp32,
     /// Float16 weights.
+    #[serde(rename = "fp16")]
     Fp16,
     /// Int8 weights behind `DequantizeLinear`, float compute (folded at load by tract).
+    #[serde(rename = "int8-weights")]
     WeightOnlyInt8,
     /// `QuantizeLinear`/`DequantizeLinear` pairs around float operators (ORT's default QDQ).
+    #[serde(rename = "int8-qdq")]
     Qdq,
     /// `QLinearConv`/`QLinearMatMul` integer operators.
+    #[serde(rename = "int8-qoperator")]
     QOperator,
     /// `ConvInteger`/`MatMulInteger` with dynamic activation quantization.
+    #[serde(rename = "int8-dynamic")]
     DynamicInteger,
 }
 
 impl QuantForm {
+    /// The manifest's name of the form (`int8-weights`, …), used in tables too.
+    pub fn key(self) -> &'static str {
+        match self {
+            QuantForm::Fp32 => "fp32",
+            QuantForm::Fp16 => "fp16",
+            QuantForm::WeightOnlyInt8 => "int8-weights",
+            QuantForm::Qdq => "int8-qdq",
+            QuantForm::QOperator => "int8-qoperator",
+            QuantForm::DynamicInteger => "int8-dynamic",
+        }
+    }
+
     /// Short human name.
     pub fn describe(self) -> &'static str {
         match self {

@@ -127,23 +127,7 @@ impl ImageFiles {
 
     /// All image files of a directory (not recursive), sorted by name.
     pub fn directory(path: &Path, looping: bool) -> Result<Self, SourceError> {
-        let io = |source| SourceError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(path).map_err(io)? {
-            let entry_path = entry.map_err(io)?.path();
-            if entry_path.is_file() && is_image_file(&entry_path) {
-                files.push(entry_path);
-            }
-        }
-        if files.is_empty() {
-            return Err(SourceError::EmptyDirectory {
-                path: path.to_owned(),
-            });
-        }
-        files.sort();
+        let files = image_files(path)?;
         Ok(Self {
             label: format!("dir:{} ({} files)", path.display(), files.len()),
             files,
@@ -151,6 +135,37 @@ impl ImageFiles {
             looping,
         })
     }
+}
+
+/// The image files of a directory (not recursive), sorted by name; an error if there are none.
+pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
+    let io = |source| SourceError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry_path = entry.map_err(io)?.path();
+        if entry_path.is_file() && is_image_file(&entry_path) {
+            files.push(entry_path);
+        }
+    }
+    if files.is_empty() {
+        return Err(SourceError::EmptyDirectory {
+            path: dir.to_owned(),
+        });
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Reads and decodes one image file into a frame named by its file name.
+pub fn read_frame(path: &Path) -> Result<Frame, SourceError> {
+    Ok(Frame {
+        id: file_id(path),
+        captured_at: SystemTime::now(),
+        image: decode(path)?,
+    })
 }
 
 impl FrameSource for ImageFiles {
@@ -163,12 +178,7 @@ impl FrameSource for ImageFiles {
         }
         let path = &self.files[self.next];
         self.next += 1;
-        let image = decode(path)?;
-        Ok(Some(Frame {
-            id: file_id(path),
-            captured_at: SystemTime::now(),
-            image,
-        }))
+        read_frame(path).map(Some)
     }
 
     fn describe(&self) -> String {

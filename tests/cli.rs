@@ -351,6 +351,37 @@ fn manifest_with_a_wrong_field_names_it() {
 }
 
 #[test]
+fn a_manifest_claiming_the_wrong_quantization_is_refused() {
+    let cases: [(&str, &[&str]); 2] = [
+        (
+            "\"int8-weights\"",
+            &[
+                "shapes-detector.onnx: the graph is fp32",
+                "field `model.quantization` says int8-weights",
+            ],
+        ),
+        (
+            "\"int4\"",
+            &["shapes-detector.toml", "int4", "int8-weights"],
+        ),
+    ];
+    for (value, needles) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let manifest = copy_model("shapes-detector", dir.path());
+        let text = std::fs::read_to_string(&manifest).expect("manifest");
+        let without = text
+            .lines()
+            .filter(|l| !l.starts_with("quantization ="))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let edited = without.replace("[model]\n", &format!("[model]\nquantization = {value}\n"));
+        std::fs::write(&manifest, edited).expect("write");
+        let out = lookout(&["check", "--model", manifest.to_str().expect("utf8")]);
+        assert_clean_failure(&out, needles);
+    }
+}
+
+#[test]
 fn image_that_is_not_an_image() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("photo.jpg");

@@ -1,0 +1,240 @@
+//! `lookout eval` end to end: real model, real images, labels on disk, the real binary — and
+//! its mAP held to pycocotools' on the same detections (`tools/coco_eval.py`).
+//!
+//! Needs `python3` with `tools/requirements-ref.txt` installed (`scripts/setup` does it).
+
+mod common;
+
+use common::{assert_clean_failure, lookout, repo, stdout};
+use serde_json::Value;
+use std::path::Path;
+
+/// Copies the detector test scenes into `dir`, then spoils some labels so the set has misses,
+/// false alarms, a background image and loose boxes: a perfect score would test nothing.
+fn spoiled_detection_set(dir: &Path) {
+    for entry in std::fs::read_dir(repo("tests/images/detect")).expect("test scenes") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, dir.join(path.file_name().expect("name"))).expect("copy");
+    }
+    let edit = |name: &str, change: &dyn Fn(Vec<Vec<f64>>) -> Vec<Vec<f64>>| {
+        let path = dir.join(name);
+        let rows: Vec<Vec<f64>> = std::fs::read_to_string(&path)
+            .expect("labels")
+            .lines()
+            .map(|l| {
+                l.split_whitespace()
+                    .map(|f| f.parse().expect("number"))
+                    .collect()
+            })
+            .collect();
+        let text: String = change(rows)
+            .iter()
+            .map(|r| format!("{} {} {} {} {}\n", r[0] as usize, r[1], r[2], r[3], r[4]))
+            .collect();
+        std::fs::write(&path, text).expect("write labels");
+    };
+    // Wrong class: one miss and one false alarm.
+    edit("scene_0.txt", &|mut r| {
+        r[0][0] = ((r[0][0] as usize + 1) % 3) as f64;
+        r
+    });
+    // An object the model cannot find.
+    edit("scene_1.txt", &|mut r| {
+        r.push(vec![0.0, 0.06, 0.06, 0.1, 0.1]);
+        r
+    });
+    // A box 30 % too wide: still a hit at IoU 0.5, a miss at the strict thresholds.
+    edit("scene_2.txt", &|mut r| {
+        r[0][3] *= 1.3;
+        r
+    });
+    // No label file: a background image, so every detection there is a false alarm.
+    std::fs::remove_file(dir.join("scene_3.txt")).expect("remove");
+}
+
+fn eval_json(args: &[&str]) -> Value {
+    let out = lookout(&[&["eval", "--json"], args].concat());
+    assert!(
+        out.status.success(),
+        "eval failed: {}",
+        common::stderr(&out)
+    );
+    serde_json::from_str(&stdout(&out)).expect("eval prints JSON")
+}
+
+fn pycocotools(data: &Path, detections: &Path) -> Value {
+    let out = std::process::Command::new("python3")
+        .arg(repo("tools/coco_eval.py"))
+        .args([data, detections])
+        .output()
+        .expect("python3 runs (install with scripts/setup)");
+    assert!(
+        out.status.success(),
+        "coco_eval.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("coco_eval.py prints JSON")
+}
+
+#[test]
+fn detector_map_equals_pycocotools_on_a_set_with_mistakes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("set");
+    std::fs::create_dir(&data).expect("mkdir");
+    spoiled_detection_set(&data);
+    let data_arg = data.to_str().expect("utf8");
+
+    let report = eval_json(&["--data", data_arg]);
+    assert_eq!(report["task"], "detection");
+    assert_eq!(report["images"], 8);
+    assert_eq!(report["unlabelled"], 1);
+    let map = &report["map"];
+    let ours = |k: &str| map[k].as_f64().expect("number");
+
+    // The same detections lookout evaluated, written by `lookout run` at eval settings.
+    let detections = dir.path().join("dets.jsonl");
+    let sink = format!("file:{}", detections.display());
+    let run = lookout(&[
+        "run",
+        "--source",
+        data_arg,
+        "--score",
+        "0.001",
+        "--max-detections",
+        "100",
+        "--sink",
+        &sink,
+    ]);
+    assert!(run.status.success(), "{}", common::stderr(&run));
+    let coco = pycocotools(&data, &detections);
+    for key in ["map50", "map75", "map50_95"] {
+        let theirs = coco[key].as_f64().expect("number");
+        assert!(
+            (ours(key) - theirs).abs() < 1e-9,
+            "{key}: lookout {} vs pycocotools {theirs}",
+            ours(key)
+        );
+    }
+    // The spoilt labels really bite, at every threshold and most at the strict ones.
+    assert!(ours("map50") < 0.95 && ours("map50") > 0.5, "{map}");
+    assert!(
+        ours("map50_95") < ours("map75") && ours("map75") <= ours("map50"),
+        "{map}"
+    );
+
+    // At the manifest's threshold: the wrong-class object and the invented one are missed,
+    // the wrongly classed detection and everything on the background image are false alarms.
+    let op = &report["operating_point"];
+    let objects = report["objects"].as_u64().expect("objects");
+    assert_eq!(op["score"].as_f64(), Some(0.25));
+    assert_eq!(op["missed"], 2, "{op}");
+    assert_eq!(
+        op["true_positives"].as_u64().expect("tp"),
+        objects - 2,
+        "{op}"
+    );
+    assert!(op["false_positives"].as_u64().expect("fp") >= 2, "{op}");
+}
+
+#[test]
+fn clean_test_scenes_score_full_map50() {
+    let report = eval_json(&["--data", "tests/images/detect"]);
+    assert_eq!(report["objects"], 14);
+    let map50 = report["map"]["map50"].as_f64().expect("number");
+    assert!((map50 - 1.0).abs() < 1e-12, "mAP@0.5 {map50}");
+    let strict = report["map"]["map50_95"].as_f64().expect("number");
+    // Boxes are good but not pixel-perfect: well above 0.7, below 1.
+    assert!(strict > 0.7 && strict < 1.0, "mAP@0.5:0.95 {strict}");
+    assert_eq!(report["operating_point"]["false_positives"], 0);
+}
+
+#[test]
+fn classifier_top1_and_confusion_on_an_image_folder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for entry in std::fs::read_dir(repo("tests/images/classify")).expect("test images") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let Some((label, _)) = name.split_once('_') else {
+            continue;
+        };
+        // One circle filed under "square": the model is right, the label is not.
+        let folder = if name == "circle_0.png" {
+            "square"
+        } else {
+            label
+        };
+        std::fs::create_dir_all(dir.path().join(folder)).expect("mkdir");
+        std::fs::copy(&path, dir.path().join(folder).join(&name)).expect("copy");
+    }
+    let report = eval_json(&[
+        "--model",
+        "shapes-classifier",
+        "--data",
+        dir.path().to_str().expect("utf8"),
+    ]);
+    assert_eq!(report["task"], "classification");
+    let acc = &report["accuracy"];
+    assert_eq!(acc["images"], 12);
+    assert!(
+        (acc["top1"].as_f64().expect("top1") - 11.0 / 12.0).abs() < 1e-12,
+        "{acc}"
+    );
+    assert_eq!(
+        acc["top5"].as_f64(),
+        Some(1.0),
+        "3 classes: always in the top 5"
+    );
+    // Row = truth (square), column = prediction (circle).
+    assert_eq!(acc["confusion"][1][0], 1, "{acc}");
+    assert_eq!(acc["confusion"][0][0], 3, "{acc}");
+}
+
+#[test]
+fn a_bad_label_line_stops_eval_naming_file_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    spoiled_detection_set(dir.path());
+    std::fs::write(
+        dir.path().join("scene_5.txt"),
+        "1 0.5 0.5 0.2 0.2\n1 96 64 20 20\n",
+    )
+    .expect("write");
+    let out = lookout(&["eval", "--data", dir.path().to_str().expect("utf8")]);
+    assert_clean_failure(
+        &out,
+        &[
+            "scene_5.txt:2:",
+            "cx 96 is outside 0..1",
+            "normalised to the image size",
+        ],
+    );
+}
+
+#[test]
+fn a_classifier_set_with_an_unknown_class_folder_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("hexagon")).expect("mkdir");
+    let out = lookout(&[
+        "eval",
+        "--model",
+        "shapes-classifier",
+        "--data",
+        dir.path().to_str().expect("utf8"),
+    ]);
+    assert_clean_failure(
+        &out,
+        &[
+            "hexagon",
+            "is not one of the model's labels (circle, square, triangle)",
+        ],
+    );
+}
+
+#[test]
+fn a_missing_set_is_named() {
+    let out = lookout(&["eval", "--data", "no/such/set"]);
+    assert_clean_failure(&out, &["no/such/set"]);
+}
