@@ -15,7 +15,8 @@
 //!
 //! Around them: [`manifest`], [`board`], [`onnx_meta`], [`budget`] (the deployment check),
 //! [`model`] (embedded or file models), [`inspect`], [`bench`](mod@bench), and [`eval`] (accuracy
-//! on a labelled [`dataset`], measured by [`metrics`]).
+//! on a labelled [`dataset`], measured by [`metrics`]), [`profile`] (reference statistics for
+//! drift monitoring).
 
 pub mod bench;
 pub mod board;
@@ -32,6 +33,7 @@ pub mod model;
 pub mod onnx_meta;
 pub mod pipeline;
 pub mod preprocess;
+pub mod profile;
 pub mod record;
 pub mod sink;
 pub mod source;

@@ -33,6 +33,9 @@ enum Command {
     /// Measure accuracy on a labelled set: mAP for detectors (YOLO txt labels), top-1/top-5
     /// for classifiers (one folder per label).
     Eval(EvalArgs),
+    /// Measure the reference statistics of a model on held-out images (brightness, colour,
+    /// scores, classes) that drift monitoring compares a device's frames against.
+    Profile(ProfileArgs),
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +118,21 @@ struct EvalArgs {
     json: bool,
 }
 
+#[derive(Debug, Args)]
+struct ProfileArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Folder of held-out images (sub-folders included).
+    #[arg(long, short)]
+    data: PathBuf,
+    /// Store the result as the `[profile]` table of the model's manifest (needs --model).
+    #[arg(long)]
+    write: bool,
+    /// What the images are, recorded with the statistics (default: the folder and its size).
+    #[arg(long)]
+    describe: Option<String>,
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -132,6 +150,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(args),
         Command::Bench(args) => run_bench(args),
         Command::Eval(args) => run_eval(args),
+        Command::Profile(args) => run_profile(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -313,5 +332,53 @@ fn print_out(text: impl std::fmt::Display) -> Result<()> {
     match writeln!(std::io::stdout().lock(), "{text}") {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
+    }
+}
+
+/// A progress bar for long runs over image sets; hidden automatically when stderr is not a
+/// terminal, so logs and CI output stay clean.
+fn progress_bar() -> indicatif::ProgressBar {
+    indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} images, {per_sec}, eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    )
+}
+
+fn run_profile(args: ProfileArgs) -> Result<()> {
+    let manifest_path = match (&args.model.model, args.write) {
+        (Some(arg), true) => Some(model::manifest_path_for(arg, &args.model.models_dir)),
+        (None, true) => bail!("--write needs --model: the embedded manifest cannot be rewritten"),
+        (_, false) => None,
+    };
+    let (_, bundle) = load(&args.model)?;
+    let mut pipeline = pipeline_for(bundle)?;
+    let files = source::image_files_under(&args.data)?;
+    let bar = progress_bar();
+    let data = args
+        .describe
+        .unwrap_or_else(|| format!("{} ({} images)", args.data.display(), files.len()));
+    let profile = lookout::profile::measure(&mut pipeline, &files, data, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    match manifest_path {
+        Some(path) => {
+            lookout::profile::write_into_manifest(&path, &profile)?;
+            print_out(format_args!(
+                "wrote [profile] of {} frames into {}",
+                profile.frames,
+                path.display()
+            ))
+        }
+        None => {
+            #[derive(serde::Serialize)]
+            struct Table {
+                profile: lookout::manifest::Profile,
+            }
+            print_out(toml::to_string(&Table { profile })?.trim_end())
+        }
     }
 }

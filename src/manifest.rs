@@ -70,6 +70,75 @@ pub struct Manifest {
     /// Default decision thresholds, overridable at run time.
     #[serde(default)]
     pub thresholds: Thresholds,
+    /// Reference statistics on held-out data, for drift monitoring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
+}
+
+/// Bins of the brightness histogram (luma 0..=255, 16 levels each).
+pub const BRIGHTNESS_BINS: usize = 16;
+/// Bins of the best-score histogram (0..=1, 0.1 each).
+pub const SCORE_BINS: usize = 10;
+
+/// Reference statistics of a model on held-out frames (`[profile]`), the baseline drift is
+/// measured against; computed by `lookout profile` (`profile::ProfileBuilder`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// What the statistics were measured on.
+    pub data: String,
+    /// Frames measured.
+    pub frames: u64,
+    /// Share of sampled pixels per luma bin (ITU-R 601 luma, 16 bins over 0..=255); sums to 1.
+    pub brightness: Vec<f64>,
+    /// Mean R, G, B of the sampled pixels, 0..=255.
+    pub rgb_mean: [f64; 3],
+    /// Mean over frames of the standard deviation of luma within a frame (contrast).
+    pub contrast: f64,
+    /// Share of frames per bin of their best score (10 bins over 0..=1; a frame with nothing
+    /// reported counts as 0); sums to 1.
+    pub top_score: Vec<f64>,
+    /// Share of each label among what was reported (detections, or top-1 classes), by label
+    /// id; sums to 1 unless nothing was reported.
+    pub class_share: Vec<f64>,
+    /// Mean detections per frame (detectors only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detections_per_frame: Option<f64>,
+}
+
+impl Profile {
+    /// Checks the shape of the statistics against a model with `labels` labels; returns the
+    /// offending field and what is wrong.
+    pub fn check(&self, labels: usize) -> Result<(), (&'static str, String)> {
+        let histogram = |field: &'static str, values: &[f64], bins: usize| {
+            if values.len() != bins {
+                return Err((field, format!("has {} bins, expected {bins}", values.len())));
+            }
+            if values.iter().any(|v| !v.is_finite() || *v < 0.0) {
+                return Err((field, "holds a negative or non-finite share".to_owned()));
+            }
+            let sum: f64 = values.iter().sum();
+            if (sum - 1.0).abs() > 1e-3 {
+                return Err((field, format!("shares sum to {sum}, not 1")));
+            }
+            Ok(())
+        };
+        if self.frames == 0 {
+            return Err(("profile.frames", "is 0".to_owned()));
+        }
+        histogram("profile.brightness", &self.brightness, BRIGHTNESS_BINS)?;
+        histogram("profile.top_score", &self.top_score, SCORE_BINS)?;
+        if self.class_share.len() != labels {
+            return Err((
+                "profile.class_share",
+                format!(
+                    "has {} values, the model has {labels} labels",
+                    self.class_share.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Identity of the ONNX file.
@@ -503,6 +572,11 @@ impl Manifest {
         }
         if self.labels.is_empty() && !matches!(self.output, OutputSpec::Raw) {
             return fail("labels", "is empty".into());
+        }
+        if let Some(profile) = &self.profile {
+            profile
+                .check(self.labels.len())
+                .or_else(|(field, message)| fail(field, message))?;
         }
         match &self.output {
             OutputSpec::Classify { top_k, .. } if *top_k == 0 => {

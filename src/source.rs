@@ -159,6 +159,33 @@ pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
     Ok(files)
 }
 
+/// The image files under `dir` and its sub-folders, sorted by path; an error if there are none.
+pub fn image_files_under(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
+    let mut files = Vec::new();
+    let mut folders = vec![dir.to_owned()];
+    while let Some(folder) = folders.pop() {
+        let io = |source| SourceError::Io {
+            path: folder.clone(),
+            source,
+        };
+        for entry in std::fs::read_dir(&folder).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if is_image_file(&path) {
+                files.push(path);
+            }
+        }
+    }
+    if files.is_empty() {
+        return Err(SourceError::EmptyDirectory {
+            path: dir.to_owned(),
+        });
+    }
+    files.sort();
+    Ok(files)
+}
+
 /// Reads and decodes one image file into a frame named by its file name.
 pub fn read_frame(path: &Path) -> Result<Frame, SourceError> {
     Ok(Frame {

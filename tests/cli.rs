@@ -382,6 +382,75 @@ fn a_manifest_claiming_the_wrong_quantization_is_refused() {
 }
 
 #[test]
+fn profile_is_measured_and_written_into_the_manifest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = copy_model("shapes-detector", dir.path());
+    let manifest_arg = manifest.to_str().expect("utf8");
+    let out = lookout(&[
+        "profile",
+        "--model",
+        manifest_arg,
+        "--data",
+        "tests/images/detect",
+        "--write",
+        "--describe",
+        "test scenes",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    let table: toml::Value = toml::from_str(&text).expect("TOML");
+    let p = &table["profile"];
+    assert_eq!(p["data"].as_str(), Some("test scenes"));
+    assert_eq!(p["frames"].as_integer(), Some(8));
+    // The detector finds exactly the 14 labelled objects: 3 circles, 6 squares, 5 triangles.
+    assert_eq!(p["detections_per_frame"].as_float(), Some(1.75));
+    let share: Vec<f64> = p["class_share"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|v| v.as_float().expect("float"))
+        .collect();
+    assert_eq!(share, [0.214286, 0.428571, 0.357143]);
+    let brightness_sum: f64 = p["brightness"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|v| v.as_float().expect("float"))
+        .sum();
+    assert!((brightness_sum - 1.0).abs() < 1e-5, "{brightness_sum}");
+    // The rewritten manifest still passes the deployment check, and a second write replaces
+    // the table instead of adding one.
+    let check = lookout(&["check", "--model", manifest_arg]);
+    assert!(check.status.success(), "{}", stderr(&check));
+    let again = lookout(&[
+        "profile",
+        "--model",
+        manifest_arg,
+        "--data",
+        "tests/images/detect",
+        "--write",
+    ]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    assert_eq!(text.matches("[profile]").count(), 1, "{text}");
+
+    // A profile that does not fit the model is refused naming the field.
+    std::fs::write(
+        &manifest,
+        text.replace("class_share = [", "class_share = [0.0, "),
+    )
+    .expect("write");
+    let out = lookout(&["check", "--model", manifest_arg]);
+    assert_clean_failure(
+        &out,
+        &[
+            "field `profile.class_share`",
+            "has 4 values, the model has 3 labels",
+        ],
+    );
+}
+
+#[test]
 fn image_that_is_not_an_image() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("photo.jpg");
