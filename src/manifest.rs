@@ -300,6 +300,32 @@ pub enum BoxEncoding {
     Corners,
     /// Offsets against priors: `(dcx, dcy, dw, dh)` with variances, as in the SSD paper.
     CenterOffsets,
+    /// Linear offsets against anchors, MediaPipe style (BlazeFace): `cx = a.cx + d0·v0·a.w`,
+    /// `w = d2·v1·a.w`, with `v = 1 / x_scale`; values after the first four (keypoints) are
+    /// ignored.
+    AnchorOffsets,
+}
+
+impl BoxEncoding {
+    /// The manifest's name of the encoding.
+    pub fn key(self) -> &'static str {
+        match self {
+            BoxEncoding::Corners => "corners",
+            BoxEncoding::CenterOffsets => "center-offsets",
+            BoxEncoding::AnchorOffsets => "anchor-offsets",
+        }
+    }
+}
+
+/// What turns the scores tensor into probabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScoreActivation {
+    /// Scores are probabilities already.
+    #[default]
+    None,
+    /// Scores are logits: `1 / (1 + e^-x)` per class.
+    Sigmoid,
 }
 
 /// Prior (anchor) boxes generated the UltraFace way: for each feature map of stride `s`, one
@@ -359,9 +385,12 @@ pub enum OutputSpec {
         /// Class index that means "no object", skipped when decoding.
         #[serde(default)]
         background_class: Option<usize>,
-        /// Priors, required for `center-offsets`.
+        /// Priors, required for `center-offsets` and `anchor-offsets`.
         #[serde(default)]
         priors: Option<PriorSpec>,
+        /// Activation applied to the scores before thresholds.
+        #[serde(default)]
+        score_activation: ScoreActivation,
     },
     /// Report the output tensors' shapes only; decoding is left to the application.
     Raw,
@@ -583,24 +612,27 @@ impl Manifest {
                 return fail("output.top_k", "must be at least 1".into());
             }
             OutputSpec::Ssd {
-                box_encoding: BoxEncoding::CenterOffsets,
+                box_encoding: encoding @ (BoxEncoding::CenterOffsets | BoxEncoding::AnchorOffsets),
                 priors: None,
                 ..
             } => {
                 return fail(
                     "output.priors",
-                    "is required with box_encoding = \"center-offsets\"".into(),
+                    format!("is required with box_encoding = \"{}\"", encoding.key()),
                 );
             }
             OutputSpec::Ssd {
-                box_encoding: BoxEncoding::CenterOffsets,
+                box_encoding: encoding @ (BoxEncoding::CenterOffsets | BoxEncoding::AnchorOffsets),
                 box_units: BoxUnits::Pixels,
                 ..
             } => {
                 // Priors are fractions of the input, so offsets against them decode to fractions.
                 return fail(
                     "output.box_units",
-                    "must be \"normalized\" with box_encoding = \"center-offsets\"".into(),
+                    format!(
+                        "must be \"normalized\" with box_encoding = \"{}\"",
+                        encoding.key()
+                    ),
                 );
             }
             OutputSpec::Ssd {
@@ -622,7 +654,8 @@ impl Manifest {
                     if *box_encoding == BoxEncoding::Corners {
                         return fail(
                             "output.priors",
-                            "is only used with box_encoding = \"center-offsets\"".into(),
+                            "is only used with box_encoding = \"center-offsets\" or \"anchor-offsets\""
+                                .into(),
                         );
                     }
                     if p.steps.len() != p.min_sizes.len() {

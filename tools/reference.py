@@ -20,6 +20,25 @@ Decoding rules, chosen to be simple enough to re-implement exactly:
             its best-scoring class (ties: lower id).
   yolov5    [1, N, 5+C]: cx, cy, w, h, objectness, C class scores;
             score = objectness * best class score.
+  ssd       two outputs found by name: `scores` [1, N, C] and `boxes` [1, N, 4]
+            ([1, N, K >= 4] for anchor-offsets; values after the 4th, e.g.
+            keypoints, are ignored). score = the value, or sigmoid(value) with
+            score_activation = "sigmoid". One candidate per (row, class) with
+            score >= thresholds.score, in row then class order, except the
+            background_class if one is given. Boxes by box_encoding:
+              corners         x0, y0, x1, y1
+              center-offsets  cx = p.cx + d0*v0*p.w, cy = p.cy + d1*v0*p.h,
+                              w = p.w*exp(d2*v1), h = p.h*exp(d3*v1)   (SSD, UltraFace)
+              anchor-offsets  cx = p.cx + d0*v0*p.w, cy = p.cy + d1*v0*p.h,
+                              w = d2*v1*p.w, h = d3*v1*p.h   (linear: MediaPipe BlazeFace)
+            with (v0, v1) = priors.variance (default 0.1, 0.2) and p the prior of
+            the row. Priors (W x H input): for each step s with its min_sizes,
+            for each row j < ceil(H/s), column i < ceil(W/s), size m:
+            (cx, cy, w, h) = ((i+0.5)/(W/s), (j+0.5)/(H/s), m/W, m/H), each
+            clamped to [0, 1], computed in float64 and stored as float32; their
+            count must equal N. Box values are in box_units (default
+            "normalized", x by W and y by H to input pixels; prior-based
+            encodings must be normalized).
   then      drop score < thresholds.score; class-aware greedy NMS in model-input
             coordinates (sort by score desc, ties by candidate index; suppress a
             box whose IoU with a kept box of the same class is > thresholds.iou);
@@ -95,10 +114,84 @@ def decode_classify(out, m):
     return res[:spec.get("top_k", 5)]
 
 
-def candidates(out, m):
-    """Raw output -> (boxes [N,4] x0,y0,x1,y1 model px, scores [N], classes [N])."""
+def priors(spec, W, H):
+    """[P, 4] float32 priors (cx, cy, w, h), normalized to the W x H input, in output order."""
+    rows = []
+    for step, sizes in zip(spec["steps"], spec["min_sizes"], strict=True):
+        sx, sy = W / step, H / step  # the unrounded ratio, not the cell count
+        for j in range(-(-H // step)):
+            for i in range(-(-W // step)):
+                for size in sizes:
+                    size = float(np.float32(size))  # manifest floats are f32
+                    rows.append(((i + 0.5) / sx, (j + 0.5) / sy, size / W, size / H))
+    return np.clip(np.asarray(rows, np.float64).reshape(-1, 4), 0.0, 1.0).astype(np.float32)
+
+
+def ssd_candidates(outs, m):
+    """SSD outputs (dict name -> array) -> (boxes, scores, classes), one per (row, class)."""
     spec = m["output"]
     _, H, W = input_geometry(m)
+    for key in ("scores", "boxes"):
+        if spec[key] not in outs:
+            raise SystemExit(f"model has no output {spec[key]!r} (outputs: {', '.join(outs)})")
+    s = np.asarray(outs[spec["scores"]], np.float64)
+    d = np.asarray(outs[spec["boxes"]], np.float64)
+    encoding = spec["box_encoding"]
+    if s.ndim != 3 or s.shape[0] != 1 or s.shape[2] != len(m["labels"]):
+        raise SystemExit(f"scores {list(s.shape)}, expected [1, N, {len(m['labels'])}]")
+    n = s.shape[1]
+    if d.ndim != 3 or d.shape[:2] != (1, n) or not (
+            d.shape[2] >= 4 if encoding == "anchor-offsets" else d.shape[2] == 4):
+        k = "K >= 4" if encoding == "anchor-offsets" else "4"
+        raise SystemExit(f"boxes {list(d.shape)}, expected [1, {n}, {k}]")
+    s, d = s[0], d[0, :, :4]
+    if spec.get("score_activation", "none") == "sigmoid":
+        with np.errstate(over="ignore"):  # exp(710+) is inf, and 1 / (1 + inf) the right 0
+            s = 1.0 / (1.0 + np.exp(-s))
+    units = spec.get("box_units", "normalized")
+    if encoding == "corners":
+        boxes = d.copy()
+    elif encoding in ("center-offsets", "anchor-offsets"):
+        if units != "normalized":
+            raise SystemExit(f"box_encoding {encoding!r} needs box_units = \"normalized\"")
+        pri = spec["priors"]
+        p = priors(pri, W, H).astype(np.float64)
+        if len(p) != n:
+            raise SystemExit(f"{len(p)} priors for {n} rows")
+        v0, v1 = (float(np.float32(v)) for v in pri.get("variance", [0.1, 0.2]))
+        cx = p[:, 0] + d[:, 0] * v0 * p[:, 2]
+        cy = p[:, 1] + d[:, 1] * v0 * p[:, 3]
+        if encoding == "center-offsets":
+            with np.errstate(over="ignore"):  # only rows far below any threshold overflow
+                w = p[:, 2] * np.exp(d[:, 2] * v1)
+                h = p[:, 3] * np.exp(d[:, 3] * v1)
+        else:
+            w = d[:, 2] * v1 * p[:, 2]
+            h = d[:, 3] * v1 * p[:, 3]
+        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    else:
+        raise SystemExit(f"reference.py does not know box_encoding {encoding!r}")
+    if units == "normalized":
+        boxes = boxes * np.array([W, H, W, H], np.float64)
+    # Every (row, class) is a candidate, row-major; nms() applies the score threshold and keeps
+    # this order for ties. The background class never is one.
+    rows, classes = np.meshgrid(np.arange(n), np.arange(s.shape[1]), indexing="ij")
+    rows, classes = rows.reshape(-1), classes.reshape(-1)
+    bg = spec.get("background_class")
+    if bg is not None:
+        keep = classes != bg
+        rows, classes = rows[keep], classes[keep]
+    return boxes[rows], s[rows, classes], classes
+
+
+def candidates(out, m):
+    """Raw output -> (boxes [N,4] x0,y0,x1,y1 model px, scores [N], classes [N]).
+
+    `out` is the one output array, or for ssd a dict of all outputs by name."""
+    spec = m["output"]
+    _, H, W = input_geometry(m)
+    if spec["decoder"] == "ssd":
+        return ssd_candidates(out, m)
     a = np.asarray(out, np.float64)
     if spec["decoder"] == "yolov8":
         a = a[0].T  # [N, 4+C]
@@ -172,6 +265,9 @@ def run_image(sess, m, path):
     rec = {"frame": os.path.basename(path)}
     if m["output"]["decoder"] == "classify":
         rec["classes"] = decode_classify(outs[0], m)
+    elif m["output"]["decoder"] == "ssd":
+        by_name = dict(zip((o.name for o in sess.get_outputs()), outs))
+        rec["detections"] = decode_detect(by_name, m, t, w, h)
     else:
         rec["detections"] = decode_detect(outs[0], m, t, w, h)
     return rec

@@ -250,6 +250,7 @@ impl Decoder {
                 box_units,
                 background_class,
                 priors,
+                score_activation,
             } => Kind::Ssd(Box::new(Ssd::new(
                 ssd::Config {
                     scores: scores.clone(),
@@ -258,6 +259,7 @@ impl Decoder {
                     units: *box_units,
                     background_class: *background_class,
                     priors: priors.as_ref(),
+                    activation: *score_activation,
                 },
                 geometry,
                 &shapes,
@@ -661,6 +663,7 @@ mod tests {
             box_units: BoxUnits::Normalized,
             background_class: Some(0),
             priors: None,
+            score_activation: crate::manifest::ScoreActivation::None,
         };
         let err = Decoder::new(
             &spec,
@@ -724,6 +727,7 @@ mod tests {
                 min_sizes: vec![vec![8.0]],
                 variance: [0.1, 0.2],
             }),
+            score_activation: crate::manifest::ScoreActivation::None,
         };
         let err = Decoder::new(
             &spec,

@@ -1,13 +1,17 @@
 //! SSD / UltraFace heads: per-prior class scores and boxes, in two tensors found by name.
 //!
-//! Boxes come either already decoded as corners (UltraFace exported with its post-processing)
-//! or as SSD offsets against prior boxes, which are then generated here exactly as UltraFace's
-//! `generate_priors` does, so that prior `k` of ours is prior `k` of the network's training.
+//! Boxes come either already decoded as corners (UltraFace exported with its post-processing),
+//! as SSD offsets against prior boxes (exp-encoded sizes, UltraFace / the SSD paper), or as
+//! MediaPipe's linear offsets against anchors (BlazeFace, whose box rows also carry keypoints).
+//! Priors are generated here exactly as UltraFace's `generate_priors` does — which for square
+//! inputs and anchors of the input's size is also MediaPipe's `SsdAnchorsCalculator` with
+//! `fixed_anchor_size` — so that prior `k` of ours is prior `k` of the network's training.
+//! Scores may be logits (`score_activation = "sigmoid"`), as BlazeFace's are.
 
 use super::{
     find_shape, find_view, push_candidate, BBox, DecodeError, Detection, Geometry, OutputView,
 };
-use crate::manifest::{BoxEncoding, BoxUnits, PriorSpec};
+use crate::manifest::{BoxEncoding, BoxUnits, PriorSpec, ScoreActivation};
 
 const DECODER: &str = "ssd";
 
@@ -116,8 +120,10 @@ pub(super) struct Config<'a> {
     pub units: BoxUnits,
     /// The "no object" class, never reported.
     pub background_class: Option<usize>,
-    /// Priors, for center-offsets.
+    /// Priors, for center-offsets and anchor-offsets.
     pub priors: Option<&'a PriorSpec>,
+    /// Activation applied to the scores.
+    pub activation: ScoreActivation,
 }
 
 /// Decoder for SSD heads.
@@ -134,6 +140,8 @@ pub(super) struct Ssd {
     variance: [f32; 2],
     /// Generated once at load; empty for corner-encoded boxes.
     priors: Vec<Prior>,
+    /// Activation applied to the scores.
+    activation: ScoreActivation,
 }
 
 impl Ssd {
@@ -150,20 +158,22 @@ impl Ssd {
         };
         let (priors, variance) = match (config.encoding, config.priors) {
             (BoxEncoding::Corners, _) => (Vec::new(), [0.0; 2]),
-            (BoxEncoding::CenterOffsets, None) => {
-                return Err(spec_error(
-                    "box_encoding \"center-offsets\" needs output.priors",
-                ))
+            (encoding, None) => {
+                return Err(spec_error(&format!(
+                    "box_encoding \"{}\" needs output.priors",
+                    encoding.key()
+                )))
             }
-            (BoxEncoding::CenterOffsets, Some(_)) if config.units != BoxUnits::Normalized => {
+            (encoding, Some(_)) if config.units != BoxUnits::Normalized => {
                 // Priors are fractions of the input, so offsets decoded against them are too;
                 // reading them as pixels would put every box within a pixel of the origin.
-                return Err(spec_error(
-                    "box_encoding \"center-offsets\" decodes against normalized priors, so \
+                return Err(spec_error(&format!(
+                    "box_encoding \"{}\" decodes against normalized priors, so \
                      box_units must be \"normalized\"",
-                ));
+                    encoding.key()
+                )));
             }
-            (BoxEncoding::CenterOffsets, Some(spec)) => (
+            (_, Some(spec)) => (
                 generate_priors(spec, geometry.width, geometry.height)?,
                 spec.variance,
             ),
@@ -177,6 +187,7 @@ impl Ssd {
             scale: geometry.scale(config.units),
             variance,
             priors,
+            activation: config.activation,
         };
         let scores = find_shape(&ssd.scores, shapes)?;
         let boxes = find_shape(&ssd.boxes, shapes)?;
@@ -190,10 +201,11 @@ impl Ssd {
         &self.priors
     }
 
-    /// Scores must be `[1, N, C]` and boxes `[1, N, 4]`, with N the prior count when decoding
-    /// against priors, since a prior count that differs means the priors are not the ones the
-    /// network was trained with and every box would be wrong.
-    fn check(&self, scores: &[usize], boxes: &[usize]) -> Result<(), DecodeError> {
+    /// Scores must be `[1, N, C]` and boxes `[1, N, 4]` (`[1, N, K >= 4]` for anchor offsets,
+    /// whose rows carry keypoints after the box), with N the prior count when decoding against
+    /// priors, since a prior count that differs means the priors are not the ones the network
+    /// was trained with and every box would be wrong. Returns the values per box row.
+    fn check(&self, scores: &[usize], boxes: &[usize]) -> Result<usize, DecodeError> {
         let shape_error = |output: &str, expected: String, got: &[usize]| DecodeError::Shape {
             output: output.to_owned(),
             decoder: DECODER,
@@ -205,20 +217,26 @@ impl Ssd {
             &[1, n, classes] if classes == c => n,
             _ => return Err(shape_error(&self.scores, format!("[1, N, {c}]"), scores)),
         };
-        if self.encoding == BoxEncoding::CenterOffsets && rows != self.priors.len() {
+        if self.encoding != BoxEncoding::Corners && rows != self.priors.len() {
             let expected = format!("[1, {}, {c}] (one row per prior)", self.priors.len());
             return Err(shape_error(&self.scores, expected, scores));
         }
-        if boxes != [1, rows, 4] {
-            let expected = match self.encoding {
-                BoxEncoding::CenterOffsets => format!("[1, {rows}, 4] (one row per prior)"),
-                BoxEncoding::Corners => {
-                    format!("[1, {rows}, 4] (as many rows as `{}`)", self.scores)
-                }
-            };
-            return Err(shape_error(&self.boxes, expected, boxes));
+        match (self.encoding, boxes) {
+            (BoxEncoding::AnchorOffsets, &[1, n, k]) if n == rows && k >= 4 => Ok(k),
+            (_, &[1, n, 4]) if n == rows => Ok(4),
+            _ => {
+                let expected = match self.encoding {
+                    BoxEncoding::CenterOffsets => format!("[1, {rows}, 4] (one row per prior)"),
+                    BoxEncoding::AnchorOffsets => {
+                        format!("[1, {rows}, K >= 4] (one row per anchor)")
+                    }
+                    BoxEncoding::Corners => {
+                        format!("[1, {rows}, 4] (as many rows as `{}`)", self.scores)
+                    }
+                };
+                Err(shape_error(&self.boxes, expected, boxes))
+            }
         }
-        Ok(())
     }
 
     /// Appends one candidate per (row, class) whose score reaches `threshold` to `out`, in row
@@ -231,12 +249,12 @@ impl Ssd {
     ) -> Result<(), DecodeError> {
         let scores = find_view(&self.scores, outputs)?;
         let boxes = find_view(&self.boxes, outputs)?;
-        self.check(scores.shape, boxes.shape)?;
-        // num_classes >= 1 (checked at load), so chunks_exact cannot panic.
+        let row_len = self.check(scores.shape, boxes.shape)?;
+        // num_classes >= 1 (checked at load) and row_len >= 4, so chunks_exact cannot panic.
         let rows = scores
             .data
             .chunks_exact(self.num_classes)
-            .zip(boxes.data.chunks_exact(4));
+            .zip(boxes.data.chunks_exact(row_len));
         match self.encoding {
             BoxEncoding::Corners => {
                 for (row_scores, b) in rows {
@@ -246,6 +264,11 @@ impl Ssd {
             BoxEncoding::CenterOffsets => {
                 for ((row_scores, d), prior) in rows.zip(&self.priors) {
                     self.emit(row_scores, threshold, out, || self.offsets(d, prior));
+                }
+            }
+            BoxEncoding::AnchorOffsets => {
+                for ((row_scores, d), prior) in rows.zip(&self.priors) {
+                    self.emit(row_scores, threshold, out, || self.anchor_offsets(d, prior));
                 }
             }
         }
@@ -262,7 +285,11 @@ impl Ssd {
         decode: impl Fn() -> Option<BBox>,
     ) {
         let mut bbox = None;
-        for (class_id, &score) in scores.iter().enumerate() {
+        for (class_id, &raw) in scores.iter().enumerate() {
+            let score = match self.activation {
+                ScoreActivation::None => raw,
+                ScoreActivation::Sigmoid => 1.0 / (1.0 + (-raw).exp()),
+            };
             // `>=` is false for NaN, so NaN scores are dropped here.
             if score >= threshold && Some(class_id) != self.background_class {
                 if let Some(b) = *bbox.get_or_insert_with(&decode) {
@@ -288,6 +315,21 @@ impl Ssd {
         let cy = p.cy + d1 * v0 * p.h;
         let w = p.w * (d2 * v1).exp();
         let h = p.h * (d3 * v1).exp();
+        Some(self.to_pixels(BBox::from_center(cx, cy, w, h)))
+    }
+
+    /// MediaPipe's `TensorsToDetectionsCalculator` box decoding with `v = 1 / scale`:
+    /// `cx = a.cx + d0 * v0 * a.w`, `cy = a.cy + d1 * v0 * a.h`, `w = d2 * v1 * a.w`,
+    /// `h = d3 * v1 * a.h` — sizes are linear here, not exponential as in SSD.
+    fn anchor_offsets(&self, d: &[f32], a: &Prior) -> Option<BBox> {
+        let &[d0, d1, d2, d3, ..] = d else {
+            return None;
+        };
+        let [v0, v1] = self.variance;
+        let cx = a.cx + d0 * v0 * a.w;
+        let cy = a.cy + d1 * v0 * a.h;
+        let w = d2 * v1 * a.w;
+        let h = d3 * v1 * a.h;
         Some(self.to_pixels(BBox::from_center(cx, cy, w, h)))
     }
 
@@ -334,6 +376,7 @@ mod tests {
             box_units: units,
             background_class,
             priors,
+            score_activation: ScoreActivation::None,
         }
     }
 
@@ -625,6 +668,7 @@ mod tests {
             units: BoxUnits::Normalized,
             background_class: None,
             priors: Some(&priors),
+            activation: ScoreActivation::None,
         };
         let geometry = Geometry {
             num_classes: 1,
@@ -638,5 +682,80 @@ mod tests {
         )
         .expect("corners do not need 4420 rows");
         assert!(ssd.priors().is_empty());
+    }
+
+    /// BlazeFace's layout: 896 anchors of the input's size (2 per stride-8 cell, 6 per
+    /// stride-16 cell), 16 values per box row (box + 6 keypoints), logits for scores.
+    #[test]
+    fn anchor_offsets_decode_linearly_with_sigmoid_scores() {
+        let priors = PriorSpec {
+            steps: vec![8, 16],
+            min_sizes: vec![vec![128.0; 2], vec![128.0; 6]],
+            variance: [1.0 / 128.0, 1.0 / 128.0],
+        };
+        let spec = OutputSpec::Ssd {
+            scores: "classificators".into(),
+            boxes: "regressors".into(),
+            box_encoding: BoxEncoding::AnchorOffsets,
+            box_units: BoxUnits::Normalized,
+            background_class: None,
+            priors: Some(priors),
+            score_activation: ScoreActivation::Sigmoid,
+        };
+        let shapes = [
+            ("regressors".to_owned(), vec![1, 896, 16]),
+            ("classificators".to_owned(), vec![1, 896, 1]),
+        ];
+        let mut decoder = Decoder::new(&spec, 1, 128, 128, &shapes).expect("BlazeFace layout");
+
+        let mut logits = vec![-10.0f32; 896];
+        let mut rows = vec![0.0f32; 896 * 16];
+        // Row 166: stride 8, cell row 5, column 3, first anchor; centre (3.5/16, 5.5/16).
+        logits[166] = 2.0;
+        rows[166 * 16..166 * 16 + 4].copy_from_slice(&[12.8, -6.4, 32.0, 16.0]);
+        // Keypoints after the box must not disturb it.
+        rows[166 * 16 + 4..167 * 16].fill(999.0);
+        let outputs = [
+            OutputView {
+                name: "regressors",
+                shape: &[1, 896, 16],
+                data: &rows,
+            },
+            OutputView {
+                name: "classificators",
+                shape: &[1, 896, 1],
+                data: &logits,
+            },
+        ];
+        let thresholds = Thresholds {
+            score: 0.5,
+            iou: 0.3,
+            max_detections: 10,
+        };
+        let Decoded::Detections(found) = decoder.decode(&outputs, &thresholds).expect("decodes")
+        else {
+            panic!("a detector decodes to detections");
+        };
+        assert_eq!(found.len(), 1, "{found:?}");
+        let d = &found[0];
+        assert!(
+            (d.score - 0.880_797).abs() < 1e-5,
+            "sigmoid(2) = {}",
+            d.score
+        );
+        // cx = 0.21875 + 12.8/128, w = 32/128 of the anchor (1.0): pixels of a 128 input.
+        let want = [24.8, 29.6, 56.8, 45.6];
+        let got = [d.bbox.x0, d.bbox.y0, d.bbox.x1, d.bbox.y1];
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-3, "{got:?} vs {want:?}");
+        }
+
+        // Fewer than 4 values per box row cannot be anchor offsets.
+        let bad = [
+            ("regressors".to_owned(), vec![1, 896, 3]),
+            ("classificators".to_owned(), vec![1, 896, 1]),
+        ];
+        let err = Decoder::new(&spec, 1, 128, 128, &bad).expect_err("3 values per row");
+        assert!(err.to_string().contains("[1, 896, K >= 4]"), "{err}");
     }
 }

