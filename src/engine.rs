@@ -192,7 +192,7 @@ impl Engine {
 /// Whether tract accepts a model on its own: the single input is fixed to its declared shape
 /// (symbolic sizes such as `batch` set to 1) and type, and the model optimized. Returns the
 /// output names and shapes.
-pub fn probe(onnx: &[u8], origin: &str) -> Result<OutputShapes, EngineError> {
+pub fn probe(onnx: &[u8], origin: &str) -> Result<Probe, EngineError> {
     let meta = OnnxMeta::parse(onnx).map_err(|e| load_error(origin, e.into()))?;
     let [input] = meta.inputs.as_slice() else {
         return Err(load_error(
@@ -225,7 +225,22 @@ pub fn probe(onnx: &[u8], origin: &str) -> Result<OutputShapes, EngineError> {
             ))
         }
     };
-    optimize(onnx, datum, &shape, origin).map(|(_, shapes)| shapes)
+    let (model, outputs) = optimize(onnx, datum, &shape, origin)?;
+    let mut ops = std::collections::BTreeMap::new();
+    for node in model.nodes() {
+        *ops.entry(node.op().name().into_owned()).or_insert(0) += 1;
+    }
+    Ok(Probe { outputs, ops })
+}
+
+/// What tract made of a model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    /// Output names and shapes.
+    pub outputs: OutputShapes,
+    /// Operators of the optimized graph tract runs, with counts: shows, for instance, whether
+    /// a quantized model's dequantization was folded away or runs on every frame.
+    pub ops: std::collections::BTreeMap<String, usize>,
 }
 
 fn load_error(origin: &str, e: anyhow::Error) -> EngineError {

@@ -44,7 +44,7 @@ pub struct Inspection {
     /// Quantization form.
     pub quant: QuantForm,
     /// tract's verdict: output shapes, or why it refuses the model.
-    pub tract: Result<engine::OutputShapes, String>,
+    pub tract: Result<engine::Probe, String>,
 }
 
 /// Inspects an ONNX file.
@@ -118,13 +118,23 @@ impl std::fmt::Display for Inspection {
             )?;
         }
         match &self.tract {
-            Ok(shapes) => {
-                let outs: Vec<String> = shapes.iter().map(|(n, s)| format!("{n} {s:?}")).collect();
-                write!(
+            Ok(probe) => {
+                let outs: Vec<String> = probe
+                    .outputs
+                    .iter()
+                    .map(|(n, s)| format!("{n} {s:?}"))
+                    .collect();
+                writeln!(
                     f,
                     "tract:        loads and optimizes; outputs {}",
                     outs.join(", ")
-                )
+                )?;
+                let ops: Vec<String> = probe
+                    .ops
+                    .iter()
+                    .map(|(op, n)| format!("{op}×{n}"))
+                    .collect();
+                write!(f, "tract runs:   {}", ops.join(", "))
             }
             Err(why) => write!(f, "tract:        REFUSED: {why}"),
         }

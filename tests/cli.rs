@@ -220,11 +220,20 @@ fn inspect_reports_the_model() {
     );
     assert!(text.contains("output:       output0 float"), "{text}");
     assert!(text.contains("Conv×"), "{text}");
-    assert!(text.contains("quantization: fp32"), "{text}");
+    // The shipped detector stores its weights as int8 (tools/model-table chose it).
+    assert!(text.contains("DequantizeLinear×"), "{text}");
+    assert!(text.contains("quantization: weight-only int8"), "{text}");
     assert!(
         text.contains("tract:        loads and optimizes; outputs output0 [1, 7, "),
         "{text}"
     );
+    // tract folds the dequantization into float weights at load: none is left to run.
+    let runs = text
+        .lines()
+        .find_map(|l| l.strip_prefix("tract runs:"))
+        .unwrap_or_else(|| panic!("no `tract runs` line: {text}"));
+    assert!(runs.contains("OptMatMul×"), "{runs}");
+    assert!(!runs.contains("Dequantize"), "{runs}");
     assert!(
         text.contains("manifest:     shapes-detector@1.0.0 beside it"),
         "{text}"
@@ -352,32 +361,40 @@ fn manifest_with_a_wrong_field_names_it() {
 
 #[test]
 fn a_manifest_claiming_the_wrong_quantization_is_refused() {
-    let cases: [(&str, &[&str]); 2] = [
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = copy_model("shapes-detector", dir.path());
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    let actual = text
+        .lines()
+        .find_map(|l| l.strip_prefix("quantization = "))
+        .expect("the shipped manifest declares its form")
+        .trim_matches('"')
+        .to_owned();
+    let claim = if actual == "fp32" { "int8-qdq" } else { "fp32" };
+    let cases = [
         (
-            "\"int8-weights\"",
-            &[
-                "shapes-detector.onnx: the graph is fp32",
-                "field `model.quantization` says int8-weights",
+            format!("\"{claim}\""),
+            vec![
+                format!("shapes-detector.onnx: the graph is {actual}"),
+                format!("field `model.quantization` says {claim}"),
             ],
         ),
         (
-            "\"int4\"",
-            &["shapes-detector.toml", "int4", "int8-weights"],
+            "\"int4\"".to_owned(),
+            vec![
+                "shapes-detector.toml".to_owned(),
+                "int4".into(),
+                "int8-weights".into(),
+            ],
         ),
     ];
     for (value, needles) in cases {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let manifest = copy_model("shapes-detector", dir.path());
-        let text = std::fs::read_to_string(&manifest).expect("manifest");
-        let without = text
-            .lines()
-            .filter(|l| !l.starts_with("quantization ="))
-            .collect::<Vec<_>>()
-            .join("\n");
-        let edited = without.replace("[model]\n", &format!("[model]\nquantization = {value}\n"));
+        let edited = rewrite_key(&text, "quantization", &value);
+        assert_ne!(edited, text);
         std::fs::write(&manifest, edited).expect("write");
         let out = lookout(&["check", "--model", manifest.to_str().expect("utf8")]);
-        assert_clean_failure(&out, needles);
+        let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+        assert_clean_failure(&out, &needles);
     }
 }
 

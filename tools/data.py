@@ -17,6 +17,9 @@ import scenes
 
 SEED_TRAIN_CLS, SEED_VAL_CLS, SEED_TEST_CLS = 1001, 2001, 3001
 SEED_TRAIN_DET, SEED_VAL_DET, SEED_TEST_DET = 1002, 2002, 3002
+# Calibration inputs for post-training quantization (tools/variants.py): a split of
+# their own, so quantization never sees the held-out data it is judged on.
+SEED_CAL_CLS, SEED_CAL_DET = 4001, 4002
 MAX_OBJ = 5
 
 

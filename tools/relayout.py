@@ -150,6 +150,8 @@ def manifest_text(base, name, file_bytes, output_section, labels):
     text = re.sub(r"(?m)^bytes = \d+$", f"bytes = {len(file_bytes)}", text, count=1)
     text = re.sub(r"(?m)^labels = \[.*\]$", "labels = [" + ", ".join(f'"{l}"' for l in labels) + "]", text, count=1)
     text = re.sub(r"(?ms)^\[output\]\n.*?(?=^\[)", "[output]\n" + output_section + "\n\n", text, count=1)
+    # The reference statistics describe the base model's outputs, not a re-headed one's.
+    text = re.sub(r"(?ms)^\[profile\]\n.*?(?=^\[|\Z)", "", text).rstrip() + "\n"
     return text
 
 

@@ -11,6 +11,11 @@ native-size image, computed from the same geometry that is drawn, so they are
 exact (the final blur only softens edges by a fraction of a pixel).
 
     python3 tools/scenes.py --kind detect --seed 7 --count 4 --out /tmp/scenes
+
+writes a labelled set in the layouts `lookout eval` reads: detect -> `scene_<i>.png` with
+YOLO txt `scene_<i>.txt` beside it and `labels.txt`; classify -> `<label>/<i>.png`.
+The held-out sets behind the numbers in models/README.md are seed 2002 (detect, 500)
+and seed 2001 (classify, 2000).
 """
 import argparse
 import math
@@ -213,6 +218,33 @@ def yolo_lines(objects, w, h):
     return out
 
 
+def _write_sample(job):
+    kind, seed, i, out = job
+    if kind == "classify":
+        img, cls, _ = render_classify(seed, i)
+        Image.fromarray(img).save(os.path.join(out, CLASSES[cls], f"{i}.png"))
+    else:
+        img, objs = render_detect(seed, i)
+        Image.fromarray(img).save(os.path.join(out, f"scene_{i}.png"))
+        with open(os.path.join(out, f"scene_{i}.txt"), "w") as f:
+            f.write("\n".join(yolo_lines(objs, img.shape[1], img.shape[0])) + "\n")
+
+
+def write_set(kind, seed, count, out):
+    """Render a labelled set to `out` (see the module docstring for the layouts)."""
+    from multiprocessing import Pool
+
+    if kind == "classify":
+        for c in CLASSES:
+            os.makedirs(os.path.join(out, c), exist_ok=True)
+    else:
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "labels.txt"), "w") as f:
+            f.write("\n".join(CLASSES) + "\n")
+    with Pool(os.cpu_count()) as pool:
+        pool.map(_write_sample, [(kind, seed, i, out) for i in range(count)], chunksize=32)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kind", choices=["classify", "detect"], default="detect")
@@ -220,16 +252,7 @@ def main():
     ap.add_argument("--count", type=int, default=8)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
-    for i in range(args.count):
-        if args.kind == "classify":
-            img, cls, _ = render_classify(args.seed, i)
-            Image.fromarray(img).save(os.path.join(args.out, f"{CLASSES[cls]}_{i}.png"))
-        else:
-            img, objs = render_detect(args.seed, i)
-            Image.fromarray(img).save(os.path.join(args.out, f"scene_{i}.png"))
-            with open(os.path.join(args.out, f"scene_{i}.txt"), "w") as f:
-                f.write("\n".join(yolo_lines(objs, img.shape[1], img.shape[0])) + "\n")
+    write_set(args.kind, args.seed, args.count, args.out)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,12 @@ from the file itself so the manifest can never disagree with it.
 
     python3 tools/write_manifest.py models/shapes-detector.onnx
     python3 tools/write_manifest.py --all     # both shapes models
+    python3 tools/write_manifest.py --variant int8-qdq models/variants/shapes-detector-int8-qdq.onnx
+
+A variant (a quantized form of a base model, made by tools/variants.py) gets
+`<dir>/<base>-<form>.toml`: the base model's body, its own name, file, sha256
+and size, a description saying how it is stored, and `quantization = "<form>"`
+in `[model]` (base models carry `quantization = "fp32"`).
 
 The manifest text is generated from the templates below (not edited by hand):
 lookout parses manifests strictly, so the keys here are exactly its schema.
@@ -23,6 +29,7 @@ labels = [{labels}]
 file = "{file}"
 sha256 = "{sha256}"
 bytes = {bytes}
+quantization = "{quantization}"
 """
 
 TEMPLATES = {
@@ -88,15 +95,44 @@ max_detections = 100
 }
 
 
-def write(onnx_path):
-    name = os.path.splitext(os.path.basename(onnx_path))[0]
-    t = TEMPLATES[name]
+# Sentence appended to the base description, per quantized form (tools/variants.py).
+VARIANTS = {
+    "fp32": " Weights stored as fp32 (a copy of the base model).",
+    "fp16": " Weights stored as fp16, computed in fp32.",
+    "int8-weights": " Weights stored as per-channel int8, computed in fp32.",
+    "int8-qdq": " Statically quantized to int8 (QDQ: QuantizeLinear/DequantizeLinear around float Conv and Gemm).",
+    "int8-qoperator": " Convolutions statically quantized to int8 (QOperator: QLinearConv).",
+}
+
+
+def write(onnx_path, base=None, variant=None, quantization="fp32"):
+    """Write the manifest beside `onnx_path` and return its path.
+
+    Without `variant`: models/<name>.toml for base model <name> (the file's stem),
+    stored in form `quantization` (the bundled model is the variant tools/model-table
+    chose, copied to models/<name>.onnx).
+    With `variant` (a key of VARIANTS): <dir>/<base>-<variant>.toml, where `base`
+    defaults to the file's stem minus "-<variant>"."""
+    stem = os.path.splitext(os.path.basename(onnx_path))[0]
+    if variant is None:
+        name, base, form = stem, stem, quantization
+        suffix = VARIANTS[form] if form != "fp32" else ""
+    else:
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r} (one of {', '.join(VARIANTS)})")
+        if base is None:
+            if not stem.endswith("-" + variant):
+                raise ValueError(f"{onnx_path}: name does not end in -{variant}; pass base=")
+            base = stem[:-len(variant) - 1]
+        name, form, suffix = f"{base}-{variant}", variant, VARIANTS[variant]
+    t = TEMPLATES[base]
     with open(onnx_path, "rb") as f:
         blob = f.read()
-    text = COMMON_HEAD.format(name=name, description=t["description"],
+    text = COMMON_HEAD.format(name=name, description=t["description"] + suffix,
                               labels=", ".join(f'"{l}"' for l in LABELS),
                               file=os.path.basename(onnx_path),
-                              sha256=hashlib.sha256(blob).hexdigest(), bytes=len(blob)) + t["body"]
+                              sha256=hashlib.sha256(blob).hexdigest(), bytes=len(blob),
+                              quantization=form) + t["body"]
     out = os.path.join(os.path.dirname(onnx_path), name + ".toml")
     with open(out, "w") as f:
         f.write(text)
@@ -107,13 +143,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("onnx", nargs="*")
     ap.add_argument("--all", action="store_true", help="both models in models/")
+    ap.add_argument("--variant", choices=list(VARIANTS), help="the files are this quantized form of a base model")
+    ap.add_argument("--base", help="base model name of a variant (default: file stem minus -VARIANT)")
     args = ap.parse_args()
     models = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models")
     paths = args.onnx or []
     if args.all:
         paths += [os.path.join(models, n + ".onnx") for n in TEMPLATES]
     for p in paths:
-        print("wrote", os.path.relpath(write(p)))
+        print("wrote", os.path.relpath(write(p, base=args.base, variant=args.variant)))
 
 
 if __name__ == "__main__":
