@@ -28,7 +28,7 @@ fn cargo_build_fails_for_an_over_budget_model() {
         .len();
     for needle in [
         "lookout deployment check failed",
-        "model shapes-detector@1.0.0",
+        "model shapes-detector@2.0.0",
         &format!("is {size} bytes, over the model budget of 1024 bytes"),
         "for board tiny",
         "tests/fixtures/boards/tiny.toml",

@@ -43,9 +43,10 @@ fn spoiled_detection_set(dir: &Path) {
         r.push(vec![0.0, 0.06, 0.06, 0.1, 0.1]);
         r
     });
-    // A box 30 % too wide: still a hit at IoU 0.5, a miss at the strict thresholds.
+    // A box 15 % too wide: still a hit at IoU 0.5 (the detector's boxes on these scenes have
+    // IoU > 0.6), a miss at the strict thresholds.
     edit("scene_2.txt", &|mut r| {
-        r[0][3] *= 1.3;
+        r[0][3] *= 1.15;
         r
     });
     // No label file: a background image, so every detection there is a false alarm.
@@ -139,7 +140,17 @@ fn detector_map_equals_pycocotools_on_a_set_with_mistakes() {
 #[test]
 fn clean_test_scenes_score_full_map50() {
     let report = eval_json(&["--data", "tests/images/detect"]);
-    assert_eq!(report["objects"], 14);
+    let labelled: usize = std::fs::read_dir(repo("tests/images/detect"))
+        .expect("test scenes")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "txt") && !p.ends_with("labels.txt"))
+        .map(|p| {
+            let text = std::fs::read_to_string(p).expect("labels");
+            text.lines().filter(|l| !l.trim().is_empty()).count()
+        })
+        .sum();
+    assert!(labelled >= 8, "{labelled} objects in the test scenes");
+    assert_eq!(report["objects"].as_u64(), Some(labelled as u64));
     let map50 = report["map"]["map50"].as_f64().expect("number");
     assert!((map50 - 1.0).abs() < 1e-12, "mAP@0.5 {map50}");
     let strict = report["map"]["map50_95"].as_f64().expect("number");
@@ -258,8 +269,9 @@ fn detector_on_a_real_photo_of_coins() {
     assert_eq!(report["objects"], 24);
     let circles = &report["map"]["classes"][0];
     let ap50 = circles["ap50"].as_f64().expect("AP@0.5");
-    // Measured 0.90 with the shipped int8-weight detector; most coins are found as circles.
-    assert!(ap50 >= 0.85, "circle AP@0.5 on coins.png fell to {ap50}");
+    // Measured 0.96 with the shipped int8-weight detector (0.90 before photo textures were
+    // added to training).
+    assert!(ap50 >= 0.93, "circle AP@0.5 on coins.png fell to {ap50}");
     let op = &report["operating_point"];
     let recall = op["recall"].as_f64().expect("recall");
     assert!(

@@ -49,7 +49,7 @@ def _det_sample(args):
 
 def build(kind, seed, count, cache_dir):
     """Render (or load from cache) `count` samples; returns (uint8 images, labels)."""
-    path = os.path.join(cache_dir, f"{kind}_{seed}_{count}.npz")
+    path = os.path.join(cache_dir, f"{kind}_{seed}_{count}_v{scenes.VERSION}.npz")
     if os.path.exists(path):
         z = np.load(path)
         return z["x"], z["y"]

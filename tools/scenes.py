@@ -18,18 +18,62 @@ The held-out sets behind the numbers in models/README.md are seed 2002 (detect, 
 and seed 2001 (classify, 2000).
 """
 import argparse
+import io
 import math
 import os
+import zipfile
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+import thirdparty
+
 CLASSES = ["circle", "square", "triangle"]
+# Bumped whenever the renderer changes what a (seed, index) draws, so caches of rendered sets
+# (tools/data.py, tools/model-table) can never serve images of an older renderer.
+VERSION = 2
 
 # Native sizes the device might hand us; the classifier set includes
 # non-square ones so the centre crop actually crops.
 CLASSIFY_SIZES = [(80, 80), (96, 96), (112, 84), (120, 90), (128, 96), (100, 120), (160, 120), (144, 144)]
 DETECT_SIZES = [(160, 120), (192, 144), (128, 128), (200, 120), (144, 176)]
+
+
+# Real photographs used as backgrounds and object textures, so the models meet camera-like
+# texture in training. They come from the scikit-image wheel that scripts/fetch-thirdparty
+# downloads. Left out on purpose: photos showing round or square things that would be
+# unlabelled objects here (coffee cup, retina, moon, galaxies, clock, logo, chessboard) and
+# coins.png, which the detector is evaluated on (tests/real-photos/).
+TEXTURE_PHOTOS = ["astronaut.png", "brick.png", "camera.png", "chelsea.png", "grass.png", "gravel.png",
+                  "ihc.png", "motorcycle_left.png", "motorcycle_right.png", "page.png", "rocket.jpg", "text.png"]
+_WHEEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                      ".cache", "thirdparty", "wheels", thirdparty.SKIMAGE_WHEEL)
+_photos = None
+
+
+def _photo(rng):
+    """One texture photo as float32 HxWx3 (loaded once per process)."""
+    global _photos
+    if _photos is None:
+        if not os.path.exists(_WHEEL):
+            raise SystemExit(f"{_WHEEL} is missing: run scripts/fetch-thirdparty first")
+        with zipfile.ZipFile(_WHEEL) as z:
+            _photos = [np.asarray(Image.open(io.BytesIO(z.read(f"skimage/data/{n}"))).convert("RGB"),
+                                  dtype=np.float32) for n in TEXTURE_PHOTOS]
+    return _photos[int(rng.integers(len(_photos)))]
+
+
+def _photo_crop(rng, w, h):
+    """A random crop of a texture photo, resized to w x h, sometimes mirrored."""
+    src = _photo(rng)
+    sh, sw = src.shape[:2]
+    scale = rng.uniform(0.25, 1.0)
+    cw = max(8, min(sw, int(round(scale * min(sw, sh * w / h)))))
+    ch = max(8, min(sh, int(round(cw * h / w))))
+    x0, y0 = int(rng.integers(0, sw - cw + 1)), int(rng.integers(0, sh - ch + 1))
+    crop = Image.fromarray(src[y0:y0 + ch, x0:x0 + cw].astype(np.uint8)).resize((w, h), Image.BILINEAR)
+    arr = np.asarray(crop, dtype=np.float32)
+    return arr[:, ::-1] if rng.uniform() < 0.5 else arr
 
 
 def _rand_color(rng):
@@ -38,7 +82,8 @@ def _rand_color(rng):
 
 def _background(rng, w, h):
     """A float32 HxWx3 background: flat, gradient, noise, stripes or checker."""
-    kind = rng.choice(["flat", "gradient", "noise", "stripes", "checker"], p=[0.2, 0.25, 0.2, 0.2, 0.15])
+    kind = rng.choice(["flat", "gradient", "noise", "stripes", "checker", "photo"],
+                      p=[0.15, 0.15, 0.15, 0.1, 0.1, 0.35])
     c0, c1 = _rand_color(rng), _rand_color(rng)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     if kind == "flat":
@@ -60,13 +105,15 @@ def _background(rng, w, h):
         t = xx * math.cos(ang) + yy * math.sin(ang)
         m = ((t / period) % 1.0 < 0.5).astype(np.float32)[..., None]
         img = c0 * m + c1 * (1 - m)
-    else:
+    elif kind == "checker":
         cell = rng.uniform(4, 20)
         m = (((xx // cell) + (yy // cell)) % 2).astype(np.float32)[..., None]
         img = c0 * m + c1 * (1 - m)
+    else:
+        img = _photo_crop(rng, w, h)
     # Textured backgrounds are toned down towards their mean so that objects
     # stay the most salient thing, as on a real (not adversarial) camera frame.
-    if kind in ("stripes", "checker"):
+    if kind in ("stripes", "checker", "photo"):
         mix = rng.uniform(0.3, 0.8)
         img = img * mix + img.mean(axis=(0, 1)) * (1 - mix)
     return img.astype(np.float32)
@@ -114,12 +161,49 @@ def _contrast_color(rng, bg, box):
     return tuple(int(v) for v in best)
 
 
-def _draw(draw, cls, cx, cy, size, pts, color):
+def _fill(rng, w, h, color, box):
+    """What an object is painted with, as a float32 HxWx3 image around `color`: flat paint,
+    a shading gradient, a photo texture (printed, embossed or natural surfaces), or radial
+    shading (a disc lit from one side, a coin, a ball)."""
+    kind = rng.choice(["flat", "gradient", "texture", "radial"], p=[0.4, 0.2, 0.25, 0.15])
+    col = np.asarray(color, dtype=np.float32)
+    if kind == "flat":
+        return np.broadcast_to(col, (h, w, 3))
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    x0, y0, x1, y1 = box
+    if kind == "gradient":
+        ang = rng.uniform(0, 2 * math.pi)
+        t = ((xx - x0) * math.cos(ang) + (yy - y0) * math.sin(ang)) / max(x1 - x0, y1 - y0, 1.0)
+        return col * (1 + rng.uniform(-0.5, 0.5) * (t[..., None] - 0.5))
+    if kind == "texture":
+        tex = _photo_crop(rng, w, h)
+        tex = (tex - tex.mean(axis=(0, 1))) * rng.uniform(0.3, 1.0)
+        return col + tex
+    cx, cy = (x0 + x1) / 2 + rng.uniform(-0.3, 0.3) * (x1 - x0), (y0 + y1) / 2 + rng.uniform(-0.3, 0.3) * (y1 - y0)
+    r = np.hypot(xx - cx, yy - cy) / max(x1 - x0, y1 - y0, 1.0)
+    return col * (1.25 - rng.uniform(0.3, 0.8) * r[..., None])
+
+
+def _draw(rng, pil, cls, cx, cy, size, pts, color, box):
+    """Paints one object onto `pil` through a mask of its exact shape; sometimes with a rim."""
+    w, h = pil.size
+    mask = Image.new("L", (w, h), 0)
+    draw = ImageDraw.Draw(mask)
+    r = size / 2
     if pts is None:
-        r = size / 2
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=color)
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
     else:
-        draw.polygon(pts, fill=color)
+        draw.polygon(pts, fill=255)
+    fill = Image.fromarray(np.clip(_fill(rng, w, h, color, box), 0, 255).astype(np.uint8))
+    pil.paste(fill, (0, 0), mask)
+    if rng.uniform() < 0.15:
+        rim = tuple(int(v * rng.uniform(0.4, 0.8)) for v in color)
+        width = int(rng.integers(1, 4))
+        draw = ImageDraw.Draw(pil)
+        if pts is None:
+            draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=rim, width=width)
+        else:
+            draw.polygon(pts, outline=rim, width=width)
 
 
 def _finish(rng, img):
@@ -136,9 +220,18 @@ def _finish(rng, img):
     radius = rng.uniform(0.0, 1.0)
     if radius > 0.2:
         pil = pil.filter(ImageFilter.GaussianBlur(radius))
+    if rng.uniform() < 0.15:
+        # Monochrome cameras and night modes: the shape, not the colour, must decide.
+        pil = pil.convert("L").convert("RGB")
     arr = np.asarray(pil, dtype=np.float32)
     arr = arr + rng.normal(0, rng.uniform(0, 8), size=arr.shape)
-    return np.clip(np.round(arr), 0, 255).astype(np.uint8)
+    out = np.clip(np.round(arr), 0, 255).astype(np.uint8)
+    if rng.uniform() < 0.3:
+        # MJPEG from a USB camera: block artefacts at the quality cheap webcams use.
+        buf = io.BytesIO()
+        Image.fromarray(out).save(buf, "JPEG", quality=int(rng.integers(30, 90)))
+        out = np.asarray(Image.open(buf).convert("RGB"))
+    return out
 
 
 def _distractors(rng, draw, w, h):
@@ -171,10 +264,9 @@ def render_classify(seed, index, size=None, cls=None):
     box = _bbox(cls, cx, cy, obj, pts)
     color = _contrast_color(rng, bg, box)
     pil = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(pil)
     if rng.uniform() < 0.3:
-        _distractors(rng, draw, w, h)
-    _draw(draw, cls, cx, cy, obj, pts, color)
+        _distractors(rng, ImageDraw.Draw(pil), w, h)
+    _draw(rng, pil, cls, cx, cy, obj, pts, color, box)
     return _finish(rng, np.asarray(pil, dtype=np.float32)), cls, box
 
 
@@ -185,9 +277,8 @@ def render_detect(seed, index, size=None):
     m = min(w, h)
     bg = _background(rng, w, h)
     pil = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(pil)
     if rng.uniform() < 0.5:
-        _distractors(rng, draw, w, h)
+        _distractors(rng, ImageDraw.Draw(pil), w, h)
     objects = []
     want = int(rng.integers(1, 6))
     for _ in range(want * 10):
@@ -205,7 +296,7 @@ def render_detect(seed, index, size=None):
             continue
         if any(_iou(box, o[1:]) > 0.0 for o in objects):
             continue
-        _draw(draw, cls, cx, cy, obj, pts, _contrast_color(rng, bg, box))
+        _draw(rng, pil, cls, cx, cy, obj, pts, _contrast_color(rng, bg, box), box)
         objects.append((cls,) + tuple(float(v) for v in box))
     return _finish(rng, np.asarray(pil, dtype=np.float32)), objects
 

@@ -21,7 +21,7 @@ import os
 LABELS = ["circle", "square", "triangle"]
 
 COMMON_HEAD = """name = "{name}"
-version = "1.0.0"
+version = "{version}"
 description = "{description}"
 labels = [{labels}]
 
@@ -31,6 +31,10 @@ sha256 = "{sha256}"
 bytes = {bytes}
 quantization = "{quantization}"
 """
+
+# The bundled models' version, reported with every result: bump it whenever they are retrained
+# (2: trained on renderer version 2, with photo backgrounds and textured objects).
+MODEL_VERSION = "2.0.0"
 
 TEMPLATES = {
     "shapes-classifier": dict(
@@ -128,7 +132,7 @@ def write(onnx_path, base=None, variant=None, quantization="fp32"):
     t = TEMPLATES[base]
     with open(onnx_path, "rb") as f:
         blob = f.read()
-    text = COMMON_HEAD.format(name=name, description=t["description"] + suffix,
+    text = COMMON_HEAD.format(name=name, version=MODEL_VERSION, description=t["description"] + suffix,
                               labels=", ".join(f'"{l}"' for l in LABELS),
                               file=os.path.basename(onnx_path),
                               sha256=hashlib.sha256(blob).hexdigest(), bytes=len(blob),
