@@ -104,7 +104,14 @@ impl DetectionSet {
     pub fn open(dir: &Path, labels: &[String]) -> Result<Self, DatasetError> {
         check_class_names(dir, labels)?;
         let (image_dir, label_dir) = if dir.join("images").is_dir() {
-            (dir.join("images"), dir.join("labels"))
+            let labels = dir.join("labels");
+            if !labels.is_dir() {
+                return Err(DatasetError::Classes {
+                    path: labels,
+                    message: "is missing: an `images/` folder needs its `labels/` beside it".into(),
+                });
+            }
+            (dir.join("images"), labels)
         } else {
             (dir.to_owned(), dir.to_owned())
         };
@@ -128,6 +135,16 @@ impl DetectionSet {
                 }
             };
             samples.push(DetectionSample { image, objects });
+        }
+        if unlabelled == samples.len() {
+            // Most likely labels in another place or layout; an mAP of 0 would hide that.
+            return Err(DatasetError::Classes {
+                path: label_dir,
+                message: format!(
+                    "none of the {} images has a YOLO label file (<image stem>.txt) here",
+                    samples.len()
+                ),
+            });
         }
         Ok(Self {
             samples,
@@ -388,6 +405,25 @@ mod tests {
         let set = DetectionSet::open(dir.path(), &labels()).expect("valid set");
         assert_eq!(set.samples[0].objects.len(), 1);
         assert_eq!(set.unlabelled, 0);
+    }
+
+    #[test]
+    fn a_set_without_any_label_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        png(&dir.path().join("a.png"));
+        let err = DetectionSet::open(dir.path(), &labels())
+            .expect_err("no labels")
+            .to_string();
+        assert!(
+            err.contains("none of the 1 images has a YOLO label file"),
+            "{err}"
+        );
+        std::fs::create_dir(dir.path().join("images")).expect("mkdir");
+        png(&dir.path().join("images/a.png"));
+        let err = DetectionSet::open(dir.path(), &labels())
+            .expect_err("no labels/")
+            .to_string();
+        assert!(err.contains("labels: is missing"), "{err}");
     }
 
     #[test]

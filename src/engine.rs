@@ -191,7 +191,7 @@ impl Engine {
 
 /// Whether tract accepts a model on its own: the single input is fixed to its declared shape
 /// (symbolic sizes such as `batch` set to 1) and type, and the model optimized. Returns the
-/// output names and shapes.
+/// output names and shapes, and the operators of the optimized graph.
 pub fn probe(onnx: &[u8], origin: &str) -> Result<Probe, EngineError> {
     let meta = OnnxMeta::parse(onnx).map_err(|e| load_error(origin, e.into()))?;
     let [input] = meta.inputs.as_slice() else {

@@ -11,7 +11,7 @@
 //! the NMS IoU stays the manifest's.
 
 use crate::dataset::{ClassificationSet, DatasetError, DetectionSet};
-use crate::manifest::{Manifest, OutputSpec};
+use crate::manifest::{Manifest, OutputSpec, Thresholds};
 use crate::metrics::{
     coco_map, operating_point, top_k, ImageBoxes, MapReport, OperatingPoint, ScoredBox, TopK,
     TruthBox, COCO_MAX_DETECTIONS,
@@ -35,8 +35,13 @@ pub enum EvalError {
     #[error(transparent)]
     Source(#[from] SourceError),
     /// The model failed on an image.
-    #[error(transparent)]
-    Pipeline(#[from] PipelineError),
+    #[error("{path}: {source}")]
+    Pipeline {
+        /// The image.
+        path: std::path::PathBuf,
+        /// What failed (boxed: a pipeline error is large and this one is rare).
+        source: Box<PipelineError>,
+    },
     /// A `raw` model has no labels or boxes to compare.
     #[error("model {model} has decoder `raw`: there are no classes or boxes to evaluate")]
     NotEvaluable {
@@ -94,22 +99,38 @@ pub enum EvalReport {
 }
 
 /// Prepares a manifest for evaluation: detectors keep every candidate down to `score`
-/// (default [`DEFAULT_EVAL_SCORE`]) and up to 100 per image; classifiers rank every class.
-/// Returns the manifest's own score threshold, the deployment's operating point.
-pub fn prepare(manifest: &mut Manifest, score: Option<f32>) -> f32 {
-    let operating = manifest.thresholds.score;
+/// (default [`DEFAULT_EVAL_SCORE`]) and up to 100 per image; classifiers rank every class,
+/// whatever its score (logits may be negative). Returns the manifest's own thresholds, the
+/// deployment's operating point, or why `score` cannot be used.
+pub fn prepare(manifest: &mut Manifest, score: Option<f32>) -> Result<Thresholds, String> {
+    let operating = manifest.thresholds;
     let classes = manifest.labels.len();
     match &mut manifest.output {
         OutputSpec::Classify { top_k, .. } => {
+            if score.is_some() {
+                return Err(
+                    "--score applies to detectors; a classifier is ranked over all its classes"
+                        .into(),
+                );
+            }
             *top_k = classes;
-            manifest.thresholds.score = score.unwrap_or(0.0);
+            manifest.thresholds.score = f32::NEG_INFINITY;
         }
         _ => {
-            manifest.thresholds.score = score.unwrap_or(DEFAULT_EVAL_SCORE);
+            let score = score.unwrap_or(DEFAULT_EVAL_SCORE);
+            if score > operating.score {
+                // The operating point needs every detection the deployment would report.
+                return Err(format!(
+                    "--score {score} is above the manifest's threshold {}; evaluation needs at least \
+                     everything a deployment reports",
+                    operating.score
+                ));
+            }
+            manifest.thresholds.score = score;
             manifest.thresholds.max_detections = COCO_MAX_DETECTIONS;
         }
     }
-    operating
+    Ok(operating)
 }
 
 /// Evaluates the model of `pipeline` (built from a [`prepare`]d manifest) on the labelled set
@@ -117,7 +138,7 @@ pub fn prepare(manifest: &mut Manifest, score: Option<f32>) -> f32 {
 pub fn evaluate(
     pipeline: &mut Pipeline,
     dir: &Path,
-    operating_score: f32,
+    operating: Thresholds,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<EvalReport, EvalError> {
     let manifest = pipeline.manifest().clone();
@@ -131,7 +152,7 @@ pub fn evaluate(
             let mut ranked = Vec::with_capacity(total);
             for (done, (path, truth)) in set.samples.iter().enumerate() {
                 let frame = read_frame(path)?;
-                let record = pipeline.process(&frame, Duration::ZERO)?;
+                let record = run_one(pipeline, &frame, path)?;
                 let order: Vec<usize> = record
                     .classes
                     .unwrap_or_default()
@@ -159,7 +180,7 @@ pub fn evaluate(
             for (done, sample) in set.samples.iter().enumerate() {
                 let frame = read_frame(&sample.image)?;
                 let (w, h) = frame.image.dimensions();
-                let record = pipeline.process(&frame, Duration::ZERO)?;
+                let record = run_one(pipeline, &frame, &sample.image)?;
                 images.push(ImageBoxes {
                     truth: sample
                         .objects
@@ -192,11 +213,29 @@ pub fn evaluate(
                 eval_score: manifest.thresholds.score,
                 nms_iou: manifest.thresholds.iou,
                 map: coco_map(&images, classes),
-                operating_point: operating_point(&images, classes, operating_score),
+                operating_point: operating_point(
+                    &images,
+                    classes,
+                    operating.score,
+                    operating.max_detections,
+                ),
                 labels: manifest.labels,
             }))
         }
     }
+}
+
+fn run_one(
+    pipeline: &mut Pipeline,
+    frame: &crate::source::Frame,
+    path: &Path,
+) -> Result<crate::record::FrameRecord, EvalError> {
+    pipeline
+        .process(frame, Duration::ZERO)
+        .map_err(|source| EvalError::Pipeline {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
 }
 
 fn percent(x: f64) -> String {

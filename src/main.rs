@@ -299,24 +299,13 @@ fn run_eval(args: EvalArgs) -> Result<()> {
     if let Some(score) = args.score {
         check_unit("--score", score)?;
     }
-    let operating_score = eval::prepare(&mut bundle.manifest, args.score);
+    let operating = eval::prepare(&mut bundle.manifest, args.score).map_err(anyhow::Error::msg)?;
     let mut pipeline = pipeline_for(bundle)?;
-    // Hidden automatically when stderr is not a terminal, so logs and CI output stay clean.
-    let bar = indicatif::ProgressBar::new(0).with_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} images, {per_sec}, eta {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    let report = eval::evaluate(
-        &mut pipeline,
-        &args.data,
-        operating_score,
-        &mut |done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        },
-    )?;
+    let bar = progress_bar();
+    let report = eval::evaluate(&mut pipeline, &args.data, operating, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
     bar.finish_and_clear();
     if args.json {
         print_out(serde_json::to_string_pretty(&report)?)
@@ -373,12 +362,6 @@ fn run_profile(args: ProfileArgs) -> Result<()> {
                 path.display()
             ))
         }
-        None => {
-            #[derive(serde::Serialize)]
-            struct Table {
-                profile: lookout::manifest::Profile,
-            }
-            print_out(toml::to_string(&Table { profile })?.trim_end())
-        }
+        None => print_out(lookout::profile::to_toml(&profile)?.trim_end()),
     }
 }

@@ -9,7 +9,8 @@
 //! Parsing is strict (unknown keys are errors) because a misspelt key silently falling back to a
 //! default would feed the model the wrong pixels without any visible failure.
 //!
-//! This module is also compiled into `build.rs`, so it depends only on serde, toml and thiserror.
+//! This module is also compiled into `build.rs`, so it depends only on serde, toml, thiserror and
+//! the other modules `build.rs` includes (`onnx_meta`).
 
 use crate::onnx_meta::QuantForm;
 use serde::{Deserialize, Serialize};

@@ -174,7 +174,9 @@ fn average_precision(mut matched: Vec<(f32, bool)>, objects: usize) -> f64 {
     }
     let mut sum = 0.0;
     for k in 0..RECALL_POINTS {
-        let point = k as f64 / (RECALL_POINTS - 1) as f64;
+        // numpy's linspace(0, 1, 101) computes k * 0.01, which differs from k / 100 in the last
+        // bit for some k; a recall landing exactly there must read the same detection.
+        let point = k as f64 * 0.01;
         // First detection whose recall reaches the point (numpy searchsorted, side='left').
         let i = recall.partition_point(|r| *r < point);
         if i < precision.len() {
@@ -236,18 +238,37 @@ pub fn coco_map(images: &[ImageBoxes], classes: usize) -> MapReport {
 }
 
 /// What a deployment at score threshold `score` would report, matched at IoU 0.5.
-pub fn operating_point(images: &[ImageBoxes], classes: usize, score: f32) -> OperatingPoint {
+pub fn operating_point(
+    images: &[ImageBoxes],
+    classes: usize,
+    score: f32,
+    max_detections: usize,
+) -> OperatingPoint {
+    // What the deployment reports: per image, the best `max_detections` at or above `score`.
+    let reported: Vec<ImageBoxes> = images
+        .iter()
+        .map(|image| {
+            let mut detections: Vec<ScoredBox> = image
+                .detections
+                .iter()
+                .filter(|d| d.score >= score)
+                .copied()
+                .collect();
+            detections.sort_by(|a, b| b.score.total_cmp(&a.score));
+            detections.truncate(max_detections);
+            ImageBoxes {
+                truth: image.truth.clone(),
+                detections,
+            }
+        })
+        .collect();
     let (mut tp, mut fp) = (0, 0);
     for class_id in 0..classes {
-        // Matching runs in score order per image, so the detections above a threshold are
-        // matched exactly as they would be on their own.
-        for (s, is_tp) in match_class(images, class_id, 0.5) {
-            if s >= score {
-                if is_tp {
-                    tp += 1;
-                } else {
-                    fp += 1;
-                }
+        for (_, is_tp) in match_class(&reported, class_id, 0.5) {
+            if is_tp {
+                tp += 1;
+            } else {
+                fp += 1;
             }
         }
     }
@@ -372,7 +393,7 @@ mod tests {
         }];
         let r = coco_map(&images, 1);
         assert!((r.map50 - 51.0 / 101.0).abs() < 1e-12, "{}", r.map50);
-        let op = operating_point(&images, 1, 0.85);
+        let op = operating_point(&images, 1, 0.85, 100);
         assert_eq!(
             (op.true_positives, op.false_positives, op.missed),
             (1, 0, 1)
@@ -415,8 +436,11 @@ mod tests {
                 det(0, 0.8, [0.0, 0.0, 10.0, 10.0]),
             ],
         }];
-        let op = operating_point(&images, 1, 0.0);
+        let op = operating_point(&images, 1, 0.0, 100);
         assert_eq!((op.true_positives, op.false_positives), (1, 1));
+        // A deployment limited to one detection per frame reports only the first.
+        let op = operating_point(&images, 1, 0.0, 1);
+        assert_eq!((op.true_positives, op.false_positives), (1, 0));
         // The duplicate ranks after the only TP, so AP stays 1.
         assert!(close(coco_map(&images, 1).map50, 1.0));
     }
@@ -430,6 +454,26 @@ mod tests {
         let r = coco_map(&images, 2);
         assert_eq!(r.map50, 0.0);
         assert_eq!(r.classes[1].detections, 1);
+    }
+
+    #[test]
+    fn recall_points_are_numpys() {
+        // 10 objects, TP x7, FP, TP: recall 0.7 exactly at numpy's point 0.7000000000000001,
+        // which reads the next detection. pycocotools gives 0.7898789878987899.
+        let truth: Vec<TruthBox> = (0..10)
+            .map(|i| truth(0, [i as f32 * 20.0, 0.0, i as f32 * 20.0 + 10.0, 10.0]))
+            .collect();
+        let mut detections: Vec<ScoredBox> = (0..7)
+            .map(|i| det(0, 0.9 - i as f32 * 0.01, truth[i].bbox))
+            .collect();
+        detections.push(det(0, 0.5, [500.0, 500.0, 510.0, 510.0]));
+        detections.push(det(0, 0.4, truth[7].bbox));
+        let r = coco_map(&[ImageBoxes { truth, detections }], 1);
+        assert!(
+            (r.map50 - 0.789_878_987_898_79).abs() < 1e-12,
+            "{}",
+            r.map50
+        );
     }
 
     #[test]

@@ -4,9 +4,9 @@
 //! records, for held-out data, what those frames looked like (brightness histogram, colour,
 //! contrast) and what the model answered (histogram of each frame's best score, share of each
 //! class, detections per frame). A device computes the same statistics over its own recent
-//! frames with the same code ([`ProfileBuilder`]) and compares the two: a lens covered in dust,
-//! night falling or a new kind of object shows up as a shifted histogram long before anyone
-//! reads the results.
+//! frames with the same code ([`ProfileBuilder`]) so the two can be compared: a lens covered in
+//! dust, night falling or a new kind of object shows up as a shifted histogram long before
+//! anyone reads the results. (The on-device comparison is the drift-monitoring issue's work.)
 //!
 //! Statistics are taken from the source frame (not the model input) so that letterbox padding,
 //! which depends on the frame's aspect ratio rather than the scene, cannot count as drift.
@@ -26,8 +26,13 @@ pub enum ProfileError {
     #[error(transparent)]
     Source(#[from] SourceError),
     /// The model failed on an image.
-    #[error(transparent)]
-    Pipeline(#[from] PipelineError),
+    #[error("{path}: {source}")]
+    Pipeline {
+        /// The image.
+        path: PathBuf,
+        /// What failed (boxed: a pipeline error is large and this one is rare).
+        source: Box<PipelineError>,
+    },
     /// The manifest cannot be rewritten.
     #[error("{path}: {source}")]
     Write {
@@ -53,15 +58,44 @@ pub fn measure(
     let mut builder = ProfileBuilder::new(manifest.labels.len(), manifest.output.is_detector());
     for (done, path) in files.iter().enumerate() {
         let frame = read_frame(path)?;
-        let record = pipeline.process(&frame, Duration::ZERO)?;
+        let record =
+            pipeline
+                .process(&frame, Duration::ZERO)
+                .map_err(|source| ProfileError::Pipeline {
+                    path: path.clone(),
+                    source: Box::new(source),
+                })?;
         builder.add(&frame.image, &record);
         progress(done + 1, files.len());
     }
     Ok(builder.finish(data))
 }
 
+/// `profile` as a TOML `[profile]` table, as manifests store it.
+pub fn to_toml(profile: &Profile) -> Result<String, toml::ser::Error> {
+    #[derive(serde::Serialize)]
+    struct Table<'a> {
+        profile: &'a Profile,
+    }
+    toml::to_string(&Table { profile })
+}
+
+/// The table a TOML header line opens (`[output.priors]  # note` → `output.priors`), or `None`
+/// for any other line.
+fn table_header(line: &str) -> Option<String> {
+    let rest = line.trim_start().strip_prefix('[')?;
+    let name = rest.strip_prefix('[').unwrap_or(rest).split(']').next()?;
+    Some(
+        name.chars()
+            .filter(|c| !c.is_whitespace() && *c != '"' && *c != '\'')
+            .collect(),
+    )
+}
+
 /// Stores `profile` as the `[profile]` table of the manifest at `path`, replacing any there,
-/// and checks that the manifest still loads. Everything else in the file is kept as written.
+/// and keeps the rest of the file as written (line endings become `\n`). The new text must
+/// load as a manifest before it replaces the file, which happens by rename, so a mistake, a
+/// full disk or a crash cannot leave a broken manifest behind.
 pub fn write_into_manifest(path: &Path, profile: &Profile) -> Result<(), ProfileError> {
     let io = |source| ProfileError::Write {
         path: path.to_owned(),
@@ -71,31 +105,25 @@ pub fn write_into_manifest(path: &Path, profile: &Profile) -> Result<(), Profile
     let mut kept = String::new();
     let mut in_profile = false;
     for line in text.lines() {
-        let header = line.trim_start().starts_with('[');
-        if header {
-            in_profile = line.trim() == "[profile]";
+        if let Some(table) = table_header(line) {
+            in_profile = table == "profile" || table.starts_with("profile.");
         }
         if !in_profile {
             kept.push_str(line);
             kept.push('\n');
         }
     }
-    #[derive(serde::Serialize)]
-    struct Table<'a> {
-        profile: &'a Profile,
-    }
-    let table = toml::to_string(&Table { profile }).map_err(|e| {
+    let table = to_toml(profile).map_err(|e| {
         io(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             e.to_string(),
         ))
     })?;
     let updated = format!("{}\n\n{table}", kept.trim_end());
-    // Written beside and renamed, so a full disk or a crash cannot leave half a manifest.
+    Manifest::parse(&updated, path)?;
     let tmp = path.with_extension("toml.tmp");
     std::fs::write(&tmp, updated).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)?;
-    Manifest::load(path)?;
     Ok(())
 }
 
@@ -183,11 +211,6 @@ impl ProfileBuilder {
         }
         let bin = ((best.clamp(0.0, 1.0) * SCORE_BINS as f32) as usize).min(SCORE_BINS - 1);
         self.top_score[bin] += 1;
-    }
-
-    /// Frames added so far.
-    pub fn frames(&self) -> u64 {
-        self.frames
     }
 
     /// The statistics so far; `data` says what they were measured on.
@@ -292,6 +315,60 @@ mod tests {
         assert_eq!(p.top_score[7], 1.0);
         assert!((p.contrast - 100.0).abs() < 1e-9, "{}", p.contrast);
         assert_eq!(p.detections_per_frame, None);
+    }
+
+    #[test]
+    fn headers_are_recognised_with_spaces_quotes_and_comments() {
+        assert_eq!(table_header("[profile]").as_deref(), Some("profile"));
+        assert_eq!(
+            table_header("  [ profile ]  # statistics").as_deref(),
+            Some("profile")
+        );
+        assert_eq!(table_header("[\"profile\"]").as_deref(), Some("profile"));
+        assert_eq!(
+            table_header("[output.priors]").as_deref(),
+            Some("output.priors")
+        );
+        assert_eq!(table_header("min_sizes = [[1.0]]"), None);
+        assert_eq!(
+            table_header("  [32.0, 48.0],").as_deref(),
+            Some("32.0,48.0")
+        );
+    }
+
+    #[test]
+    fn a_profile_table_in_the_middle_is_replaced_and_a_bad_result_never_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/shapes-detector.toml");
+        let text = std::fs::read_to_string(&src).expect("manifest");
+        let start = text
+            .find("[profile]")
+            .expect("shipped manifests carry a profile");
+        let (head, profile) = text.split_at(start);
+        // Profile first, with a commented header, then the rest: the old table must go whole.
+        let (top, rest) = head.split_at(head.find("[model]").expect("model table"));
+        let moved = format!(
+            "{top}[ profile ] # old\n{}\n{rest}",
+            &profile["[profile]".len()..]
+        );
+        let path = dir.path().join("shapes-detector.toml");
+        std::fs::write(&path, &moved).expect("write");
+        let mut b = ProfileBuilder::new(3, true);
+        b.add(&RgbImage::new(4, 4), &record(None, Some(vec![det(1, 0.9)])));
+        write_into_manifest(&path, &b.finish("one frame".into())).expect("rewritten");
+        let written = std::fs::read_to_string(&path).expect("read");
+        assert_eq!(written.matches("profile]").count(), 1, "{written}");
+        let m = Manifest::load(&path).expect("loads");
+        assert_eq!(m.profile.expect("profile").frames, 1);
+
+        // A profile that does not fit the model (2 shares for 3 labels) is refused, and the
+        // file on disk stays as it was.
+        let before = std::fs::read_to_string(&path).expect("read");
+        let mut b = ProfileBuilder::new(2, true);
+        b.add(&RgbImage::new(4, 4), &record(None, Some(vec![])));
+        let err = write_into_manifest(&path, &b.finish("x".into())).expect_err("2 labels");
+        assert!(err.to_string().contains("profile.class_share"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), before);
     }
 
     #[test]

@@ -169,10 +169,13 @@ pub fn image_files_under(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
             source,
         };
         for entry in std::fs::read_dir(&folder).map_err(io)? {
-            let path = entry.map_err(io)?.path();
-            if path.is_dir() {
+            let entry = entry.map_err(io)?;
+            let path = entry.path();
+            // The entry's own type, not its target's: a symlinked folder is not followed, so a
+            // link loop cannot make this walk forever.
+            if entry.file_type().map_err(io)?.is_dir() {
                 folders.push(path);
-            } else if is_image_file(&path) {
+            } else if path.is_file() && is_image_file(&path) {
                 files.push(path);
             }
         }

@@ -3,9 +3,10 @@
 //! Boxes come either already decoded as corners (UltraFace exported with its post-processing),
 //! as SSD offsets against prior boxes (exp-encoded sizes, UltraFace / the SSD paper), or as
 //! MediaPipe's linear offsets against anchors (BlazeFace, whose box rows also carry keypoints).
-//! Priors are generated here exactly as UltraFace's `generate_priors` does — which for square
-//! inputs and anchors of the input's size is also MediaPipe's `SsdAnchorsCalculator` with
-//! `fixed_anchor_size` — so that prior `k` of ours is prior `k` of the network's training.
+//! Priors are generated here exactly as UltraFace's `generate_priors` does — which, when every
+//! stride divides the input size and anchors are the input's size, is also MediaPipe's
+//! `SsdAnchorsCalculator` with `fixed_anchor_size` — so that prior `k` of ours is prior `k` of
+//! the network's training.
 //! Scores may be logits (`score_activation = "sigmoid"`), as BlazeFace's are.
 
 use super::{
