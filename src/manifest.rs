@@ -338,14 +338,15 @@ pub struct PriorSpec {
     pub steps: Vec<usize>,
     /// Prior sizes in input pixels, one list per stride.
     pub min_sizes: Vec<Vec<f32>>,
-    /// Centre and size variances used by the encoder.
-    #[serde(default = "default_variance")]
-    pub variance: [f32; 2],
+    /// Centre and size variances used by the encoder (`1 / x_scale` for anchor offsets).
+    /// Optional for `center-offsets`, where SSD's `[0.1, 0.2]` is the default; required for
+    /// `anchor-offsets`, where no default would be meaningful.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variance: Option<[f32; 2]>,
 }
 
-fn default_variance() -> [f32; 2] {
-    [0.1, 0.2]
-}
+/// SSD's and UltraFace's variances, the default for `center-offsets`.
+pub const SSD_VARIANCE: [f32; 2] = [0.1, 0.2];
 
 /// Output decoding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -672,6 +673,20 @@ impl Manifest {
                     if p.steps.contains(&0) {
                         return fail("output.priors.steps", "contains 0".into());
                     }
+                    if *box_encoding == BoxEncoding::AnchorOffsets && p.variance.is_none() {
+                        return fail(
+                            "output.priors.variance",
+                            "is required with box_encoding = \"anchor-offsets\" (1 / x_scale, \
+                             e.g. [0.0078125, 0.0078125] for MediaPipe's 128)"
+                                .into(),
+                        );
+                    }
+                    if let Some(bad) = p.variance.iter().flatten().find(|v| !v.is_finite()) {
+                        return fail(
+                            "output.priors.variance",
+                            format!("contains {bad}, must be finite"),
+                        );
+                    }
                     if let Some(bad) = p
                         .min_sizes
                         .iter()
@@ -846,6 +861,14 @@ decoder = "yolov8"
                      priors = { steps = [8, 16], min_sizes = [[10.0]] }",
                 ),
                 "output.priors.min_sizes",
+            ),
+            (
+                with(
+                    "decoder = \"yolov8\"",
+                    "decoder = \"ssd\"\nscores = \"s\"\nboxes = \"b\"\nbox_encoding = \"anchor-offsets\"\n\
+                     priors = { steps = [8], min_sizes = [[10.0]] }",
+                ),
+                "output.priors.variance",
             ),
             (
                 with(

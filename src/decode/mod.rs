@@ -725,7 +725,7 @@ mod tests {
             priors: Some(PriorSpec {
                 steps: vec![8],
                 min_sizes: vec![vec![8.0]],
-                variance: [0.1, 0.2],
+                variance: Some([0.1, 0.2]),
             }),
             score_activation: crate::manifest::ScoreActivation::None,
         };

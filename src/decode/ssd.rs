@@ -12,7 +12,7 @@
 use super::{
     find_shape, find_view, push_candidate, BBox, DecodeError, Detection, Geometry, OutputView,
 };
-use crate::manifest::{BoxEncoding, BoxUnits, PriorSpec, ScoreActivation};
+use crate::manifest::{BoxEncoding, BoxUnits, PriorSpec, ScoreActivation, SSD_VARIANCE};
 
 const DECODER: &str = "ssd";
 
@@ -174,9 +174,14 @@ impl Ssd {
                     encoding.key()
                 )));
             }
+            (BoxEncoding::AnchorOffsets, Some(PriorSpec { variance: None, .. })) => {
+                return Err(spec_error(
+                    "box_encoding \"anchor-offsets\" needs output.priors.variance (1 / x_scale)",
+                ))
+            }
             (_, Some(spec)) => (
                 generate_priors(spec, geometry.width, geometry.height)?,
-                spec.variance,
+                spec.variance.unwrap_or(SSD_VARIANCE),
             ),
         };
         let ssd = Self {
@@ -360,7 +365,7 @@ mod tests {
                 vec![64.0, 96.0],
                 vec![128.0, 192.0, 256.0],
             ],
-            variance: [0.1, 0.2],
+            variance: Some([0.1, 0.2]),
         }
     }
 
@@ -510,7 +515,7 @@ mod tests {
         let spec = PriorSpec {
             steps: vec![16],
             min_sizes: vec![vec![8.0]],
-            variance: [0.5, 0.5],
+            variance: Some([0.5, 0.5]),
         };
         let cfg = ssd_spec(
             BoxEncoding::CenterOffsets,
@@ -692,7 +697,7 @@ mod tests {
         let priors = PriorSpec {
             steps: vec![8, 16],
             min_sizes: vec![vec![128.0; 2], vec![128.0; 6]],
-            variance: [1.0 / 128.0, 1.0 / 128.0],
+            variance: Some([1.0 / 128.0, 1.0 / 128.0]),
         };
         let spec = OutputSpec::Ssd {
             scores: "classificators".into(),
