@@ -250,21 +250,31 @@ fn a_missing_set_is_named() {
     assert_clean_failure(&out, &["no/such/set"]);
 }
 
+/// A labelled set in a temporary folder: the named photos from the third-party cache (see
+/// scripts/fetch-thirdparty) with their committed labels from tests/real-photos/.
+fn real_photo_set(photos: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let labels = repo("tests/real-photos");
+    for name in photos {
+        let photo = repo(".cache/thirdparty/shapes-photos").join(name);
+        assert!(
+            photo.is_file(),
+            "{} is missing: run scripts/setup (it runs scripts/fetch-thirdparty)",
+            photo.display()
+        );
+        std::fs::copy(&photo, dir.path().join(name)).expect("copy photo");
+        let txt = Path::new(name).with_extension("txt");
+        std::fs::copy(labels.join(&txt), dir.path().join(&txt)).expect("copy labels");
+    }
+    std::fs::copy(labels.join("labels.txt"), dir.path().join("labels.txt"))
+        .expect("copy labels.txt");
+    dir
+}
+
 #[test]
 fn detector_on_a_real_photo_of_coins() {
     // A real photograph, unlike anything in training: 24 coins (circles) in greyscale.
-    let photo = repo(".cache/thirdparty/shapes-photos/coins.png");
-    assert!(
-        photo.is_file(),
-        "{} is missing: run scripts/setup (it runs scripts/fetch-thirdparty)",
-        photo.display()
-    );
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::copy(&photo, dir.path().join("coins.png")).expect("copy photo");
-    for name in ["coins.txt", "labels.txt"] {
-        std::fs::copy(repo("tests/real-photos").join(name), dir.path().join(name))
-            .expect("copy labels");
-    }
+    let dir = real_photo_set(&["coins.png"]);
     let report = eval_json(&["--data", dir.path().to_str().expect("utf8")]);
     assert_eq!(report["objects"], 24);
     let circles = &report["map"]["classes"][0];
@@ -284,4 +294,41 @@ fn detector_on_a_real_photo_of_coins() {
         false_alarms <= 12,
         "{false_alarms} false detections on coins.png: {op}"
     );
+}
+
+#[test]
+fn detector_on_real_photos_of_squares_and_triangles() {
+    // Real photographs of squares (the nine ruled blocks of a newspaper sudoku, a backlit
+    // square panel) and triangles (the Red Pyramid of Dahshur, the Louvre pyramid), all unlike
+    // the renders the detector was trained on.
+    let dir = real_photo_set(&[
+        "light-panel.jpg",
+        "sudoku.png",
+        "red-pyramid.png",
+        "louvre-pyramid.png",
+    ]);
+    let report = eval_json(&["--data", dir.path().to_str().expect("utf8")]);
+    assert_eq!(report["objects"], 12);
+    let squares = &report["map"]["classes"][1];
+    assert_eq!(squares["objects"], 10);
+    let ap50 = squares["ap50"].as_f64().expect("AP@0.5");
+    // Measured 0.67 with the shipped detector: six of the nine sudoku blocks, not the panel.
+    assert!(ap50 >= 0.6, "square AP@0.5 on real photos fell to {ap50}");
+    let op = &report["operating_point"];
+    let found = op["true_positives"].as_u64().expect("tp");
+    let false_alarms = op["false_positives"].as_u64().expect("fp");
+    assert!(
+        found >= 6,
+        "{found} of 12 found at the manifest threshold: {op}"
+    );
+    assert!(
+        false_alarms <= 3,
+        "{false_alarms} false detections (2 measured): {op}"
+    );
+    // The known gap, kept visible: neither pyramid is found (a triangle filling most of the
+    // frame, its base lost in sand of the same colour; a glass triangle in front of a lit
+    // building). When a model finds them, raise this to a floor.
+    let triangles = &report["map"]["classes"][2];
+    assert_eq!(triangles["objects"], 2);
+    assert!(triangles["ap50"].as_f64().is_some());
 }

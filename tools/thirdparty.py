@@ -2,6 +2,8 @@
 """Steps of scripts/fetch-thirdparty that are easier in Python. Not meant to be run by hand.
 
     thirdparty.py extract  WHEELS_DIR CACHE_DIR      stdlib only (system python3)
+    thirdparty.py debs     DEBS_DIR                  stdlib only: prints the packages still to download
+    thirdparty.py debphotos DEBS_DIR CACHE_DIR       converter venv (Pillow, for WebP)
     thirdparty.py convert  TFLITE OUT_ONNX           converter venv (tools/requirements-thirdparty.txt)
     thirdparty.py manifest ONNX OUT_TOML             stdlib only
     thirdparty.py licenses CACHE_DIR WHEELS_DIR      stdlib only
@@ -10,6 +12,7 @@
 Every failure exits with a message that names the step and the file.
 """
 import hashlib
+import io
 import os
 import sys
 import zipfile
@@ -46,6 +49,38 @@ SHAPE_PHOTOS = {
     "coins.png": ("24 Greek coins from Pompeii on a grey background, 384x303, greyscale",
                   "Brooklyn Museum collection (https://www.brooklynmuseum.org/opencollection/archives/"
                   "image/51611); no known copyright restrictions"),
+}
+
+
+# Real photos of squares and triangles, from two Debian 12 packages (exact versions; the .deb
+# files are checked against these sha256s). GCompris keeps its images inside Qt resource
+# bundles (.rcc), read by `rcc_member` below. Name -> (package, path in the package, path inside
+# the .rcc or None, what it shows, source and licence as the package states them).
+DEBS = {
+    "opencv-doc": ("4.6.0+dfsg-12", "4b12681df35878207ac7097dc66184b2ae552e4bf4ddd2af04a0f03ed0b8682a"),
+    "gcompris-qt-data": ("3.1-2", "e9cf06ab2105529068df73085784e835d2ff03f870d2a8091f09125d40abac9f"),
+}
+_OPENCV_DATA = "usr/share/doc/opencv-doc/examples/data/"
+_OPENCV_LICENCE = ("OpenCV sample data, Debian package opencv-doc 4.6.0+dfsg-12; Debian's copyright file: "
+                   "Apache-2.0 AND BSD-3-Clause, no credit per image")
+_RCC = "usr/share/gcompris-qt/rcc/"
+DEB_PHOTOS = {
+    "light-panel.jpg": ("opencv-doc", _OPENCV_DATA + "pca_test1.jpg", None,
+                        "a square backlit light panel in a metal frame with six propeller blades on it, "
+                        "800x600", _OPENCV_LICENCE),
+    "sudoku.png": ("opencv-doc", _OPENCV_DATA + "sudoku.png", None,
+                   "phone photo of a newspaper sudoku: nine 3x3 blocks in a ruled grid, 563x558", _OPENCV_LICENCE),
+    "red-pyramid.png": ("gcompris-qt-data", _RCC + "explore_monuments.rcc",
+                        "gcompris/src/activities/explore_monuments/resource/egypt/redPyramid.webp",
+                        "the Red Pyramid of Dahshur against the sky, 1024x768 (WebP, stored as PNG)",
+                        "GCompris 3.1 (Debian gcompris-qt-data 3.1-2), explore_monuments.rcc; its README: "
+                        "Chipdawes, public domain (https://commons.wikimedia.org/wiki/File:RedPyramid.JPG)"),
+    "louvre-pyramid.png": ("gcompris-qt-data", _RCC + "details.rcc",
+                           "gcompris/src/activities/details/resource/image/Louvre_2007_02_24_c_background.webp",
+                           "the Louvre pyramid at dusk, 700x277 (WebP, stored as PNG)",
+                           "GCompris 3.1 (Debian gcompris-qt-data 3.1-2), details.rcc; its README: CC-BY-SA 4.0, "
+                           "based on a photo by Benh LIEU SONG, CC-BY-SA 3.0 "
+                           "(https://commons.wikimedia.org/wiki/File:Louvre_2007_02_24_c.jpg)"),
 }
 
 
@@ -87,6 +122,132 @@ def extract(wheels, cache):
             fail(step, f"cannot read {path}: {e}")
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         write_atomic(dest, data)
+
+
+# ---------------------------------------------------------------------------------------------
+# debs, debphotos
+
+def deb_name(package):
+    version, _ = DEBS[package]
+    return f"{package}_{version.replace(':', '%3a')}_all.deb"
+
+
+def debs_missing(debs):
+    """Prints `package=version` for every .deb not yet in `debs` with the right sha256."""
+    for package, (version, sha) in DEBS.items():
+        path = os.path.join(debs, deb_name(package))
+        if not (os.path.isfile(path) and sha256_file(path) == sha):
+            print(f"{package}={version}")
+
+
+def deb_members(path, wanted):
+    """The contents of the files `wanted` (paths without a leading ./) in the data archive of
+    the Debian package at `path`: an `ar` archive holding data.tar.{xz,gz,zst}."""
+    import tarfile
+
+    with open(path, "rb") as f:
+        if f.read(8) != b"!<arch>\n":
+            raise ValueError("not an ar archive")
+        while True:
+            head = f.read(60)
+            if len(head) < 60:
+                raise ValueError("no data.tar member")
+            name, size = head[:16].decode().strip().rstrip("/"), int(head[48:58].decode().strip())
+            if name.startswith("data.tar"):
+                if name.endswith(".zst"):
+                    raise ValueError("data.tar.zst needs zstd, which Python's standard library lacks")
+                found = {}
+                with tarfile.open(fileobj=io.BytesIO(f.read(size)), mode="r:*") as tar:
+                    for member in tar:
+                        key = member.name.removeprefix("./")
+                        if key in wanted and member.isfile():
+                            found[key] = tar.extractfile(member).read()
+                missing = sorted(set(wanted) - set(found))
+                if missing:
+                    raise ValueError(f"no {', '.join(missing)} in it")
+                return found
+            f.seek(size + (size & 1), 1)
+
+
+def rcc_member(data, wanted):
+    """One file of a Qt binary resource bundle (.rcc, format versions 1-3). Layout: a header
+    (magic `qres`, version, offsets of the tree, data and names), a tree of 14- or 22-byte nodes
+    (name offset, flags, then children or a data offset), and data blocks prefixed by their
+    length; flag 1 means zlib with a 4-byte size prefix, flag 4 zstd."""
+    import struct
+    import zlib
+
+    if data[:4] != b"qres":
+        raise ValueError("not a Qt resource bundle (no 'qres' magic)")
+    version, tree, blobs, names = struct.unpack(">IIII", data[4:20])
+    if version not in (1, 2, 3):
+        raise ValueError(f"unknown .rcc format version {version}")
+    node_size = 22 if version >= 2 else 14
+
+    def name(offset):
+        (n,) = struct.unpack(">H", data[names + offset:names + offset + 2])
+        return data[names + offset + 6:names + offset + 6 + 2 * n].decode("utf-16-be")
+
+    node, parts = 0, wanted.split("/")
+    for depth, part in enumerate(parts):
+        p = tree + node * node_size
+        _, flags = struct.unpack(">IH", data[p:p + 6])
+        if not flags & 2:
+            raise ValueError(f"{'/'.join(parts[:depth])} is a file, not a directory")
+        count, first = struct.unpack(">II", data[p + 6:p + 14])
+        children = {name(struct.unpack(">I", data[tree + c * node_size:tree + c * node_size + 4])[0]): c
+                    for c in range(first, first + count)}
+        if part not in children:
+            raise ValueError(f"no {wanted} in it")
+        node = children[part]
+    p = tree + node * node_size
+    _, flags = struct.unpack(">IH", data[p:p + 6])
+    (offset,) = struct.unpack(">I", data[p + 10:p + 14])
+    (size,) = struct.unpack(">I", data[blobs + offset:blobs + offset + 4])
+    raw = data[blobs + offset + 4:blobs + offset + 4 + size]
+    if flags & 1:
+        return zlib.decompress(raw[4:])
+    if flags & 4:
+        raise ValueError(f"{wanted} is zstd-compressed, which Python's standard library lacks")
+    return raw
+
+
+def debphotos(debs, cache):
+    """Unpacks DEB_PHOTOS into CACHE/shapes-photos/: JPEG and PNG as they are, WebP converted to
+    PNG (lookout's image decoders are JPEG and PNG, what cameras and people hand it)."""
+    from PIL import Image
+
+    step = "debian photos"
+    by_package = {}
+    for out, (package, member, inner, _, _) in DEB_PHOTOS.items():
+        by_package.setdefault(package, []).append((out, member, inner))
+    for package, jobs in by_package.items():
+        path = os.path.join(debs, deb_name(package))
+        got = sha256_file(path) if os.path.isfile(path) else "(missing)"
+        if got != DEBS[package][1]:
+            fail(step, f"{path}: sha256 {got}, expected {DEBS[package][1]}")
+        try:
+            files = deb_members(path, {member for _, member, _ in jobs})
+        except (OSError, ValueError, EOFError) as e:
+            fail(step, f"cannot read {path}: {e}")
+        for out, member, inner in jobs:
+            data = files[member]
+            if inner is not None:
+                try:
+                    data = rcc_member(data, inner)
+                except (ValueError, IndexError) as e:
+                    fail(step, f"{path}: {member}: {e}")
+            if (inner or member).endswith(".webp"):
+                try:
+                    img = Image.open(io.BytesIO(data)).convert("RGB")
+                except OSError as e:
+                    fail(step, f"{path}: {inner} is not a WebP image Pillow reads: {e}")
+                buf = io.BytesIO()
+                img.save(buf, "PNG")
+                data = buf.getvalue()
+            dest = os.path.join(cache, "shapes-photos", out)
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            write_atomic(dest, data)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,8 +452,22 @@ def licenses(cache, wheels):
     ]
     for name, (what, source) in PHOTOS.items():
         lines.append(f"| `{name}` | {sha(cache, 'photos', name)[:16]}… | {what} | {source} |")
+    lines += [
+        "",
+        "## `shapes-photos/` — real photos for lookout's own shapes detector",
+        "",
+        "Labels are committed in `tests/real-photos/`. The scikit-image photo comes from the wheel above;",
+        "the others from Debian 12 packages, checked against these sha256s: "
+        + "; ".join(f"`{deb_name(p)}` {sha}" for p, (_, sha) in DEBS.items()) + ".",
+        "",
+        "| file | sha256 | what | source, licence |",
+        "|---|---|---|---|",
+    ]
     for name, (what, source) in SHAPE_PHOTOS.items():
-        lines.append(f"| `../shapes-photos/{name}` | {sha(cache, 'shapes-photos', name)[:16]}… | {what} | {source} |")
+        lines.append(f"| `{name}` | {sha(cache, 'shapes-photos', name)[:16]}… | {what} | {source} |")
+    for name, (package, member, inner, what, source) in DEB_PHOTOS.items():
+        where = f"`{member}`" + (f" → `{inner}`" if inner else "")
+        lines.append(f"| `{name}` | {sha(cache, 'shapes-photos', name)[:16]}… | {what} | {source}; {where} |")
     lines.append("")
     write_atomic(os.path.join(cache, "LICENSES.md"), "\n".join(lines).encode())
 
@@ -328,7 +503,8 @@ def smoke(manifest_path, photos):
 
 
 def main():
-    cmds = {"extract": (extract, 2), "convert": (convert, 2), "manifest": (manifest, 2),
+    cmds = {"extract": (extract, 2), "debs": (debs_missing, 1), "debphotos": (debphotos, 2),
+            "convert": (convert, 2), "manifest": (manifest, 2),
             "licenses": (licenses, 2), "smoke": (smoke, 2)}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds or len(sys.argv) - 2 != cmds[sys.argv[1]][1]:
         sys.exit(__doc__)
