@@ -10,7 +10,8 @@
 //! - [`engine`]: the tract model, loaded once, input buffer reused.
 //! - [`decode`]: classification top-k, YOLOv5/YOLOv8, SSD/UltraFace, NMS.
 //! - [`record`]: the per-frame result record and its JSON form.
-//! - [`sink`]: result sinks behind [`sink::Sink`].
+//! - [`sink`]: result sinks behind [`sink::Sink`]; [`serial`] is the serial line (protocol,
+//!   port, sink) and [`console`] the commands typed on it.
 //! - [`pipeline`]: the frame loop tying them together.
 //!
 //! Around them: [`manifest`], [`board`], [`onnx_meta`], [`budget`] (the deployment check),
@@ -21,6 +22,7 @@
 pub mod bench;
 pub mod board;
 pub mod budget;
+pub mod console;
 pub mod dataset;
 pub mod decode;
 pub mod embedded;
@@ -35,5 +37,6 @@ pub mod pipeline;
 pub mod preprocess;
 pub mod profile;
 pub mod record;
+pub mod serial;
 pub mod sink;
 pub mod source;

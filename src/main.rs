@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use lookout::board::Board;
 use lookout::model::{self, ModelBundle};
 use lookout::pipeline::{self, Pipeline};
-use lookout::{bench, eval, inspect, sink, source};
+use lookout::{bench, console, eval, inspect, serial, sink, source};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -67,9 +67,15 @@ struct RunArgs {
     /// Start a directory over when it ends.
     #[arg(long = "loop")]
     looping: bool,
-    /// Where records go: `stdout` or `file:PATH` (JSON Lines). Repeat for several.
+    /// Where records go: `stdout`, `file:PATH` (JSON Lines), or
+    /// `serial[:PATH][@BAUD][,format=json|compact][,flow=none|hardware|software][,console=on|off]`
+    /// (defaults from the board profile; the console listens on the same line unless
+    /// `console=off`). Repeat for several.
     #[arg(long = "sink", default_value = "stdout")]
     sinks: Vec<String>,
+    /// Where the console's `snapshot` saves frames.
+    #[arg(long, default_value = "snapshots")]
+    snapshot_dir: PathBuf,
     /// Stop after this many frames.
     #[arg(long)]
     max_frames: Option<u64>,
@@ -197,7 +203,7 @@ fn pipeline_for(bundle: ModelBundle) -> Result<Pipeline> {
 }
 
 fn run(args: RunArgs) -> Result<()> {
-    let (_, bundle) = load(&args.model)?;
+    let (board, bundle) = load(&args.model)?;
     let mut pipeline = pipeline_for(bundle)?;
     let thresholds = pipeline.thresholds_mut();
     if let Some(score) = args.score {
@@ -215,11 +221,29 @@ fn run(args: RunArgs) -> Result<()> {
         thresholds.max_detections = max;
     }
     let mut source = source::open(&args.source, args.looping)?;
-    let mut sinks = args
-        .sinks
-        .iter()
-        .map(|spec| sink::open(spec))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut sinks: Vec<Box<dyn sink::Sink>> = Vec::new();
+    let mut consoles = Vec::new();
+    for spec in &args.sinks {
+        if !spec.starts_with("serial") {
+            sinks.push(sink::open(spec)?);
+            continue;
+        }
+        let settings = serial::parse_spec(spec, &board.serial)?;
+        let console = settings.console;
+        let link: serial::SharedLink =
+            std::rc::Rc::new(std::cell::RefCell::new(serial::SerialLink::new(settings)));
+        sinks.push(Box::new(serial::SerialSink::new(link.clone())));
+        if console {
+            let info = console::ConsoleInfo {
+                board: board.name.clone(),
+                sinks: args.sinks.clone(),
+            };
+            consoles.push(
+                console::Console::new(link.clone(), args.snapshot_dir.clone(), info)
+                    .with_link_stats(link),
+            );
+        }
+    }
     tracing::info!(
         "running {} on {}",
         pipeline.manifest().id(),
@@ -230,6 +254,7 @@ fn run(args: RunArgs) -> Result<()> {
         source.as_mut(),
         &mut sinks,
         args.max_frames,
+        &mut consoles,
         |e| eprintln!("error: skipped frame: {e}"),
     )?;
     if summary.failed_frames > 0 {

@@ -61,6 +61,9 @@ pub struct Pipeline {
     decoder: Decoder,
     thresholds: Thresholds,
     seq: u64,
+    /// The model file and where it came from, kept for [`Pipeline::reload`].
+    onnx: std::sync::Arc<[u8]>,
+    origin: String,
 }
 
 impl Pipeline {
@@ -88,7 +91,24 @@ impl Pipeline {
             preprocessor,
             decoder,
             seq: 0,
+            onnx: onnx.into(),
+            origin: origin.to_owned(),
         })
+    }
+
+    /// Loads the model again from its bytes, as at start-up: a fresh engine and decoder. The
+    /// thresholds in force and the frame count carry over.
+    pub fn reload(&mut self) -> Result<(), PipelineError> {
+        let fresh = Self::new(self.manifest.clone(), &self.onnx, &self.origin)?;
+        self.engine = fresh.engine;
+        self.decoder = fresh.decoder;
+        self.preprocessor = fresh.preprocessor;
+        Ok(())
+    }
+
+    /// Thresholds in force.
+    pub fn thresholds(&self) -> &Thresholds {
+        &self.thresholds
     }
 
     /// The model's manifest.
@@ -220,6 +240,86 @@ pub fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// What the run loop knows about itself, for the console's `status`.
+#[derive(Debug, Clone)]
+pub struct RunStats {
+    /// When the run started.
+    pub started: Instant,
+    /// Frames turned into records.
+    pub frames: u64,
+    /// Frames that could not be read and were skipped.
+    pub failed_frames: u64,
+    /// Frames per second over the last [`FPS_WINDOW`] frames (0 until two frames have passed).
+    pub fps: f64,
+    /// The last error the loop survived, if any.
+    pub last_error: Option<String>,
+    recent: std::collections::VecDeque<Instant>,
+}
+
+/// Frames the reported rate is averaged over.
+pub const FPS_WINDOW: usize = 30;
+
+impl RunStats {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            frames: 0,
+            failed_frames: 0,
+            fps: 0.0,
+            last_error: None,
+            recent: std::collections::VecDeque::with_capacity(FPS_WINDOW + 1),
+        }
+    }
+
+    fn frame_done(&mut self) {
+        self.frames += 1;
+        let now = Instant::now();
+        self.recent.push_back(now);
+        if self.recent.len() > FPS_WINDOW {
+            self.recent.pop_front();
+        }
+        if let (Some(first), n) = (self.recent.front(), self.recent.len()) {
+            let span = (now - *first).as_secs_f64();
+            self.fps = if n >= 2 && span > 0.0 {
+                (n - 1) as f64 / span
+            } else {
+                0.0
+            };
+        }
+    }
+}
+
+/// What whoever steers a run (the serial console) may look at and change between frames.
+pub struct RunControl<'a> {
+    /// The model, its thresholds included.
+    pub pipeline: &'a mut Pipeline,
+    /// The frame source.
+    pub source: &'a mut dyn FrameSource,
+    /// The last frame read, for snapshots.
+    pub last_frame: Option<&'a Frame>,
+    /// Counters.
+    pub stats: &'a RunStats,
+    /// While true the loop reads no frames and only asks its steering again.
+    pub paused: &'a mut bool,
+}
+
+/// Steers a run between frames; see [`crate::console`].
+pub trait Steering {
+    /// Called before every frame, and every [`PAUSE_POLL`] while paused.
+    fn between_frames(&mut self, control: RunControl<'_>);
+}
+
+/// No steering: the run goes from start to end.
+#[derive(Debug, Default)]
+pub struct Unsteered;
+
+impl Steering for Unsteered {
+    fn between_frames(&mut self, _: RunControl<'_>) {}
+}
+
+/// How often a paused run asks its steering whether to go on.
+pub const PAUSE_POLL: Duration = Duration::from_millis(20);
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RunSummary {
@@ -237,25 +337,43 @@ const MAX_CONSECUTIVE_FAILURES: u32 = 100;
 
 /// Runs frames from `source` through `pipeline` into every sink until the source ends or
 /// `max_frames` frames (read or failed) have passed. Unreadable frames are handed to
-/// `on_skipped` and skipped; any other error ends the run.
+/// `on_skipped` and skipped; any other error ends the run. `steering` is asked before every
+/// frame and may pause the run or change its thresholds.
 pub fn run(
     pipeline: &mut Pipeline,
     source: &mut dyn FrameSource,
     sinks: &mut [Box<dyn Sink>],
     max_frames: Option<u64>,
+    steering: &mut dyn Steering,
     mut on_skipped: impl FnMut(&SourceError),
 ) -> Result<RunSummary, PipelineError> {
     let mut summary = RunSummary::default();
+    let mut stats = RunStats::new();
+    let mut last_frame: Option<Frame> = None;
+    let mut paused = false;
     let mut consecutive_failures = 0;
     'frames: while max_frames.is_none_or(|max| summary.frames + summary.failed_frames < max) {
+        steering.between_frames(RunControl {
+            pipeline,
+            source,
+            last_frame: last_frame.as_ref(),
+            stats: &stats,
+            paused: &mut paused,
+        });
+        if paused {
+            std::thread::sleep(PAUSE_POLL);
+            continue;
+        }
         let started = Instant::now();
         let frame = match source.next_frame() {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(e) if e.is_recoverable() => {
                 on_skipped(&e);
+                stats.last_error = Some(e.to_string());
                 pipeline.skip_frame();
                 summary.failed_frames += 1;
+                stats.failed_frames += 1;
                 consecutive_failures += 1;
                 if consecutive_failures >= MAX_CONSECUTIVE_FAILURES {
                     return Err(PipelineError::TooManyFailures {
@@ -269,7 +387,9 @@ pub fn run(
         };
         consecutive_failures = 0;
         let record = pipeline.process(&frame, started.elapsed())?;
+        last_frame = Some(frame);
         summary.frames += 1;
+        stats.frame_done();
         for sink in sinks.iter_mut() {
             match sink.emit(&record) {
                 Ok(()) => {}

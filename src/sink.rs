@@ -144,7 +144,7 @@ pub fn open(spec: &str) -> Result<Box<dyn Sink>, SinkError> {
     }
     Err(SinkError::Spec {
         spec: spec.to_owned(),
-        message: "expected `stdout` or `file:PATH`".into(),
+        message: "expected `stdout`, `file:PATH` or `serial[:PATH][@BAUD][,options]`".into(),
     })
 }
 
@@ -210,7 +210,9 @@ mod tests {
             .to_string()
             .starts_with("/no/such/dir/out.jsonl: cannot open"));
         let err = open("serial-ish").err().expect("fails");
-        assert!(err.to_string().contains("expected `stdout` or `file:PATH`"));
+        assert!(err
+            .to_string()
+            .contains("expected `stdout`, `file:PATH` or `serial"));
     }
 
     #[test]

@@ -72,6 +72,12 @@ pub trait FrameSource {
 
     /// A short description for logs (`dir:tests/images (12 files)`).
     fn describe(&self) -> String;
+
+    /// Starts over as if just opened (the console's `reboot-pipeline`): a camera is reopened.
+    /// Files and patterns carry on where they are.
+    fn restart(&mut self) -> Result<(), SourceError> {
+        Ok(())
+    }
 }
 
 /// File extensions read as images.

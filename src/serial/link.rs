@@ -1,0 +1,243 @@
+//! One serial port, kept open: 8N1 at a chosen baud rate, reopened with backoff when the
+//! device goes away (a USB adapter unplugged, a UART driver reset).
+//!
+//! Nothing here blocks for long and nothing is buffered without bound: while the port is down,
+//! lines handed to [`SerialLink::send`] are counted as dropped, and a write that cannot finish
+//! within [`WRITE_TIMEOUT`] (a receiver holding CTS low, a full pseudo-terminal) drops its line
+//! too. Reads never wait.
+
+use crate::board::{FlowControl, LineFormat};
+use serialport::SerialPort;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+/// A write that has not finished after this long is abandoned and its line counted as dropped.
+pub const WRITE_TIMEOUT: Duration = Duration::from_millis(500);
+/// First wait before reopening a port that failed; doubles up to [`MAX_BACKOFF`].
+pub const MIN_BACKOFF: Duration = Duration::from_millis(250);
+/// Longest wait between two attempts to reopen a port.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+impl From<FlowControl> for serialport::FlowControl {
+    fn from(f: FlowControl) -> Self {
+        match f {
+            FlowControl::None => serialport::FlowControl::None,
+            FlowControl::Hardware => serialport::FlowControl::Hardware,
+            FlowControl::Software => serialport::FlowControl::Software,
+        }
+    }
+}
+
+/// Everything needed to open the line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SerialSettings {
+    /// Device path, e.g. `/dev/serial0` or `/dev/ttyUSB0`.
+    pub path: String,
+    /// Baud rate; 8 data bits, no parity, one stop bit.
+    pub baud: u32,
+    /// Handshake.
+    pub flow: FlowControl,
+    /// How results are written.
+    pub format: LineFormat,
+    /// Whether the console listens on this line.
+    pub console: bool,
+}
+
+/// Counters a person asks about with the console's `status`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LinkStats {
+    /// Lines not written because the port was down or a write timed out.
+    pub dropped_lines: u64,
+    /// Times the port was reopened after failing.
+    pub reconnects: u64,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+    /// Whether the port is open now.
+    pub connected: bool,
+}
+
+/// A serial port that reopens itself.
+pub struct SerialLink {
+    settings: SerialSettings,
+    port: Option<Box<dyn SerialPort>>,
+    backoff: Duration,
+    next_attempt: Instant,
+    /// When the current outage began; `None` while connected or before the first open.
+    down_since: Option<Instant>,
+    dropped_in_outage: u64,
+    ever_connected: bool,
+    stats: LinkStats,
+}
+
+impl SerialLink {
+    /// Opens the port now if it can; if it cannot (not plugged in yet), says so on the log and
+    /// keeps trying with backoff, so a service started before its USB adapter still comes up.
+    pub fn new(settings: SerialSettings) -> Self {
+        let mut link = Self {
+            settings,
+            port: None,
+            backoff: MIN_BACKOFF,
+            next_attempt: Instant::now(),
+            down_since: Some(Instant::now()),
+            dropped_in_outage: 0,
+            ever_connected: false,
+            stats: LinkStats::default(),
+        };
+        link.ensure_open();
+        link
+    }
+
+    /// The settings it was opened with.
+    pub fn settings(&self) -> &SerialSettings {
+        &self.settings
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &LinkStats {
+        &self.stats
+    }
+
+    fn open_port(&self) -> Result<Box<dyn SerialPort>, serialport::Error> {
+        let port = serialport::new(&self.settings.path, self.settings.baud)
+            .data_bits(serialport::DataBits::Eight)
+            .parity(serialport::Parity::None)
+            .stop_bits(serialport::StopBits::One)
+            .flow_control(self.settings.flow.into())
+            .timeout(WRITE_TIMEOUT)
+            .open()?;
+        Ok(port)
+    }
+
+    /// Opens the port if it is closed and the backoff has passed; true when open.
+    fn ensure_open(&mut self) -> bool {
+        if self.port.is_some() {
+            return true;
+        }
+        let now = Instant::now();
+        if now < self.next_attempt {
+            return false;
+        }
+        match self.open_port() {
+            Ok(port) => {
+                if self.ever_connected {
+                    self.stats.reconnects += 1;
+                    let outage = self.down_since.map(|t| t.elapsed()).unwrap_or_default();
+                    tracing::warn!(
+                        "serial {}: reopened after {:.1} s; {} lines dropped meanwhile",
+                        self.settings.path,
+                        outage.as_secs_f64(),
+                        self.dropped_in_outage
+                    );
+                }
+                self.port = Some(port);
+                self.ever_connected = true;
+                self.backoff = MIN_BACKOFF;
+                self.down_since = None;
+                self.dropped_in_outage = 0;
+                self.stats.connected = true;
+                true
+            }
+            Err(e) => {
+                let message = format!("{}: cannot open: {e}", self.settings.path);
+                // Once per outage on the log, not once per attempt.
+                if self.stats.last_error.as_deref() != Some(message.as_str()) {
+                    tracing::warn!(
+                        "serial {message}; retrying every {} s at most",
+                        MAX_BACKOFF.as_secs()
+                    );
+                }
+                self.stats.last_error = Some(message);
+                self.next_attempt = now + self.backoff;
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                false
+            }
+        }
+    }
+
+    fn fail(&mut self, what: &str, e: std::io::Error) {
+        let message = format!("{}: {what} failed: {e}", self.settings.path);
+        tracing::warn!("serial {message}; reopening");
+        self.stats.last_error = Some(message);
+        self.port = None;
+        self.stats.connected = false;
+        self.down_since = Some(Instant::now());
+        self.next_attempt = Instant::now() + self.backoff;
+    }
+
+    /// Writes whole lines; returns false when they were dropped (port down, write failed or
+    /// timed out). A dropped batch counts one line per `\n` in it.
+    pub fn send(&mut self, text: &str) -> bool {
+        let lines = text.bytes().filter(|&b| b == b'\n').count().max(1) as u64;
+        if !self.ensure_open() {
+            self.drop_lines(lines);
+            return false;
+        }
+        let Some(port) = self.port.as_mut() else {
+            self.drop_lines(lines);
+            return false;
+        };
+        match port.write_all(text.as_bytes()).and_then(|()| port.flush()) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                // The receiver is not taking data; the port itself is fine.
+                self.stats.last_error = Some(format!(
+                    "{}: write timed out after {} ms (receiver not reading, or CTS low)",
+                    self.settings.path,
+                    WRITE_TIMEOUT.as_millis()
+                ));
+                self.drop_lines(lines);
+                false
+            }
+            Err(e) => {
+                self.fail("write", e);
+                self.drop_lines(lines);
+                false
+            }
+        }
+    }
+
+    fn drop_lines(&mut self, lines: u64) {
+        self.stats.dropped_lines += lines;
+        self.dropped_in_outage += lines;
+    }
+
+    /// Appends whatever bytes have arrived to `input`, without waiting.
+    pub fn receive(&mut self, input: &mut Vec<u8>) {
+        if !self.ensure_open() {
+            return;
+        }
+        let Some(port) = self.port.as_mut() else {
+            return;
+        };
+        let pending = match port.bytes_to_read() {
+            Ok(n) => n as usize,
+            Err(e) => {
+                self.fail("read", std::io::Error::other(e));
+                return;
+            }
+        };
+        if pending == 0 {
+            return;
+        }
+        let start = input.len();
+        input.resize(start + pending, 0);
+        match port.read(&mut input[start..]) {
+            Ok(n) => input.truncate(start + n),
+            Err(e) => {
+                input.truncate(start);
+                if e.kind() != std::io::ErrorKind::TimedOut {
+                    self.fail("read", e);
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for SerialLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SerialLink")
+            .field("settings", &self.settings)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}

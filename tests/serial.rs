@@ -1,0 +1,434 @@
+//! The serial line for real: `lookout run` as a child process writes to one end of a
+//! pseudo-terminal pair and the test, on the other end, reads its results and types console
+//! commands, as a microcontroller or a person with a USB-serial cable would.
+
+mod common;
+
+use common::{lookout, root, stdout};
+use lookout::serial::protocol::parse_compact;
+use serialport::{SerialPort, TTYPort};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The test's end of the line: reads whole lines with a deadline.
+struct Terminal {
+    master: TTYPort,
+    pending: Vec<u8>,
+}
+
+impl Terminal {
+    fn new(mut master: TTYPort) -> Self {
+        master
+            .set_timeout(Duration::from_millis(50))
+            .expect("set timeout");
+        Self {
+            master,
+            pending: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, text: &[u8]) {
+        self.master.write_all(text).expect("write to pty");
+        self.master.flush().expect("flush pty");
+    }
+
+    /// The next line (without its ending), or None after `wait`.
+    fn line(&mut self, wait: Duration) -> Option<String> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                let text = String::from_utf8_lossy(&line);
+                return Some(text.trim_end_matches(['\r', '\n']).to_owned());
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            let mut buf = [0u8; 4096];
+            match self.master.read(&mut buf) {
+                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(e) if e.raw_os_error() == Some(5) => {
+                    // EIO: the other end is not open (yet); wait.
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("reading the pty: {e}"),
+            }
+        }
+    }
+
+    /// Lines up to and including the first for which `done` holds; panics after `wait`.
+    fn until(&mut self, wait: Duration, done: impl Fn(&str) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + wait;
+        let mut seen = Vec::new();
+        while let Some(line) = self.line(deadline.saturating_duration_since(Instant::now())) {
+            let stop = done(&line);
+            seen.push(line);
+            if stop {
+                return seen;
+            }
+        }
+        panic!("timed out; lines so far: {seen:#?}");
+    }
+
+    /// Sends a command and returns the reply lines up to its `# ok` / `# error:` line,
+    /// skipping result lines that arrive meanwhile.
+    fn command(&mut self, text: &str) -> Vec<String> {
+        self.send(format!("{text}\r\n").as_bytes());
+        self.until(Duration::from_secs(20), |l| {
+            l.starts_with("# ok") || l.starts_with("# error:")
+        })
+        .into_iter()
+        .filter(|l| l.starts_with('#'))
+        .collect()
+    }
+}
+
+/// A running `lookout run` that is killed when the test ends, even on failure; its log goes
+/// to a file that is printed if the test fails.
+struct Running {
+    child: Child,
+    log: tempfile::NamedTempFile,
+}
+
+impl Running {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("lookout's log:\n{}", self.log());
+        }
+    }
+}
+
+fn spawn(args: &[&str]) -> Running {
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let stderr = log.reopen().expect("log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(args)
+        .current_dir(root())
+        .env("LOOKOUT_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("lookout starts");
+    Running { child, log }
+}
+
+fn pair() -> (Terminal, TTYPort, String) {
+    let (master, slave) = TTYPort::pair().expect("a pseudo-terminal pair");
+    let name = slave.name().expect("slave has a name");
+    (Terminal::new(master), slave, name)
+}
+
+fn is_result(line: &str) -> bool {
+    line.starts_with('{')
+}
+
+#[test]
+fn console_answers_every_command_between_results() {
+    let (mut term, _slave, tty) = pair();
+    let snapshots = tempfile::tempdir().expect("tempdir");
+    let sink = format!("serial:{tty}@115200");
+    let _run = spawn(&[
+        "run",
+        "-m",
+        "models/shapes-detector.toml",
+        "-s",
+        "tests/images/detect",
+        "--loop",
+        "--sink",
+        &sink,
+        "--snapshot-dir",
+        snapshots.path().to_str().expect("utf8"),
+    ]);
+
+    // Results stream as JSON Lines.
+    let first = term.until(Duration::from_secs(60), is_result);
+    let record: serde_json::Value =
+        serde_json::from_str(first.last().expect("a line")).expect("a JSON record");
+    assert!(record["model"]
+        .as_str()
+        .expect("model")
+        .starts_with("shapes-detector@"));
+
+    let help = term.command("help");
+    assert!(
+        help.iter().any(|l| l.starts_with("# set threshold")),
+        "{help:?}"
+    );
+    assert_eq!(help.last().map(String::as_str), Some("# ok help"));
+
+    let info = term.command("INFO");
+    assert!(
+        info.iter()
+            .any(|l| l == "# labels 0=circle 1=square 2=triangle"),
+        "{info:?}"
+    );
+    assert!(
+        info.iter().any(|l| l.starts_with("# source dir:")),
+        "{info:?}"
+    );
+
+    // Pause: after the reply, no result arrives.
+    assert_eq!(term.command("pause"), vec!["# ok paused"]);
+    let mut quiet = Vec::new();
+    while let Some(line) = term.line(Duration::from_millis(600)) {
+        quiet.push(line);
+    }
+    assert!(
+        quiet.iter().all(|l| !is_result(l)),
+        "results while paused: {quiet:?}"
+    );
+    let status = term.command("status");
+    assert!(
+        status[0].starts_with("# uptime ") && status[0].ends_with("paused"),
+        "{status:?}"
+    );
+    assert!(
+        status
+            .iter()
+            .any(|l| l.starts_with("# model shapes-detector@") && l.ends_with("threshold 0.25")),
+        "{status:?}"
+    );
+    assert!(
+        status
+            .iter()
+            .any(|l| l == "# serial 0 dropped lines, 0 reconnects"),
+        "{status:?}"
+    );
+    assert!(
+        status.iter().any(|l| l == "# last error: none"),
+        "{status:?}"
+    );
+    assert_eq!(term.command("pause"), vec!["# ok already paused"]);
+
+    // Snapshot of the last frame: a whole PNG of the frame's size.
+    let snap = term.command("snapshot");
+    let path = snap[0]
+        .strip_prefix("# ok snapshot ")
+        .unwrap_or_else(|| panic!("{snap:?}"));
+    let image = image::open(path).expect("snapshot is a readable image");
+    let size = &record["frame_size"];
+    assert!(size[0].as_u64().is_some() && image.width() > 0 && image.height() > 0);
+    assert_eq!(std::fs::read_dir(snapshots.path()).expect("dir").count(), 1);
+
+    // Garbage, an over-long line, unknown and malformed commands: answered, nothing breaks.
+    term.send(b"\xff\xfe\xfd\r\n");
+    assert_eq!(
+        term.until(Duration::from_secs(10), |l| l.starts_with("# error:"))
+            .last()
+            .map(String::as_str),
+        Some("# error: line is not UTF-8 text; ignored")
+    );
+    let long = "x".repeat(1000);
+    assert_eq!(
+        term.command(&long),
+        vec!["# error: line of 1000 bytes ignored; at most 256"]
+    );
+    assert_eq!(
+        term.command("launch rockets"),
+        vec!["# error: unknown command \"launch\"; type help"]
+    );
+    assert_eq!(
+        term.command("set threshold 7"),
+        vec!["# error: threshold \"7\" is not a number in [0, 1]"]
+    );
+    // Backspace editing and a bare LF ending.
+    term.send(b"set threshold 0.9x\x08\n");
+    let reply = term.until(Duration::from_secs(10), |l| {
+        l.starts_with("# ok") || l.starts_with("# error")
+    });
+    assert_eq!(
+        reply.last().map(String::as_str),
+        Some("# ok threshold 0.9 (was 0.25)")
+    );
+
+    // Resume: results again, now only at the new threshold.
+    assert_eq!(term.command("resume"), vec!["# ok resumed"]);
+    let mut checked = 0;
+    while checked < 8 {
+        let line = term
+            .line(Duration::from_secs(30))
+            .expect("results after resume");
+        if !is_result(&line) {
+            continue;
+        }
+        let r: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+        for d in r["detections"].as_array().expect("detections") {
+            assert!(d["score"].as_f64().expect("score") >= 0.9, "{line}");
+        }
+        checked += 1;
+    }
+
+    let reboot = term.command("reboot-pipeline");
+    assert!(
+        reboot[0].starts_with("# ok reboot-pipeline shapes-detector@"),
+        "{reboot:?}"
+    );
+    let after = term.until(Duration::from_secs(30), is_result);
+    assert!(is_result(after.last().expect("line")));
+    let status = term.command("status");
+    assert!(
+        status.iter().any(|l| l.ends_with("threshold 0.9")),
+        "threshold survives a reboot: {status:?}"
+    );
+}
+
+#[test]
+fn compact_lines_carry_the_same_results_as_json() {
+    let images = "tests/images/detect";
+    let json = lookout(&["run", "-m", "models/shapes-detector.toml", "-s", images]);
+    assert!(json.status.success());
+    let records = common::json_lines(&stdout(&json));
+
+    let (mut term, _slave, tty) = pair();
+    let sink = format!("serial:{tty}@9600,format=compact,console=off");
+    let mut run = spawn(&[
+        "run",
+        "-m",
+        "models/shapes-detector.toml",
+        "-s",
+        images,
+        "--sink",
+        &sink,
+    ]);
+    let mut frames = Vec::new();
+    let mut current = Vec::new();
+    while frames.len() < records.len() {
+        let line = term
+            .line(Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("no line after {} frames", frames.len()));
+        let parsed = parse_compact(&line).unwrap_or_else(|e| panic!("{e}"));
+        if parsed.kind == 'F' {
+            assert_eq!(parsed.fields[1] as usize, current.len(), "{line}");
+            frames.push((parsed.fields[0], std::mem::take(&mut current)));
+        } else {
+            current.push(parsed);
+        }
+    }
+    assert!(run.child.wait().expect("exit").success());
+    for ((seq, lines), record) in frames.iter().zip(&records) {
+        assert_eq!(Some(*seq as u64), record["seq"].as_u64());
+        let detections = record["detections"].as_array().expect("detections");
+        assert_eq!(lines.len(), detections.len(), "frame {seq}");
+        for (line, d) in lines.iter().zip(detections) {
+            assert_eq!(line.kind, 'D');
+            assert_eq!(line.fields[1] as u64, d["label_id"].as_u64().expect("id"));
+            let score = d["score"].as_f64().expect("score");
+            assert_eq!(line.fields[2], (score * 1000.0).round() as i64);
+            for k in 0..4 {
+                let v = d["box"][k].as_f64().expect("box");
+                assert!(
+                    (line.fields[3 + k] as f64 - v).abs() <= 0.5 + 1e-3,
+                    "{line:?} vs {d}"
+                );
+            }
+        }
+    }
+    assert!(
+        frames.iter().any(|(_, l)| !l.is_empty()),
+        "some frame has detections"
+    );
+}
+
+#[test]
+fn an_unplugged_line_is_reopened_and_the_gap_counted() {
+    // A USB-serial adapter that disappears and comes back: the device path is a symlink that
+    // first points at one pseudo-terminal, then, after that one is closed, at a new one. Both
+    // pairs are made after lookout starts, so it cannot inherit (and keep open) their masters.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let link = dir.path().join("ttyUSB0");
+    let sink = format!("serial:{}@115200", link.display());
+    let _run = spawn(&[
+        "run",
+        "-m",
+        "models/shapes-detector.toml",
+        "-s",
+        "tests/images/detect",
+        "--loop",
+        "--sink",
+        &sink,
+    ]);
+    let (mut first, first_slave, first_tty) = pair();
+    std::os::unix::fs::symlink(&first_tty, &link).expect("symlink");
+    first.until(Duration::from_secs(60), is_result);
+
+    // Unplug: both ends of the first pair go away; lookout's writes fail.
+    drop(first);
+    drop(first_slave);
+    std::thread::sleep(Duration::from_millis(500));
+    let (mut second, _second_slave, second_tty) = pair();
+    std::fs::remove_file(&link).expect("remove link");
+    std::os::unix::fs::symlink(&second_tty, &link).expect("relink");
+
+    second.until(Duration::from_secs(60), is_result);
+    let status = second.command("status");
+    let serial = status
+        .iter()
+        .find(|l| l.starts_with("# serial "))
+        .unwrap_or_else(|| panic!("{status:?}"));
+    let words: Vec<&str> = serial.split_whitespace().collect();
+    let dropped: u64 = words[2].parse().expect("dropped count");
+    assert!(
+        dropped > 0,
+        "lines produced while unplugged are counted: {serial}"
+    );
+    assert_eq!(words[5], "1", "one reconnect: {serial}");
+    assert!(Path::new(&second_tty).exists());
+}
+
+#[test]
+fn a_port_that_is_missing_at_start_is_waited_for() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let link = dir.path().join("ttyACM0");
+    let sink = format!("serial:{}", link.display());
+    let mut run = spawn(&[
+        "run",
+        "-m",
+        "models/shapes-detector.toml",
+        "-s",
+        "tests/images/detect",
+        "--loop",
+        "--sink",
+        &sink,
+    ]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        run.child.try_wait().expect("poll").is_none(),
+        "still running without its port"
+    );
+    let (mut term, _slave, tty) = pair();
+    std::os::unix::fs::symlink(&tty, &link).expect("plug in");
+    term.until(Duration::from_secs(60), is_result);
+    let err = run.log();
+    assert!(
+        err.contains(&format!("{}: cannot open", link.display())),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("cannot open").count(),
+        1,
+        "warned once, not per attempt: {err}"
+    );
+}
+
+#[test]
+fn bad_serial_specs_fail_before_any_frame() {
+    let out = lookout(&[
+        "run",
+        "-s",
+        "tests/images/detect",
+        "--sink",
+        "serial:/dev/null@fast",
+    ]);
+    common::assert_clean_failure(&out, &["serial:/dev/null@fast", "baud rate \"fast\""]);
+}
