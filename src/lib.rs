@@ -11,7 +11,7 @@
 //! - [`decode`]: classification top-k, YOLOv5/YOLOv8, SSD/UltraFace, NMS.
 //! - [`record`]: the per-frame result record and its JSON form.
 //! - [`sink`]: result sinks behind [`sink::Sink`]; [`serial`] is the serial line (protocol,
-//!   port, sink) and [`console`] the commands typed on it.
+//!   port, sink) and [`console`] the commands typed on it; [`gpio`] drives lines by rules.
 //! - [`pipeline`]: the frame loop tying them together.
 //!
 //! Around them: [`manifest`], [`board`], [`onnx_meta`], [`budget`] (the deployment check),
@@ -28,6 +28,7 @@ pub mod decode;
 pub mod embedded;
 pub mod engine;
 pub mod eval;
+pub mod gpio;
 pub mod inspect;
 pub mod manifest;
 pub mod metrics;

@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use lookout::board::Board;
 use lookout::model::{self, ModelBundle};
 use lookout::pipeline::{self, Pipeline};
-use lookout::{bench, console, eval, inspect, serial, sink, source};
+use lookout::{bench, console, eval, gpio, inspect, serial, sink, source};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -67,10 +67,11 @@ struct RunArgs {
     /// Start a directory over when it ends.
     #[arg(long = "loop")]
     looping: bool,
-    /// Where records go: `stdout`, `file:PATH` (JSON Lines), or
+    /// Where records go: `stdout`, `file:PATH` (JSON Lines),
     /// `serial[:PATH][@BAUD][,format=json|compact][,flow=none|hardware|software][,console=on|off]`
     /// (defaults from the board profile; the console listens on the same line unless
-    /// `console=off`). Repeat for several.
+    /// `console=off`), or `gpio` / `gpio:RULES.toml` (lines driven by the board's
+    /// [[gpio.rules]] or a rules file). Repeat for several.
     #[arg(long = "sink", default_value = "stdout")]
     sinks: Vec<String>,
     /// Where the console's `snapshot` saves frames.
@@ -224,6 +225,28 @@ fn run(args: RunArgs) -> Result<()> {
     let mut sinks: Vec<Box<dyn sink::Sink>> = Vec::new();
     let mut consoles = Vec::new();
     for spec in &args.sinks {
+        if let Some(rest) = spec.strip_prefix("gpio") {
+            let config = match rest.strip_prefix(':') {
+                None if rest.is_empty() => board.gpio.clone(),
+                Some(path) if !path.is_empty() => gpio::load_rules_file(Path::new(path), &board.gpio)?,
+                _ => bail!("--sink {spec:?}: expected `gpio` (rules from the board profile) or `gpio:RULES.toml`"),
+            };
+            if config.rules.is_empty() && config.heartbeat.is_none() {
+                bail!(
+                    "--sink {spec}: no GPIO rules: add [[gpio.rules]] to board {} or pass gpio:RULES.toml",
+                    board.name
+                );
+            }
+            gpio::check_labels(&config, &pipeline.manifest().labels)?;
+            let (pins, heartbeat) = gpio::open_header_lines(&config)?;
+            let rules =
+                gpio::GpioRules::new(&config, &pipeline.manifest().labels, pins, heartbeat)?;
+            sinks.push(Box::new(gpio::GpioSink::new(
+                rules,
+                config.chip_label.clone(),
+            )));
+            continue;
+        }
         if !spec.starts_with("serial") {
             sinks.push(sink::open(spec)?);
             continue;

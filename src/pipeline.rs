@@ -361,6 +361,9 @@ pub fn run(
             paused: &mut paused,
         });
         if paused {
+            for sink in sinks.iter_mut() {
+                sink.idle()?;
+            }
             std::thread::sleep(PAUSE_POLL);
             continue;
         }

@@ -52,6 +52,11 @@ pub trait Sink {
 
     /// Pushes buffered records out; called at the end of a run.
     fn flush(&mut self) -> Result<(), SinkError>;
+
+    /// Called while the run is paused, so time-based outputs (a GPIO hold) still end.
+    fn idle(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 /// Writes one JSON object per line to any writer, flushing after each record so a reader sees
