@@ -112,6 +112,10 @@ pub struct CameraDefaults {
     pub height: u32,
     /// Preferred frame rate.
     pub fps: u32,
+    /// A fixed capture mode, `WIDTHxHEIGHT@FPS FORMAT` (e.g. `"640x480@30 YUYV"`); without it
+    /// the smallest mode covering the model input at width:height's aspect is chosen.
+    #[serde(default)]
+    pub mode: Option<String>,
 }
 
 /// Default serial settings.

@@ -284,11 +284,12 @@ impl<P: ConsolePort> Console<P> {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "uptime {:.1} s, {} frames ({:.2} fps), {} unreadable, {}",
+            "uptime {:.1} s, {} frames ({:.2} fps), {} unreadable, {} dropped stale, {}",
             s.started.elapsed().as_secs_f64(),
             s.frames,
             s.fps,
             s.failed_frames,
+            control.source.dropped_frames(),
             if *control.paused { "paused" } else { "running" }
         );
         let _ = writeln!(

@@ -5,7 +5,8 @@
 //! `board` profile; `budget` checks one against the other, at build time and on the device.
 //!
 //! Modules, in the order a frame meets them:
-//! - [`source`]: frame sources (image files, folders, test pattern) behind [`source::FrameSource`].
+//! - [`source`]: frame sources (image files, folders, test pattern) behind [`source::FrameSource`];
+//!   [`camera`]: capture on its own thread, newest frame only, reopened when it fails.
 //! - [`preprocess`]: resize, colour order and normalisation exactly as in training.
 //! - [`engine`]: the tract model, loaded once, input buffer reused.
 //! - [`decode`]: classification top-k, YOLOv5/YOLOv8, SSD/UltraFace, NMS.
@@ -22,6 +23,7 @@
 pub mod bench;
 pub mod board;
 pub mod budget;
+pub mod camera;
 pub mod console;
 pub mod dataset;
 pub mod decode;

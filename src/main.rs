@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use lookout::board::Board;
 use lookout::model::{self, ModelBundle};
 use lookout::pipeline::{self, Pipeline};
-use lookout::{bench, console, eval, gpio, inspect, serial, sink, source};
+use lookout::{bench, camera, console, eval, gpio, inspect, serial, sink, source};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Run the model on a source and write one JSON record per frame to the sinks.
     Run(RunArgs),
+    /// List the cameras (V4L2) and their modes.
+    Cameras,
     /// Describe an ONNX file: inputs, outputs, operators, parameters, quantization, tract support.
     Inspect {
         /// The ONNX file.
@@ -74,6 +76,10 @@ struct RunArgs {
     /// [[gpio.rules]] or a rules file). Repeat for several.
     #[arg(long = "sink", default_value = "stdout")]
     sinks: Vec<String>,
+    /// Camera mode, `WIDTHxHEIGHT@FPS FORMAT` (e.g. "640x480@30 YUYV"); default: the board
+    /// profile's, or the smallest mode covering the model input.
+    #[arg(long)]
+    camera_mode: Option<String>,
     /// Where the console's `snapshot` saves frames.
     #[arg(long, default_value = "snapshots")]
     snapshot_dir: PathBuf,
@@ -153,6 +159,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Run(args) => run(args),
+        Command::Cameras => list_cameras(),
         Command::Inspect { model } => inspect_model(&model),
         Command::Check(args) => check(args),
         Command::Bench(args) => run_bench(args),
@@ -221,7 +228,17 @@ fn run(args: RunArgs) -> Result<()> {
         }
         thresholds.max_detections = max;
     }
-    let mut source = source::open(&args.source, args.looping)?;
+    let input = &pipeline.manifest().input;
+    let need = (input.width() as u32, input.height() as u32);
+    let mut source: Box<dyn source::FrameSource> = match camera::open_source(
+        &args.source,
+        &board.camera,
+        need,
+        args.camera_mode.as_deref(),
+    ) {
+        Some(live) => Box::new(live?),
+        None => source::open(&args.source, args.looping)?,
+    };
     let mut sinks: Vec<Box<dyn sink::Sink>> = Vec::new();
     let mut consoles = Vec::new();
     for spec in &args.sinks {
@@ -288,6 +305,31 @@ fn run(args: RunArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn list_cameras() -> Result<()> {
+    let cameras =
+        camera::v4l::list_cameras().map_err(|e| anyhow::anyhow!("listing cameras: {e}"))?;
+    if cameras.is_empty() {
+        bail!(
+            "no camera found: plug in a USB (UVC) camera and check `ls /dev/video*` and that this user \
+             is in group video; a Pi CSI camera on Bookworm needs libcamera's V4L2 layer: \
+             `libcamerify lookout cameras` (package libcamera-v4l2)"
+        );
+    }
+    let mut text = String::new();
+    for c in &cameras {
+        text.push_str(&format!("{}  {}\n", c.id, c.name));
+        match &c.modes {
+            Ok(modes) => {
+                for m in modes {
+                    text.push_str(&format!("    {m}\n"));
+                }
+            }
+            Err(e) => text.push_str(&format!("    modes unreadable: {e}\n")),
+        }
+    }
+    print_out(format_args!("{}", text.trim_end()))
 }
 
 fn check_unit(flag: &str, value: f32) -> Result<()> {

@@ -360,6 +360,15 @@ pub fn run(
             stats: &stats,
             paused: &mut paused,
         });
+        for event in source.take_events() {
+            for sink in sinks.iter_mut() {
+                sink.event(&event)?;
+            }
+            stats.last_error = Some(format!(
+                "{}: {}: {}",
+                event.source, event.event, event.message
+            ));
+        }
         if paused {
             for sink in sinks.iter_mut() {
                 sink.idle()?;
@@ -371,6 +380,13 @@ pub fn run(
         let frame = match source.next_frame() {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
+            Err(SourceError::Waiting { .. }) => {
+                // A live source with nothing new: let sinks run their clocks and ask again.
+                for sink in sinks.iter_mut() {
+                    sink.idle()?;
+                }
+                continue;
+            }
             Err(e) if e.is_recoverable() => {
                 on_skipped(&e);
                 stats.last_error = Some(e.to_string());

@@ -89,6 +89,20 @@ pub struct FrameRecord {
     pub outputs: Option<Vec<Vec<usize>>>,
 }
 
+/// Something that happened outside any one frame (a camera lost or restored), reported on
+/// the sinks between frame records. In JSON Lines it is told apart by its `event` key.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventRecord {
+    /// What happened: `camera_lost`, `camera_restored`.
+    pub event: String,
+    /// When, RFC 3339 UTC with milliseconds.
+    pub timestamp: String,
+    /// Which source or device.
+    pub source: String,
+    /// Details for a person.
+    pub message: String,
+}
+
 /// RFC 3339 UTC timestamp with milliseconds.
 pub fn format_timestamp(time: std::time::SystemTime) -> String {
     humantime::format_rfc3339_millis(time).to_string()

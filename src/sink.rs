@@ -5,7 +5,7 @@
 //! holds the JSON Lines sinks (stdout and file); serial and GPIO sinks implement the same trait
 //! in their own modules.
 
-use crate::record::FrameRecord;
+use crate::record::{EventRecord, FrameRecord};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -57,6 +57,12 @@ pub trait Sink {
     fn idle(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
+
+    /// Delivers an event (a camera lost or restored). Sinks without a way to say it ignore it.
+    fn event(&mut self, event: &EventRecord) -> Result<(), SinkError> {
+        let _ = event;
+        Ok(())
+    }
 }
 
 /// Writes one JSON object per line to any writer, flushing after each record so a reader sees
@@ -92,10 +98,10 @@ impl<W: Write> JsonLines<W> {
     }
 }
 
-impl<W: Write> Sink for JsonLines<W> {
-    fn emit(&mut self, record: &FrameRecord) -> Result<(), SinkError> {
+impl<W: Write> JsonLines<W> {
+    fn write_json(&mut self, value: &impl serde::Serialize) -> Result<(), SinkError> {
         self.line.clear();
-        serde_json::to_writer(&mut self.line, record).map_err(|e| SinkError::Write {
+        serde_json::to_writer(&mut self.line, value).map_err(|e| SinkError::Write {
             destination: self.destination.clone(),
             source: e.into(),
         })?;
@@ -105,6 +111,16 @@ impl<W: Write> Sink for JsonLines<W> {
             return Err(self.io_error(e));
         }
         self.writer.flush().map_err(|e| self.io_error(e))
+    }
+}
+
+impl<W: Write> Sink for JsonLines<W> {
+    fn emit(&mut self, record: &FrameRecord) -> Result<(), SinkError> {
+        self.write_json(record)
+    }
+
+    fn event(&mut self, event: &EventRecord) -> Result<(), SinkError> {
+        self.write_json(event)
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {

@@ -36,6 +36,13 @@ pub enum SourceError {
         /// The directory.
         path: PathBuf,
     },
+    /// A live source has no new frame yet (camera starting, or down and being reopened): not
+    /// a failed frame; the run loop asks again.
+    #[error("{name}: waiting for a frame")]
+    Waiting {
+        /// The source.
+        name: String,
+    },
     /// The `--source` text is not understood.
     #[error("source {spec:?}: {message}")]
     Spec {
@@ -77,6 +84,16 @@ pub trait FrameSource {
     /// Files and patterns carry on where they are.
     fn restart(&mut self) -> Result<(), SourceError> {
         Ok(())
+    }
+
+    /// Events since the last call (a camera lost or restored), for the sinks.
+    fn take_events(&mut self) -> Vec<crate::record::EventRecord> {
+        Vec::new()
+    }
+
+    /// Frames captured but replaced by newer ones before the pipeline took them.
+    fn dropped_frames(&self) -> u64 {
+        0
     }
 }
 

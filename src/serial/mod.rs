@@ -117,6 +117,17 @@ impl Sink for SerialSink {
         Ok(())
     }
 
+    fn event(&mut self, event: &crate::record::EventRecord) -> Result<(), SinkError> {
+        let mut link = self.link.borrow_mut();
+        let text =
+            protocol::event_lines(event, link.settings().format).map_err(|e| SinkError::Write {
+                destination: link.settings().path.clone(),
+                source: e.into(),
+            })?;
+        link.send(&text);
+        Ok(())
+    }
+
     fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
     }

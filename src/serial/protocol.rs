@@ -9,6 +9,7 @@
 //!   D,<seq>,<label_id>,<score_permille>,<x0>,<y0>,<x1>,<y1>*<crc>   one per detection
 //!   C,<seq>,<label_id>,<score_permille>*<crc>                       one per top-k class
 //!   F,<seq>,<count>*<crc>                                           end of frame <seq>
+//!   E,<event>*<crc>                                                 an event, e.g. E,camera_lost
 //!   ```
 //!   Fields are decimal integers: `seq` the frame number, `label_id` the index in the model's
 //!   labels (the console's `info` lists them), the score in thousandths (0..=1000), the box in
@@ -89,6 +90,25 @@ pub fn result_lines(record: &FrameRecord, format: LineFormat) -> Result<String, 
     }
 }
 
+/// The lines of one event: its JSON object, or `E,<event>*CC`.
+pub fn event_lines(
+    event: &crate::record::EventRecord,
+    format: LineFormat,
+) -> Result<String, serde_json::Error> {
+    match format {
+        LineFormat::Json => {
+            let mut line = serde_json::to_string(event)?;
+            line.push('\n');
+            Ok(line)
+        }
+        LineFormat::Compact => {
+            let mut out = String::new();
+            push_compact_line(&mut out, &format!("E,{}", event.event));
+            Ok(out)
+        }
+    }
+}
+
 /// A checked compact line, as a receiver decodes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompactLine {
@@ -115,6 +135,13 @@ pub fn parse_compact(line: &str) -> Result<CompactLine, String> {
     }
     let mut parts = body.split(',');
     let kind = parts.next().unwrap_or_default();
+    if kind == "E" {
+        // Events carry a name, not integers.
+        return Ok(CompactLine {
+            kind: 'E',
+            fields: Vec::new(),
+        });
+    }
     let want = match kind {
         "D" => 7,
         "C" => 3,

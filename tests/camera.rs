@@ -1,0 +1,179 @@
+//! The live-source path of `lookout run` as a process: a camera that is not there, and a
+//! file-backed "camera" (`replay:DIR@FPS`) whose folder disappears and comes back, which runs
+//! the same capture thread, outage events and reconnect logic as a V4L2 camera.
+
+mod common;
+
+use common::{lookout, root, stderr};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+struct Running {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(args: &[&str]) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(args)
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("lookout starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Running { child, lines }
+}
+
+impl Running {
+    /// JSON records until one satisfies `done`; panics after `wait`.
+    fn until(
+        &self,
+        wait: Duration,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + wait;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("timed out; records so far: {seen:#?}"));
+            let v: serde_json::Value = serde_json::from_str(&line).expect("JSON line");
+            let stop = done(&v);
+            seen.push(v);
+            if stop {
+                return seen;
+            }
+        }
+    }
+}
+
+fn is_event(v: &serde_json::Value, kind: &str) -> bool {
+    v["event"] == kind
+}
+
+#[test]
+fn cameras_without_a_camera_says_so_and_how_to_fix_it() {
+    if std::path::Path::new("/dev/video0").exists() {
+        return; // a machine with a camera lists it instead
+    }
+    let out = lookout(&["cameras"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.starts_with("error: no camera found"), "{err}");
+    assert!(err.contains("libcamerify"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_missing_camera_is_reported_as_an_event_and_the_run_goes_on() {
+    let run = spawn(&["run", "-s", "camera:/dev/video97"]);
+    let seen = run.until(Duration::from_secs(30), |v| is_event(v, "camera_lost"));
+    let lost = seen.last().expect("event");
+    assert_eq!(lost["source"], "camera:/dev/video97");
+    assert!(
+        !lost["message"].as_str().expect("message").is_empty(),
+        "{lost}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let mut child = run;
+    assert!(
+        child.child.try_wait().expect("poll").is_none(),
+        "still running"
+    );
+}
+
+#[test]
+fn a_camera_that_disappears_is_reopened_and_the_outage_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let frames = dir.path().join("frames");
+    let away = dir.path().join("unplugged");
+    std::fs::create_dir(&frames).expect("mkdir");
+    for entry in std::fs::read_dir(root().join("tests/images/detect")).expect("images") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "png") {
+            std::fs::copy(&path, frames.join(path.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let spec = format!("replay:{}@20", frames.display());
+    let run = spawn(&["run", "-m", "models/shapes-detector.toml", "-s", &spec]);
+
+    let before = run.until(Duration::from_secs(60), |v| v["seq"].as_u64() >= Some(3));
+    assert!(
+        before.iter().all(|v| v.get("detections").is_some()),
+        "{before:#?}"
+    );
+    // Frames carry capture times, in order.
+    let times: Vec<&str> = before
+        .iter()
+        .filter_map(|v| v["timestamp"].as_str())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+
+    std::fs::rename(&frames, &away).expect("unplug");
+    let lost = run.until(Duration::from_secs(30), |v| is_event(v, "camera_lost"));
+    let event = lost.last().expect("event");
+    assert!(
+        event["source"]
+            .as_str()
+            .expect("source")
+            .starts_with("replay:"),
+        "{event}"
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    std::fs::rename(&away, &frames).expect("plug back in");
+
+    let back = run.until(Duration::from_secs(30), |v| is_event(v, "camera_restored"));
+    assert!(
+        back.iter().all(|v| !is_event(v, "camera_lost")),
+        "one lost event per outage: {back:#?}"
+    );
+    let restored = back.last().expect("event");
+    assert!(
+        restored["message"]
+            .as_str()
+            .expect("message")
+            .contains("after"),
+        "{restored}"
+    );
+    let last_seq = before.last().and_then(|v| v["seq"].as_u64()).expect("seq");
+    let after = run.until(Duration::from_secs(30), |v| v.get("detections").is_some());
+    let seq = after.last().and_then(|v| v["seq"].as_u64()).expect("seq");
+    assert!(
+        seq > last_seq,
+        "frames again after the outage: {seq} after {last_seq}"
+    );
+}
+
+#[test]
+fn bad_live_source_specs_fail_before_any_frame() {
+    for (spec, needle) in [
+        ("replay:", "expected replay:DIR[@FPS]"),
+        ("replay:/tmp@0", "frame rate \"0\""),
+        ("camera:", "expected camera, camera:N or camera:/dev/videoN"),
+    ] {
+        let out = lookout(&["run", "-s", spec]);
+        common::assert_clean_failure(&out, &[needle]);
+    }
+    let out = lookout(&["run", "-s", "camera:0", "--camera-mode", "640x480 YUYV"]);
+    common::assert_clean_failure(&out, &["WIDTHxHEIGHT@FPS FORMAT"]);
+}
