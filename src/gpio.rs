@@ -175,6 +175,9 @@ impl<P: OutputPin> GpioRules<P> {
 
     /// Applies one frame's results, seen at `now` (time since start).
     pub fn on_frame(&mut self, record: &FrameRecord, now: Duration) -> Result<(), GpioError> {
+        // Holds that ran out since the last call end first, so a sighting after a gap starts a
+        // new activation (subject to min_interval) instead of extending a stale one.
+        self.expire(now)?;
         for (state, pin) in &mut self.rules {
             let rule = &state.rule;
             let seen = record
@@ -326,6 +329,13 @@ impl<P: OutputPin> GpioSink<P> {
     }
 }
 
+impl<P: OutputPin> Drop for GpioSink<P> {
+    fn drop(&mut self) {
+        // Whatever ended the run (an error, a signal that unwinds), lines go inactive.
+        let _ = self.rules.release();
+    }
+}
+
 impl<P: OutputPin> Sink for GpioSink<P> {
     fn emit(&mut self, record: &FrameRecord) -> Result<(), SinkError> {
         let now = self.started.elapsed();
@@ -445,6 +455,30 @@ mod tests {
         rules.release().expect("release");
         pin_a.done();
         pin_b.done();
+    }
+
+    #[test]
+    fn a_sighting_after_the_hold_ran_out_is_a_new_activation() {
+        // Frames further apart than hold_ms (slow inference): t=0 on, t=600 the hold (500) has
+        // run out, and the new sighting is within min_interval (2000), so the line stays off.
+        let mut r = rule("circle", 9);
+        r.min_interval_ms = 2000;
+        let mut pin = Mock::new(&[
+            T::set(State::Low),
+            T::set(State::High), // t=0
+            T::set(State::Low),  // t=600: expired; the sighting is debounced
+            T::set(State::High), // t=2000
+            T::set(State::Low),  // release
+        ]);
+        let mut rules = GpioRules::new(&config(vec![r], None), &labels(), vec![pin.clone()], None)
+            .expect("rules");
+        for t in [0, 600, 2000] {
+            rules
+                .on_frame(&frame(&[("circle", 0.9)]), ms(t))
+                .expect("frame");
+        }
+        rules.release().expect("release");
+        pin.done();
     }
 
     #[test]

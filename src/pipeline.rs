@@ -345,14 +345,60 @@ pub fn run(
     sinks: &mut [Box<dyn Sink>],
     max_frames: Option<u64>,
     steering: &mut dyn Steering,
-    mut on_skipped: impl FnMut(&SourceError),
+    on_skipped: impl FnMut(&SourceError),
 ) -> Result<RunSummary, PipelineError> {
     let mut summary = RunSummary::default();
+    let outcome = run_frames(
+        pipeline,
+        source,
+        sinks,
+        max_frames,
+        steering,
+        on_skipped,
+        &mut summary,
+    );
+    // Every way out flushes every sink (GPIO lines are released here), an error included.
+    let mut flushed = Ok(());
+    for sink in sinks.iter_mut() {
+        match sink.flush() {
+            Ok(()) | Err(SinkError::Closed { .. }) => {}
+            Err(e) => flushed = flushed.and(Err(e)),
+        }
+    }
+    outcome?;
+    flushed?;
+    Ok(summary)
+}
+
+/// Hands something to every sink; `Ok(false)` when a reader went away (the run ends quietly).
+fn each_sink(
+    sinks: &mut [Box<dyn Sink>],
+    mut deliver: impl FnMut(&mut dyn Sink) -> Result<(), SinkError>,
+) -> Result<bool, SinkError> {
+    for sink in sinks.iter_mut() {
+        match deliver(sink.as_mut()) {
+            Ok(()) => {}
+            Err(SinkError::Closed { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+fn run_frames(
+    pipeline: &mut Pipeline,
+    source: &mut dyn FrameSource,
+    sinks: &mut [Box<dyn Sink>],
+    max_frames: Option<u64>,
+    steering: &mut dyn Steering,
+    mut on_skipped: impl FnMut(&SourceError),
+    summary: &mut RunSummary,
+) -> Result<(), PipelineError> {
     let mut stats = RunStats::new();
     let mut last_frame: Option<Frame> = None;
     let mut paused = false;
     let mut consecutive_failures = 0;
-    'frames: while max_frames.is_none_or(|max| summary.frames + summary.failed_frames < max) {
+    while max_frames.is_none_or(|max| summary.frames + summary.failed_frames < max) {
         steering.between_frames(RunControl {
             pipeline,
             source,
@@ -361,8 +407,9 @@ pub fn run(
             paused: &mut paused,
         });
         for event in source.take_events() {
-            for sink in sinks.iter_mut() {
-                sink.event(&event)?;
+            if !each_sink(sinks, |sink| sink.event(&event))? {
+                summary.stopped_by_reader = true;
+                return Ok(());
             }
             stats.last_error = Some(format!(
                 "{}: {}: {}",
@@ -370,8 +417,9 @@ pub fn run(
             ));
         }
         if paused {
-            for sink in sinks.iter_mut() {
-                sink.idle()?;
+            if !each_sink(sinks, |sink| sink.idle())? {
+                summary.stopped_by_reader = true;
+                return Ok(());
             }
             std::thread::sleep(PAUSE_POLL);
             continue;
@@ -381,10 +429,13 @@ pub fn run(
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(SourceError::Waiting { .. }) => {
-                // A live source with nothing new: let sinks run their clocks and ask again.
-                for sink in sinks.iter_mut() {
-                    sink.idle()?;
+                // A live source with nothing new: let sinks run their clocks and ask again. The
+                // source waits before saying so; the pause guards against one that does not.
+                if !each_sink(sinks, |sink| sink.idle())? {
+                    summary.stopped_by_reader = true;
+                    return Ok(());
                 }
+                std::thread::sleep(Duration::from_millis(1));
                 continue;
             }
             Err(e) if e.is_recoverable() => {
@@ -409,22 +460,10 @@ pub fn run(
         last_frame = Some(frame);
         summary.frames += 1;
         stats.frame_done();
-        for sink in sinks.iter_mut() {
-            match sink.emit(&record) {
-                Ok(()) => {}
-                Err(SinkError::Closed { .. }) => {
-                    summary.stopped_by_reader = true;
-                    break 'frames;
-                }
-                Err(e) => return Err(e.into()),
-            }
+        if !each_sink(sinks, |sink| sink.emit(&record))? {
+            summary.stopped_by_reader = true;
+            return Ok(());
         }
     }
-    for sink in sinks.iter_mut() {
-        match sink.flush() {
-            Ok(()) | Err(SinkError::Closed { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(summary)
+    Ok(())
 }

@@ -43,6 +43,14 @@ pub enum SourceError {
         /// The source.
         name: String,
     },
+    /// A live source has stopped for good (its capture thread ended).
+    #[error("{name}: {message}")]
+    Stopped {
+        /// The source.
+        name: String,
+        /// Why.
+        message: String,
+    },
     /// The `--source` text is not understood.
     #[error("source {spec:?}: {message}")]
     Spec {

@@ -169,6 +169,7 @@ fn bad_live_source_specs_fail_before_any_frame() {
     for (spec, needle) in [
         ("replay:", "expected replay:DIR[@FPS]"),
         ("replay:/tmp@0", "frame rate \"0\""),
+        ("replay:/tmp@1e-20", "not in [0.5, 1000]"),
         ("camera:", "expected camera, camera:N or camera:/dev/videoN"),
     ] {
         let out = lookout(&["run", "-s", spec]);

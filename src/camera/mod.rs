@@ -116,14 +116,33 @@ impl LatestFrame {
     }
 }
 
+/// Waits `duration` unless a stop or restart is asked for first; true when stopping.
+fn pause(shared: &(Mutex<Shared>, Condvar), duration: Duration) -> bool {
+    let (state, wake) = shared;
+    let guard = lock(state);
+    let (guard, _) = wake
+        .wait_timeout_while(guard, duration, |s| !s.stop && !s.restart)
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    guard.stop
+}
+
 fn capture_loop<D: CaptureDevice>(mut device: D, shared: &(Mutex<Shared>, Condvar)) {
     let (state, ready) = shared;
     let name = device.describe();
     let mut open = false;
-    let mut outage: Option<(Instant, String)> = None;
-    let mut ever_open = false;
+    // The mode of the last successful open, and when the current outage began: a device
+    // counts as restored only once it delivers a frame, not when it merely opens.
+    let mut mode = String::new();
+    let mut outage: Option<Instant> = None;
     let mut backoff = MIN_BACKOFF;
     let mut count: u64 = 0;
+    let lost = |s: &mut Shared, outage: &mut Option<Instant>, message: String| {
+        if outage.is_none() {
+            tracing::warn!("{name}: {message}; reopening");
+            s.events.push(event("camera_lost", &name, message));
+            *outage = Some(Instant::now());
+        }
+    };
     loop {
         {
             let mut s = lock(state);
@@ -137,31 +156,16 @@ fn capture_loop<D: CaptureDevice>(mut device: D, shared: &(Mutex<Shared>, Condva
         }
         if !open {
             match device.open() {
-                Ok(mode) => {
+                Ok(m) => {
                     open = true;
-                    backoff = MIN_BACKOFF;
-                    tracing::info!("{name}: capturing {mode}");
-                    if let Some((since, _)) = outage.take() {
-                        let mut s = lock(state);
-                        s.stats.reconnects += 1;
-                        s.events.push(event(
-                            "camera_restored",
-                            &name,
-                            format!("{mode}, after {:.1} s", since.elapsed().as_secs_f64()),
-                        ));
-                    }
-                    ever_open = true;
+                    tracing::info!("{name}: capturing {m}");
+                    mode = m;
                 }
                 Err(e) => {
-                    if outage.is_none() {
-                        let what = if ever_open { "lost" } else { "cannot open" };
-                        tracing::warn!("{name}: {what}: {e}; retrying");
-                        lock(state)
-                            .events
-                            .push(event("camera_lost", &name, e.clone()));
-                        outage = Some((Instant::now(), e));
+                    lost(&mut lock(state), &mut outage, e);
+                    if pause(shared, backoff) {
+                        break;
                     }
-                    std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
@@ -175,7 +179,14 @@ fn capture_loop<D: CaptureDevice>(mut device: D, shared: &(Mutex<Shared>, Condva
                     image,
                 };
                 count += 1;
+                backoff = MIN_BACKOFF;
                 let mut s = lock(state);
+                if let Some(since) = outage.take() {
+                    s.stats.reconnects += 1;
+                    let message = format!("{mode}, after {:.1} s", since.elapsed().as_secs_f64());
+                    tracing::warn!("{name}: restored: {message}");
+                    s.events.push(event("camera_restored", &name, message));
+                }
                 s.stats.captured += 1;
                 if s.latest.replace(frame).is_some() {
                     s.stats.dropped += 1;
@@ -185,12 +196,11 @@ fn capture_loop<D: CaptureDevice>(mut device: D, shared: &(Mutex<Shared>, Condva
             Err(e) => {
                 device.close();
                 open = false;
-                tracing::warn!("{name}: {e}; reopening");
-                lock(state)
-                    .events
-                    .push(event("camera_lost", &name, e.clone()));
-                outage = Some((Instant::now(), e));
-                std::thread::sleep(backoff);
+                lost(&mut lock(state), &mut outage, e);
+                if pause(shared, backoff) {
+                    break;
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }
@@ -203,8 +213,14 @@ impl FrameSource for LatestFrame {
         let mut s = lock(state);
         let deadline = Instant::now() + FRAME_WAIT;
         while s.latest.is_none() {
+            if self.thread.as_ref().is_none_or(|t| t.is_finished()) {
+                return Err(SourceError::Stopped {
+                    name: self.description.clone(),
+                    message: "the capture thread is not running".into(),
+                });
+            }
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || self.thread.is_none() {
+            if left.is_zero() {
                 return Err(SourceError::Waiting {
                     name: self.description.clone(),
                 });
@@ -223,6 +239,7 @@ impl FrameSource for LatestFrame {
 
     fn restart(&mut self) -> Result<(), SourceError> {
         lock(&self.shared.0).restart = true;
+        self.shared.1.notify_all();
         Ok(())
     }
 
@@ -238,6 +255,9 @@ impl FrameSource for LatestFrame {
 impl Drop for LatestFrame {
     fn drop(&mut self) {
         lock(&self.shared.0).stop = true;
+        // Wakes a capture thread waiting out a backoff; one inside a grab or an open ends
+        // within GRAB_TIMEOUT or the device's open timeout.
+        self.shared.1.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -260,8 +280,13 @@ pub fn open_source(
     if let Some(rest) = spec.strip_prefix("replay:") {
         let (dir, fps) = match rest.rsplit_once('@') {
             Some((dir, fps)) => match fps.parse::<f64>() {
-                Ok(f) if f > 0.0 && f <= 1000.0 => (dir, f),
-                _ => return Some(Err(bad(format!("frame rate {fps:?} is not in (0, 1000]")))),
+                // Below 0.5 fps a frame would take longer than GRAB_TIMEOUT to come.
+                Ok(f) if (0.5..=1000.0).contains(&f) => (dir, f),
+                _ => {
+                    return Some(Err(bad(format!(
+                        "frame rate {fps:?} is not in [0.5, 1000]"
+                    ))))
+                }
             },
             None => (rest, replay::DEFAULT_FPS),
         };

@@ -17,6 +17,9 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_millis(500);
 pub const MIN_BACKOFF: Duration = Duration::from_millis(250);
 /// Longest wait between two attempts to reopen a port.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Bytes waiting in the driver's output queue above which new lines are dropped at once rather
+/// than waited for (a receiver that stopped reading, CTS held low, XOFF).
+pub const MAX_PENDING: u32 = 4096;
 
 impl From<FlowControl> for serialport::FlowControl {
     fn from(f: FlowControl) -> Self {
@@ -66,6 +69,11 @@ pub struct SerialLink {
     down_since: Option<Instant>,
     dropped_in_outage: u64,
     ever_connected: bool,
+    /// A write timed out part-way: the receiver holds half a line, ended before the next one.
+    broken_line: bool,
+    /// The last write timed out: until one goes through, writes do not wait at all, so a
+    /// receiver that stopped reading costs lines, not 0.5 s per frame.
+    stalled: bool,
     stats: LinkStats,
 }
 
@@ -81,6 +89,8 @@ impl SerialLink {
             down_since: Some(Instant::now()),
             dropped_in_outage: 0,
             ever_connected: false,
+            broken_line: false,
+            stalled: false,
             stats: LinkStats::default(),
         };
         link.ensure_open();
@@ -131,7 +141,8 @@ impl SerialLink {
                 }
                 self.port = Some(port);
                 self.ever_connected = true;
-                self.backoff = MIN_BACKOFF;
+                // The backoff is reset by the first successful write, not here: a port that
+                // opens but fails every write must not be reopened at full speed.
                 self.down_since = None;
                 self.dropped_in_outage = 0;
                 self.stats.connected = true;
@@ -156,12 +167,17 @@ impl SerialLink {
 
     fn fail(&mut self, what: &str, e: std::io::Error) {
         let message = format!("{}: {what} failed: {e}", self.settings.path);
-        tracing::warn!("serial {message}; reopening");
+        if self.stats.last_error.as_deref() != Some(message.as_str()) {
+            tracing::warn!("serial {message}; reopening");
+        }
         self.stats.last_error = Some(message);
         self.port = None;
+        self.broken_line = false;
+        self.stalled = false;
         self.stats.connected = false;
         self.down_since = Some(Instant::now());
         self.next_attempt = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
 
     /// Writes whole lines; returns false when they were dropped (port down, write failed or
@@ -176,10 +192,39 @@ impl SerialLink {
             self.drop_lines(lines);
             return false;
         };
-        match port.write_all(text.as_bytes()).and_then(|()| port.flush()) {
-            Ok(()) => true,
+        // No flush: it waits for the line to drain (tcdrain) without any timeout, which a
+        // receiver holding CTS low would turn into a hang of the whole frame loop.
+        if port.bytes_to_write().is_ok_and(|n| n > MAX_PENDING) {
+            self.stats.last_error = Some(format!(
+                "{}: output queue full (receiver not reading, or CTS low)",
+                self.settings.path
+            ));
+            self.drop_lines(lines);
+            return false;
+        }
+        let ending = if self.broken_line { "\r\n" } else { "" };
+        let wait = if self.stalled {
+            Duration::ZERO
+        } else {
+            WRITE_TIMEOUT
+        };
+        let written = port
+            .set_timeout(wait)
+            .map_err(std::io::Error::other)
+            .and_then(|()| port.write_all(ending.as_bytes()))
+            .and_then(|()| port.write_all(text.as_bytes()));
+        match written {
+            Ok(()) => {
+                self.broken_line = false;
+                self.stalled = false;
+                self.backoff = MIN_BACKOFF;
+                true
+            }
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                // The receiver is not taking data; the port itself is fine.
+                // The receiver is not taking data; the port itself is fine. Part of the line
+                // may be out: end it before the next one, so only this line is lost.
+                self.broken_line = true;
+                self.stalled = true;
                 self.stats.last_error = Some(format!(
                     "{}: write timed out after {} ms (receiver not reading, or CTS low)",
                     self.settings.path,
@@ -239,5 +284,47 @@ impl std::fmt::Debug for SerialLink {
             .field("settings", &self.settings)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serialport::TTYPort;
+
+    #[test]
+    fn a_receiver_that_stops_reading_costs_lines_not_a_hang() {
+        // The test holds the master end and never reads it: the pseudo-terminal's buffer fills,
+        // like a UART whose receiver holds CTS low.
+        let (_master, slave) = TTYPort::pair().expect("pty pair");
+        let path = slave.name().expect("slave name");
+        let mut link = SerialLink::new(SerialSettings {
+            path,
+            baud: 115200,
+            flow: FlowControl::None,
+            format: LineFormat::Json,
+            console: false,
+        });
+        assert!(link.stats().connected);
+        let line = format!("{}\n", "x".repeat(99));
+        let mut sent = 0u64;
+        for _ in 0..2000 {
+            if link.send(&line) {
+                sent += 1;
+            }
+        }
+        let stats = link.stats();
+        assert!(sent > 0, "the first lines fit the buffer");
+        assert!(stats.dropped_lines > 0, "the rest are dropped: {stats:?}");
+        assert_eq!(sent + stats.dropped_lines, 2000);
+        assert!(
+            stats.connected,
+            "a full buffer is not a lost port: {stats:?}"
+        );
+        let error = stats.last_error.clone().unwrap_or_default();
+        assert!(
+            error.contains("output queue full") || error.contains("timed out"),
+            "{error}"
+        );
     }
 }
