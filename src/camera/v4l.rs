@@ -6,6 +6,8 @@
 //! JPEG decode (YUYV, NV12) at small sizes and MJPEG above 640x480, where USB 2 bandwidth
 //! makes uncompressed modes slow ([`choose_mode`]).
 //!
+//! Frames are converted to RGB by [`super::pixels`], not by nokhwa's decoders.
+//!
 //! nokhwa's frame call blocks inside the driver and its camera is not `Send`, so each opened
 //! camera lives on a worker thread of its own that hands frames over a channel; a camera that
 //! stops delivering is given up on after the grab timeout (its worker is left to end when the
@@ -257,14 +259,9 @@ mod native {
             .map_err(|e| format!("starting {mode}: {e}"))
     }
 
-    pub fn frame(camera: &mut Camera) -> Result<image::RgbImage, String> {
-        let buffer = camera.frame().map_err(|e| e.to_string())?;
-        let resolution = buffer.resolution();
-        let rgb = buffer
-            .decode_image::<RgbFormat>()
-            .map_err(|e| format!("decoding: {e}"))?;
-        image::RgbImage::from_raw(resolution.width(), resolution.height(), rgb.into_raw())
-            .ok_or_else(|| "decoded frame has the wrong size".to_owned())
+    pub fn frame(camera: &mut Camera, mode: &Mode) -> Result<image::RgbImage, String> {
+        let buffer = camera.frame_raw().map_err(|e| e.to_string())?;
+        super::super::pixels::to_rgb(mode.format, mode.width, mode.height, &buffer)
     }
 
     /// Every camera V4L2 lists, with its modes (or why they could not be read).
@@ -360,10 +357,10 @@ impl CaptureDevice for V4lCamera {
                     native::start(&mut camera, &mode)?;
                     Ok((camera, mode))
                 });
-                let mut camera = match opened {
+                let (mut camera, mode) = match opened {
                     Ok((camera, mode)) => {
                         let _ = setup_tx.send(Ok(mode.to_string()));
-                        camera
+                        (camera, mode)
                     }
                     Err(e) => {
                         let _ = setup_tx.send(Err(e));
@@ -371,7 +368,7 @@ impl CaptureDevice for V4lCamera {
                     }
                 };
                 while !worker_stop.load(Ordering::SeqCst) {
-                    let frame = native::frame(&mut camera);
+                    let frame = native::frame(&mut camera, &mode);
                     let failed = frame.is_err();
                     if frame_tx.send(frame).is_err() || failed {
                         break;

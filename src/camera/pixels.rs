@@ -1,0 +1,179 @@
+//! Camera pixel formats to RGB, in pure Rust: YUYV and NV12 with BT.601 integer arithmetic
+//! (the limited-range encoding UVC cameras send), grey, RGB, and MJPEG through the `image`
+//! crate's JPEG decoder — decoded only when the camera sends JPEG. Doing this here rather
+//! than with nokhwa's decoders keeps libjpeg (mozjpeg, C and SIMD assembly) out of the build,
+//! which matters for cross-compiling to ARM.
+
+use super::v4l::PixelFormat;
+use image::RgbImage;
+
+fn clamp(v: i32) -> u8 {
+    v.clamp(0, 255) as u8
+}
+
+/// One pixel from limited-range BT.601 Y'CbCr.
+fn yuv_to_rgb(y: u8, u: u8, v: u8) -> [u8; 3] {
+    let c = 298 * (y as i32 - 16);
+    let d = u as i32 - 128;
+    let e = v as i32 - 128;
+    [
+        clamp((c + 409 * e + 128) >> 8),
+        clamp((c - 100 * d - 208 * e + 128) >> 8),
+        clamp((c + 516 * d + 128) >> 8),
+    ]
+}
+
+/// Converts one frame; the error says what does not add up.
+pub fn to_rgb(
+    format: PixelFormat,
+    width: u32,
+    height: u32,
+    bytes: &[u8],
+) -> Result<RgbImage, String> {
+    let (w, h) = (width as usize, height as usize);
+    let need = |n: usize| {
+        if bytes.len() < n {
+            Err(format!(
+                "{format} frame of {width}x{height} needs {n} bytes, got {}",
+                bytes.len()
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    let mut out = RgbImage::new(width, height);
+    match format {
+        PixelFormat::Yuyv => {
+            if w % 2 != 0 {
+                return Err(format!("YUYV needs an even width, got {width}"));
+            }
+            need(w * h * 2)?;
+            for (quad, pixels) in bytes
+                .chunks_exact(4)
+                .zip(out.as_mut().chunks_exact_mut(6))
+                .take(w * h / 2)
+            {
+                let (y0, u, y1, v) = (quad[0], quad[1], quad[2], quad[3]);
+                pixels[..3].copy_from_slice(&yuv_to_rgb(y0, u, v));
+                pixels[3..].copy_from_slice(&yuv_to_rgb(y1, u, v));
+            }
+        }
+        PixelFormat::Nv12 => {
+            if w % 2 != 0 || h % 2 != 0 {
+                return Err(format!("NV12 needs even sides, got {width}x{height}"));
+            }
+            need(w * h * 3 / 2)?;
+            let (luma, chroma) = bytes.split_at(w * h);
+            let rgb = out.as_mut();
+            for row in 0..h {
+                for col in 0..w {
+                    let uv = (row / 2) * w + (col / 2) * 2;
+                    let px = yuv_to_rgb(luma[row * w + col], chroma[uv], chroma[uv + 1]);
+                    rgb[(row * w + col) * 3..][..3].copy_from_slice(&px);
+                }
+            }
+        }
+        PixelFormat::Gray => {
+            need(w * h)?;
+            for (g, px) in bytes.iter().zip(out.as_mut().chunks_exact_mut(3)) {
+                px.fill(*g);
+            }
+        }
+        PixelFormat::Rgb => {
+            need(w * h * 3)?;
+            out.as_mut().copy_from_slice(&bytes[..w * h * 3]);
+        }
+        PixelFormat::Mjpeg => {
+            let decoded = image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
+                .map_err(|e| format!("MJPEG frame: {e}"))?;
+            return Ok(decoded.into_rgb8());
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bt601_reference_colours() {
+        // The 8-bit BT.601 table values of white, black and the primaries; the table itself is
+        // rounded, so a channel may come out one level off.
+        for (yuv, rgb) in [
+            ([235, 128, 128], [255, 255, 255]),
+            ([16, 128, 128], [0, 0, 0]),
+            ([81, 90, 240], [255, 0, 0]),
+            ([145, 54, 34], [0, 255, 0]),
+            ([41, 240, 110], [0, 0, 255]),
+        ] {
+            let got = yuv_to_rgb(yuv[0], yuv[1], yuv[2]);
+            for k in 0..3 {
+                assert!(
+                    got[k].abs_diff(rgb[k]) <= 1,
+                    "{yuv:?} -> {got:?}, expected {rgb:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn yuyv_pairs_share_chroma() {
+        // Two pixels: white and black sharing neutral chroma, then a red pair.
+        let bytes = [235, 128, 16, 128, 81, 90, 81, 240];
+        let img = to_rgb(PixelFormat::Yuyv, 4, 1, &bytes).expect("converts");
+        assert_eq!(img.get_pixel(0, 0).0, [255, 255, 255]);
+        assert_eq!(img.get_pixel(1, 0).0, [0, 0, 0]);
+        assert_eq!(img.get_pixel(2, 0).0, [255, 0, 0]);
+        assert_eq!(img.get_pixel(3, 0).0, [255, 0, 0]);
+    }
+
+    #[test]
+    fn nv12_chroma_covers_two_by_two() {
+        // 2x2 frame: four luma values, one chroma pair (blue).
+        let bytes = [41, 41, 41, 41, 240, 110];
+        let img = to_rgb(PixelFormat::Nv12, 2, 2, &bytes).expect("converts");
+        for p in img.pixels() {
+            assert_eq!(p.0, [0, 0, 255]);
+        }
+    }
+
+    #[test]
+    fn grey_rgb_and_mjpeg() {
+        let img = to_rgb(PixelFormat::Gray, 2, 1, &[7, 200]).expect("grey");
+        assert_eq!(
+            (img.get_pixel(0, 0).0, img.get_pixel(1, 0).0),
+            ([7; 3], [200; 3])
+        );
+        let rgb = to_rgb(PixelFormat::Rgb, 1, 1, &[1, 2, 3]).expect("rgb");
+        assert_eq!(rgb.get_pixel(0, 0).0, [1, 2, 3]);
+        // A real JPEG, as a camera's MJPEG frame.
+        let source = RgbImage::from_pixel(16, 8, image::Rgb([200, 30, 30]));
+        let mut jpeg = Vec::new();
+        source
+            .write_to(
+                &mut std::io::Cursor::new(&mut jpeg),
+                image::ImageFormat::Jpeg,
+            )
+            .expect("encode");
+        let decoded = to_rgb(PixelFormat::Mjpeg, 16, 8, &jpeg).expect("mjpeg");
+        assert_eq!(decoded.dimensions(), (16, 8));
+        let p = decoded.get_pixel(8, 4).0;
+        assert!(p[0] > 180 && p[1] < 60 && p[2] < 60, "{p:?}");
+    }
+
+    #[test]
+    fn short_or_odd_frames_are_errors_not_panics() {
+        let err = to_rgb(PixelFormat::Yuyv, 4, 2, &[0; 10]).expect_err("short");
+        assert_eq!(err, "YUYV frame of 4x2 needs 16 bytes, got 10");
+        assert!(to_rgb(PixelFormat::Yuyv, 3, 2, &[0; 12])
+            .expect_err("odd")
+            .contains("even width"));
+        assert!(to_rgb(PixelFormat::Nv12, 4, 3, &[0; 18])
+            .expect_err("odd")
+            .contains("even sides"));
+        assert!(to_rgb(PixelFormat::Mjpeg, 4, 4, &[0xff, 0xd8, 0])
+            .expect_err("bad")
+            .starts_with("MJPEG frame"));
+    }
+}
