@@ -115,6 +115,20 @@ struct RuleState {
     started: Option<Duration>,
 }
 
+impl RuleState {
+    /// Drives this rule's line to `active` (honouring active_low) and remembers it.
+    fn drive<P: OutputPin>(&mut self, pin: &mut P, active: bool) -> Result<(), GpioError> {
+        level(
+            pin,
+            active,
+            self.rule.active_low,
+            &format!("line {}", self.rule.pin),
+        )?;
+        self.active = active;
+        Ok(())
+    }
+}
+
 /// The rule engine over any output pins.
 pub struct GpioRules<P: OutputPin> {
     rules: Vec<(RuleState, P)>,
@@ -193,8 +207,7 @@ impl<P: OutputPin> GpioRules<P> {
             } else if seen {
                 let spacing = Duration::from_millis(rule.min_interval_ms);
                 if state.started.is_none_or(|t| now >= t + spacing) {
-                    level(pin, true, rule.active_low, &format!("line {}", rule.pin))?;
-                    state.active = true;
+                    state.drive(pin, true)?;
                     state.started = Some(now);
                     state.until = now + hold;
                 }
@@ -216,13 +229,7 @@ impl<P: OutputPin> GpioRules<P> {
     pub fn expire(&mut self, now: Duration) -> Result<(), GpioError> {
         for (state, pin) in &mut self.rules {
             if state.active && now >= state.until {
-                level(
-                    pin,
-                    false,
-                    state.rule.active_low,
-                    &format!("line {}", state.rule.pin),
-                )?;
-                state.active = false;
+                state.drive(pin, false)?;
             }
         }
         Ok(())
@@ -231,13 +238,7 @@ impl<P: OutputPin> GpioRules<P> {
     /// Sets every line inactive (at exit).
     pub fn release(&mut self) -> Result<(), GpioError> {
         for (state, pin) in &mut self.rules {
-            level(
-                pin,
-                false,
-                state.rule.active_low,
-                &format!("line {}", state.rule.pin),
-            )?;
-            state.active = false;
+            state.drive(pin, false)?;
         }
         if let Some((h, pin, on, _)) = &mut self.heartbeat {
             *on = false;

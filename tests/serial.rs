@@ -123,6 +123,22 @@ fn spawn(args: &[&str]) -> Running {
     Running { child, log }
 }
 
+/// `lookout run` of the bundled detector over the test scenes, looping, with `sink` and `extra`.
+fn spawn_looping(sink: &str, extra: &[&str]) -> Running {
+    let mut args = vec![
+        "run",
+        "-m",
+        "models/shapes-detector.toml",
+        "-s",
+        "tests/images/detect",
+        "--loop",
+        "--sink",
+        sink,
+    ];
+    args.extend_from_slice(extra);
+    spawn(&args)
+}
+
 fn pair() -> (Terminal, TTYPort, String) {
     let (master, slave) = TTYPort::pair().expect("a pseudo-terminal pair");
     let name = slave.name().expect("slave has a name");
@@ -138,18 +154,10 @@ fn console_answers_every_command_between_results() {
     let (mut term, _slave, tty) = pair();
     let snapshots = tempfile::tempdir().expect("tempdir");
     let sink = format!("serial:{tty}@115200");
-    let _run = spawn(&[
-        "run",
-        "-m",
-        "models/shapes-detector.toml",
-        "-s",
-        "tests/images/detect",
-        "--loop",
-        "--sink",
+    let _run = spawn_looping(
         &sink,
-        "--snapshot-dir",
-        snapshots.path().to_str().expect("utf8"),
-    ]);
+        &["--snapshot-dir", snapshots.path().to_str().expect("utf8")],
+    );
 
     // Results stream as JSON Lines.
     let first = term.until(Duration::from_secs(60), is_result);
@@ -348,16 +356,7 @@ fn an_unplugged_line_is_reopened_and_the_gap_counted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let link = dir.path().join("ttyUSB0");
     let sink = format!("serial:{}@115200", link.display());
-    let _run = spawn(&[
-        "run",
-        "-m",
-        "models/shapes-detector.toml",
-        "-s",
-        "tests/images/detect",
-        "--loop",
-        "--sink",
-        &sink,
-    ]);
+    let _run = spawn_looping(&sink, &[]);
     let (mut first, first_slave, first_tty) = pair();
     std::os::unix::fs::symlink(&first_tty, &link).expect("symlink");
     first.until(Duration::from_secs(60), is_result);
@@ -391,16 +390,7 @@ fn a_port_that_is_missing_at_start_is_waited_for() {
     let dir = tempfile::tempdir().expect("tempdir");
     let link = dir.path().join("ttyACM0");
     let sink = format!("serial:{}", link.display());
-    let mut run = spawn(&[
-        "run",
-        "-m",
-        "models/shapes-detector.toml",
-        "-s",
-        "tests/images/detect",
-        "--loop",
-        "--sink",
-        &sink,
-    ]);
+    let mut run = spawn_looping(&sink, &[]);
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
         run.child.try_wait().expect("poll").is_none(),
