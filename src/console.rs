@@ -300,7 +300,7 @@ impl<P: ConsolePort> Console<P> {
         );
         let mut last_error = s.last_error.clone();
         if let Some(link) = &self.link {
-            let l = link.borrow().stats().clone();
+            let l = link.borrow().stats();
             let _ = writeln!(
                 out,
                 "serial {} dropped lines, {} reconnects",

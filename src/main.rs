@@ -242,26 +242,8 @@ fn run(args: RunArgs) -> Result<()> {
     let mut sinks: Vec<Box<dyn sink::Sink>> = Vec::new();
     let mut consoles = Vec::new();
     for spec in &args.sinks {
-        if let Some(rest) = spec.strip_prefix("gpio") {
-            let config = match rest.strip_prefix(':') {
-                None if rest.is_empty() => board.gpio.clone(),
-                Some(path) if !path.is_empty() => gpio::load_rules_file(Path::new(path), &board.gpio)?,
-                _ => bail!("--sink {spec:?}: expected `gpio` (rules from the board profile) or `gpio:RULES.toml`"),
-            };
-            if config.rules.is_empty() && config.heartbeat.is_none() {
-                bail!(
-                    "--sink {spec}: no GPIO rules: add [[gpio.rules]] to board {} or pass gpio:RULES.toml",
-                    board.name
-                );
-            }
-            gpio::check_labels(&config, &pipeline.manifest().labels)?;
-            let (pins, heartbeat) = gpio::open_header_lines(&config)?;
-            let rules =
-                gpio::GpioRules::new(&config, &pipeline.manifest().labels, pins, heartbeat)?;
-            sinks.push(Box::new(gpio::GpioSink::new(
-                rules,
-                config.chip_label.clone(),
-            )));
+        if let Some(gpio) = gpio::open_sink(spec, &board, &pipeline.manifest().labels) {
+            sinks.push(Box::new(gpio?));
             continue;
         }
         if !spec.starts_with("serial") {

@@ -346,13 +346,8 @@ impl CaptureDevice for V4lCamera {
                                 list.join(", ")
                             ));
                         }
-                        None => super::v4l::choose_mode(
-                            &modes,
-                            request.need,
-                            request.aspect,
-                            request.min_fps,
-                        )
-                        .ok_or_else(|| format!("{id} offers no mode lookout can decode"))?,
+                        None => choose_mode(&modes, request.need, request.aspect, request.min_fps)
+                            .ok_or_else(|| format!("{id} offers no mode lookout can decode"))?,
                     };
                     native::start(&mut camera, &mode)?;
                     Ok((camera, mode))

@@ -102,9 +102,12 @@ impl SerialLink {
         &self.settings
     }
 
-    /// Counters so far.
-    pub fn stats(&self) -> &LinkStats {
-        &self.stats
+    /// Counters so far, and whether the port is open now.
+    pub fn stats(&self) -> LinkStats {
+        LinkStats {
+            connected: self.port.is_some(),
+            ..self.stats.clone()
+        }
     }
 
     fn open_port(&self) -> Result<Box<dyn SerialPort>, serialport::Error> {
@@ -145,7 +148,6 @@ impl SerialLink {
                 // opens but fails every write must not be reopened at full speed.
                 self.down_since = None;
                 self.dropped_in_outage = 0;
-                self.stats.connected = true;
                 true
             }
             Err(e) => {
@@ -174,7 +176,6 @@ impl SerialLink {
         self.port = None;
         self.broken_line = false;
         self.stalled = false;
-        self.stats.connected = false;
         self.down_since = Some(Instant::now());
         self.next_attempt = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
