@@ -31,7 +31,7 @@ import thirdparty
 CLASSES = ["circle", "square", "triangle"]
 # Bumped whenever the renderer changes what a (seed, index) draws, so caches of rendered sets
 # (tools/data.py, tools/model-table) can never serve images of an older renderer.
-VERSION = 2
+VERSION = 4
 
 # Native sizes the device might hand us; the classifier set includes
 # non-square ones so the centre crop actually crops.
@@ -119,20 +119,31 @@ def _background(rng, w, h):
     return img.astype(np.float32)
 
 
-def _shape_points(cls, cx, cy, size, rot):
-    """Polygon points (or None for a circle) for an object of ``size`` px across."""
+def _triangle_form(rng):
+    """Real triangles are rarely equilateral: pyramids and roofs are wide and flat, warning
+    signs near equilateral, give-way signs upside down. Height over base, apex offset
+    (fraction of the half-base) and whether it points down."""
+    return {"aspect": float(math.exp(rng.uniform(math.log(0.4), math.log(1.0)))),
+            "skew": float(rng.uniform(-0.2, 0.2)), "flip": bool(rng.uniform() < 0.08)}
+
+
+def _shape_points(cls, cx, cy, size, rot, form=None):
+    """Polygon points (or None for a circle) for an object of ``size`` px across
+    (a triangle's base)."""
     if cls == 0:
         return None
     if cls == 1:
         corners = [(-1, -1), (1, -1), (1, 1), (-1, 1)]
         half = size / 2
-    else:
-        # Equilateral triangle whose side equals ``size``, centred on its bbox-ish centre.
-        corners = [(0, -2 / 3), (-1 / math.sqrt(3), 1 / 3), (1 / math.sqrt(3), 1 / 3)]
-        half = size * math.sqrt(3) / 2
-        corners = [(x, y + 1 / 6) for x, y in corners]
+        c, s = math.cos(rot), math.sin(rot)
+        return [(cx + half * (x * c - y * s), cy + half * (x * s + y * c)) for x, y in corners]
+    form = form or {"aspect": math.sqrt(3) / 2, "skew": 0.0, "flip": False}
+    hh = size * form["aspect"] / 2
+    corners = [(form["skew"] * size / 2, -hh), (-size / 2, hh), (size / 2, hh)]
+    if form["flip"]:
+        rot += math.pi
     c, s = math.cos(rot), math.sin(rot)
-    return [(cx + half * (x * c - y * s), cy + half * (x * s + y * c)) for x, y in corners]
+    return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in corners]
 
 
 def _bbox(cls, cx, cy, size, pts):
@@ -165,12 +176,20 @@ def _fill(rng, w, h, color, box):
     """What an object is painted with, as a float32 HxWx3 image around `color`: flat paint,
     a shading gradient, a photo texture (printed, embossed or natural surfaces), or radial
     shading (a disc lit from one side, a coin, a ball)."""
-    kind = rng.choice(["flat", "gradient", "texture", "radial"], p=[0.4, 0.2, 0.25, 0.15])
+    kind = rng.choice(["flat", "gradient", "texture", "radial", "lattice"], p=[0.36, 0.2, 0.25, 0.12, 0.07])
     col = np.asarray(color, dtype=np.float32)
     if kind == "flat":
         return np.broadcast_to(col, (h, w, 3))
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     x0, y0, x1, y1 = box
+    if kind == "lattice":
+        # Glazing, mesh, tiles: a bright pane crossed by a grid of darker bars.
+        period = rng.uniform(3, 9)
+        ang = rng.uniform(0, math.pi / 2)
+        u = (xx * math.cos(ang) + yy * math.sin(ang)) / period % 1.0
+        v = (-xx * math.sin(ang) + yy * math.cos(ang)) / period % 1.0
+        bars = ((u < 0.18) | (v < 0.18)).astype(np.float32)[..., None]
+        return col * (1 - bars * rng.uniform(0.3, 0.7))
     if kind == "gradient":
         ang = rng.uniform(0, 2 * math.pi)
         t = ((xx - x0) * math.cos(ang) + (yy - y0) * math.sin(ang)) / max(x1 - x0, y1 - y0, 1.0)
@@ -194,8 +213,18 @@ def _draw(rng, pil, cls, cx, cy, size, pts, color, box):
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
     else:
         draw.polygon(pts, fill=255)
-    fill = Image.fromarray(np.clip(_fill(rng, w, h, color, box), 0, 255).astype(np.uint8))
+    fill_arr = _fill(rng, w, h, color, box)
+    fill = Image.fromarray(np.clip(fill_arr, 0, 255).astype(np.uint8))
     pil.paste(fill, (0, 0), mask)
+    if pts is not None and len(pts) == 3 and rng.uniform() < 0.35:
+        # A pyramid or a tent seen off-axis shows two faces in different light: the
+        # triangle is split from its apex to a point on its base, one side darker.
+        t = rng.uniform(0.2, 0.8)
+        split = (pts[1][0] + t * (pts[2][0] - pts[1][0]), pts[1][1] + t * (pts[2][1] - pts[1][1]))
+        face = Image.new("L", (w, h), 0)
+        ImageDraw.Draw(face).polygon([pts[0], split, pts[2] if rng.uniform() < 0.5 else pts[1]], fill=255)
+        dark = Image.fromarray(np.clip(fill_arr * rng.uniform(0.55, 0.85), 0, 255).astype(np.uint8))
+        pil.paste(dark, (0, 0), face)
     if rng.uniform() < 0.15:
         rim = tuple(int(v * rng.uniform(0.4, 0.8)) for v in color)
         width = int(rng.integers(1, 4))
@@ -270,25 +299,71 @@ def render_classify(seed, index, size=None, cls=None):
     return _finish(rng, np.asarray(pil, dtype=np.float32)), cls, box
 
 
+def _landscape(rng, w, h):
+    """Sky over ground with one large triangle standing on the horizon, its foot sunk into
+    the ground: a pyramid, a roof or a tent, often in colours close to the ground so that
+    only the slopes against the sky give it away. Returns (background with the triangle
+    drawn, its class-and-box, the horizon row)."""
+    horizon = rng.uniform(0.45, 0.85) * h
+    sky_top, sky_low = _rand_color(rng), _rand_color(rng)
+    if rng.uniform() < 0.6:  # a real sky: pale, bluish or grey
+        sky_low = np.array([rng.uniform(150, 235)] * 3, np.float32) + rng.uniform(-20, 20, 3)
+        sky_top = sky_low * rng.uniform(0.6, 1.0) + np.array([0, 10, 40], np.float32) * rng.uniform(0, 1)
+    yy = np.mgrid[0:h, 0:w][0].astype(np.float32)
+    t = np.clip(yy / max(horizon, 1.0), 0, 1)[..., None]
+    img = sky_top * (1 - t) + sky_low * t
+    ground_col = _rand_color(rng)
+    tri_col = np.clip(ground_col * rng.uniform(0.8, 1.2) + rng.uniform(-25, 25, 3), 0, 255) \
+        if rng.uniform() < 0.6 else _rand_color(rng)
+    ground = _fill(rng, w, h, ground_col, (0, horizon, w, h))
+    base = w * rng.uniform(0.3, 0.85)
+    form = {"aspect": float(math.exp(rng.uniform(math.log(0.3), math.log(0.8)))),
+            "skew": float(rng.uniform(-0.15, 0.15)), "flip": False}
+    height = base * form["aspect"]
+    if height > horizon - 2:
+        height = horizon - 2
+        form["aspect"] = height / base
+    sink = rng.uniform(0, 0.15) * height  # how far the foot is buried below the horizon
+    cx = rng.uniform(base / 2, w - base / 2)
+    cy = horizon + sink - height / 2
+    pts = _shape_points(2, cx, cy, base, 0.0, form)
+    pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+    _draw(rng, pil, 2, cx, cy, base, pts, tuple(int(v) for v in tri_col), _bbox(2, cx, cy, base, pts))
+    arr = np.asarray(pil, dtype=np.float32).copy()
+    arr[int(math.ceil(horizon)):] = ground[int(math.ceil(horizon)):]
+    # The visible part ends at the horizon: the box spans the slopes' width there.
+    apex, left, right = pts
+    f = (horizon - apex[1]) / max(left[1] - apex[1], 1e-6)
+    x0 = apex[0] + f * (left[0] - apex[0])
+    x1 = apex[0] + f * (right[0] - apex[0])
+    return arr, (2, float(x0), float(apex[1]), float(x1), float(math.ceil(horizon))), horizon
+
+
 def render_detect(seed, index, size=None):
     """1-5 objects. Returns (uint8 HxWx3 array, [(class_id, x0, y0, x1, y1), ...])."""
     rng = np.random.default_rng([seed, index])
     w, h = size or DETECT_SIZES[int(rng.integers(len(DETECT_SIZES)))]
     m = min(w, h)
-    bg = _background(rng, w, h)
+    objects = []
+    if rng.uniform() < 0.25:
+        bg, tri, _ = _landscape(rng, w, h)
+        objects.append(tri)
+    else:
+        bg = _background(rng, w, h)
     pil = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
     if rng.uniform() < 0.5:
         _distractors(rng, ImageDraw.Draw(pil), w, h)
-    objects = []
-    want = int(rng.integers(1, 6))
+    want = len(objects) + int(rng.integers(0 if objects else 1, 6 - len(objects)))
     for _ in range(want * 10):
         if len(objects) == want:
             break
         cls = int(rng.integers(3))
-        obj = rng.uniform(0.12, 0.38) * m
+        form = _triangle_form(rng) if cls == 2 else None
+        # Triangles are measured by their base; wide flat ones may span half the frame.
+        obj = rng.uniform(0.12, 0.38) * m if cls != 2 else rng.uniform(0.14, 0.6) * m
         rot = math.radians(rng.uniform(-15, 15))
         cx, cy = rng.uniform(obj * 0.55, w - obj * 0.55), rng.uniform(obj * 0.55, h - obj * 0.55)
-        pts = _shape_points(cls, cx, cy, obj, rot)
+        pts = _shape_points(cls, cx, cy, obj, rot, form)
         box = _bbox(cls, cx, cy, obj, pts)
         # Objects stay fully inside the frame and do not overlap: occlusion would
         # make the "exact" box ambiguous, which is not what these models are for.

@@ -33,8 +33,9 @@ quantization = "{quantization}"
 """
 
 # The bundled models' version, reported with every result: bump it whenever they are retrained
-# (2: trained on renderer version 2, with photo backgrounds and textured objects).
-MODEL_VERSION = "2.0.0"
+# (2: trained on renderer version 2, with photo backgrounds and textured objects; 2.1: the
+# detector retrained on renderer version 4, with flat, shaded and landscape triangles).
+MODEL_VERSION = "2.1.0"
 
 TEMPLATES = {
     "shapes-classifier": dict(
