@@ -45,7 +45,7 @@ fn detector_finds_every_object_in_the_test_scenes() {
     let mut total = 0;
     for (seq, (record, image)) in records.iter().zip(&images).enumerate() {
         assert_eq!(record["seq"], seq as u64);
-        assert_eq!(record["model"], "shapes-detector@2.0.0");
+        assert_eq!(record["model"], "shapes-detector@2.1.0");
         let name = image.file_name().and_then(|n| n.to_str()).expect("name");
         assert_eq!(record["frame"], name);
         let detections = record["detections"].as_array().expect("detections");
@@ -173,7 +173,7 @@ fn check_passes_for_the_default_build_and_names_everything() {
     let out = lookout(&["check"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.starts_with("ok: shapes-detector@2.0.0"), "{text}");
+    assert!(text.starts_with("ok: shapes-detector@2.1.0"), "{text}");
     assert!(text.contains("board host (boards/host.toml)"), "{text}");
     let out = lookout(&[
         "check",
@@ -201,7 +201,7 @@ fn check_refuses_an_over_budget_model_naming_model_size_budget_and_board() {
     assert_clean_failure(
         &out,
         &[
-            "shapes-detector@2.0.0",
+            "shapes-detector@2.1.0",
             &format!("is {size} bytes"),
             "model budget of 1024 bytes",
             "board tiny (tests/fixtures/boards/tiny.toml)",
@@ -235,7 +235,7 @@ fn inspect_reports_the_model() {
     assert!(runs.contains("OptMatMul×"), "{runs}");
     assert!(!runs.contains("Dequantize"), "{runs}");
     assert!(
-        text.contains("manifest:     shapes-detector@2.0.0 beside it"),
+        text.contains("manifest:     shapes-detector@2.1.0 beside it"),
         "{text}"
     );
 }

@@ -81,6 +81,17 @@ DEB_PHOTOS = {
                            "GCompris 3.1 (Debian gcompris-qt-data 3.1-2), details.rcc; its README: CC-BY-SA 4.0, "
                            "based on a photo by Benh LIEU SONG, CC-BY-SA 3.0 "
                            "(https://commons.wikimedia.org/wiki/File:Louvre_2007_02_24_c.jpg)"),
+    "louvre-day.png": ("gcompris-qt-data", _RCC + "categorization.rcc",
+                       "gcompris/src/activities/categorization/resource/images/monuments/leMusee.webp",
+                       "the Louvre pyramid by day, lamp posts and people in front, 320x180 (WebP, stored as PNG)",
+                       "GCompris 3.1 (Debian gcompris-qt-data 3.1-2), categorization.rcc; its README: Wichien W, "
+                       "CC0-1.0 (https://commons.wikimedia.org/wiki/File:The_Grand_Louvre_(235493607).jpeg)"),
+    "giza.png": ("gcompris-qt-data", _RCC + "details.rcc",
+                 "gcompris/src/activities/details/resource/image/GizahPyramids_background.webp",
+                 "the pyramids of Giza in a row, partly in front of each other, 680x452 (WebP, stored as PNG)",
+                 "GCompris 3.1 (Debian gcompris-qt-data 3.1-2), details.rcc; its README: CC-BY-SA 4.0, "
+                 "based on a photo by Ricardo Liberato, CC-BY-SA 2.0 "
+                 "(https://commons.wikimedia.org/wiki/File:Pyramids_at_Gizah.jpg)"),
 }
 
 
