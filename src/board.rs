@@ -371,7 +371,14 @@ mod tests {
 
     #[test]
     fn every_required_profile_loads() {
-        for name in ["host", "rpi-zero-2w", "rpi-3b", "rpi-4b", "rpi-5"] {
+        for name in [
+            "host",
+            "rpi-zero-2w",
+            "rpi-3b",
+            "rpi-3b-armhf",
+            "rpi-4b",
+            "rpi-5",
+        ] {
             let board = load(name);
             assert_eq!(board.name, name);
             assert!(board.model_budget_bytes < board.ram_budget_bytes, "{name}");
@@ -391,6 +398,9 @@ mod tests {
         for name in ["rpi-zero-2w", "rpi-3b", "rpi-4b", "rpi-5"] {
             assert_eq!(load(name).target, "aarch64-unknown-linux-gnu", "{name}");
         }
+        let armhf = load("rpi-3b-armhf");
+        assert_eq!(armhf.target, "armv7-unknown-linux-gnueabihf");
+        assert_eq!(armhf.gpio.chip_label, load("rpi-3b").gpio.chip_label);
         // Smaller boards get smaller budgets.
         let budgets: Vec<u64> = ["rpi-zero-2w", "rpi-3b", "rpi-4b", "rpi-5"]
             .iter()

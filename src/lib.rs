@@ -18,7 +18,7 @@
 //! Around them: [`manifest`], [`board`], [`onnx_meta`], [`budget`] (the deployment check),
 //! [`model`] (embedded or file models), [`inspect`], [`bench`](mod@bench), and [`eval`] (accuracy
 //! on a labelled [`dataset`], measured by [`metrics`]), [`profile`] (reference statistics for
-//! drift monitoring).
+//! drift monitoring), and [`service`] (systemd readiness and watchdog).
 
 pub mod bench;
 pub mod board;
@@ -41,5 +41,6 @@ pub mod preprocess;
 pub mod profile;
 pub mod record;
 pub mod serial;
+pub mod service;
 pub mod sink;
 pub mod source;

@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use lookout::board::Board;
 use lookout::model::{self, ModelBundle};
 use lookout::pipeline::{self, Pipeline};
-use lookout::{bench, camera, console, eval, gpio, inspect, serial, sink, source};
+use lookout::{bench, camera, console, eval, gpio, inspect, serial, service, sink, source};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -62,7 +62,8 @@ struct ModelArgs {
 struct RunArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Frame source: an image file, a directory of images (sorted by name), or
+    /// Frame source: `camera[:N|:/dev/videoN]` (V4L2), `replay:DIR[@FPS]` (a folder played as
+    /// a live camera), an image file, a directory of images (sorted by name), or
     /// `pattern[:WIDTHxHEIGHT]` for a generated test pattern.
     #[arg(long, short)]
     source: String,
@@ -265,6 +266,9 @@ fn run(args: RunArgs) -> Result<()> {
                     .with_link_stats(link),
             );
         }
+    }
+    if let Some(notifier) = service::Notifier::from_env() {
+        sinks.push(Box::new(notifier));
     }
     tracing::info!(
         "running {} on {}",

@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::{lookout, root, stderr};
+use common::{lookout, lookout_command, root, stderr};
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
@@ -23,9 +23,8 @@ impl Drop for Running {
 }
 
 fn spawn(args: &[&str]) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lookout"))
+    let mut child = lookout_command()
         .args(args)
-        .current_dir(root())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

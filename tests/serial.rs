@@ -4,12 +4,12 @@
 
 mod common;
 
-use common::{lookout, root, stdout};
+use common::{lookout, lookout_command, stdout};
 use lookout::serial::protocol::parse_compact;
 use serialport::{SerialPort, TTYPort};
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 /// The test's end of the line: reads whole lines with a deadline.
@@ -112,9 +112,8 @@ impl Drop for Running {
 fn spawn(args: &[&str]) -> Running {
     let log = tempfile::NamedTempFile::new().expect("log file");
     let stderr = log.reopen().expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_lookout"))
+    let child = lookout_command()
         .args(args)
-        .current_dir(root())
         .env("LOOKOUT_LOG", "info")
         .stdout(Stdio::null())
         .stderr(stderr)

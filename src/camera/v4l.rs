@@ -324,7 +324,7 @@ impl V4lCamera {
 }
 
 /// How long opening a camera may take.
-const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl CaptureDevice for V4lCamera {
     fn open(&mut self) -> Result<String, String> {

@@ -16,11 +16,32 @@ pub fn repo(path: &str) -> PathBuf {
     root().join(path)
 }
 
+/// A command for the `lookout` binary built for these tests, run from the repository root.
+///
+/// When the tests run for another architecture under qemu-user (`scripts/test-cross`), the
+/// binary is an ARM executable that this kernel cannot start by itself (no binfmt handler is
+/// assumed), so it is started through the emulator named in `LOOKOUT_TEST_RUNNER`, exactly as
+/// cargo starts the test binaries.
+pub fn lookout_command() -> Command {
+    let bin = env!("CARGO_BIN_EXE_lookout");
+    let runner = std::env::var("LOOKOUT_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    let mut cmd = match words.next() {
+        Some(emulator) => {
+            let mut c = Command::new(emulator);
+            c.args(words).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    cmd.current_dir(root());
+    cmd
+}
+
 /// Runs the `lookout` binary built for these tests, from the repository root.
 pub fn lookout(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lookout"))
+    lookout_command()
         .args(args)
-        .current_dir(root())
         .output()
         .expect("the lookout binary runs")
 }
