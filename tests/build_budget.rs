@@ -37,17 +37,17 @@ fn cargo_build_fails_for_an_over_budget_model() {
     }
 }
 
-fn build_args() -> Vec<&'static str> {
+fn build_args() -> Vec<String> {
     // `--tests` builds what the outer `cargo test` built, dev-dependencies included, so every
     // dependency resolves to the same features and is already compiled.
-    let mut args = vec!["build", "--quiet", "--tests"];
+    let mut args: Vec<String> = ["build", "--quiet", "--tests"].map(String::from).into();
     if !cfg!(debug_assertions) {
-        args.push("--release");
+        args.push("--release".into());
     }
     // Under scripts/test-cross the outer build was for an ARM target (`--target T`, and
     // `-Z build-std=…` on the Debian route): the nested one must be the same build.
     if let Ok(extra) = std::env::var("LOOKOUT_TEST_CARGO_ARGS") {
-        args.extend(extra.leak().split_whitespace());
+        args.extend(extra.split_whitespace().map(String::from));
     }
     args
 }
