@@ -390,6 +390,18 @@ fn a_port_that_is_missing_at_start_is_waited_for() {
     let link = dir.path().join("ttyACM0");
     let sink = format!("serial:{}", link.display());
     let mut run = spawn_looping(&sink, &[]);
+    // Wait for lookout's own word that it tried and failed, not for a fixed time: start-up
+    // under an emulator can take longer than any sleep chosen on a fast machine.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !run.log().contains("cannot open") && std::time::Instant::now() < deadline {
+        assert!(
+            run.child.try_wait().expect("poll").is_none(),
+            "still running without its port: {}",
+            run.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A few retry periods pass without the port; the warning must not repeat.
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
         run.child.try_wait().expect("poll").is_none(),
