@@ -606,3 +606,49 @@ fn a_decoder_that_does_not_fit_the_outputs_fails_at_load_naming_both() {
     );
     assert_eq!(stdout(&out), "", "no frame is processed");
 }
+
+#[test]
+fn log_levels_come_from_lookout_log_and_a_bad_spec_is_named() {
+    let run_with_log = |spec: Option<&str>| {
+        let mut cmd = lookout_command();
+        cmd.args(["run", "-s", "tests/images/detect"]);
+        match spec {
+            Some(spec) => cmd.env("LOOKOUT_LOG", spec),
+            None => cmd.env_remove("LOOKOUT_LOG"),
+        };
+        cmd.output().expect("the lookout binary runs")
+    };
+    let quiet = run_with_log(None);
+    assert!(quiet.status.success(), "{}", stderr(&quiet));
+    assert_eq!(stderr(&quiet), "", "warnings only by default");
+
+    let info = run_with_log(Some("info"));
+    assert!(
+        stderr(&info).contains("running shapes-detector@2.1.0"),
+        "{}",
+        stderr(&info)
+    );
+    let per_target = run_with_log(Some("lookout=info"));
+    assert!(
+        stderr(&per_target).contains("running shapes-detector@2.1.0"),
+        "{}",
+        stderr(&per_target)
+    );
+
+    let bad = run_with_log(Some("lookout=loud"));
+    assert!(
+        bad.status.success(),
+        "a bad log spec does not stop the detector"
+    );
+    let err = stderr(&bad);
+    assert!(err.contains("LOOKOUT_LOG=\"lookout=loud\""), "{err}");
+    assert!(
+        !err.contains("running shapes-detector"),
+        "fell back to warnings: {err}"
+    );
+    assert_eq!(
+        json_lines(&stdout(&bad)).len(),
+        json_lines(&stdout(&quiet)).len(),
+        "same results either way"
+    );
+}
