@@ -151,7 +151,7 @@ struct ProfileArgs {
 
 /// The log filter from `LOOKOUT_LOG` (`warn` when unset), as `level` or `target=level,...`.
 /// A spec that does not parse is reported, not silently replaced. tracing-subscriber's
-/// `Targets` rather than its `EnvFilter`: the latter's regex engine added 393,192 bytes to the
+/// `Targets` rather than its `EnvFilter`: the latter's regex engine added about 0.4 MB to the
 /// stripped aarch64 binary, for span and field filters nobody uses on a board.
 fn log_filter() -> (Targets, Option<String>) {
     let warn_only = Targets::new().with_default(tracing::Level::WARN);
