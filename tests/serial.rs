@@ -355,7 +355,10 @@ fn an_unplugged_line_is_reopened_and_the_gap_counted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let link = dir.path().join("ttyUSB0");
     let sink = format!("serial:{}@115200", link.display());
-    let _run = spawn_looping(&sink, &[]);
+    // A second sink shows when frames go out while the serial line is away.
+    let witness = dir.path().join("witness.jsonl");
+    let witness_sink = format!("file:{}", witness.display());
+    let run = spawn_looping(&sink, &["--sink", &witness_sink]);
     let (mut first, first_slave, first_tty) = pair();
     std::os::unix::fs::symlink(&first_tty, &link).expect("symlink");
     first.until(Duration::from_secs(60), is_result);
@@ -366,7 +369,24 @@ fn an_unplugged_line_is_reopened_and_the_gap_counted() {
     std::fs::remove_file(&link).expect("remove link");
     drop(first);
     drop(first_slave);
-    std::thread::sleep(Duration::from_millis(500));
+    // Replug only once lookout has noticed and at least one whole frame went out meanwhile, so
+    // there are dropped lines to count however slowly an emulator runs the pipeline.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !run.log().contains("reopening") {
+        assert!(Instant::now() < deadline, "unplug unnoticed: {}", run.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let frames_out = || {
+        std::fs::read_to_string(&witness)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let noticed_at = frames_out();
+    while frames_out() < noticed_at + 2 {
+        assert!(Instant::now() < deadline, "no frames while unplugged");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let (mut second, _second_slave, second_tty) = pair();
     std::os::unix::fs::symlink(&second_tty, &link).expect("relink");
 
