@@ -83,7 +83,8 @@ impl Engine {
             InputDtype::F32 => f32::datum_type(),
             InputDtype::U8 => u8::datum_type(),
         };
-        let (model, output_shapes) = optimize(onnx, datum, &spec.shape, origin)?;
+        let model = decluttered(onnx, datum, &spec.shape, origin)?;
+        let (model, output_shapes) = optimize(onnx, model, origin)?;
         let load_err = |e| load_error(origin, e);
         let plan = model.into_runnable().map_err(load_err)?;
         let state = TypedSimpleState::new(&plan).map_err(load_err)?;
@@ -191,7 +192,8 @@ impl Engine {
 
 /// Whether tract accepts a model on its own: the single input is fixed to its declared shape
 /// (symbolic sizes such as `batch` set to 1) and type, and the model optimized. Returns the
-/// output names and shapes, and the operators of the optimized graph.
+/// output names and shapes, the operators of the optimized graph and the multiply-accumulates
+/// of one inference.
 pub fn probe(onnx: &[u8], origin: &str) -> Result<Probe, EngineError> {
     let meta = OnnxMeta::parse(onnx).map_err(|e| load_error(origin, e.into()))?;
     let [input] = meta.inputs.as_slice() else {
@@ -225,12 +227,14 @@ pub fn probe(onnx: &[u8], origin: &str) -> Result<Probe, EngineError> {
             ))
         }
     };
-    let (model, outputs) = optimize(onnx, datum, &shape, origin)?;
+    let model = decluttered(onnx, datum, &shape, origin)?;
+    let macs = count_macs(&model).map_err(|e| load_error(origin, e))?;
+    let (model, outputs) = optimize(onnx, model, origin)?;
     let mut ops = std::collections::BTreeMap::new();
     for node in model.nodes() {
         *ops.entry(node.op().name().into_owned()).or_insert(0) += 1;
     }
-    Ok(Probe { outputs, ops })
+    Ok(Probe { outputs, ops, macs })
 }
 
 /// What tract made of a model.
@@ -241,6 +245,9 @@ pub struct Probe {
     /// Operators of the optimized graph tract runs, with counts: shows, for instance, whether
     /// a quantized model's dequantization was folded away or runs on every frame.
     pub ops: std::collections::BTreeMap<String, usize>,
+    /// Multiply-accumulates of one inference at that input shape, as tract's operators count
+    /// them: the compute a board must supply per frame.
+    pub macs: u64,
 }
 
 fn load_error(origin: &str, e: anyhow::Error) -> EngineError {
@@ -250,11 +257,51 @@ fn load_error(origin: &str, e: anyhow::Error) -> EngineError {
     }
 }
 
-/// Parses, fixes the input and optimizes; returns the model and its output names and shapes.
-fn optimize(
+/// Parses and fixes the input, then declutters: the graph in tract's own operators, every
+/// shape concrete, before the operators are replaced by kernels.
+fn decluttered(
     onnx: &[u8],
     datum: DatumType,
     shape: &[usize],
+    origin: &str,
+) -> Result<TypedModel, EngineError> {
+    let load_err = |e| load_error(origin, e);
+    tract_onnx::onnx()
+        .model_for_read(&mut std::io::Cursor::new(onnx))
+        .map_err(load_err)?
+        .with_input_fact(0, InferenceFact::dt_shape(datum, shape))
+        .map_err(load_err)?
+        .into_typed()
+        .map_err(load_err)?
+        .into_decluttered()
+        .map_err(load_err)
+}
+
+/// Multiply-accumulates of one inference: the convolutions' and matrix products' own counts on
+/// the decluttered graph. tract also prices pooling, scaling and activations in multiply-adds;
+/// those are left out so the figure means what "MACs" means for published models.
+fn count_macs(model: &TypedModel) -> TractResult<u64> {
+    use tract_core::ops::{cnn::Conv, einsum::EinSum};
+    let mut total = 0u64;
+    for node in model.nodes() {
+        if !node.op_is::<Conv>() && !node.op_is::<EinSum>() {
+            continue;
+        }
+        let inputs = model.node_input_facts(node.id)?;
+        for (cost, count) in node.op.cost(&inputs)? {
+            if let tract_core::ops::Cost::FMA(_) = cost {
+                let count = count.to_i64()?;
+                total = total.saturating_add(u64::try_from(count).unwrap_or(0));
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Optimizes a decluttered model for running; returns it and its output names and shapes.
+fn optimize(
+    onnx: &[u8],
+    mut model: TypedModel,
     origin: &str,
 ) -> Result<(TypedModel, OutputShapes), EngineError> {
     let load_err = |e| load_error(origin, e);
@@ -265,13 +312,7 @@ fn optimize(
         .into_iter()
         .map(|o| o.name)
         .collect();
-    let model = tract_onnx::onnx()
-        .model_for_read(&mut std::io::Cursor::new(onnx))
-        .map_err(load_err)?
-        .with_input_fact(0, InferenceFact::dt_shape(datum, shape))
-        .map_err(load_err)?
-        .into_optimized()
-        .map_err(load_err)?;
+    model.optimize().map_err(load_err)?;
     let mut output_shapes = Vec::new();
     for (ix, outlet) in model.output_outlets().map_err(load_err)?.iter().enumerate() {
         let fact = model.outlet_fact(*outlet).map_err(load_err)?;

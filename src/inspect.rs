@@ -129,6 +129,12 @@ impl std::fmt::Display for Inspection {
                     "tract:        loads and optimizes; outputs {}",
                     outs.join(", ")
                 )?;
+                writeln!(
+                    f,
+                    "compute:      {} multiply-accumulates per inference ({:.2} M)",
+                    probe.macs,
+                    probe.macs as f64 / 1e6
+                )?;
                 let ops: Vec<String> = probe
                     .ops
                     .iter()

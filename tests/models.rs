@@ -89,3 +89,37 @@ fn the_bundled_models_are_the_chosen_variants() {
         );
     }
 }
+
+/// The compute line of `lookout inspect` (tract's graph) against the count from the ONNX graph
+/// alone (`tools/count_macs.py`, on the fp32 form): every stored form of a model does the same
+/// arithmetic, so all must show the same figure.
+#[test]
+fn every_form_shows_the_multiply_accumulates_its_graph_implies() {
+    for base in BASES {
+        let fp32 = format!("models/variants/{base}-fp32.onnx");
+        let out = std::process::Command::new("python3")
+            .args(["tools/count_macs.py", &fp32])
+            .current_dir(repo("."))
+            .output()
+            .expect("python3 runs (install with scripts/setup)");
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        let expected: u64 = stdout(&out)
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("count_macs.py printed {}", stdout(&out)));
+        assert!(expected > 1_000_000, "{base}: {expected}");
+        for form in FORMS {
+            let onnx = format!("models/variants/{base}-{form}.onnx");
+            let out = lookout(&["inspect", &onnx]);
+            let text = stdout(&out);
+            let macs: u64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix("compute:"))
+                .and_then(|l| l.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{onnx}: no compute line in {text}"));
+            assert_eq!(macs, expected, "{onnx}");
+        }
+    }
+}
