@@ -245,8 +245,8 @@ pub struct Probe {
     /// Operators of the optimized graph tract runs, with counts: shows, for instance, whether
     /// a quantized model's dequantization was folded away or runs on every frame.
     pub ops: std::collections::BTreeMap<String, usize>,
-    /// Multiply-accumulates of one inference at that input shape, as tract's operators count
-    /// them: the compute a board must supply per frame.
+    /// Multiply-accumulates of the convolutions and matrix products in one inference at that
+    /// input shape: the compute a board must supply per frame.
     pub macs: u64,
 }
 
