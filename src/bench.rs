@@ -18,6 +18,8 @@ pub struct Percentiles {
     pub p50: f64,
     /// 95th percentile.
     pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
     /// Slowest.
     pub max: f64,
 }
@@ -35,6 +37,7 @@ impl Percentiles {
         Self {
             p50: rank(0.50),
             p95: rank(0.95),
+            p99: rank(0.99),
             max: sorted[sorted.len() - 1],
         }
     }
@@ -63,6 +66,49 @@ pub struct BenchReport {
     pub overhead_ratio: f64,
     /// Frames per second at the median pipeline time.
     pub fps: f64,
+    /// What running the model occupies.
+    pub footprint: Footprint,
+}
+
+/// Bytes a deployment of the model occupies: on storage and, at the peak, in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Footprint {
+    /// The ONNX file.
+    pub model_bytes: u64,
+    /// The lookout executable (with any model embedded in it); `None` where it cannot be found.
+    pub binary_bytes: Option<u64>,
+    /// The process's peak resident memory so far (`VmHWM`); `None` where the kernel does not
+    /// report it.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+impl Footprint {
+    /// Measures this process now, for a model of `model_bytes`.
+    pub fn measure(model_bytes: u64) -> Self {
+        let binary_bytes = std::env::current_exe()
+            .and_then(std::fs::metadata)
+            .map(|m| m.len())
+            .ok();
+        let peak_rss_bytes = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|status| peak_rss_from_status(&status));
+        Footprint {
+            model_bytes,
+            binary_bytes,
+            peak_rss_bytes,
+        }
+    }
+}
+
+/// The `VmHWM:  1234 kB` line of `/proc/<pid>/status`, in bytes.
+fn peak_rss_from_status(status: &str) -> Option<u64> {
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    let mut words = line.split_whitespace();
+    let value: u64 = words.next()?.parse().ok()?;
+    match words.next()? {
+        "kB" => value.checked_mul(1024),
+        _ => None,
+    }
 }
 
 /// Reads up to `count` frames from a source into memory (fewer if the source ends).
@@ -78,12 +124,13 @@ pub fn preload(source: &mut dyn FrameSource, count: usize) -> Result<Vec<Frame>,
 }
 
 /// Runs `warmup` untimed then `frames` timed frames through the pipeline, cycling over `input`,
-/// then times bare inference as often.
+/// then times bare inference as often. `model_bytes` is the ONNX file's size, for the footprint.
 pub fn run(
     pipeline: &mut Pipeline,
     input: &[Frame],
     warmup: usize,
     frames: usize,
+    model_bytes: u64,
 ) -> Result<BenchReport, PipelineError> {
     let mut stages: Vec<StageLatency> = Vec::with_capacity(frames);
     for (i, frame) in input.iter().cycle().take(warmup + frames).enumerate() {
@@ -116,6 +163,7 @@ pub fn run(
         fps: ratio_or_zero(1000.0, pipeline_ms.p50),
         pipeline_ms,
         bare_infer_ms,
+        footprint: Footprint::measure(model_bytes),
     })
 }
 
@@ -136,8 +184,8 @@ impl std::fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "{:<14} {:>9} {:>9} {:>9}",
-            "stage (ms)", "p50", "p95", "max"
+            "{:<14} {:>9} {:>9} {:>9} {:>9}",
+            "stage (ms)", "p50", "p95", "p99", "max"
         )?;
         for (name, p) in [
             ("pre", self.pre_ms),
@@ -146,14 +194,29 @@ impl std::fmt::Display for BenchReport {
             ("pipeline", self.pipeline_ms),
             ("bare infer", self.bare_infer_ms),
         ] {
-            writeln!(f, "{name:<14} {:>9.3} {:>9.3} {:>9.3}", p.p50, p.p95, p.max)?;
+            writeln!(
+                f,
+                "{name:<14} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+                p.p50, p.p95, p.p99, p.max
+            )?;
         }
         writeln!(
             f,
             "pipeline / bare inference (medians): {:.3}",
             self.overhead_ratio
         )?;
-        write!(f, "throughput at the median: {:.1} fps", self.fps)
+        writeln!(f, "throughput at the median: {:.1} fps", self.fps)?;
+        let mib = |b: Option<u64>| match b {
+            Some(b) => format!("{:.2} MiB", b as f64 / 1048576.0),
+            None => "unknown".into(),
+        };
+        write!(
+            f,
+            "model file {} bytes, binary {}, peak resident memory {}",
+            self.footprint.model_bytes,
+            mib(self.footprint.binary_bytes),
+            mib(self.footprint.peak_rss_bytes)
+        )
     }
 }
 
@@ -167,8 +230,21 @@ mod tests {
         let p = Percentiles::of(&samples);
         assert_eq!(p.p50, 10.0);
         assert_eq!(p.p95, 19.0);
+        assert_eq!(p.p99, 20.0);
         assert_eq!(p.max, 20.0);
+        let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(Percentiles::of(&hundred).p99, 99.0);
         assert_eq!(Percentiles::of(&[]), Percentiles::default());
         assert_eq!(Percentiles::of(&[3.5]).p95, 3.5);
+    }
+
+    #[test]
+    fn peak_rss_is_read_from_the_status_line_in_bytes() {
+        let status =
+            "Name:\tlookout\nVmPeak:\t  900000 kB\nVmHWM:\t   52344 kB\nVmRSS:\t 51000 kB\n";
+        assert_eq!(peak_rss_from_status(status), Some(52344 * 1024));
+        assert_eq!(peak_rss_from_status("VmRSS:\t 10 kB\n"), None);
+        assert_eq!(peak_rss_from_status("VmHWM:\t 10 MB\n"), None);
+        assert_eq!(peak_rss_from_status("VmHWM:\t lots kB\n"), None);
     }
 }

@@ -385,6 +385,7 @@ fn check(args: ModelArgs) -> Result<()> {
 
 fn run_bench(args: BenchArgs) -> Result<()> {
     let (_, bundle) = load(&args.model)?;
+    let model_bytes = bundle.onnx.len() as u64;
     let mut pipeline = pipeline_for(bundle)?;
     let mut source = source::open(&args.source, false)?;
     let (timed, warmup) = (args.frames as usize, args.warmup as usize);
@@ -392,7 +393,7 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     if frames.is_empty() {
         bail!("{}: gave no frames", source.describe());
     }
-    let report = bench::run(&mut pipeline, &frames, warmup, timed)?;
+    let report = bench::run(&mut pipeline, &frames, warmup, timed, model_bytes)?;
     if args.json {
         print_out(serde_json::to_string_pretty(&report)?)
     } else {

@@ -577,12 +577,23 @@ fn bench_reports_stage_medians_and_overhead_ratio() {
         "pipeline_ms",
         "bare_infer_ms",
     ] {
-        let p50 = report[stage]["p50"].as_f64().expect(stage);
+        let at = |p: &str| report[stage][p].as_f64().expect(p);
         assert!(
-            p50 > 0.0 && p50 <= report[stage]["p95"].as_f64().expect("p95"),
+            at("p50") > 0.0 && at("p50") <= at("p95") && at("p95") <= at("p99"),
             "{stage}"
         );
+        assert!(at("p99") <= at("max"), "{stage}");
     }
+    // The embedded model is the bundled detector, and it is inside the binary.
+    let footprint = &report["footprint"];
+    let model_bytes = std::fs::metadata(repo("models/shapes-detector.onnx"))
+        .expect("model file")
+        .len();
+    assert_eq!(footprint["model_bytes"].as_u64(), Some(model_bytes));
+    let binary = footprint["binary_bytes"].as_u64().expect("binary size");
+    assert!(binary > model_bytes, "{footprint}");
+    let rss = footprint["peak_rss_bytes"].as_u64().expect("peak RSS");
+    assert!(rss >= 4 << 20, "a loaded model and 20 frames: {footprint}");
     let ratio = report["overhead_ratio"].as_f64().expect("ratio");
     let expected = report["pipeline_ms"]["p50"].as_f64().expect("p50")
         / report["bare_infer_ms"]["p50"].as_f64().expect("p50");
