@@ -11,13 +11,10 @@ use serde_json::Value;
 use std::path::Path;
 
 fn relayout(dir: &Path) {
-    let out = std::process::Command::new("python3")
-        .args(["tools/relayout.py", "models/shapes-detector.toml"])
-        .arg(dir)
-        .current_dir(root())
-        .output()
-        .expect("python3 runs (install with scripts/setup)");
-    assert!(out.status.success(), "relayout failed: {}", stderr(&out));
+    python_tool(
+        "relayout.py",
+        [Path::new("models/shapes-detector.toml"), dir],
+    );
 }
 
 fn detections(manifest: &str) -> Vec<Vec<Value>> {

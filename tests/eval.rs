@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assert_clean_failure, lookout, repo, stdout};
+use common::{assert_clean_failure, lookout, python_tool, repo, stdout};
 use serde_json::Value;
 use std::path::Path;
 
@@ -64,16 +64,7 @@ fn eval_json(args: &[&str]) -> Value {
 }
 
 fn pycocotools(data: &Path, detections: &Path) -> Value {
-    let out = std::process::Command::new("python3")
-        .arg(repo("tools/coco_eval.py"))
-        .args([data, detections])
-        .output()
-        .expect("python3 runs (install with scripts/setup)");
-    assert!(
-        out.status.success(),
-        "coco_eval.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = python_tool("coco_eval.py", [data, detections]);
     serde_json::from_slice(&out.stdout).expect("coco_eval.py prints JSON")
 }
 

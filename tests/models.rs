@@ -97,12 +97,7 @@ fn the_bundled_models_are_the_chosen_variants() {
 fn every_form_shows_the_multiply_accumulates_its_graph_implies() {
     for base in BASES {
         let fp32 = format!("models/variants/{base}-fp32.onnx");
-        let out = std::process::Command::new("python3")
-            .args(["tools/count_macs.py", &fp32])
-            .current_dir(repo("."))
-            .output()
-            .expect("python3 runs (install with scripts/setup)");
-        assert!(out.status.success(), "{}", common::stderr(&out));
+        let out = common::python_tool("count_macs.py", [&fp32]);
         let expected: u64 = stdout(&out)
             .split_whitespace()
             .next()

@@ -13,16 +13,7 @@ const SCORE_TOLERANCE: f64 = 1e-3;
 const BOX_TOLERANCE: f64 = 1.0;
 
 fn reference(manifest: &str, images: &str) -> Vec<Value> {
-    let out = std::process::Command::new("python3")
-        .args(["tools/reference.py", "--manifest", manifest, images])
-        .current_dir(root())
-        .output()
-        .expect("python3 runs (install with scripts/setup)");
-    assert!(
-        out.status.success(),
-        "reference pipeline failed (is tools/requirements-ref.txt installed?): {}",
-        stderr(&out)
-    );
+    let out = python_tool("reference.py", ["--manifest", manifest, images]);
     json_lines(&stdout(&out))
 }
 

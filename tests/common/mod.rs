@@ -16,6 +16,28 @@ pub fn repo(path: &str) -> PathBuf {
     root().join(path)
 }
 
+/// Runs one of the Python tools (`tools/<script>`, with `tools/requirements-ref.txt`, which
+/// `scripts/setup` installs) natively from the repository root, even when the tests run under
+/// qemu; panics with its stderr unless it succeeds.
+pub fn python_tool<I, S>(script: &str, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = Command::new("python3")
+        .arg(repo("tools").join(script))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("python3 runs (install with scripts/setup)");
+    assert!(
+        out.status.success(),
+        "tools/{script} failed (is tools/requirements-ref.txt installed?): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A command for the `lookout` binary built for these tests, run from the repository root.
 ///
 /// When the tests run for another architecture under qemu-user (`scripts/test-cross`), the
