@@ -43,21 +43,27 @@ enum Command {
 }
 
 #[derive(Debug, Args)]
-struct ModelArgs {
+struct PlaceArgs {
     /// Board profile: a name in --boards-dir or a path to a .toml. Default: the board this
     /// binary was built for.
     #[arg(long, short)]
     board: Option<String>,
-    /// Model: a manifest (.toml), an .onnx with its manifest beside it, or a name in
-    /// --models-dir. Default: the model built into this binary.
-    #[arg(long, short)]
-    model: Option<String>,
     /// Where board names are looked up.
     #[arg(long, default_value = "boards")]
     boards_dir: PathBuf,
     /// Where model names are looked up.
     #[arg(long, default_value = "models")]
     models_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct ModelArgs {
+    #[command(flatten)]
+    place: PlaceArgs,
+    /// Model: a manifest (.toml), an .onnx with its manifest beside it, or a name in
+    /// --models-dir. Default: the model built into this binary.
+    #[arg(long, short)]
+    model: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -103,10 +109,22 @@ struct RunArgs {
 #[derive(Debug, Args)]
 struct BenchArgs {
     #[command(flatten)]
-    model: ModelArgs,
+    place: PlaceArgs,
+    /// Models to measure, one after the other: manifests (.toml), .onnx files with their
+    /// manifest beside them, or names in --models-dir. Repeat for several. Default: the model
+    /// built into this binary.
+    #[arg(long = "model", short)]
+    models: Vec<String>,
     /// Frames to benchmark on (as for `run`); read once into memory.
     #[arg(long, short, default_value = "pattern:640x480")]
     source: String,
+    /// Threads that each run whole frames with their own copy of the model; records are put
+    /// back in frame order before they are emitted.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    workers: u32,
+    /// Where the records go (`stdout`, `file:PATH`); default: serialised as JSON and dropped.
+    #[arg(long)]
+    sink: Option<String>,
     /// Timed frames.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     frames: u32,
@@ -224,12 +242,22 @@ fn one_line(error: &anyhow::Error) -> String {
 
 /// Loads the board and model the arguments name, checked against each other.
 fn load(args: &ModelArgs) -> Result<(Board, ModelBundle)> {
-    let (board, board_file) = model::board(args.board.as_deref(), &args.boards_dir)?;
-    let bundle = match &args.model {
-        None => model::embedded_model(&board, &board_file)?,
-        Some(arg) => model::model_from_files(arg, &args.models_dir, &board, &board_file)?,
-    };
+    let (board, board_file) = model::board(args.place.board.as_deref(), &args.place.boards_dir)?;
+    let bundle = load_model(args.model.as_deref(), &args.place, &board, &board_file)?;
     Ok((board, bundle))
+}
+
+/// One model for a board already loaded: the embedded one for `None`.
+fn load_model(
+    arg: Option<&str>,
+    place: &PlaceArgs,
+    board: &Board,
+    board_file: &Path,
+) -> Result<ModelBundle> {
+    Ok(match arg {
+        None => model::embedded_model(board, board_file)?,
+        Some(arg) => model::model_from_files(arg, &place.models_dir, board, board_file)?,
+    })
 }
 
 fn pipeline_for(bundle: ModelBundle) -> Result<Pipeline> {
@@ -384,21 +412,65 @@ fn check(args: ModelArgs) -> Result<()> {
 }
 
 fn run_bench(args: BenchArgs) -> Result<()> {
-    let (_, bundle) = load(&args.model)?;
-    let model_bytes = bundle.onnx.len() as u64;
-    let mut pipeline = pipeline_for(bundle)?;
+    let (board, board_file) = model::board(args.place.board.as_deref(), &args.place.boards_dir)?;
+    let names: Vec<Option<&str>> = if args.models.is_empty() {
+        vec![None]
+    } else {
+        args.models.iter().map(|m| Some(m.as_str())).collect()
+    };
+    // Every model is checked before the first is timed: a typo in the last name should not
+    // cost the minutes the others take.
+    let bundles = names
+        .iter()
+        .map(|name| load_model(*name, &args.place, &board, &board_file))
+        .collect::<Result<Vec<_>>>()?;
     let mut source = source::open(&args.source, false)?;
-    let (timed, warmup) = (args.frames as usize, args.warmup as usize);
-    let frames = bench::preload(source.as_mut(), timed.min(64))?;
+    let options = bench::BenchOptions {
+        warmup: args.warmup as usize,
+        frames: args.frames as usize,
+        workers: args.workers as usize,
+    };
+    let (frames, capture_ms) = bench::preload(source.as_mut(), options.frames.min(64))?;
     if frames.is_empty() {
         bail!("{}: gave no frames", source.describe());
     }
-    let report = bench::run(&mut pipeline, &frames, warmup, timed, model_bytes)?;
-    if args.json {
-        print_out(serde_json::to_string_pretty(&report)?)
-    } else {
-        print_out(&report)
+    let mut sink: Box<dyn sink::Sink> = match &args.sink {
+        Some(spec) => sink::open(spec)?,
+        None => Box::new(sink::discard()),
+    };
+    let bar = progress_bar("frames");
+    let mut reports = Vec::with_capacity(bundles.len());
+    for bundle in bundles {
+        let model_bytes = bundle.onnx.len() as u64;
+        bar.reset();
+        bar.set_length(options.frames as u64);
+        bar.set_message(bundle.manifest.id());
+        let load = || Pipeline::new(bundle.manifest.clone(), &bundle.onnx, &bundle.origin);
+        let report = bench::run(
+            &load,
+            &frames,
+            &capture_ms,
+            options,
+            sink.as_mut(),
+            &mut |done| bar.set_position(done as u64),
+            model_bytes,
+        )?;
+        reports.push(report);
     }
+    bar.finish_and_clear();
+    if args.json {
+        return print_out(serde_json::to_string_pretty(&reports)?);
+    }
+    let mut text = reports
+        .iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    if reports.len() > 1 {
+        text.push_str("\n\n");
+        text.push_str(&bench::summary_table(&reports));
+    }
+    print_out(text)
 }
 
 fn run_eval(args: EvalArgs) -> Result<()> {
@@ -408,7 +480,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
     }
     let operating = eval::prepare(&mut bundle.manifest, args.score).map_err(anyhow::Error::msg)?;
     let mut pipeline = pipeline_for(bundle)?;
-    let bar = progress_bar();
+    let bar = progress_bar("images");
     let report = eval::evaluate(&mut pipeline, &args.data, operating, &mut |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
@@ -433,25 +505,25 @@ fn print_out(text: impl std::fmt::Display) -> Result<()> {
 
 /// A progress bar for long runs over image sets; hidden automatically when stderr is not a
 /// terminal, so logs and CI output stay clean.
-fn progress_bar() -> indicatif::ProgressBar {
+fn progress_bar(unit: &str) -> indicatif::ProgressBar {
     indicatif::ProgressBar::new(0).with_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} images, {per_sec}, eta {eta}",
-        )
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{msg}} {{bar:40}} {{pos}}/{{len}} {unit}, {{per_sec}}, eta {{eta}}"
+        ))
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     )
 }
 
 fn run_profile(args: ProfileArgs) -> Result<()> {
     let manifest_path = match (&args.model.model, args.write) {
-        (Some(arg), true) => Some(model::manifest_path_for(arg, &args.model.models_dir)),
+        (Some(arg), true) => Some(model::manifest_path_for(arg, &args.model.place.models_dir)),
         (None, true) => bail!("--write needs --model: the embedded manifest cannot be rewritten"),
         (_, false) => None,
     };
     let (_, bundle) = load(&args.model)?;
     let mut pipeline = pipeline_for(bundle)?;
     let files = source::image_files_under(&args.data)?;
-    let bar = progress_bar();
+    let bar = progress_bar("images");
     let data = args
         .describe
         .unwrap_or_else(|| format!("{} ({} images)", args.data.display(), files.len()));

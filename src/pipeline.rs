@@ -111,6 +111,11 @@ impl Pipeline {
         &self.thresholds
     }
 
+    /// Where the model came from (a path, or the embedded manifest), for reports.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
     /// The model's manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest

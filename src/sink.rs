@@ -128,6 +128,12 @@ impl<W: Write> Sink for JsonLines<W> {
     }
 }
 
+/// JSON Lines written nowhere: every record is serialised as for a real sink, then dropped.
+/// What `bench` emits to when no sink is named, so the emit stage costs what JSON costs.
+pub fn discard() -> JsonLines<std::io::Sink> {
+    JsonLines::new(std::io::sink(), "nowhere")
+}
+
 /// JSON Lines on standard output.
 pub fn stdout() -> JsonLines<std::io::Stdout> {
     JsonLines::new(std::io::stdout(), "stdout")

@@ -568,12 +568,17 @@ fn bench_reports_stage_medians_and_overhead_ratio() {
         "--json",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let reports: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let report = &reports[0];
+    assert_eq!(reports.as_array().map(Vec::len), Some(1));
     assert_eq!(report["frames"], 20);
+    assert_eq!(report["workers"], 1);
     for stage in [
+        "capture_ms",
         "pre_ms",
         "infer_ms",
         "post_ms",
+        "emit_ms",
         "pipeline_ms",
         "bare_infer_ms",
     ] {
@@ -584,6 +589,9 @@ fn bench_reports_stage_medians_and_overhead_ratio() {
         );
         assert!(at("p99") <= at("max"), "{stage}");
     }
+    // Every stage of a frame is inside its pipeline time.
+    let p50 = |stage: &str| report[stage]["p50"].as_f64().expect("p50");
+    assert!(p50("pipeline_ms") >= p50("infer_ms"), "{report}");
     // The embedded model is the bundled detector, and it is inside the binary.
     let footprint = &report["footprint"];
     let model_bytes = std::fs::metadata(repo("models/shapes-detector.onnx"))
@@ -595,9 +603,101 @@ fn bench_reports_stage_medians_and_overhead_ratio() {
     let rss = footprint["peak_rss_bytes"].as_u64().expect("peak RSS");
     assert!(rss >= 4 << 20, "a loaded model and 20 frames: {footprint}");
     let ratio = report["overhead_ratio"].as_f64().expect("ratio");
-    let expected = report["pipeline_ms"]["p50"].as_f64().expect("p50")
-        / report["bare_infer_ms"]["p50"].as_f64().expect("p50");
-    assert!((ratio - expected).abs() < 1e-9 && ratio > 0.0, "{ratio}");
+    assert!((ratio - p50("pipeline_ms") / p50("bare_infer_ms")).abs() < 1e-9 && ratio > 0.0);
+    let fps = report["fps"].as_f64().expect("fps");
+    let wall = report["wall_seconds"].as_f64().expect("wall");
+    assert!((fps * wall - 20.0).abs() < 1e-6, "{fps} fps over {wall} s");
+}
+
+/// Records from two workers come out in frame order and say exactly what one worker says.
+#[test]
+fn bench_workers_emit_the_records_of_one_worker_in_frame_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let records = |workers: &str| {
+        let path = dir.path().join(format!("w{workers}.jsonl"));
+        let sink = format!("file:{}", path.display());
+        let out = lookout(&[
+            "bench",
+            "--source",
+            "tests/images/detect",
+            "--frames",
+            "24",
+            "--warmup",
+            "1",
+            "--workers",
+            workers,
+            "--sink",
+            &sink,
+            "--json",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+        assert_eq!(report[0]["workers"].as_u64(), workers.parse().ok());
+        let text = std::fs::read_to_string(&path).expect("sink file");
+        json_lines(&text)
+            .into_iter()
+            .map(|mut r| {
+                // Timing and wall-clock fields differ run to run; everything else must not.
+                r.as_object_mut().expect("object").remove("latency_ms");
+                r.as_object_mut().expect("object").remove("timestamp");
+                r
+            })
+            .collect::<Vec<_>>()
+    };
+    let one = records("1");
+    let two = records("2");
+    assert_eq!(one.len(), 24);
+    let seqs: Vec<u64> = two
+        .iter()
+        .map(|r| r["seq"].as_u64().expect("seq"))
+        .collect();
+    assert_eq!(seqs, (0..24).collect::<Vec<u64>>());
+    // 8 scenes cycled: frame 8 is scene 0 again.
+    assert_eq!(two[8]["frame"], two[0]["frame"]);
+    assert_eq!(one, two);
+}
+
+/// Several models are measured one after the other, each named in its report.
+#[test]
+fn bench_measures_each_model_given() {
+    let out = lookout(&[
+        "bench",
+        "--source",
+        "tests/images/classify",
+        "--frames",
+        "5",
+        "--warmup",
+        "0",
+        "--model",
+        "models/variants/shapes-classifier-fp32.toml",
+        "--model",
+        "shapes-classifier",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let fp32 = std::fs::metadata(repo("models/variants/shapes-classifier-fp32.onnx"))
+        .expect("fp32")
+        .len();
+    let table = text.rsplit("\n\n").next().expect("summary table");
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert!(rows[0].starts_with("shapes-classifier-fp32@"), "{text}");
+    assert!(rows[0].contains(&format!(" {fp32} ")), "{text}");
+    assert!(rows[1].starts_with("shapes-classifier@"), "{text}");
+    // A model that does not exist stops the run before anything is timed.
+    let out = lookout(&[
+        "bench",
+        "--source",
+        "tests/images/classify",
+        "--frames",
+        "5",
+        "--model",
+        "shapes-classifier",
+        "--model",
+        "no-such-model",
+    ]);
+    assert_clean_failure(&out, &["no-such-model"]);
+    assert!(stdout(&out).is_empty());
 }
 
 #[test]
