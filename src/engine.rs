@@ -228,13 +228,18 @@ pub fn probe(onnx: &[u8], origin: &str) -> Result<Probe, EngineError> {
         }
     };
     let model = decluttered(onnx, datum, &shape, origin)?;
-    let macs = count_macs(&model).map_err(|e| load_error(origin, e))?;
+    let (macs, parameters) = count_compute(&model).map_err(|e| load_error(origin, e))?;
     let (model, outputs) = optimize(onnx, model, origin)?;
     let mut ops = std::collections::BTreeMap::new();
     for node in model.nodes() {
         *ops.entry(node.op().name().into_owned()).or_insert(0) += 1;
     }
-    Ok(Probe { outputs, ops, macs })
+    Ok(Probe {
+        outputs,
+        ops,
+        macs,
+        parameters,
+    })
 }
 
 /// What tract made of a model.
@@ -248,6 +253,11 @@ pub struct Probe {
     /// Multiply-accumulates of the convolutions and matrix products in one inference at that
     /// input shape: the compute a board must supply per frame.
     pub macs: u64,
+    /// Weights and biases of those convolutions and matrix products, as tract holds them
+    /// after folding constants: counted alike whether the file stores them as floats, as int8
+    /// behind a dequantization, or computes them in the graph. A bias of zeros is not counted:
+    /// tract removes an addition of zeros.
+    pub parameters: u64,
 }
 
 fn load_error(origin: &str, e: anyhow::Error) -> EngineError {
@@ -280,22 +290,45 @@ fn decluttered(
 /// Multiply-accumulates of one inference: the convolutions' and matrix products' own counts on
 /// the decluttered graph. tract also prices pooling, scaling and activations in multiply-adds;
 /// those are left out so the figure means what "MACs" means for published models.
-fn count_macs(model: &TypedModel) -> TractResult<u64> {
-    use tract_core::ops::{cnn::Conv, einsum::EinSum};
-    let mut total = 0u64;
-    for node in model.nodes() {
-        if !node.op_is::<Conv>() && !node.op_is::<EinSum>() {
-            continue;
+fn count_compute(model: &TypedModel) -> TractResult<(u64, u64)> {
+    use tract_core::ops::{binary::TypedBinOp, cnn::Conv, einsum::EinSum};
+    let is_product = |id: usize| {
+        let node = model.node(id);
+        node.op_is::<Conv>() || node.op_is::<EinSum>()
+    };
+    let (mut macs, mut parameters) = (0u64, 0u64);
+    let mut count_constant = |fact: &TypedFact| {
+        if let Some(konst) = &fact.konst {
+            parameters = parameters.saturating_add(konst.len() as u64);
         }
+    };
+    for node in model.nodes() {
         let inputs = model.node_input_facts(node.id)?;
-        for (cost, count) in node.op.cost(&inputs)? {
-            if let tract_core::ops::Cost::FMA(_) = cost {
-                let count = count.to_i64()?;
-                total = total.saturating_add(u64::try_from(count).unwrap_or(0));
+        if is_product(node.id) {
+            for (cost, count) in node.op.cost(&inputs)? {
+                if let tract_core::ops::Cost::FMA(_) = cost {
+                    let count = count.to_i64()?;
+                    macs = macs.saturating_add(u64::try_from(count).unwrap_or(0));
+                }
+            }
+            // Operands and bias only: a quantized product's further inputs are its zero
+            // points and scales, which are not weights.
+            let operands = if node.op_is::<Conv>() { 1..3 } else { 0..2 };
+            for fact in inputs.iter().skip(operands.start).take(operands.len()) {
+                count_constant(fact);
+            }
+        } else if node
+            .op_as::<TypedBinOp>()
+            .is_some_and(|add| add.0.name() == "Add")
+            && node.inputs.iter().any(|i| is_product(i.node))
+        {
+            // tract moves some biases out of the product into an addition after it.
+            for fact in &inputs {
+                count_constant(fact);
             }
         }
     }
-    Ok(total)
+    Ok((macs, parameters))
 }
 
 /// Optimizes a decluttered model for running; returns it and its output names and shapes.

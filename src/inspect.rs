@@ -131,9 +131,11 @@ impl std::fmt::Display for Inspection {
                 )?;
                 writeln!(
                     f,
-                    "compute:      {} multiply-accumulates per inference ({:.2} M)",
+                    "compute:      {} multiply-accumulates per inference ({:.2} M), {} weights \
+                     and biases",
                     probe.macs,
-                    probe.macs as f64 / 1e6
+                    probe.macs as f64 / 1e6,
+                    probe.parameters
                 )?;
                 let ops: Vec<String> = probe
                     .ops

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Multiply-accumulates of one inference of float ONNX models, counted from the graph alone.
 
-    python3 tools/count_macs.py MODEL.onnx...   -> one line per file: "<macs> <file>"
+    python3 tools/count_macs.py MODEL.onnx...   -> one line per file: "<macs> <parameters> <file>"
 
 Counts what "MACs" means for published models: every Conv (output elements x input channels
 per group x kernel surface) and Gemm/MatMul (output elements x inner dimension); biases,
-pooling and activations are not counted. Shapes come from ONNX shape inference. It is the
+pooling and activations are not counted. Parameters are the weights and biases of those
+same operators. Shapes come from ONNX shape inference. It is the
 independent check of `lookout inspect`'s compute line, which counts on tract's graph instead
 (tests/models.rs).
 """
@@ -36,7 +37,10 @@ def count(path):
         return shape_of(node.input[0])
 
     total = 0
+    parameters = 0
     for node in graph.node:
+        if node.op_type in ("Conv", "Gemm", "MatMul"):
+            parameters += sum(math.prod(shape_of(name)) for name in node.input[1:] if name)
         attrs = {a.name: a for a in node.attribute}
         if node.op_type == "Conv":
             weight = shape_of(node.input[1])  # [out, in/group, kh, kw]
@@ -48,9 +52,10 @@ def count(path):
             total += math.prod(shape_of(node.output[0])) * inner
         elif node.op_type in ("QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"):
             raise SystemExit(f"{path}: {node.op_type} is not counted here; give the float form")
-    return total
+    return total, parameters
 
 
 if __name__ == "__main__":
     for path in sys.argv[1:]:
-        print(count(path), path)
+        macs, parameters = count(path)
+        print(macs, parameters, path)
