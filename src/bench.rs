@@ -84,14 +84,17 @@ pub struct Footprint {
     pub model_bytes: u64,
     /// The lookout executable (with any model embedded in it); `None` where it cannot be found.
     pub binary_bytes: Option<u64>,
-    /// The process's peak resident memory so far (`VmHWM`); `None` where the kernel does not
-    /// report it.
+    /// The process's peak resident memory while the model ran (`VmHWM`); `None` where the
+    /// kernel does not report it. It includes the frames held in memory for the benchmark.
     pub peak_rss_bytes: Option<u64>,
+    /// Pixel bytes of the frames held in memory for the benchmark, part of the peak: a camera
+    /// run holds two or three frames instead.
+    pub preloaded_frame_bytes: u64,
 }
 
 impl Footprint {
-    /// Measures this process now, for a model of `model_bytes`.
-    pub fn measure(model_bytes: u64) -> Self {
+    /// Measures this process now, for a model of `model_bytes` run on `frames`.
+    pub fn measure(model_bytes: u64, frames: &[Frame]) -> Self {
         let binary_bytes = std::env::current_exe()
             .and_then(std::fs::metadata)
             .map(|m| m.len())
@@ -103,6 +106,7 @@ impl Footprint {
             model_bytes,
             binary_bytes,
             peak_rss_bytes,
+            preloaded_frame_bytes: frames.iter().map(|f| f.image.as_raw().len() as u64).sum(),
         }
     }
 }
@@ -270,7 +274,7 @@ pub fn run(
         wall_seconds,
         pipeline_ms,
         bare_infer_ms,
-        footprint: Footprint::measure(model_bytes),
+        footprint: Footprint::measure(model_bytes, input),
     })
 }
 
@@ -415,10 +419,12 @@ impl std::fmt::Display for BenchReport {
         )?;
         write!(
             f,
-            "model file {} bytes, binary {}, peak resident memory {}",
+            "model file {} bytes, binary {}, peak resident memory {} (with {} of frames held \
+             for the benchmark)",
             self.footprint.model_bytes,
             mib(self.footprint.binary_bytes),
-            mib(self.footprint.peak_rss_bytes)
+            mib(self.footprint.peak_rss_bytes),
+            mib(Some(self.footprint.preloaded_frame_bytes))
         )
     }
 }

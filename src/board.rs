@@ -75,6 +75,10 @@ pub struct Board {
     pub threads: usize,
     /// Power draw figures.
     pub power: Power,
+    /// Published speed of this board on a reference network, for estimating a model's latency
+    /// here from a measurement on another machine; absent for the host profile.
+    #[serde(default)]
+    pub perf: Option<Perf>,
     /// Default camera settings.
     pub camera: CameraDefaults,
     /// Default serial settings.
@@ -97,6 +101,21 @@ pub struct Power {
     pub load_watts: f64,
     /// Where the figures come from.
     #[serde(default)]
+    pub source: String,
+}
+
+/// The board's time for one inference of MobileNetV2 1.0 at 224x224 (fp32, 300.8 M
+/// multiply-accumulates; `models/reference/mobilenetv2-224.onnx` has the same layers), as
+/// published, with where the figure comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Perf {
+    /// One thread, in milliseconds.
+    pub reference_ms: f64,
+    /// All cores, in milliseconds.
+    #[serde(default)]
+    pub reference_ms_all_cores: Option<f64>,
+    /// Source of the figures, and how they were derived if not measured on this board.
     pub source: String,
 }
 
@@ -349,6 +368,18 @@ impl Board {
         }
         if !(self.power.idle_watts > 0.0 && self.power.load_watts >= self.power.idle_watts) {
             return fail("power", "needs 0 < idle_watts <= load_watts".into());
+        }
+        if let Some(perf) = &self.perf {
+            let positive = |ms: f64| ms.is_finite() && ms > 0.0;
+            if !positive(perf.reference_ms) {
+                return fail("perf.reference_ms", "must be positive".into());
+            }
+            if perf.reference_ms_all_cores.is_some_and(|ms| !positive(ms)) {
+                return fail("perf.reference_ms_all_cores", "must be positive".into());
+            }
+            if perf.source.trim().is_empty() {
+                return fail("perf.source", "must say where the figures come from".into());
+            }
         }
         if let Err((field, message)) = self.gpio.check() {
             return fail(&format!("gpio.{field}"), message);

@@ -16,7 +16,8 @@
 //! - [`pipeline`]: the frame loop tying them together.
 //!
 //! Around them: [`manifest`], [`board`], [`onnx_meta`], [`budget`] (the deployment check),
-//! [`model`] (embedded or file models), [`inspect`], [`bench`](mod@bench), and [`eval`] (accuracy
+//! [`model`] (embedded or file models), [`inspect`], [`bench`](mod@bench), [`estimate`] (latency on a board
+//! not at hand), [`cost`], and [`eval`] (accuracy
 //! on a labelled [`dataset`], measured by [`metrics`]), [`profile`] (reference statistics for
 //! drift monitoring), and [`service`] (systemd readiness and watchdog).
 
@@ -25,10 +26,12 @@ pub mod board;
 pub mod budget;
 pub mod camera;
 pub mod console;
+pub mod cost;
 pub mod dataset;
 pub mod decode;
 pub mod embedded;
 pub mod engine;
+pub mod estimate;
 pub mod eval;
 pub mod gpio;
 pub mod inspect;

@@ -34,6 +34,9 @@ enum Command {
     Check(ModelArgs),
     /// Measure per-stage latency of the pipeline against bare inference.
     Bench(BenchArgs),
+    /// What running a model at a frame rate costs on a board: compute, memory, latency (measured
+    /// here, scaled to the board), CPU share, energy, sample storage, and cloud calls instead.
+    Cost(CostArgs),
     /// Measure accuracy on a labelled set: mAP for detectors (YOLO txt labels), top-1/top-5
     /// for classifiers (one folder per label).
     Eval(EvalArgs),
@@ -137,6 +140,36 @@ struct BenchArgs {
 }
 
 #[derive(Debug, Args)]
+struct CostArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Frames per second the deployment runs at.
+    #[arg(long)]
+    fps: f64,
+    /// Frames to measure on (as for `run`). Default: a test pattern at the board's camera size.
+    #[arg(long, short)]
+    source: Option<String>,
+    /// Timed frames of the measurement here.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    frames: u32,
+    /// Sample collection keeps one frame in this many (0: none).
+    #[arg(long, default_value_t = 1000)]
+    sample_one_in: u64,
+    /// Bytes of one stored sample. Default: the first frame as a JPEG at quality 85.
+    #[arg(long)]
+    sample_bytes: Option<u64>,
+    /// Price of 1000 cloud inference calls, to compare with.
+    #[arg(long)]
+    cloud_price: Option<f64>,
+    /// Price of a kWh, in the same currency.
+    #[arg(long)]
+    kwh_price: Option<f64>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
 struct EvalArgs {
     #[command(flatten)]
     model: ModelArgs,
@@ -212,6 +245,7 @@ fn main() -> ExitCode {
         Command::Inspect { model } => inspect_model(&model),
         Command::Check(args) => check(args),
         Command::Bench(args) => run_bench(args),
+        Command::Cost(args) => run_cost(args),
         Command::Eval(args) => run_eval(args),
         Command::Profile(args) => run_profile(args),
     };
@@ -430,7 +464,9 @@ fn run_bench(args: BenchArgs) -> Result<()> {
         frames: args.frames as usize,
         workers: args.workers as usize,
     };
-    let (frames, capture_ms) = bench::preload(source.as_mut(), options.frames.min(64))?;
+    // Enough distinct frames that decoding varies as in a run, few enough that holding them
+    // does not swamp the peak memory figure.
+    let (frames, capture_ms) = bench::preload(source.as_mut(), options.frames.min(16))?;
     if frames.is_empty() {
         bail!("{}: gave no frames", source.describe());
     }
@@ -471,6 +507,81 @@ fn run_bench(args: BenchArgs) -> Result<()> {
         text.push_str(&bench::summary_table(&reports));
     }
     print_out(text)
+}
+
+/// Times a model here on `frames` frames of `source` (one worker, records dropped): what
+/// `cost` and `select` scale to a board.
+fn measure_here(
+    bundle: &ModelBundle,
+    frames: &[source::Frame],
+    capture_ms: &[f64],
+    timed: usize,
+) -> Result<bench::BenchReport> {
+    let load = || Pipeline::new(bundle.manifest.clone(), &bundle.onnx, &bundle.origin);
+    let options = bench::BenchOptions {
+        warmup: 5,
+        frames: timed,
+        workers: 1,
+    };
+    Ok(bench::run(
+        &load,
+        frames,
+        capture_ms,
+        options,
+        &mut sink::discard(),
+        &mut |_| {},
+        bundle.onnx.len() as u64,
+    )?)
+}
+
+fn run_cost(args: CostArgs) -> Result<()> {
+    let (board, bundle) = load(&args.model)?;
+    let spec = args
+        .source
+        .clone()
+        .unwrap_or_else(|| format!("pattern:{}x{}", board.camera.width, board.camera.height));
+    let mut source = source::open(&spec, false)?;
+    // Few frames in memory: they count in the peak memory reported.
+    let (frames, capture_ms) = bench::preload(source.as_mut(), 4)?;
+    let Some(first) = frames.first() else {
+        bail!("{}: gave no frames", source.describe());
+    };
+    let sample_bytes = match args.sample_bytes {
+        Some(bytes) => bytes,
+        None => lookout::cost::sample_size(&first.image)
+            .map_err(|e| anyhow::anyhow!("encoding a sample frame as JPEG: {e}"))?,
+    };
+    let probe = lookout::engine::probe(&bundle.onnx, &bundle.origin)?;
+    let measured = measure_here(&bundle, &frames, &capture_ms, args.frames as usize)?;
+    let host_frame_ms = measured.pipeline_ms.p50;
+    let estimate = match board.perf {
+        Some(_) => {
+            let reference_ms = lookout::estimate::time_reference(20)?;
+            lookout::estimate::scale(host_frame_ms, reference_ms, &board)
+        }
+        None => None,
+    };
+    let inputs = lookout::cost::CostInputs {
+        model: bundle.manifest.id(),
+        fps: args.fps,
+        macs: probe.macs,
+        parameters: probe.parameters,
+        model_bytes: bundle.onnx.len() as u64,
+        peak_rss_bytes: measured.footprint.peak_rss_bytes,
+        held_frame_bytes: measured.footprint.preloaded_frame_bytes,
+        host_frame_ms,
+        estimate,
+        sample_one_in: args.sample_one_in,
+        sample_bytes,
+        cloud_price_per_1000: args.cloud_price,
+        kwh_price: args.kwh_price,
+    };
+    let report = lookout::cost::compute(inputs, &board)?;
+    if args.json {
+        print_out(serde_json::to_string_pretty(&report)?)
+    } else {
+        print_out(report.to_string().trim_end())
+    }
 }
 
 fn run_eval(args: EvalArgs) -> Result<()> {

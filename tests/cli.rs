@@ -763,3 +763,63 @@ fn log_levels_come_from_lookout_log_and_a_bad_spec_is_named() {
         "same results either way"
     );
 }
+
+/// `cost` shows its inputs and every figure follows from them; on the host profile the latency
+/// is the measurement itself.
+#[test]
+fn cost_derives_every_figure_from_inputs_it_shows() {
+    let out = lookout(&[
+        "cost",
+        "--board",
+        "rpi-4b",
+        "--fps",
+        "5",
+        "--frames",
+        "10",
+        "--cloud-price",
+        "2",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let num = |v: &serde_json::Value| v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"));
+    let inputs = &r["inputs"];
+    assert_eq!(inputs["macs"], 26_038_272);
+    assert_eq!(
+        inputs["model_bytes"].as_u64(),
+        std::fs::metadata(repo("models/shapes-detector.onnx"))
+            .ok()
+            .map(|m| m.len())
+    );
+    let estimate = &inputs["estimate"];
+    assert_eq!(r["latency_basis"], "estimated");
+    assert_eq!(
+        num(&estimate["board_reference_ms"]),
+        93.48,
+        "the rpi-4b profile's figure"
+    );
+    let factor = num(&estimate["board_reference_ms"]) / num(&estimate["host_reference_ms"]);
+    assert!((num(&estimate["factor"]) - factor).abs() < 1e-9);
+    let latency = num(&inputs["host_frame_ms"]) * factor;
+    assert!((num(&r["latency_ms"]) - latency).abs() < 1e-9);
+    assert!((num(&r["core_duty"]) - 5.0 * latency / 1000.0).abs() < 1e-9);
+    assert_eq!(num(&r["inferences_per_day"]), 432_000.0);
+    assert!((num(&r["cloud_price_per_month"]) - 25_920.0).abs() < 1e-6);
+    // One frame in 1000 kept, each the size of the test pattern as a JPEG.
+    assert!((num(&r["samples_per_day"]) - 432.0).abs() < 1e-9);
+    let sample = num(&inputs["sample_bytes"]);
+    assert!(sample > 1000.0, "{sample}");
+    assert!((num(&r["sample_bytes_per_day"]) - 432.0 * sample).abs() < 1e-6);
+
+    let out = lookout(&["cost", "--board", "host", "--fps", "2", "--frames", "5"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("measured: the board is this machine"),
+        "{text}"
+    );
+    assert!(!text.contains("ESTIMATE"), "{text}");
+
+    let out = lookout(&["cost", "--board", "rpi-4b", "--fps", "0", "--frames", "5"]);
+    assert_clean_failure(&out, &["--fps", "positive"]);
+}
