@@ -17,7 +17,7 @@
 //!
 //! Around them: [`manifest`], [`board`], [`onnx_meta`], [`budget`] (the deployment check),
 //! [`model`] (embedded or file models), [`inspect`], [`bench`](mod@bench), [`estimate`] (latency on a board
-//! not at hand), [`cost`], and [`eval`] (accuracy
+//! not at hand), [`cost`], [`select`](mod@select) (the model for a board), and [`eval`] (accuracy
 //! on a labelled [`dataset`], measured by [`metrics`]), [`profile`] (reference statistics for
 //! drift monitoring), and [`service`] (systemd readiness and watchdog).
 
@@ -43,6 +43,7 @@ pub mod pipeline;
 pub mod preprocess;
 pub mod profile;
 pub mod record;
+pub mod select;
 pub mod serial;
 pub mod service;
 pub mod sink;

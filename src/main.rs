@@ -37,6 +37,10 @@ enum Command {
     /// What running a model at a frame rate costs on a board: compute, memory, latency (measured
     /// here, scaled to the board), CPU share, energy, sample storage, and cloud calls instead.
     Cost(CostArgs),
+    /// Choose the model for a board: measure each candidate's accuracy on a labelled set and its
+    /// latency here (scaled to the board), mark the budgets each meets and the Pareto front of
+    /// accuracy × latency × size, and pick one, with the reason.
+    Select(SelectArgs),
     /// Measure accuracy on a labelled set: mAP for detectors (YOLO txt labels), top-1/top-5
     /// for classifiers (one folder per label).
     Eval(EvalArgs),
@@ -170,6 +174,46 @@ struct CostArgs {
 }
 
 #[derive(Debug, Args)]
+struct SelectArgs {
+    #[command(flatten)]
+    place: PlaceArgs,
+    /// The models to choose from (manifests, .onnx files with their manifests, or names in
+    /// --models-dir); all of one task.
+    #[arg(long, num_args = 1.., required = true)]
+    candidates: Vec<String>,
+    /// The labelled set accuracy is measured on (as for `eval`); its first images are also the
+    /// frames latency is measured on.
+    #[arg(long)]
+    dataset: PathBuf,
+    /// Lowest accuracy accepted, in percent (mAP@0.5:0.95 for detectors, top-1 for
+    /// classifiers).
+    #[arg(long)]
+    min_accuracy: Option<f64>,
+    /// Replaces the board's latency_target_ms.
+    #[arg(long)]
+    max_latency_ms: Option<f64>,
+    /// Replaces the board's model_budget_bytes.
+    #[arg(long)]
+    max_model_bytes: Option<u64>,
+    /// Replaces the board's ram_budget_bytes.
+    #[arg(long)]
+    max_ram_bytes: Option<u64>,
+    /// Accuracy points within which candidates count as equally accurate (then the fastest
+    /// wins).
+    #[arg(long, default_value_t = 0.5)]
+    tolerance: f64,
+    /// Timed frames per candidate for its latency.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    frames: u32,
+    /// Also write the table as CSV to this file.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
 struct EvalArgs {
     #[command(flatten)]
     model: ModelArgs,
@@ -246,6 +290,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(args),
         Command::Bench(args) => run_bench(args),
         Command::Cost(args) => run_cost(args),
+        Command::Select(args) => run_select(args),
         Command::Eval(args) => run_eval(args),
         Command::Profile(args) => run_profile(args),
     };
@@ -581,6 +626,96 @@ fn run_cost(args: CostArgs) -> Result<()> {
         print_out(serde_json::to_string_pretty(&report)?)
     } else {
         print_out(report.to_string().trim_end())
+    }
+}
+
+fn run_select(args: SelectArgs) -> Result<()> {
+    let (board, board_file) = model::board(args.place.board.as_deref(), &args.place.boards_dir)?;
+    if !(args.tolerance.is_finite() && args.tolerance >= 0.0) {
+        bail!("--tolerance {} must be 0 or more", args.tolerance);
+    }
+    let budgets = lookout::select::Budgets {
+        model_bytes: args.max_model_bytes.unwrap_or(board.model_budget_bytes),
+        ram_bytes: args.max_ram_bytes.unwrap_or(board.ram_budget_bytes),
+        latency_ms: args.max_latency_ms.unwrap_or(board.latency_target_ms),
+        min_accuracy: args.min_accuracy,
+    };
+    // The size budget is judged here, with the others, rather than refusing to load: a
+    // candidate over it is still worth a row that says by how much.
+    let mut unlimited = board.clone();
+    unlimited.model_budget_bytes = u64::MAX;
+    let bundles = args
+        .candidates
+        .iter()
+        .map(|c| load_model(Some(c), &args.place, &unlimited, &board_file))
+        .collect::<Result<Vec<_>>>()?;
+    let files = source::image_files_under(&args.dataset)?;
+    let mut frames = Vec::new();
+    let mut capture_ms = Vec::new();
+    for path in files.iter().take(8) {
+        let started = std::time::Instant::now();
+        frames.push(source::read_frame(path)?);
+        capture_ms.push(pipeline::millis(started.elapsed()));
+    }
+    if frames.is_empty() {
+        bail!("{}: no images", args.dataset.display());
+    }
+    let reference_ms = match board.perf {
+        Some(_) => Some(lookout::estimate::time_reference(20)?),
+        None => None,
+    };
+    let bar = progress_bar("images");
+    let mut candidates = Vec::with_capacity(bundles.len());
+    for bundle in &bundles {
+        bar.set_message(format!("{} accuracy", bundle.manifest.id()));
+        let mut manifest = bundle.manifest.clone();
+        let operating = eval::prepare(&mut manifest, None).map_err(anyhow::Error::msg)?;
+        let mut pipeline = Pipeline::new(manifest, &bundle.onnx, &bundle.origin)?;
+        let report = eval::evaluate(
+            &mut pipeline,
+            &args.dataset,
+            operating,
+            &mut |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            },
+        )?;
+        let (accuracy, metric) = match &report {
+            eval::EvalReport::Detection(d) => (d.map.map50_95 * 100.0, "mAP@0.5:0.95"),
+            eval::EvalReport::Classification(c) => (c.accuracy.top1 * 100.0, "top-1"),
+        };
+        bar.set_message(format!("{} latency", bundle.manifest.id()));
+        let measured = measure_here(bundle, &frames, &capture_ms, args.frames as usize)?;
+        let host_ms = measured.pipeline_ms.p50;
+        let estimate = reference_ms.and_then(|r| lookout::estimate::scale(host_ms, r, &board));
+        candidates.push(lookout::select::Candidate {
+            model: bundle.manifest.id(),
+            origin: bundle.origin.clone(),
+            accuracy,
+            metric: metric.into(),
+            model_bytes: bundle.onnx.len() as u64,
+            peak_rss_bytes: measured.footprint.peak_rss_bytes,
+            host_ms,
+            board_ms: estimate.as_ref().map_or(host_ms, |e| e.estimated_ms),
+            estimated: estimate.is_some(),
+        });
+    }
+    bar.finish_and_clear();
+    let metrics: std::collections::BTreeSet<&str> =
+        candidates.iter().map(|c| c.metric.as_str()).collect();
+    if metrics.len() > 1 {
+        bail!("the candidates mix detectors and classifiers; choose among models of one task");
+    }
+    let selection = lookout::select::select(&board.name, budgets, candidates, args.tolerance);
+    if let Some(path) = &args.csv {
+        let text = lookout::select::to_csv(&selection)?;
+        std::fs::write(path, text)
+            .map_err(|e| anyhow::anyhow!("{}: cannot write the table: {e}", path.display()))?;
+    }
+    if args.json {
+        print_out(serde_json::to_string_pretty(&selection)?)
+    } else {
+        print_out(&selection)
     }
 }
 
