@@ -208,6 +208,9 @@ struct SelectArgs {
     /// Also write the table as CSV to this file.
     #[arg(long)]
     csv: Option<PathBuf>,
+    /// Also draw accuracy against latency, the Pareto front and the pick, as SVG to this file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -649,6 +652,15 @@ fn run_select(args: SelectArgs) -> Result<()> {
         .iter()
         .map(|c| load_model(Some(c), &args.place, &unlimited, &board_file))
         .collect::<Result<Vec<_>>>()?;
+    let classifies = |b: &ModelBundle| {
+        matches!(
+            b.manifest.output,
+            lookout::manifest::OutputSpec::Classify { .. }
+        )
+    };
+    if bundles.iter().any(classifies) && !bundles.iter().all(classifies) {
+        bail!("the candidates mix detectors and classifiers; choose among models of one task");
+    }
     let files = source::image_files_under(&args.dataset)?;
     let mut frames = Vec::new();
     let mut capture_ms = Vec::new();
@@ -701,16 +713,17 @@ fn run_select(args: SelectArgs) -> Result<()> {
         });
     }
     bar.finish_and_clear();
-    let metrics: std::collections::BTreeSet<&str> =
-        candidates.iter().map(|c| c.metric.as_str()).collect();
-    if metrics.len() > 1 {
-        bail!("the candidates mix detectors and classifiers; choose among models of one task");
-    }
     let selection = lookout::select::select(&board.name, budgets, candidates, args.tolerance);
     if let Some(path) = &args.csv {
         let text = lookout::select::to_csv(&selection)?;
         std::fs::write(path, text)
             .map_err(|e| anyhow::anyhow!("{}: cannot write the table: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        let svg = lookout::select::plot_svg(&selection)
+            .map_err(|e| anyhow::anyhow!("drawing the plot: {e}"))?;
+        std::fs::write(path, svg)
+            .map_err(|e| anyhow::anyhow!("{}: cannot write the plot: {e}", path.display()))?;
     }
     if args.json {
         print_out(serde_json::to_string_pretty(&selection)?)

@@ -311,6 +311,123 @@ pub fn to_csv(selection: &Selection) -> Result<String, csv::Error> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// Draws the candidates as an SVG: accuracy against board latency, one labelled point each
+/// (file size in the label), the Pareto front joined by a line, candidates over a budget in
+/// grey, the pick ringed, and the latency budget as a vertical line.
+pub fn plot_svg(selection: &Selection) -> Result<String, String> {
+    use plotters::prelude::*;
+    let rows = &selection.rows;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (900, 600)).into_drawing_area();
+        let err = |e: &dyn std::fmt::Display| e.to_string();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let latency_max = rows
+            .iter()
+            .map(|r| r.candidate.board_ms)
+            .fold(selection.budgets.latency_ms, f64::max)
+            * 1.15;
+        let (acc_lo, acc_hi) = rows.iter().fold((f64::MAX, f64::MIN), |(lo, hi), r| {
+            (lo.min(r.candidate.accuracy), hi.max(r.candidate.accuracy))
+        });
+        let pad = ((acc_hi - acc_lo) * 0.15).max(1.0);
+        let metric = rows
+            .first()
+            .map_or("accuracy", |r| r.candidate.metric.as_str());
+        let estimated = rows.iter().any(|r| r.candidate.estimated);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("{}: {metric} against latency", selection.board),
+                ("sans-serif", 22),
+            )
+            .margin(20)
+            .x_label_area_size(45)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..latency_max, (acc_lo - pad)..(acc_hi + pad))
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc(if estimated {
+                "latency on the board, ms (estimated)"
+            } else {
+                "latency, ms (measured)"
+            })
+            .y_desc(format!("{metric}, %"))
+            .draw()
+            .map_err(|e| err(&e))?;
+        let budget = selection.budgets.latency_ms;
+        chart
+            .draw_series(LineSeries::new(
+                [(budget, acc_lo - pad), (budget, acc_hi + pad)],
+                RED.stroke_width(1),
+            ))
+            .map_err(|e| err(&e))?
+            .label(format!("latency budget {budget} ms"))
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RED));
+        let mut front: Vec<(f64, f64)> = rows
+            .iter()
+            .filter(|r| r.pareto)
+            .map(|r| (r.candidate.board_ms, r.candidate.accuracy))
+            .collect();
+        front.sort_by(|a, b| a.0.total_cmp(&b.0));
+        chart
+            .draw_series(LineSeries::new(front, BLUE.stroke_width(2)))
+            .map_err(|e| err(&e))?
+            .label("Pareto front (accuracy, latency, size)")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLUE));
+        // Candidates close together (forms of one model often are) get their labels stacked
+        // rather than printed over each other.
+        let near = |a: &Candidate, b: &Candidate| {
+            (a.board_ms - b.board_ms).abs() < latency_max * 0.15
+                && (a.accuracy - b.accuracy).abs() < (acc_hi - acc_lo + 2.0 * pad) * 0.04
+        };
+        for (i, r) in rows.iter().enumerate() {
+            let c = &r.candidate;
+            let colour = if r.admissible() {
+                BLUE
+            } else {
+                RGBColor(150, 150, 150)
+            };
+            let at = (c.board_ms, c.accuracy);
+            chart
+                .draw_series([Circle::new(at, 5, colour.filled())])
+                .map_err(|e| err(&e))?;
+            if Some(i) == selection.pick {
+                chart
+                    .draw_series([Circle::new(at, 11, GREEN.stroke_width(3))])
+                    .map_err(|e| err(&e))?;
+            }
+            let label = format!(
+                "{} ({:.0} KB){}",
+                c.model,
+                c.model_bytes as f64 / 1000.0,
+                if Some(i) == selection.pick {
+                    " PICK"
+                } else {
+                    ""
+                }
+            );
+            let stacked = rows[..i].iter().filter(|o| near(&o.candidate, c)).count() as i32;
+            chart
+                .draw_series([EmptyElement::at(at)
+                    + Text::new(
+                        label,
+                        (10, -6 + 15 * stacked),
+                        ("sans-serif", 13).into_font(),
+                    )])
+                .map_err(|e| err(&e))?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
+    }
+    Ok(svg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,6 +533,26 @@ mod tests {
             "{}",
             s.reason
         );
+    }
+
+    #[test]
+    fn the_plot_names_every_candidate_and_the_pick() {
+        let s = select("slow", budgets(50.0), set(), 0.5);
+        let svg = plot_svg(&s).expect("svg");
+        assert!(
+            svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+            "{svg}"
+        );
+        for r in &s.rows {
+            assert!(
+                svg.contains(&format!("{} (", r.candidate.model)),
+                "{}",
+                r.candidate.model
+            );
+        }
+        assert_eq!(svg.matches("PICK").count(), 1);
+        assert!(svg.contains("latency budget 50 ms"));
+        assert!(svg.contains("latency on the board, ms (estimated)"));
     }
 
     #[test]

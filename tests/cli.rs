@@ -823,3 +823,132 @@ fn cost_derives_every_figure_from_inputs_it_shows() {
     let out = lookout(&["cost", "--board", "rpi-4b", "--fps", "0", "--frames", "5"]);
     assert_clean_failure(&out, &["--fps", "positive"]);
 }
+
+/// `select` measures each candidate the way `eval` does, judges it against the board's budgets
+/// (or the flags that replace them), and writes the same verdicts to CSV and JSON.
+#[test]
+fn select_judges_candidates_on_their_measured_accuracy_and_the_board_budgets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = dir.path().join("select.csv");
+    let candidates = [
+        "models/variants/shapes-detector-fp32.toml",
+        "models/variants/shapes-detector-int8-weights.toml",
+        "models/variants/shapes-detector-int8-qoperator.toml",
+    ];
+    let mut args = vec![
+        "select",
+        "--board",
+        "rpi-5",
+        "--dataset",
+        "tests/images/detect",
+    ];
+    args.extend(["--frames", "5", "--max-model-bytes", "95000", "--json"]);
+    args.push("--csv");
+    let csv_arg = csv.display().to_string();
+    args.push(&csv_arg);
+    let plot = dir.path().join("front.svg");
+    let plot_arg = plot.display().to_string();
+    args.extend(["--plot", &plot_arg]);
+    args.push("--candidates");
+    args.extend(candidates);
+    let out = lookout(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    assert_eq!(s["board"], "rpi-5");
+    assert_eq!(
+        s["budgets"]["model_bytes"], 95000,
+        "the flag replaces the profile's"
+    );
+    assert_eq!(
+        s["budgets"]["latency_ms"], 50.0,
+        "rpi-5's latency_target_ms"
+    );
+    let rows = s["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 3);
+    for (row, manifest) in rows.iter().zip(candidates) {
+        // The accuracy is what `eval` says of the same model on the same set.
+        let out = lookout(&[
+            "eval",
+            "--model",
+            manifest,
+            "--data",
+            "tests/images/detect",
+            "--json",
+        ]);
+        let eval: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("eval json");
+        let map = eval["map"]["map50_95"].as_f64().expect("map") * 100.0;
+        assert!(
+            (row["accuracy"].as_f64().expect("accuracy") - map).abs() < 1e-9,
+            "{manifest}"
+        );
+        assert_eq!(row["metric"], "mAP@0.5:0.95");
+        assert_eq!(row["estimated"], true, "rpi-5 is not this machine");
+    }
+    let fp32_fails = rows[0]["fails"].as_array().expect("fails");
+    assert!(
+        fp32_fails
+            .iter()
+            .any(|f| f == "model file 330998 B > 95000 B"),
+        "{fp32_fails:?}"
+    );
+    let pick = s["pick"].as_u64().expect("a pick") as usize;
+    assert!(rows[pick]["fails"].as_array().expect("fails").is_empty());
+    assert_ne!(pick, 0, "fp32 is over the size budget");
+    let reason = s["reason"].as_str().expect("reason");
+    assert!(
+        reason.starts_with(rows[pick]["model"].as_str().expect("model")),
+        "{reason}"
+    );
+    // The CSV says the same, row for row.
+    let text = std::fs::read_to_string(&csv).expect("csv");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(
+        lines[0].starts_with("model,origin,metric,accuracy_percent"),
+        "{text}"
+    );
+    assert!(lines[1 + pick].ends_with(",true"), "{text}");
+    assert!(lines[1].contains("model file 330998 B > 95000 B"), "{text}");
+    let svg = std::fs::read_to_string(&plot).expect("plot");
+    assert!(svg.starts_with("<svg"), "{svg}");
+    assert!(
+        svg.contains("shapes-detector-int8-qoperator@2.1.0 (93 KB)"),
+        "{svg}"
+    );
+
+    // Nothing fits a budget nobody can meet: said, not an error.
+    let out = lookout(&[
+        "select",
+        "--board",
+        "rpi-5",
+        "--dataset",
+        "tests/images/detect",
+        "--frames",
+        "2",
+        "--max-latency-ms",
+        "0.000001",
+        "--candidates",
+        candidates[1],
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("pick: no candidate meets every budget of rpi-5"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Models of different tasks cannot be ranked on one measure.
+    let out = lookout(&[
+        "select",
+        "--board",
+        "rpi-5",
+        "--dataset",
+        "tests/images/detect",
+        "--frames",
+        "2",
+        "--candidates",
+        candidates[1],
+        "models/shapes-classifier.toml",
+    ]);
+    assert_clean_failure(&out, &["mix detectors and classifiers"]);
+}
