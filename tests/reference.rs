@@ -180,3 +180,25 @@ fn classifier_matches_the_reference_scores() {
         }
     }
 }
+
+/// The Python pipeline lookout's speed is compared with (`tools/python_pipeline.py`, README
+/// "Speed") does the same work: the same detections as lookout on the test scenes.
+#[test]
+fn the_python_pipeline_compared_with_does_the_same_work() {
+    let manifest = "models/shapes-detector.toml";
+    let out = python_tool(
+        "python_pipeline.py",
+        [
+            "--manifest",
+            manifest,
+            "--source",
+            "tests/images/detect",
+            "--records",
+        ],
+    );
+    let theirs = json_lines(&stdout(&out));
+    let ours = lookout_records(manifest, "tests/images/detect");
+    assert_eq!(ours.len(), 8);
+    let compared = assert_detections_match(&ours, &theirs, 0.25);
+    assert!(compared >= 8, "compared {compared} detections");
+}
