@@ -32,14 +32,14 @@ def _cls_sample(args):
 
 
 def _det_sample(args):
-    seed, i = args
+    seed, i, W, H = args
     img, objs = scenes.render_detect(seed, i)
     d = pp.DETECTOR
     h, w = img.shape[:2]
-    u8, _ = pp.geometry(Image.fromarray(img), d["mode"], d["W"], d["H"], d["pad"])
+    u8, _ = pp.geometry(Image.fromarray(img), d["mode"], W, H, d["pad"])
     # Ground truth into model-input pixels with the scale the pixels really got
     # (nw/w, nh/h), so training targets sit exactly on the rendered edges.
-    _, nw, nh, left, top = pp.letterbox_params(w, h, d["W"], d["H"])
+    _, nw, nh, left, top = pp.letterbox_params(w, h, W, H)
     boxes = np.zeros((MAX_OBJ, 5), np.float32)
     boxes[:, 0] = -1  # class -1 marks an empty slot
     for k, (c, x0, y0, x1, y1) in enumerate(objs):
@@ -47,15 +47,28 @@ def _det_sample(args):
     return u8, boxes
 
 
-def build(kind, seed, count, cache_dir):
-    """Render (or load from cache) `count` samples; returns (uint8 images, labels)."""
-    path = os.path.join(cache_dir, f"{kind}_{seed}_{count}_v{scenes.VERSION}.npz")
+def build(kind, seed, count, cache_dir, size=None):
+    """Render (or load from cache) `count` samples; returns (uint8 images, labels).
+
+    `size`: square model input of a detector other than the shipped one (default
+    preprocess.DETECTOR's W x H). The same scenes are letterboxed to it, so a larger
+    detector is trained and judged on exactly the scenes the shipped one is."""
+    d = pp.DETECTOR
+    W, H = (d["W"], d["H"]) if size is None else (size, size)
+    if kind == "classify" and size is not None:
+        raise ValueError("size applies to detector sets only")
+    # The shipped size keeps its old cache name, so existing caches stay valid.
+    tag = "" if (W, H) == (d["W"], d["H"]) else f"_{W}x{H}"
+    path = os.path.join(cache_dir, f"{kind}_{seed}_{count}_v{scenes.VERSION}{tag}.npz")
     if os.path.exists(path):
         z = np.load(path)
         return z["x"], z["y"]
-    fn = _cls_sample if kind == "classify" else _det_sample
+    if kind == "classify":
+        fn, jobs = _cls_sample, [(seed, i) for i in range(count)]
+    else:
+        fn, jobs = _det_sample, [(seed, i, W, H) for i in range(count)]
     with Pool(os.cpu_count()) as pool:
-        out = pool.map(fn, [(seed, i) for i in range(count)], chunksize=64)
+        out = pool.map(fn, jobs, chunksize=64)
     x = np.stack([o[0] for o in out])
     y = np.stack([np.asarray(o[1]) for o in out])
     os.makedirs(cache_dir, exist_ok=True)

@@ -5,6 +5,7 @@ from the file itself so the manifest can never disagree with it.
     python3 tools/write_manifest.py models/shapes-detector.onnx
     python3 tools/write_manifest.py --all     # both shapes models
     python3 tools/write_manifest.py --variant int8-qdq models/variants/shapes-detector-int8-qdq.onnx
+    python3 tools/write_manifest.py --variant fp32 models/candidates/shapes-detector-large-fp32.onnx
 
 A variant (a quantized form of a base model, made by tools/variants.py) gets
 `<dir>/<base>-<form>.toml`: the base model's body, its own name, file, sha256
@@ -98,6 +99,21 @@ iou = 0.45
 max_detections = 100
 """),
 }
+# The bundled models, which --all (re)writes; candidates are only written beside their files.
+BUNDLED = list(TEMPLATES)
+
+# A candidate for boards with more compute (tools/detector.py LARGE, built by
+# `tools/build-models --only detector-large` into models/candidates/): the shipped detector's
+# manifest except for the input side, so pre-processing, decoder and thresholds are exactly
+# the conventions the runtime already reads. Its own version: it is a new model, not 2.1.0.
+LARGE_DETECTOR_SIZE = 192
+TEMPLATES["shapes-detector-large"] = dict(
+    version="1.0.0",
+    description="Detects circles, squares and triangles (1-5 per frame) with boxes; "
+                "a larger, costlier version of shapes-detector (192x192 input, eight 3x3 convs) "
+                "for boards that can afford it, trained on the same rendered scenes (tools/scenes.py).",
+    body=TEMPLATES["shapes-detector"]["body"].replace(
+        "shape = [1, 3, 128, 128]", f"shape = [1, 3, {LARGE_DETECTOR_SIZE}, {LARGE_DETECTOR_SIZE}]"))
 
 
 # Sentence appended to the base description, per quantized form (tools/variants.py).
@@ -133,7 +149,7 @@ def write(onnx_path, base=None, variant=None, quantization="fp32"):
     t = TEMPLATES[base]
     with open(onnx_path, "rb") as f:
         blob = f.read()
-    text = COMMON_HEAD.format(name=name, version=MODEL_VERSION, description=t["description"] + suffix,
+    text = COMMON_HEAD.format(name=name, version=t.get("version", MODEL_VERSION), description=t["description"] + suffix,
                               labels=", ".join(f'"{l}"' for l in LABELS),
                               file=os.path.basename(onnx_path),
                               sha256=hashlib.sha256(blob).hexdigest(), bytes=len(blob),
@@ -154,7 +170,7 @@ def main():
     models = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models")
     paths = args.onnx or []
     if args.all:
-        paths += [os.path.join(models, n + ".onnx") for n in TEMPLATES]
+        paths += [os.path.join(models, n + ".onnx") for n in BUNDLED]
     for p in paths:
         print("wrote", os.path.relpath(write(p, base=args.base, variant=args.variant)))
 
