@@ -37,6 +37,26 @@ pub enum EngineError {
     },
 }
 
+/// Sets how many threads tract splits each matrix product over, for every model loaded in this
+/// process. One thread needs nothing; more need the `tract-threads` build feature.
+pub fn set_threads(threads: usize) -> Result<(), String> {
+    match threads {
+        0 => Err("--threads must be at least 1".into()),
+        1 => Ok(()),
+        #[cfg(feature = "tract-threads")]
+        n => {
+            use tract_core::prelude::multithread::{set_default_executor, Executor};
+            set_default_executor(Executor::multithread(n));
+            Ok(())
+        }
+        #[cfg(not(feature = "tract-threads"))]
+        n => Err(format!(
+            "--threads {n}: this build runs tract on one thread; build with \
+             `--features tract-threads`, or use --workers for whole frames in parallel"
+        )),
+    }
+}
+
 /// Names and concrete shapes of a model's outputs, in graph order.
 pub type OutputShapes = Vec<(String, Vec<usize>)>;
 

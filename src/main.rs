@@ -129,6 +129,10 @@ struct BenchArgs {
     /// back in frame order before they are emitted.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     workers: u32,
+    /// Threads tract splits each matrix product over (builds with the `tract-threads`
+    /// feature).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
     /// Where the records go (`stdout`, `file:PATH`); default: serialised as JSON and dropped.
     #[arg(long)]
     sink: Option<String>,
@@ -494,6 +498,7 @@ fn check(args: ModelArgs) -> Result<()> {
 }
 
 fn run_bench(args: BenchArgs) -> Result<()> {
+    lookout::engine::set_threads(args.threads).map_err(anyhow::Error::msg)?;
     let (board, board_file) = model::board(args.place.board.as_deref(), &args.place.boards_dir)?;
     let names: Vec<Option<&str>> = if args.models.is_empty() {
         vec![None]

@@ -698,6 +698,19 @@ fn bench_measures_each_model_given() {
     ]);
     assert_clean_failure(&out, &["no-such-model"]);
     assert!(stdout(&out).is_empty());
+    // tract's own threads are a build feature; without it the flag says how to get them.
+    let out = lookout(&[
+        "bench",
+        "--source",
+        "tests/images/classify",
+        "--threads",
+        "2",
+    ]);
+    if cfg!(feature = "tract-threads") {
+        assert!(out.status.success(), "{}", stderr(&out));
+    } else {
+        assert_clean_failure(&out, &["--threads 2", "tract-threads", "--workers"]);
+    }
 }
 
 #[test]
