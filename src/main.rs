@@ -562,6 +562,10 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     print_out(text)
 }
 
+/// Timed runs of the reference network behind a board estimate: its median is steady to a few
+/// per cent by ten, and under qemu each run takes seconds.
+const REFERENCE_RUNS: usize = 11;
+
 /// Times a model here on `frames` frames of `source` (one worker, records dropped): what
 /// `cost` and `select` scale to a board.
 fn measure_here(
@@ -609,7 +613,7 @@ fn run_cost(args: CostArgs) -> Result<()> {
     let host_frame_ms = measured.pipeline_ms.p50;
     let estimate = match board.perf {
         Some(_) => {
-            let reference_ms = lookout::estimate::time_reference(20)?;
+            let reference_ms = lookout::estimate::time_reference(REFERENCE_RUNS)?;
             lookout::estimate::scale(host_frame_ms, reference_ms, &board)
         }
         None => None,
@@ -678,7 +682,7 @@ fn run_select(args: SelectArgs) -> Result<()> {
         bail!("{}: no images", args.dataset.display());
     }
     let reference_ms = match board.perf {
-        Some(_) => Some(lookout::estimate::time_reference(20)?),
+        Some(_) => Some(lookout::estimate::time_reference(REFERENCE_RUNS)?),
         None => None,
     };
     let bar = progress_bar("images");
