@@ -113,25 +113,37 @@ pub enum CostError {
     },
 }
 
-/// Works out the cost of `inputs` on `board`.
-pub fn compute(inputs: CostInputs, board: &Board) -> Result<CostReport, CostError> {
-    let positive = |what: &'static str, value: f64| {
-        if value.is_finite() && value > 0.0 {
-            Ok(())
-        } else {
-            Err(CostError::NotPositive { what, value })
-        }
-    };
-    positive("--fps", inputs.fps)?;
-    positive("the measured frame time", inputs.host_frame_ms)?;
+fn positive(what: &'static str, value: f64) -> Result<(), CostError> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(CostError::NotPositive { what, value })
+    }
+}
+
+/// Checks the rates and prices a user gives, so a bad one is refused before anything is
+/// measured.
+pub fn check_rates(
+    fps: f64,
+    cloud_price_per_1000: Option<f64>,
+    kwh_price: Option<f64>,
+) -> Result<(), CostError> {
+    positive("--fps", fps)?;
     for (what, price) in [
-        ("--cloud-price", inputs.cloud_price_per_1000),
-        ("--kwh-price", inputs.kwh_price),
+        ("--cloud-price", cloud_price_per_1000),
+        ("--kwh-price", kwh_price),
     ] {
         if let Some(price) = price {
             positive(what, price)?;
         }
     }
+    Ok(())
+}
+
+/// Works out the cost of `inputs` on `board`.
+pub fn compute(inputs: CostInputs, board: &Board) -> Result<CostReport, CostError> {
+    check_rates(inputs.fps, inputs.cloud_price_per_1000, inputs.kwh_price)?;
+    positive("the measured frame time", inputs.host_frame_ms)?;
     let (latency_ms, latency_basis) = match &inputs.estimate {
         Some(e) => (e.estimated_ms, "estimated"),
         None => (inputs.host_frame_ms, "measured"),

@@ -530,19 +530,16 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     let bar = progress_bar("frames");
     let mut reports = Vec::with_capacity(bundles.len());
     for bundle in bundles {
-        let model_bytes = bundle.onnx.len() as u64;
         bar.reset();
         bar.set_length(options.frames as u64);
         bar.set_message(bundle.manifest.id());
-        let load = || Pipeline::new(bundle.manifest.clone(), &bundle.onnx, &bundle.origin);
-        let report = bench::run(
-            &load,
+        let report = bench_model(
+            &bundle,
             &frames,
             &capture_ms,
             options,
             sink.as_mut(),
             &mut |done| bar.set_position(done as u64),
-            model_bytes,
         )?;
         reports.push(report);
     }
@@ -566,32 +563,53 @@ fn run_bench(args: BenchArgs) -> Result<()> {
 /// per cent by ten, and under qemu each run takes seconds.
 const REFERENCE_RUNS: usize = 11;
 
-/// Times a model here on `frames` frames of `source` (one worker, records dropped): what
-/// `cost` and `select` scale to a board.
+/// Benchmarks one model bundle: each worker loads its own pipeline from it.
+fn bench_model(
+    bundle: &ModelBundle,
+    frames: &[source::Frame],
+    capture_ms: &[f64],
+    options: bench::BenchOptions,
+    sink: &mut dyn sink::Sink,
+    progress: &mut dyn FnMut(usize),
+) -> Result<bench::BenchReport> {
+    let load = || Pipeline::new(bundle.manifest.clone(), &bundle.onnx, &bundle.origin);
+    let model_bytes = bundle.onnx.len() as u64;
+    Ok(bench::run(
+        &load,
+        frames,
+        capture_ms,
+        options,
+        sink,
+        progress,
+        model_bytes,
+    )?)
+}
+
+/// Times a model here on `frames` (one worker, records dropped): what `cost` and `select`
+/// scale to a board.
 fn measure_here(
     bundle: &ModelBundle,
     frames: &[source::Frame],
     capture_ms: &[f64],
     timed: usize,
 ) -> Result<bench::BenchReport> {
-    let load = || Pipeline::new(bundle.manifest.clone(), &bundle.onnx, &bundle.origin);
     let options = bench::BenchOptions {
         warmup: 5,
         frames: timed,
         workers: 1,
     };
-    Ok(bench::run(
-        &load,
+    bench_model(
+        bundle,
         frames,
         capture_ms,
         options,
         &mut sink::discard(),
         &mut |_| {},
-        bundle.onnx.len() as u64,
-    )?)
+    )
 }
 
 fn run_cost(args: CostArgs) -> Result<()> {
+    lookout::cost::check_rates(args.fps, args.cloud_price, args.kwh_price)?;
     let (board, bundle) = load(&args.model)?;
     let spec = args
         .source
