@@ -363,6 +363,14 @@ fn collect_in_order(
 /// covers only what ran since. Best effort: without /proc (or on kernels before 4.0) the peak
 /// covers the whole process.
 fn reset_peak_rss() {
+    // The mark restarts at the current RSS, which includes heap that earlier work freed but
+    // glibc kept for reuse (`select` evaluates a whole data set first, hundreds of MiB of
+    // frames): hand it back first, or it counts against the model being measured.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the allocator; it takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     // "5" resets the peak resident set size (Documentation/filesystems/proc.rst, clear_refs).
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
@@ -439,13 +447,20 @@ fn mib(bytes: Option<u64>) -> String {
 
 /// One line per model, for comparing several: the figures a choice turns on.
 pub fn summary_table(reports: &[BenchReport]) -> String {
+    // Model names run long (`shapes-detector-large-640-int8-weights@1.0.0`): the column fits them.
+    let width = reports
+        .iter()
+        .map(|r| r.model.chars().count())
+        .chain(std::iter::once("model".len()))
+        .max()
+        .unwrap_or(5);
     let mut table = format!(
-        "{:<34} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8} {:>10}\n",
+        "{:<width$} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8} {:>10}\n",
         "model", "file B", "p50 ms", "p99 ms", "bare ms", "ratio", "fps", "peak RSS"
     );
     for r in reports {
         table.push_str(&format!(
-            "{:<34} {:>10} {:>9.3} {:>9.3} {:>9.3} {:>8.3} {:>8.1} {:>10}\n",
+            "{:<width$} {:>10} {:>9.3} {:>9.3} {:>9.3} {:>8.3} {:>8.1} {:>10}\n",
             r.model,
             r.footprint.model_bytes,
             r.pipeline_ms.p50,

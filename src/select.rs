@@ -231,9 +231,16 @@ impl std::fmt::Display for Selection {
                 .map(|m| format!(", {metric} ≥ {m} %"))
                 .unwrap_or_default()
         )?;
+        let width = self
+            .rows
+            .iter()
+            .map(|r| r.candidate.model.chars().count())
+            .chain(std::iter::once(36))
+            .max()
+            .unwrap_or(36);
         writeln!(
             f,
-            "  {:<36} {:>9} {:>10} {:>10} {:>11} {:>9} {:>6}  verdict",
+            "  {:<width$} {:>9} {:>10} {:>10} {:>11} {:>9} {:>6}  verdict",
             "model", metric, "file B", "here ms", "board ms", "RSS MiB", "front"
         )?;
         for (i, r) in self.rows.iter().enumerate() {
@@ -247,7 +254,7 @@ impl std::fmt::Display for Selection {
             };
             writeln!(
                 f,
-                "{} {:<36} {:>9.2} {:>10} {:>10.3} {:>10.1}{} {:>9} {:>6}  {verdict}",
+                "{} {:<width$} {:>9.2} {:>10} {:>10.3} {:>10.1}{} {:>9} {:>6}  {verdict}",
                 if Some(i) == self.pick { "*" } else { " " },
                 c.model,
                 c.accuracy,
