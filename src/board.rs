@@ -413,6 +413,15 @@ mod tests {
             let board = load(name);
             assert_eq!(board.name, name);
             assert!(board.model_budget_bytes < board.ram_budget_bytes, "{name}");
+            // The bundled profiles' frame budget is one frame of their camera, rounded to
+            // 0.1 ms: change one and the other follows.
+            let frame_ms = 1000.0 / f64::from(board.camera.fps);
+            assert!(
+                (board.latency_target_ms - frame_ms).abs() <= 0.05,
+                "{name}: latency_target_ms {} for a {} fps camera",
+                board.latency_target_ms,
+                board.camera.fps
+            );
         }
     }
 
@@ -448,7 +457,7 @@ mod tests {
             ("cores = 4", "cores = 0", "cores"),
             ("idle_watts = 2.7", "idle_watts = 9.0", "power"),
             (
-                "latency_target_ms = 100.0",
+                "latency_target_ms = 33.3",
                 "latency_target_ms = 0.0",
                 "latency_target_ms",
             ),

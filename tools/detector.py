@@ -254,3 +254,27 @@ def export(params, path, arch=DEFAULT):
                 f"Detects circles, squares and triangles; YOLOv8 layout [1, 4+3, {n}], boxes in input px.")
     with open(path, "wb") as f:
         f.write(m.SerializeToString())
+
+
+def params_from_onnx(path, arch=DEFAULT):
+    """The parameters of a detector exported by `export`, read back from its ONNX file: its
+    Conv nodes in graph order are the backbone convs c0, c1, ... then the xy, wh and cls
+    heads. The convolutions do not depend on the input side, so these weights can be
+    exported again at another `arch.size` (same channels and depth)."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(path)
+    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    convs = [n for n in m.graph.node if n.op_type == "Conv"]
+    names = [f"c{i}" for i in range(len(arch.channels))] + ["xy", "wh", "cls"]
+    if len(convs) != len(names):
+        raise ValueError(f"{path}: {len(convs)} Conv nodes, but {arch.name} has {len(names)}")
+    params = {}
+    for name, node in zip(names, convs):
+        w = inits[node.input[1]].astype(np.float32).transpose(2, 3, 1, 0)  # OIHW -> HWIO
+        params[name] = {"w": jnp.asarray(w), "b": jnp.asarray(inits[node.input[2]].astype(np.float32))}
+    for i, (cin, cout, _) in enumerate(arch.channels):
+        if params[f"c{i}"]["w"].shape != (3, 3, cin, cout):
+            raise ValueError(f"{path}: conv {i} is {params[f'c{i}']['w'].shape}, {arch.name} has {(3, 3, cin, cout)}")
+    return params

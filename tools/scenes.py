@@ -15,7 +15,8 @@ exact (the final blur only softens edges by a fraction of a pixel).
 writes a labelled set in the layouts `lookout eval` reads: detect -> `scene_<i>.png` with
 YOLO txt `scene_<i>.txt` beside it and `labels.txt`; classify -> `<label>/<i>.png`.
 The held-out sets behind the numbers in models/README.md are seed 2002 (detect, 500)
-and seed 2001 (classify, 2000).
+and seed 2001 (classify, 2000). `--wide 640x480` renders detection scenes as wide camera views
+instead, the objects small in the frame (see render_detect).
 """
 import argparse
 import io
@@ -339,13 +340,25 @@ def _landscape(rng, w, h):
     return arr, (2, float(x0), float(apex[1]), float(x1), float(math.ceil(horizon))), horizon
 
 
-def render_detect(seed, index, size=None):
-    """1-5 objects. Returns (uint8 HxWx3 array, [(class_id, x0, y0, x1, y1), ...])."""
+def render_detect(seed, index, size=None, wide=None):
+    """1-5 objects. Returns (uint8 HxWx3 array, [(class_id, x0, y0, x1, y1), ...]).
+
+    `wide` = (w, h) renders a wide view instead: a frame of that size (a camera's, say
+    640x480) holding objects of the pixel sizes a native render has, so they are small in the
+    frame, as far-off things are to a camera. A model that shrinks such a frame to its input
+    side shrinks the objects with it; this is the set that shows what a larger input buys.
+    Wide views have no landscape triangle (one spanning a camera frame is larger than anything
+    the models were trained on)."""
     rng = np.random.default_rng([seed, index])
-    w, h = size or DETECT_SIZES[int(rng.integers(len(DETECT_SIZES)))]
-    m = min(w, h)
+    if wide is not None:
+        w, h = wide
+        # Objects sized as in a native render of a random native size.
+        m = min(DETECT_SIZES[int(rng.integers(len(DETECT_SIZES)))])
+    else:
+        w, h = size or DETECT_SIZES[int(rng.integers(len(DETECT_SIZES)))]
+        m = min(w, h)
     objects = []
-    if rng.uniform() < 0.25:
+    if wide is None and rng.uniform() < 0.25:
         bg, tri, _ = _landscape(rng, w, h)
         objects.append(tri)
     else:
@@ -385,19 +398,20 @@ def yolo_lines(objects, w, h):
 
 
 def _write_sample(job):
-    kind, seed, i, out = job
+    kind, seed, i, out, wide = job
     if kind == "classify":
         img, cls, _ = render_classify(seed, i)
         Image.fromarray(img).save(os.path.join(out, CLASSES[cls], f"{i}.png"))
     else:
-        img, objs = render_detect(seed, i)
+        img, objs = render_detect(seed, i, wide=wide)
         Image.fromarray(img).save(os.path.join(out, f"scene_{i}.png"))
         with open(os.path.join(out, f"scene_{i}.txt"), "w") as f:
             f.write("\n".join(yolo_lines(objs, img.shape[1], img.shape[0])) + "\n")
 
 
-def write_set(kind, seed, count, out):
-    """Render a labelled set to `out` (see the module docstring for the layouts)."""
+def write_set(kind, seed, count, out, wide=None):
+    """Render a labelled set to `out` (see the module docstring for the layouts); `wide`:
+    detection scenes as wide views of that (w, h) (see render_detect)."""
     from multiprocessing import Pool
 
     if kind == "classify":
@@ -408,7 +422,7 @@ def write_set(kind, seed, count, out):
         with open(os.path.join(out, "labels.txt"), "w") as f:
             f.write("\n".join(CLASSES) + "\n")
     with Pool(os.cpu_count()) as pool:
-        pool.map(_write_sample, [(kind, seed, i, out) for i in range(count)], chunksize=32)
+        pool.map(_write_sample, [(kind, seed, i, out, wide) for i in range(count)], chunksize=32)
 
 
 def main():
@@ -417,8 +431,20 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--count", type=int, default=8)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--wide", metavar="WxH", help="detect only: wide views of this frame size, e.g. 640x480, "
+                    "with objects as small in them as a camera sees far-off things")
     args = ap.parse_args()
-    write_set(args.kind, args.seed, args.count, args.out)
+    wide = None
+    if args.wide:
+        try:
+            wide = tuple(int(v) for v in args.wide.lower().split("x"))
+        except ValueError:
+            wide = ()
+        if len(wide) != 2 or min(wide) < max(max(s) for s in DETECT_SIZES):
+            ap.error(f"--wide {args.wide}: want WxH, each side at least {max(max(s) for s in DETECT_SIZES)}")
+        if args.kind != "detect":
+            ap.error("--wide is for --kind detect")
+    write_set(args.kind, args.seed, args.count, args.out, wide)
 
 
 if __name__ == "__main__":

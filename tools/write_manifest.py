@@ -116,6 +116,23 @@ TEMPLATES["shapes-detector-large"] = dict(
         "shape = [1, 3, 128, 128]", f"shape = [1, 3, {LARGE_DETECTOR_SIZE}, {LARGE_DETECTOR_SIZE}]"))
 
 
+# The large detector's weights exported again at larger input sides (`tools/build-models --only
+# detector-large-sides`): the convolutions do not depend on the side, so no training is needed,
+# and a larger side keeps small objects in a camera frame large enough to find, at the cost of
+# (side/192)^2 the compute. Same conventions otherwise.
+LARGE_DETECTOR_SIDES = [320, 448, 640]
+for _side in LARGE_DETECTOR_SIDES:
+    TEMPLATES[f"shapes-detector-large-{_side}"] = dict(
+        version="1.0.0",
+        description=f"Detects circles, squares and triangles (1-5 per frame) with boxes; "
+                    f"shapes-detector-large's weights at a {_side}x{_side} input, for camera frames "
+                    f"whose objects are small: a {LARGE_DETECTOR_SIZE} px input shrinks a 640x480 frame "
+                    f"{640 / LARGE_DETECTOR_SIZE:.1f} times, this one {640 / _side:.1f} times, for "
+                    f"{(_side / LARGE_DETECTOR_SIZE) ** 2:.1f}x the compute.",
+        body=TEMPLATES["shapes-detector"]["body"].replace(
+            "shape = [1, 3, 128, 128]", f"shape = [1, 3, {_side}, {_side}]"))
+
+
 # Sentence appended to the base description, per quantized form (tools/variants.py).
 VARIANTS = {
     "fp32": " Weights stored as fp32 (a copy of the base model).",
