@@ -104,19 +104,36 @@ pub struct Power {
     pub source: String,
 }
 
-/// The board's time for one inference of MobileNetV2 1.0 at 224x224 (fp32, 300.8 M
-/// multiply-accumulates; `models/reference/mobilenetv2-224.onnx` has the same layers), as
-/// published, with where the figure comes from.
+/// The board's published times for reference networks, with where the figures come from: what
+/// a latency measured on another machine is scaled by ([`crate::estimate`]).
+///
+/// Two references, because boards and machines differ more on some kinds of convolution than
+/// on others: MobileNetV2 1.0 at 224x224 (fp32, 300.8 M multiply-accumulates, mostly 1x1 and
+/// depthwise convolutions; `models/reference/mobilenetv2-224.onnx` has the same layers) for
+/// models with depthwise convolutions, and ResNet-18 at 224x224 (fp32, 1.81 G
+/// multiply-accumulates, dense convolutions only; `models/reference/resnet18-224.onnx`) for
+/// models without. The ResNet-18 figures are optional; without them every model is scaled by
+/// MobileNetV2.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Perf {
-    /// One thread, in milliseconds.
+    /// MobileNetV2, one thread, in milliseconds.
     pub reference_ms: f64,
-    /// All cores, in milliseconds.
+    /// MobileNetV2, all cores, in milliseconds.
     #[serde(default)]
     pub reference_ms_all_cores: Option<f64>,
-    /// Source of the figures, and how they were derived if not measured on this board.
+    /// Source of the MobileNetV2 figures, and how they were derived if not measured on this
+    /// board.
     pub source: String,
+    /// ResNet-18, one thread, in milliseconds.
+    #[serde(default)]
+    pub dense_reference_ms: Option<f64>,
+    /// ResNet-18, all cores, in milliseconds.
+    #[serde(default)]
+    pub dense_reference_ms_all_cores: Option<f64>,
+    /// Source of the ResNet-18 figures; required with them.
+    #[serde(default)]
+    pub dense_source: Option<String>,
 }
 
 /// Default camera settings.
@@ -380,6 +397,39 @@ impl Board {
             if perf.source.trim().is_empty() {
                 return fail("perf.source", "must say where the figures come from".into());
             }
+            if perf.dense_reference_ms.is_some_and(|ms| !positive(ms)) {
+                return fail("perf.dense_reference_ms", "must be positive".into());
+            }
+            if perf
+                .dense_reference_ms_all_cores
+                .is_some_and(|ms| !positive(ms))
+            {
+                return fail(
+                    "perf.dense_reference_ms_all_cores",
+                    "must be positive".into(),
+                );
+            }
+            // An all-cores or source line alone is half an edit: without the one-thread
+            // figure the estimate would silently fall back to MobileNetV2.
+            if perf.dense_reference_ms.is_none()
+                && (perf.dense_reference_ms_all_cores.is_some() || perf.dense_source.is_some())
+            {
+                return fail(
+                    "perf.dense_reference_ms",
+                    "is missing, but other ResNet-18 figures are given".into(),
+                );
+            }
+            if perf.dense_reference_ms.is_some()
+                && perf
+                    .dense_source
+                    .as_deref()
+                    .is_none_or(|s| s.trim().is_empty())
+            {
+                return fail(
+                    "perf.dense_source",
+                    "must say where the ResNet-18 figures come from".into(),
+                );
+            }
         }
         if let Err((field, message)) = self.gpio.check() {
             return fail(&format!("gpio.{field}"), message);
@@ -447,6 +497,84 @@ mod tests {
             .map(|n| load(n).model_budget_bytes)
             .collect();
         assert!(budgets.windows(2).all(|w| w[0] < w[1]), "{budgets:?}");
+    }
+
+    /// Each Pi profile carries both references, as published: ResNet-18 (6x MobileNetV2's
+    /// multiply-accumulates) is slower than MobileNetV2 on every board, all cores are faster
+    /// than one, and the figures say where they come from.
+    #[test]
+    fn every_pi_profile_has_both_reference_figures() {
+        for (name, mobilenet, resnet) in [
+            ("rpi-zero-2w", 274.23, 654.69),
+            ("rpi-3b", 185.27, 442.83),
+            ("rpi-3b-armhf", 185.27, 442.83),
+            ("rpi-4b", 93.48, 191.10),
+            ("rpi-5", 24.09, 49.25),
+        ] {
+            let perf = load(name)
+                .perf
+                .unwrap_or_else(|| panic!("{name}: no [perf]"));
+            assert_eq!(perf.reference_ms, mobilenet, "{name}");
+            assert_eq!(perf.dense_reference_ms, Some(resnet), "{name}");
+            let all_cores = perf.dense_reference_ms_all_cores.expect("all cores");
+            assert!(all_cores < resnet, "{name}");
+            assert!(
+                perf.dense_source
+                    .as_deref()
+                    .is_some_and(|s| s.contains("resnet18")),
+                "{name}: {:?}",
+                perf.dense_source
+            );
+        }
+        assert_eq!(load("host").perf, None);
+    }
+
+    #[test]
+    fn bad_reference_figures_name_the_field() {
+        let text = std::fs::read_to_string(boards_dir().join("rpi-4b.toml")).expect("read");
+        let source_line = text
+            .lines()
+            .find(|l| l.starts_with("dense_source = "))
+            .expect("dense_source line");
+        let cases = [
+            (
+                "dense_reference_ms = 191.10",
+                "dense_reference_ms = 0.0",
+                "perf.dense_reference_ms",
+            ),
+            (
+                "dense_reference_ms = 191.10",
+                "dense_reference_ms = nan",
+                "perf.dense_reference_ms",
+            ),
+            (
+                "dense_reference_ms_all_cores = 123.12",
+                "dense_reference_ms_all_cores = -1.0",
+                "perf.dense_reference_ms_all_cores",
+            ),
+            (source_line, "dense_source = \"  \"", "perf.dense_source"),
+            (source_line, "", "perf.dense_source"),
+            ("dense_reference_ms = 191.10", "", "perf.dense_reference_ms"),
+        ];
+        for (from, to, field) in cases {
+            assert!(text.contains(from), "{from}");
+            let err =
+                Board::parse(&text.replacen(from, to, 1), Path::new("rpi-4b.toml")).expect_err(to);
+            assert!(
+                err.to_string().contains(&format!("field `{field}`")),
+                "{to}: {err}"
+            );
+        }
+        let err = Board::parse(
+            &text.replacen(
+                "dense_reference_ms = 191.10",
+                "dense_reference_ms = \"191\"",
+                1,
+            ),
+            Path::new("rpi-4b.toml"),
+        )
+        .expect_err("a string");
+        assert!(err.to_string().contains("dense_reference_ms"), "{err}");
     }
 
     #[test]

@@ -231,9 +231,9 @@ impl std::fmt::Display for CostReport {
                 "latency on the board",
                 format!("{:.1} ms", self.latency_ms),
                 format!(
-                    "ESTIMATE: x {:.2} = MobileNetV2 {:.2} ms on the board / {:.2} ms here \
+                    "ESTIMATE: x {:.2} = {} {:.2} ms on the board / {:.2} ms here \
                      (source: {})",
-                    e.factor, e.board_reference_ms, e.host_reference_ms, e.source
+                    e.factor, e.reference, e.board_reference_ms, e.host_reference_ms, e.source
                 ),
             )?,
             None => row(
@@ -360,6 +360,7 @@ mod tests {
             host_frame_ms: 4.0,
             estimate: Some(LatencyEstimate {
                 board: "rpi-4b".into(),
+                reference: crate::estimate::Reference::ResNet18,
                 host_ms: 4.0,
                 host_reference_ms: 20.0,
                 board_reference_ms: 100.0,
@@ -396,7 +397,10 @@ mod tests {
         assert_eq!(r.cloud_price_per_month, Some(19_440.0));
         assert_eq!(r.macs_per_second, 130_000_000.0);
         let text = r.to_string();
-        assert!(text.contains("ESTIMATE"), "{text}");
+        assert!(
+            text.contains("ESTIMATE: x 5.00 = ResNet-18 100.00 ms on the board / 20.00 ms here"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -213,7 +213,7 @@ impl Engine {
 /// Whether tract accepts a model on its own: the single input is fixed to its declared shape
 /// (symbolic sizes such as `batch` set to 1) and type, and the model optimized. Returns the
 /// output names and shapes, the operators of the optimized graph and the multiply-accumulates
-/// of one inference.
+/// of one inference, with how many of them are in grouped (depthwise) convolutions.
 pub fn probe(onnx: &[u8], origin: &str) -> Result<Probe, EngineError> {
     let meta = OnnxMeta::parse(onnx).map_err(|e| load_error(origin, e.into()))?;
     let [input] = meta.inputs.as_slice() else {
@@ -248,7 +248,7 @@ pub fn probe(onnx: &[u8], origin: &str) -> Result<Probe, EngineError> {
         }
     };
     let model = decluttered(onnx, datum, &shape, origin)?;
-    let (macs, parameters) = count_compute(&model).map_err(|e| load_error(origin, e))?;
+    let compute = count_compute(&model).map_err(|e| load_error(origin, e))?;
     let (model, outputs) = optimize(onnx, model, origin)?;
     let mut ops = std::collections::BTreeMap::new();
     for node in model.nodes() {
@@ -257,8 +257,9 @@ pub fn probe(onnx: &[u8], origin: &str) -> Result<Probe, EngineError> {
     Ok(Probe {
         outputs,
         ops,
-        macs,
-        parameters,
+        macs: compute.macs,
+        grouped_macs: compute.grouped_macs,
+        parameters: compute.parameters,
     })
 }
 
@@ -273,6 +274,11 @@ pub struct Probe {
     /// Multiply-accumulates of the convolutions and matrix products in one inference at that
     /// input shape: the compute a board must supply per frame.
     pub macs: u64,
+    /// The part of `macs` in convolutions of more than one group, depthwise ones included.
+    /// Their speed relative to dense convolutions differs much between frameworks and CPUs
+    /// (tract on x86 against ncnn on ARM), so it decides which reference network a board
+    /// estimate is scaled by ([`crate::estimate::Reference::for_model`]).
+    pub grouped_macs: u64,
     /// Weights and biases of those convolutions and matrix products, as tract holds them
     /// after folding constants: counted alike whether the file stores them as floats, as int8
     /// behind a dequantization, or computes them in the graph. A bias of zeros is not counted:
@@ -307,16 +313,24 @@ fn decluttered(
         .map_err(load_err)
 }
 
+/// What [`count_compute`] counts.
+#[derive(Debug, Default)]
+struct Compute {
+    macs: u64,
+    grouped_macs: u64,
+    parameters: u64,
+}
+
 /// Multiply-accumulates of one inference: the convolutions' and matrix products' own counts on
 /// the decluttered graph. tract also prices pooling, scaling and activations in multiply-adds;
 /// those are left out so the figure means what "MACs" means for published models.
-fn count_compute(model: &TypedModel) -> TractResult<(u64, u64)> {
+fn count_compute(model: &TypedModel) -> TractResult<Compute> {
     use tract_core::ops::{binary::TypedBinOp, cnn::Conv, einsum::EinSum};
     let is_product = |id: usize| {
         let node = model.node(id);
         node.op_is::<Conv>() || node.op_is::<EinSum>()
     };
-    let (mut macs, mut parameters) = (0u64, 0u64);
+    let (mut macs, mut grouped_macs, mut parameters) = (0u64, 0u64, 0u64);
     let mut count_constant = |fact: &TypedFact| {
         if let Some(konst) = &fact.konst {
             parameters = parameters.saturating_add(konst.len() as u64);
@@ -325,10 +339,14 @@ fn count_compute(model: &TypedModel) -> TractResult<(u64, u64)> {
     for node in model.nodes() {
         let inputs = model.node_input_facts(node.id)?;
         if is_product(node.id) {
+            let grouped = node.op_as::<Conv>().is_some_and(|conv| conv.group > 1);
             for (cost, count) in node.op.cost(&inputs)? {
                 if let tract_core::ops::Cost::FMA(_) = cost {
-                    let count = count.to_i64()?;
-                    macs = macs.saturating_add(u64::try_from(count).unwrap_or(0));
+                    let count = u64::try_from(count.to_i64()?).unwrap_or(0);
+                    macs = macs.saturating_add(count);
+                    if grouped {
+                        grouped_macs = grouped_macs.saturating_add(count);
+                    }
                 }
             }
             // Operands and bias only: a quantized product's further inputs are its zero
@@ -348,7 +366,11 @@ fn count_compute(model: &TypedModel) -> TractResult<(u64, u64)> {
             }
         }
     }
-    Ok((macs, parameters))
+    Ok(Compute {
+        macs,
+        grouped_macs,
+        parameters,
+    })
 }
 
 /// Optimizes a decluttered model for running; returns it and its output names and shapes.
@@ -382,4 +404,32 @@ fn optimize(
         output_shapes.push((name, concrete.to_vec()));
     }
     Ok((model, output_shapes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The grouped share against a count from the ONNX graph alone: MobileNetV2's 17 depthwise
+    /// 3x3 convolutions (output elements × 9, summed in Python over the Conv nodes with
+    /// `group` > 1), and none in the dense networks.
+    #[test]
+    fn the_probe_counts_the_multiply_accumulates_of_grouped_convolutions() {
+        let mobilenet = probe(
+            include_bytes!("../models/reference/mobilenetv2-224.onnx"),
+            "mobilenetv2",
+        )
+        .expect("probe");
+        assert_eq!(mobilenet.grouped_macs, 20_716_416);
+        assert_eq!(mobilenet.macs, 300_774_272);
+        let resnet = probe(
+            include_bytes!("../models/reference/resnet18-224.onnx"),
+            "resnet18",
+        )
+        .expect("probe");
+        assert_eq!((resnet.macs, resnet.grouped_macs), (1_814_073_344, 0));
+        let detector = std::fs::read("models/shapes-detector.onnx").expect("detector");
+        let detector = probe(&detector, "shapes-detector").expect("probe");
+        assert_eq!((detector.macs, detector.grouped_macs), (26_038_272, 0));
+    }
 }

@@ -137,6 +137,21 @@ impl std::fmt::Display for Inspection {
                     probe.macs as f64 / 1e6,
                     probe.parameters
                 )?;
+                let reference = crate::estimate::Reference::for_model(probe);
+                if probe.grouped_macs == 0 {
+                    writeln!(
+                        f,
+                        "grouped conv: none; board estimates scale by {reference}"
+                    )?;
+                } else {
+                    writeln!(
+                        f,
+                        "grouped conv: {} multiply-accumulates ({:.1} %); board estimates scale \
+                         by {reference}",
+                        probe.grouped_macs,
+                        100.0 * probe.grouped_macs as f64 / probe.macs.max(1) as f64
+                    )?;
+                }
                 let ops: Vec<String> = probe
                     .ops
                     .iter()

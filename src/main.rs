@@ -629,13 +629,8 @@ fn run_cost(args: CostArgs) -> Result<()> {
     let probe = lookout::engine::probe(&bundle.onnx, &bundle.origin)?;
     let measured = measure_here(&bundle, &frames, &capture_ms, args.frames as usize)?;
     let host_frame_ms = measured.pipeline_ms.p50;
-    let estimate = match board.perf {
-        Some(_) => {
-            let reference_ms = lookout::estimate::time_reference(REFERENCE_RUNS)?;
-            lookout::estimate::scale(host_frame_ms, reference_ms, &board)
-        }
-        None => None,
-    };
+    let estimate = lookout::estimate::Estimator::new(&board, REFERENCE_RUNS)
+        .estimate(host_frame_ms, &probe)?;
     let inputs = lookout::cost::CostInputs {
         model: bundle.manifest.id(),
         fps: args.fps,
@@ -699,10 +694,8 @@ fn run_select(args: SelectArgs) -> Result<()> {
     if frames.is_empty() {
         bail!("{}: no images", args.dataset.display());
     }
-    let reference_ms = match board.perf {
-        Some(_) => Some(lookout::estimate::time_reference(REFERENCE_RUNS)?),
-        None => None,
-    };
+    // Each reference network is timed when the first candidate of its kind needs it.
+    let mut estimator = lookout::estimate::Estimator::new(&board, REFERENCE_RUNS);
     let bar = progress_bar("images");
     let mut candidates = Vec::with_capacity(bundles.len());
     for bundle in &bundles {
@@ -726,7 +719,14 @@ fn run_select(args: SelectArgs) -> Result<()> {
         bar.set_message(format!("{} latency", bundle.manifest.id()));
         let measured = measure_here(bundle, &frames, &capture_ms, args.frames as usize)?;
         let host_ms = measured.pipeline_ms.p50;
-        let estimate = reference_ms.and_then(|r| lookout::estimate::scale(host_ms, r, &board));
+        // The probe tells which reference fits the model; the host profile needs none.
+        let estimate = match board.perf {
+            Some(_) => {
+                let probe = lookout::engine::probe(&bundle.onnx, &bundle.origin)?;
+                estimator.estimate(host_ms, &probe)?
+            }
+            None => None,
+        };
         candidates.push(lookout::select::Candidate {
             model: bundle.manifest.id(),
             origin: bundle.origin.clone(),
