@@ -210,10 +210,15 @@ pub fn run(
 
     let (collected, pipelines) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
-            .map(|_| {
+            .map(|i| {
                 let tx = tx.clone();
                 let (next_seq, stop, ready) = (&next_seq, &stop, &ready);
-                scope.spawn(move || worker(load, input, options, next_seq, stop, ready, tx))
+                let shared = Shared {
+                    next_seq,
+                    stop,
+                    ready,
+                };
+                scope.spawn(move || worker(load, input, options, shared, i == 0, tx))
             })
             .collect();
         drop(tx);
@@ -237,17 +242,7 @@ pub fn run(
         wall,
     } = collected?;
     sink.flush()?;
-    let mut pipeline = first.ok_or(BenchError::WorkerLost(0))?;
-
-    let engine = pipeline.engine_mut();
-    let mut bare = Vec::with_capacity(options.frames);
-    for i in 0..options.warmup + options.frames {
-        let started = Instant::now();
-        engine.run().map_err(PipelineError::from)?;
-        if i >= options.warmup {
-            bare.push(millis(started.elapsed()));
-        }
-    }
+    let (pipeline, bare) = first.ok_or(BenchError::WorkerLost(0))?;
     let column = |f: fn(&StageLatency) -> f64| -> Vec<f64> { stages.iter().map(f).collect() };
     let per_frame: Vec<f64> = stages
         .iter()
@@ -278,18 +273,30 @@ pub fn run(
     })
 }
 
+/// What the workers share: the next frame number, the collector's stop flag and the start line.
+#[derive(Clone, Copy)]
+struct Shared<'a> {
+    next_seq: &'a AtomicUsize,
+    stop: &'a AtomicBool,
+    ready: &'a Barrier,
+}
+
 /// One worker: loads its model, warms up, waits for the others, then takes frame numbers until
-/// there are none left or the collector says stop. Returns its pipeline for the bare-inference
-/// measurement.
+/// there are none left or the collector says stop. Returns its pipeline and, for `bare`, the
+/// bare-inference times (see [`bare_inference`]).
 fn worker(
     load: &(dyn Fn() -> Result<Pipeline, PipelineError> + Sync),
     input: &[Frame],
     options: BenchOptions,
-    next_seq: &AtomicUsize,
-    stop: &AtomicBool,
-    ready: &Barrier,
+    shared: Shared<'_>,
+    bare: bool,
     results: mpsc::SyncSender<Outcome>,
-) -> Result<Pipeline, BenchError> {
+) -> Result<(Pipeline, Vec<f64>), BenchError> {
+    let Shared {
+        next_seq,
+        stop,
+        ready,
+    } = shared;
     let warmed = load().and_then(|mut pipeline| {
         for frame in input.iter().cycle().take(options.warmup) {
             pipeline.process(frame, Duration::ZERO)?;
@@ -310,7 +317,31 @@ fn worker(
             break;
         }
     }
-    Ok(pipeline)
+    // Hang up before the bare runs, so the collector is not kept waiting for them.
+    drop(results);
+    let times = if bare {
+        bare_inference(&mut pipeline, options)?
+    } else {
+        Vec::new()
+    };
+    Ok((pipeline, times))
+}
+
+/// The model alone, run back to back on the last frame's input: what the pipeline's ratio is
+/// taken against. Timed on the thread that ran the pipeline's frames, right after them: timed
+/// from another thread afterwards, the same runs measured 20-60 % slower here (a colder core
+/// and cache), which made the pipeline look faster than its own model.
+fn bare_inference(pipeline: &mut Pipeline, options: BenchOptions) -> Result<Vec<f64>, BenchError> {
+    let engine = pipeline.engine_mut();
+    let mut times = Vec::with_capacity(options.frames);
+    for i in 0..options.warmup + options.frames {
+        let started = Instant::now();
+        engine.run().map_err(PipelineError::from)?;
+        if i >= options.warmup {
+            times.push(millis(started.elapsed()));
+        }
+    }
+    Ok(times)
 }
 
 /// What the collector saw, in sequence order.

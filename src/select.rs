@@ -323,6 +323,7 @@ pub fn to_csv(selection: &Selection) -> Result<String, csv::Error> {
 /// grey, the pick ringed, and the latency budget as a vertical line.
 pub fn plot_svg(selection: &Selection) -> Result<String, String> {
     use plotters::prelude::*;
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
     let rows = &selection.rows;
     let mut svg = String::new();
     {
@@ -415,13 +416,19 @@ pub fn plot_svg(selection: &Selection) -> Result<String, String> {
                 }
             );
             let stacked = rows[..i].iter().filter(|o| near(&o.candidate, c)).count() as i32;
+            // Labels of points in the right half end at the point, or the long model names
+            // would run off the plot.
+            let (dx, anchor) = if c.board_ms > latency_max / 2.0 {
+                (-10, HPos::Right)
+            } else {
+                (10, HPos::Left)
+            };
+            let style =
+                TextStyle::from(("sans-serif", 13).into_font()).pos(Pos::new(anchor, VPos::Top));
             chart
-                .draw_series([EmptyElement::at(at)
-                    + Text::new(
-                        label,
-                        (10, -6 + 15 * stacked),
-                        ("sans-serif", 13).into_font(),
-                    )])
+                .draw_series([
+                    EmptyElement::at(at) + Text::new(label, (dx, -6 + 15 * stacked), style)
+                ])
                 .map_err(|e| err(&e))?;
         }
         chart
