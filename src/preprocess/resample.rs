@@ -319,6 +319,29 @@ fn widen(row: &[u8], wide: &mut [[i32; 4]]) {
     }
 }
 
+/// Runs `sum` for every output pixel of the rows (each input row widened first) and writes
+/// its three fixed-point sums as bytes. `sum` gets the pixels under the taps and their weights.
+#[inline(always)]
+fn each_output_pixel(
+    src: &Pixels<'_>,
+    taps: &Taps,
+    first: usize,
+    dst: &mut [u8],
+    row_len: usize,
+    wide: &mut [[i32; 4]],
+    sum: impl Fn(&[[i32; 4]], &[i32]) -> [i32; 3],
+) {
+    for (r, out_row) in dst.chunks_exact_mut(row_len).enumerate() {
+        widen(src.row(first + r), wide);
+        for (o, (start, k)) in out_row.chunks_exact_mut(3).zip(taps.iter()) {
+            let sums = sum(&wide[start..start + k.len()], k);
+            for (o, s) in o.iter_mut().zip(sums) {
+                *o = clip8(s);
+            }
+        }
+    }
+}
+
 /// The portable horizontal pass.
 fn horizontal_rows(
     src: &Pixels<'_>,
@@ -328,20 +351,15 @@ fn horizontal_rows(
     row_len: usize,
     wide: &mut [[i32; 4]],
 ) {
-    for (r, out_row) in dst.chunks_exact_mut(row_len).enumerate() {
-        widen(src.row(first + r), wide);
-        for (o, (start, k)) in out_row.chunks_exact_mut(3).zip(taps.iter()) {
-            let mut sums = [HALF; 3];
-            for (p, &k) in wide[start..start + k.len()].iter().zip(k) {
-                for c in 0..3 {
-                    sums[c] += p[c] * k;
-                }
-            }
+    each_output_pixel(src, taps, first, dst, row_len, wide, |pixels, k| {
+        let mut sums = [HALF; 3];
+        for (p, &k) in pixels.iter().zip(k) {
             for c in 0..3 {
-                o[c] = clip8(sums[c]);
+                sums[c] += p[c] * k;
             }
         }
-    }
+        sums
+    });
 }
 
 /// The horizontal pass with AVX2: two taps (two pixels' lanes) per 8-lane multiply-add.
@@ -356,36 +374,34 @@ unsafe fn horizontal_rows_avx2(
     wide: &mut [[i32; 4]],
 ) {
     use std::arch::x86_64::*;
-    for (r, out_row) in dst.chunks_exact_mut(row_len).enumerate() {
-        widen(src.row(first + r), wide);
-        for (o, (start, k)) in out_row.chunks_exact_mut(3).zip(taps.iter()) {
-            let (pairs, last) = wide[start..start + k.len()].as_chunks::<2>();
-            let (k_pairs, k_last) = k.as_chunks::<2>();
+    each_output_pixel(src, taps, first, dst, row_len, wide, |pixels, k| {
+        let (pairs, last) = pixels.as_chunks::<2>();
+        let (k_pairs, k_last) = k.as_chunks::<2>();
+        let mut lanes = [0i32; 8];
+        // SAFETY: this function runs only on CPUs with AVX2; each load reads one pair of
+        // [i32; 4] (32 contiguous bytes) and the store writes the 32 bytes of `lanes`, both
+        // unaligned.
+        unsafe {
             let mut sums = _mm256_setr_epi32(HALF, HALF, HALF, 0, 0, 0, 0, 0);
             for (pair, &[ka, kb]) in pairs.iter().zip(k_pairs) {
-                // SAFETY: `pair` is two [i32; 4], 32 contiguous bytes; the load is unaligned.
-                let lanes = unsafe { _mm256_loadu_si256(pair.as_ptr().cast()) };
+                let pixels = _mm256_loadu_si256(pair.as_ptr().cast());
                 let weights = _mm256_setr_epi32(ka, ka, ka, ka, kb, kb, kb, kb);
-                sums = _mm256_add_epi32(sums, _mm256_mullo_epi32(lanes, weights));
+                sums = _mm256_add_epi32(sums, _mm256_mullo_epi32(pixels, weights));
             }
-            let mut lanes = [0i32; 8];
-            // SAFETY: `lanes` is 32 writable bytes; the store is unaligned.
-            unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), sums) };
-            let mut total = [
-                lanes[0] + lanes[4],
-                lanes[1] + lanes[5],
-                lanes[2] + lanes[6],
-            ];
-            if let (Some(p), Some(&k)) = (last.first(), k_last.first()) {
-                for c in 0..3 {
-                    total[c] += p[c] * k;
-                }
-            }
+            _mm256_storeu_si256(lanes.as_mut_ptr().cast(), sums);
+        }
+        let mut total = [
+            lanes[0] + lanes[4],
+            lanes[1] + lanes[5],
+            lanes[2] + lanes[6],
+        ];
+        if let (Some(p), Some(&k)) = (last.first(), k_last.first()) {
             for c in 0..3 {
-                o[c] = clip8(total[c]);
+                total[c] += p[c] * k;
             }
         }
-    }
+        total
+    });
 }
 
 /// Pillow's `ImagingResampleVertical_8bpc`: output row `i` filters input rows
