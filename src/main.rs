@@ -172,6 +172,9 @@ struct CostArgs {
     /// Price of a kWh, in the same currency.
     #[arg(long)]
     kwh_price: Option<f64>,
+    /// Timed runs of the reference network behind a board estimate (their median is used).
+    #[arg(long, default_value_t = 11, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    reference_runs: u32,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -209,6 +212,9 @@ struct SelectArgs {
     /// Timed frames per candidate for its latency.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     frames: u32,
+    /// Timed runs of the reference network behind a board estimate (their median is used).
+    #[arg(long, default_value_t = 11, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    reference_runs: u32,
     /// Also write the table as CSV to this file.
     #[arg(long)]
     csv: Option<PathBuf>,
@@ -559,10 +565,6 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     print_out(text)
 }
 
-/// Timed runs of the reference network behind a board estimate: its median is steady to a few
-/// per cent by ten, and under qemu each run takes seconds.
-const REFERENCE_RUNS: usize = 11;
-
 /// Benchmarks one model bundle: each worker loads its own pipeline from it.
 fn bench_model(
     bundle: &ModelBundle,
@@ -629,7 +631,7 @@ fn run_cost(args: CostArgs) -> Result<()> {
     let probe = lookout::engine::probe(&bundle.onnx, &bundle.origin)?;
     let measured = measure_here(&bundle, &frames, &capture_ms, args.frames as usize)?;
     let host_frame_ms = measured.pipeline_ms.p50;
-    let estimate = lookout::estimate::Estimator::new(&board, REFERENCE_RUNS)
+    let estimate = lookout::estimate::Estimator::new(&board, args.reference_runs as usize)
         .estimate(host_frame_ms, &probe)?;
     let inputs = lookout::cost::CostInputs {
         model: bundle.manifest.id(),
@@ -695,7 +697,7 @@ fn run_select(args: SelectArgs) -> Result<()> {
         bail!("{}: no images", args.dataset.display());
     }
     // Each reference network is timed when the first candidate of its kind needs it.
-    let mut estimator = lookout::estimate::Estimator::new(&board, REFERENCE_RUNS);
+    let mut estimator = lookout::estimate::Estimator::new(&board, args.reference_runs as usize);
     let bar = progress_bar("images");
     let mut candidates = Vec::with_capacity(bundles.len());
     for bundle in &bundles {

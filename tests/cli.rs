@@ -789,6 +789,9 @@ fn cost_derives_every_figure_from_inputs_it_shows() {
         "5",
         "--frames",
         "10",
+        // One timed run of the reference: under qemu each takes many seconds.
+        "--reference-runs",
+        "1",
         "--cloud-price",
         "2",
         "--json",
@@ -856,7 +859,7 @@ fn select_picks_by_the_board_a_larger_input_for_the_pi_5_than_for_the_zero() {
             "--seed",
             "2003",
             "--count",
-            "6",
+            "4",
             "--wide",
             "640x480",
             "--out",
@@ -867,10 +870,10 @@ fn select_picks_by_the_board_a_larger_input_for_the_pi_5_than_for_the_zero() {
         "models/shapes-detector.toml",
         "models/candidates/shapes-detector-large-int8-weights.toml",
         "models/candidates/shapes-detector-large-320-int8-weights.toml",
-        "models/candidates/shapes-detector-large-448-int8-weights.toml",
     ];
     let select = |board: &str| {
         let mut args = vec!["select", "--board", board, "--frames", "3", "--json"];
+        args.extend(["--reference-runs", "1"]);
         args.extend(["--dataset", views.to_str().expect("utf-8 path")]);
         args.push("--candidates");
         args.extend(candidates);
@@ -926,6 +929,7 @@ fn select_judges_candidates_on_their_measured_accuracy_and_the_board_budgets() {
         "tests/images/detect",
     ];
     args.extend(["--frames", "5", "--max-model-bytes", "95000", "--json"]);
+    args.extend(["--reference-runs", "1"]);
     args.push("--csv");
     let csv_arg = csv.display().to_string();
     args.push(&csv_arg);
@@ -1008,6 +1012,8 @@ fn select_judges_candidates_on_their_measured_accuracy_and_the_board_budgets() {
         "tests/images/detect",
         "--frames",
         "2",
+        "--reference-runs",
+        "1",
         "--max-latency-ms",
         "0.000001",
         "--candidates",
