@@ -849,6 +849,13 @@ fn cost_derives_every_figure_from_inputs_it_shows() {
 /// breaks there.
 #[test]
 fn select_picks_by_the_board_a_larger_input_for_the_pi_5_than_for_the_zero() {
+    if under_emulator() {
+        // Under qemu one select over wide views took over eight minutes (measured with 640x480
+        // views and the 448 px candidate); nothing here is architecture-specific, and the
+        // native run of the same suite covers it.
+        eprintln!("skipped under an emulator: select's board picks are checked natively");
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let views = dir.path().join("wide");
     python_tool(
@@ -861,7 +868,9 @@ fn select_picks_by_the_board_a_larger_input_for_the_pi_5_than_for_the_zero() {
             "--count",
             "4",
             "--wide",
-            "640x480",
+            // Half a camera frame: the objects are still small for a 128 or 192 px input,
+            // and resizing it (unoptimised in test builds) does not swamp the models' time.
+            "320x240",
             "--out",
             views.to_str().expect("utf-8 path"),
         ],
@@ -869,7 +878,7 @@ fn select_picks_by_the_board_a_larger_input_for_the_pi_5_than_for_the_zero() {
     let candidates = [
         "models/shapes-detector.toml",
         "models/candidates/shapes-detector-large-int8-weights.toml",
-        "models/candidates/shapes-detector-large-448-int8-weights.toml",
+        "models/candidates/shapes-detector-large-320-int8-weights.toml",
     ];
     let select = |board: &str| {
         let mut args = vec!["select", "--board", board, "--frames", "3", "--json"];

@@ -38,6 +38,11 @@ where
     out
 }
 
+/// Whether these tests run for another architecture under an emulator (`scripts/test-cross`).
+pub fn under_emulator() -> bool {
+    std::env::var("LOOKOUT_TEST_RUNNER").is_ok_and(|r| !r.trim().is_empty())
+}
+
 /// A command for the `lookout` binary built for these tests, run from the repository root.
 ///
 /// When the tests run for another architecture under qemu-user (`scripts/test-cross`), the
