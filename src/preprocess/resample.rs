@@ -308,7 +308,7 @@ fn horizontal_pass(
         unsafe { horizontal_rows_avx2(src, taps, first, dst, row_len, wide) };
         return;
     }
-    horizontal_rows(src, taps, first, dst, row_len, wide);
+    each_output_pixel(src, taps, first, dst, row_len, wide, portable_sums);
 }
 
 /// One input row widened to four i32 lanes per pixel (the fourth is 0).
@@ -342,24 +342,15 @@ fn each_output_pixel(
     }
 }
 
-/// The portable horizontal pass.
-fn horizontal_rows(
-    src: &Pixels<'_>,
-    taps: &Taps,
-    first: usize,
-    dst: &mut [u8],
-    row_len: usize,
-    wide: &mut [[i32; 4]],
-) {
-    each_output_pixel(src, taps, first, dst, row_len, wide, |pixels, k| {
-        let mut sums = [HALF; 3];
-        for (p, &k) in pixels.iter().zip(k) {
-            for c in 0..3 {
-                sums[c] += p[c] * k;
-            }
+/// One output pixel's sums, portably: the reference the AVX2 version is tested against.
+fn portable_sums(pixels: &[[i32; 4]], k: &[i32]) -> [i32; 3] {
+    let mut sums = [HALF; 3];
+    for (p, &k) in pixels.iter().zip(k) {
+        for c in 0..3 {
+            sums[c] += p[c] * k;
         }
-        sums
-    });
+    }
+    sums
 }
 
 /// The horizontal pass with AVX2: two taps (two pixels' lanes) per 8-lane multiply-add.
@@ -560,7 +551,15 @@ mod tests {
             let mut wide = vec![[0; 4]; in_w];
             let (mut vector, mut portable) = (vec![0; out_w * rows * 3], vec![0; out_w * rows * 3]);
             horizontal_pass(&src, &taps, 0, &mut vector, out_w * 3, &mut wide);
-            horizontal_rows(&src, &taps, 0, &mut portable, out_w * 3, &mut wide);
+            each_output_pixel(
+                &src,
+                &taps,
+                0,
+                &mut portable,
+                out_w * 3,
+                &mut wide,
+                portable_sums,
+            );
             assert_eq!(vector, portable, "{in_w} -> {out_w}");
             assert!(portable.iter().any(|&b| b > 0), "{in_w} -> {out_w}");
         }
