@@ -124,20 +124,20 @@ enum Plan {
         rows: Vec<Option<usize>>,
     },
     /// Bilinear, only the width changes: Pillow filters only that axis.
-    Horizontal(Taps),
+    Horizontal(RowTaps),
     /// Bilinear, only the height changes.
     Vertical(Taps),
     /// Bilinear on both axes, horizontal pass first (Pillow's usual order), computing only
     /// the input rows `rows` that the vertical pass reads.
     HorizontalFirst {
-        horizontal: Taps,
+        horizontal: RowTaps,
         vertical: Taps,
         rows: (usize, usize),
     },
     /// Bilinear on both axes, vertical pass first: what Pillow 13 does when the height shrinks
     /// by more than twice as many pixels as the width (`h - H > 2 * (w - W)`). Each pass
     /// rounds to u8, so the order changes the result by a level here and there.
-    VerticalFirst { horizontal: Taps, vertical: Taps },
+    VerticalFirst { horizontal: RowTaps, vertical: Taps },
 }
 
 /// A width and a height, in pixels.
@@ -179,14 +179,16 @@ impl Resampler {
             }
             // Pillow filters only the axes whose size changes. (Equal sizes never get here;
             // if they did, scale-1 taps copy.)
-            Interpolation::Bilinear if in_h == out_h => {
-                (Plan::Horizontal(Taps::bilinear(in_w, out_w)), 0, 0)
-            }
+            Interpolation::Bilinear if in_h == out_h => (
+                Plan::Horizontal(RowTaps::new(&Taps::bilinear(in_w, out_w))),
+                0,
+                0,
+            ),
             Interpolation::Bilinear if in_w == out_w => {
                 (Plan::Vertical(Taps::bilinear(in_h, out_h)), 0, out_w * 3)
             }
             Interpolation::Bilinear => {
-                let horizontal = Taps::bilinear(in_w, out_w);
+                let horizontal = RowTaps::new(&Taps::bilinear(in_w, out_w));
                 let vertical = Taps::bilinear(in_h, out_h);
                 let (shrink_w, shrink_h) = (in_w as i64 - out_w as i64, in_h as i64 - out_h as i64);
                 if out_h < in_h && shrink_h > 2 * shrink_w {
@@ -210,8 +212,10 @@ impl Resampler {
         self.plan = plan;
         self.temp.resize(temp_len, 0);
         self.acc.resize(acc_len, 0);
-        let wide_len = match self.plan {
-            Plan::Horizontal(_) | Plan::HorizontalFirst { .. } | Plan::VerticalFirst { .. } => in_w,
+        let wide_len = match &self.plan {
+            Plan::Horizontal(h)
+            | Plan::HorizontalFirst { horizontal: h, .. }
+            | Plan::VerticalFirst { horizontal: h, .. } => h.row_len(in_w),
             Plan::None | Plan::Nearest { .. } | Plan::Vertical(_) => 0,
         };
         self.wide.resize(wide_len, [0; 4]);
@@ -286,17 +290,66 @@ impl Resampler {
     }
 }
 
+/// Horizontal taps laid out for the row kernels. Every output pixel reads the same even number
+/// of input pixels, `span`, from `starts[i]` on: its weights are zero-padded to `span`, and
+/// each is repeated over the four lanes of a widened pixel, so a tap is one lane-wise
+/// multiply-add and no output has a remainder to handle. The windows that run past the row's
+/// end read the spare pixels [`RowTaps::row_len`] adds, whatever they hold, times zero.
+#[derive(Debug)]
+struct RowTaps {
+    span: usize,
+    starts: Vec<usize>,
+    /// `span` lanes per output pixel.
+    weights: Vec<[i32; 4]>,
+}
+
+impl RowTaps {
+    fn new(taps: &Taps) -> Self {
+        let longest = taps.bounds.iter().map(|b| b.1).max().unwrap_or(0);
+        let span = longest.max(1).next_multiple_of(2);
+        let mut weights = vec![[0; 4]; taps.bounds.len() * span];
+        for (padded, (_, k)) in weights.chunks_exact_mut(span).zip(taps.iter()) {
+            for (lanes, &k) in padded.iter_mut().zip(k) {
+                *lanes = [k; 4];
+            }
+        }
+        Self {
+            span,
+            starts: taps.bounds.iter().map(|b| b.0).collect(),
+            weights,
+        }
+    }
+
+    /// Widened pixels a row needs for `in_w` input pixels, the spare ones past its end
+    /// included.
+    fn row_len(&self, in_w: usize) -> usize {
+        in_w + self.span
+    }
+
+    /// Each output pixel's widened input window and lane weights, both `span` long.
+    fn windows<'a>(
+        &'a self,
+        wide: &'a [[i32; 4]],
+    ) -> impl Iterator<Item = (&'a [[i32; 4]], &'a [[i32; 4]])> {
+        self.starts
+            .iter()
+            .zip(self.weights.chunks_exact(self.span))
+            .map(move |(&start, k)| (&wide[start..start + self.span], k))
+    }
+}
+
 /// Pillow's `ImagingResampleHorizontal_8bpc` for RGB: output row `r` filters input row
-/// `first + r` along x. `wide` holds one input row widened to four i32 lanes per pixel.
+/// `first + r` along x. `wide` holds one input row widened to four i32 lanes per pixel, and
+/// [`RowTaps::row_len`] of them.
 ///
 /// The sums are integers, so any order of adding them gives Pillow's result bit for bit; the
-/// order here is the one vector units like: each input row is widened once, then every tap is
-/// one multiply-add of a pixel's lanes, two taps at a time with AVX2 on x86_64 when the CPU has
-/// it. The portable version (which the compiler vectorises as it can, e.g. for NEON) is the
-/// reference the AVX2 one is tested against.
+/// order here is the one vector units like (see [`RowTaps`]). With AVX2 on x86_64, chosen at
+/// run time, two taps are one 8-lane multiply-add and four output pixels are packed to bytes
+/// at once. The portable version is what other CPUs run: its lane-wise loops are what the
+/// compiler turns into NEON multiply-adds on ARM.
 fn horizontal_pass(
     src: &Pixels<'_>,
-    taps: &Taps,
+    taps: &RowTaps,
     first: usize,
     dst: &mut [u8],
     row_len: usize,
@@ -308,7 +361,7 @@ fn horizontal_pass(
         unsafe { horizontal_rows_avx2(src, taps, first, dst, row_len, wide) };
         return;
     }
-    each_output_pixel(src, taps, first, dst, row_len, wide, portable_sums);
+    horizontal_rows(src, taps, first, dst, row_len, wide);
 }
 
 /// One input row widened to four i32 lanes per pixel (the fourth is 0).
@@ -319,22 +372,24 @@ fn widen(row: &[u8], wide: &mut [[i32; 4]]) {
     }
 }
 
-/// Runs `sum` for every output pixel of the rows (each input row widened first) and writes
-/// its three fixed-point sums as bytes. `sum` gets the pixels under the taps and their weights.
-#[inline(always)]
-fn each_output_pixel(
+/// The portable horizontal pass.
+fn horizontal_rows(
     src: &Pixels<'_>,
-    taps: &Taps,
+    taps: &RowTaps,
     first: usize,
     dst: &mut [u8],
     row_len: usize,
     wide: &mut [[i32; 4]],
-    sum: impl Fn(&[[i32; 4]], &[i32]) -> [i32; 3],
 ) {
     for (r, out_row) in dst.chunks_exact_mut(row_len).enumerate() {
         widen(src.row(first + r), wide);
-        for (o, (start, k)) in out_row.chunks_exact_mut(3).zip(taps.iter()) {
-            let sums = sum(&wide[start..start + k.len()], k);
+        for (o, (pixels, k)) in out_row.chunks_exact_mut(3).zip(taps.windows(wide)) {
+            let mut sums = [HALF; 4];
+            for (p, k) in pixels.iter().zip(k) {
+                for lane in 0..4 {
+                    sums[lane] += p[lane] * k[lane];
+                }
+            }
             for (o, s) in o.iter_mut().zip(sums) {
                 *o = clip8(s);
             }
@@ -342,57 +397,124 @@ fn each_output_pixel(
     }
 }
 
-/// One output pixel's sums, portably: the reference the AVX2 version is tested against.
-fn portable_sums(pixels: &[[i32; 4]], k: &[i32]) -> [i32; 3] {
-    let mut sums = [HALF; 3];
-    for (p, &k) in pixels.iter().zip(k) {
-        for c in 0..3 {
-            sums[c] += p[c] * k;
-        }
-    }
-    sums
-}
-
-/// The horizontal pass with AVX2: two taps (two pixels' lanes) per 8-lane multiply-add.
+/// The horizontal pass with AVX2: two taps per 8-lane multiply-add, four output pixels per
+/// pack to bytes. The usual spans (up to 8 taps: downscales to 1/3 and up) get a kernel each
+/// with the taps unrolled; longer ones take the loop.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn horizontal_rows_avx2(
     src: &Pixels<'_>,
-    taps: &Taps,
+    taps: &RowTaps,
+    first: usize,
+    dst: &mut [u8],
+    row_len: usize,
+    wide: &mut [[i32; 4]],
+) {
+    // SAFETY: AVX2 is present, this function's own precondition.
+    unsafe {
+        match taps.span {
+            2 => rows_avx2::<1>(src, taps, first, dst, row_len, wide),
+            4 => rows_avx2::<2>(src, taps, first, dst, row_len, wide),
+            6 => rows_avx2::<3>(src, taps, first, dst, row_len, wide),
+            8 => rows_avx2::<4>(src, taps, first, dst, row_len, wide),
+            _ => rows_avx2::<0>(src, taps, first, dst, row_len, wide),
+        }
+    }
+}
+
+/// [`horizontal_rows_avx2`] for `PAIRS` pairs of taps (`span == 2 * PAIRS`), or any span for
+/// `PAIRS == 0`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn rows_avx2<const PAIRS: usize>(
+    src: &Pixels<'_>,
+    taps: &RowTaps,
     first: usize,
     dst: &mut [u8],
     row_len: usize,
     wide: &mut [[i32; 4]],
 ) {
     use std::arch::x86_64::*;
-    each_output_pixel(src, taps, first, dst, row_len, wide, |pixels, k| {
-        let (pairs, last) = pixels.as_chunks::<2>();
-        let (k_pairs, k_last) = k.as_chunks::<2>();
-        let mut lanes = [0i32; 8];
-        // SAFETY: this function runs only on CPUs with AVX2; each load reads one pair of
-        // [i32; 4] (32 contiguous bytes) and the store writes the 32 bytes of `lanes`, both
-        // unaligned.
-        unsafe {
-            let mut sums = _mm256_setr_epi32(HALF, HALF, HALF, 0, 0, 0, 0, 0);
-            for (pair, &[ka, kb]) in pairs.iter().zip(k_pairs) {
-                let pixels = _mm256_loadu_si256(pair.as_ptr().cast());
-                let weights = _mm256_setr_epi32(ka, ka, ka, ka, kb, kb, kb, kb);
-                sums = _mm256_add_epi32(sums, _mm256_mullo_epi32(pixels, weights));
+    let span = taps.span;
+    let (quad_starts, rest_starts) = taps.starts.as_chunks::<4>();
+    let (quad_weights, rest_weights) = taps.weights.split_at(quad_starts.len() * 4 * span);
+    for (r, out_row) in dst.chunks_exact_mut(row_len).enumerate() {
+        widen(src.row(first + r), wide);
+        let wide: &[[i32; 4]] = wide;
+        let (quads, rest) = out_row.as_chunks_mut::<12>();
+        let quad_taps = quad_starts.iter().zip(quad_weights.chunks_exact(4 * span));
+        for (quad, (starts, k)) in quads.iter_mut().zip(quad_taps) {
+            let k = |j: usize| &k[j * span..(j + 1) * span];
+            // SAFETY: AVX2 is present. The saturating packs clamp to 0..=255 as `clip8`
+            // does; the shuffle drops each pixel's fourth byte; the stores write the 12
+            // bytes of `quad`, unaligned.
+            unsafe {
+                let a = pixel_avx2::<PAIRS>(wide, starts[0], k(0));
+                let b = pixel_avx2::<PAIRS>(wide, starts[1], k(1));
+                let c = pixel_avx2::<PAIRS>(wide, starts[2], k(2));
+                let d = pixel_avx2::<PAIRS>(wide, starts[3], k(3));
+                let bytes = _mm_packus_epi16(_mm_packs_epi32(a, b), _mm_packs_epi32(c, d));
+                let rgb = _mm_shuffle_epi8(
+                    bytes,
+                    _mm_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1),
+                );
+                _mm_storel_epi64(quad.as_mut_ptr().cast(), rgb);
+                let last = _mm_extract_epi32::<2>(rgb);
+                quad[8..].copy_from_slice(&last.to_le_bytes());
             }
-            _mm256_storeu_si256(lanes.as_mut_ptr().cast(), sums);
         }
-        let mut total = [
-            lanes[0] + lanes[4],
-            lanes[1] + lanes[5],
-            lanes[2] + lanes[6],
-        ];
-        if let (Some(p), Some(&k)) = (last.first(), k_last.first()) {
-            for c in 0..3 {
-                total[c] += p[c] * k;
+        let rest_taps = rest_starts.iter().zip(rest_weights.chunks_exact(span));
+        for (o, (&start, k)) in rest.chunks_exact_mut(3).zip(rest_taps) {
+            let mut lanes = [0i32; 4];
+            // SAFETY: AVX2 is present; the store writes the 16 bytes of `lanes`.
+            unsafe {
+                _mm_storeu_si128(
+                    lanes.as_mut_ptr().cast(),
+                    pixel_avx2::<PAIRS>(wide, start, k),
+                )
+            };
+            for (o, s) in o.iter_mut().zip(lanes) {
+                *o = s.clamp(0, 255) as u8;
             }
         }
-        total
-    });
+    }
+}
+
+/// One output pixel's four lanes from the `span` widened pixels at `start` and their lane
+/// weights `k`, shifted down from fixed point (not yet clamped).
+///
+/// # Safety
+/// The CPU must have AVX2 (this is inlined into AVX2 functions only).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn pixel_avx2<const PAIRS: usize>(
+    wide: &[[i32; 4]],
+    start: usize,
+    k: &[[i32; 4]],
+) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::*;
+    let (pixels, _) = wide[start..start + k.len()].as_chunks::<2>();
+    let (k, _) = k.as_chunks::<2>();
+    // With a fixed count the loop unrolls and its bounds checks go.
+    let (pixels, k) = match (pixels.first_chunk::<PAIRS>(), k.first_chunk::<PAIRS>()) {
+        (Some(p), Some(k)) if PAIRS > 0 => (p.as_slice(), k.as_slice()),
+        _ => (pixels, k),
+    };
+    // SAFETY: AVX2 is present (the caller's promise); each load reads one pair of [i32; 4],
+    // 32 contiguous bytes, unaligned.
+    unsafe {
+        let mut sums = _mm256_setzero_si256();
+        for (p, k) in pixels.iter().zip(k) {
+            let p = _mm256_loadu_si256(p.as_ptr().cast());
+            let k = _mm256_loadu_si256(k.as_ptr().cast());
+            sums = _mm256_add_epi32(sums, _mm256_mullo_epi32(p, k));
+        }
+        let halves = _mm_add_epi32(
+            _mm256_castsi256_si128(sums),
+            _mm256_extracti128_si256::<1>(sums),
+        );
+        _mm_srai_epi32::<{ PRECISION_BITS as i32 }>(_mm_add_epi32(halves, _mm_set1_epi32(HALF)))
+    }
 }
 
 /// Pillow's `ImagingResampleVertical_8bpc`: output row `i` filters input rows
@@ -520,17 +642,39 @@ mod tests {
         assert_eq!(out[..7], [10, 10, 10, 10, 200, 200, 200]);
     }
 
-    /// The horizontal pass as dispatched (AVX2 where the CPU has it) gives the portable pass's
-    /// bytes, for even and odd tap counts, down- and upscaling.
+    /// Pillow's horizontal loop as it is written, one output pixel and one tap at a time: what
+    /// the lane-wise passes are held to.
+    fn pillow_horizontal(src: &Pixels<'_>, taps: &Taps, rows: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for y in 0..rows {
+            let row = src.row(y);
+            for (start, k) in taps.iter() {
+                for c in 0..3 {
+                    let mut sum = HALF;
+                    for (x, &k) in (start..).zip(k) {
+                        sum += i32::from(row[x * 3 + c]) * k;
+                    }
+                    out.push(clip8(sum));
+                }
+            }
+        }
+        out
+    }
+
+    /// The horizontal pass as dispatched (AVX2 where the CPU has it) and the portable one give
+    /// Pillow's bytes, for even and odd tap counts, output widths with and without a remainder
+    /// of four pixels, down- and upscaling, with a buffer a wider row used before.
     #[test]
-    fn vector_horizontal_pass_equals_the_portable_one() {
+    fn horizontal_passes_equal_pillows_loop() {
+        let mut wide = Vec::new();
         for (in_w, out_w) in [
+            (641, 97),
             (160, 128),
             (640, 128),
-            (641, 97),
             (37, 36),
             (50, 173),
             (3, 1),
+            (7, 6),
         ] {
             let rows = 5;
             // A fixed, busy pattern: every byte value appears, neighbours differ.
@@ -548,20 +692,16 @@ mod tests {
                 },
             };
             let taps = Taps::bilinear(in_w, out_w);
-            let mut wide = vec![[0; 4]; in_w];
+            let want = pillow_horizontal(&src, &taps, rows);
+            let row_taps = RowTaps::new(&taps);
+            wide.clear();
+            wide.resize(row_taps.row_len(in_w), [0; 4]);
             let (mut vector, mut portable) = (vec![0; out_w * rows * 3], vec![0; out_w * rows * 3]);
-            horizontal_pass(&src, &taps, 0, &mut vector, out_w * 3, &mut wide);
-            each_output_pixel(
-                &src,
-                &taps,
-                0,
-                &mut portable,
-                out_w * 3,
-                &mut wide,
-                portable_sums,
-            );
-            assert_eq!(vector, portable, "{in_w} -> {out_w}");
-            assert!(portable.iter().any(|&b| b > 0), "{in_w} -> {out_w}");
+            horizontal_pass(&src, &row_taps, 0, &mut vector, out_w * 3, &mut wide);
+            horizontal_rows(&src, &row_taps, 0, &mut portable, out_w * 3, &mut wide);
+            assert_eq!(vector, want, "dispatched, {in_w} -> {out_w}");
+            assert_eq!(portable, want, "portable, {in_w} -> {out_w}");
+            assert!(want.iter().any(|&b| b > 0), "{in_w} -> {out_w}");
         }
     }
 
