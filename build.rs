@@ -15,6 +15,10 @@ mod board;
 #[allow(dead_code)]
 #[path = "src/budget.rs"]
 mod budget;
+/// The board profile's `[drift]` table, which `board` parses.
+#[allow(dead_code)]
+#[path = "src/drift/config.rs"]
+mod drift;
 #[allow(dead_code)]
 #[path = "src/manifest.rs"]
 mod manifest;
@@ -26,7 +30,7 @@ const DEFAULT_BOARD: &str = "host";
 const DEFAULT_MODEL: &str = "shapes-detector";
 
 fn main() {
-    for shared in ["board", "budget", "manifest", "onnx_meta"] {
+    for shared in ["board", "budget", "manifest", "onnx_meta", "drift/config"] {
         println!("cargo::rerun-if-changed=src/{shared}.rs");
     }
     println!("cargo::rerun-if-env-changed=LOOKOUT_BOARD");

@@ -143,9 +143,12 @@ pub struct BenchReport {
     pub infer_ms: Percentiles,
     /// Decoding and box mapping.
     pub post_ms: Percentiles,
+    /// The drift monitor's statistics (0 when the model has no reference profile or the
+    /// board turns drift off).
+    pub drift_ms: Percentiles,
     /// Writing the record to the sink.
     pub emit_ms: Percentiles,
-    /// pre + infer + post + emit per frame.
+    /// pre + infer + post + drift + emit per frame.
     pub pipeline_ms: Percentiles,
     /// The model alone, run back to back on one input.
     pub bare_infer_ms: Percentiles,
@@ -247,7 +250,7 @@ pub fn run(
     let per_frame: Vec<f64> = stages
         .iter()
         .zip(&emit_ms)
-        .map(|(s, emit)| s.pre + s.infer + s.post + emit)
+        .map(|(s, emit)| s.pre + s.infer + s.post + s.drift + emit)
         .collect();
     let pipeline_ms = Percentiles::of(&per_frame);
     let bare_infer_ms = Percentiles::of(&bare);
@@ -262,6 +265,7 @@ pub fn run(
         pre_ms: Percentiles::of(&column(|s| s.pre)),
         infer_ms: Percentiles::of(&column(|s| s.infer)),
         post_ms: Percentiles::of(&column(|s| s.post)),
+        drift_ms: Percentiles::of(&column(|s| s.drift)),
         emit_ms: Percentiles::of(&emit_ms),
         // A model too fast for the timer would divide by zero: report 0 rather than inf.
         overhead_ratio: ratio_or_zero(pipeline_ms.p50, bare_infer_ms.p50),
@@ -436,6 +440,7 @@ impl std::fmt::Display for BenchReport {
             ("pre", self.pre_ms),
             ("infer", self.infer_ms),
             ("post", self.post_ms),
+            ("drift", self.drift_ms),
             ("emit", self.emit_ms),
             ("pipeline", self.pipeline_ms),
             ("bare infer", self.bare_infer_ms),

@@ -15,6 +15,7 @@
 //!
 //! This module is also compiled into `build.rs`.
 
+use crate::drift::DriftConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -85,6 +86,9 @@ pub struct Board {
     pub serial: SerialDefaults,
     /// Default GPIO settings.
     pub gpio: GpioDefaults,
+    /// How drift is watched (`[drift]`; defaults when absent).
+    #[serde(default)]
+    pub drift: DriftConfig,
 }
 
 fn default_threads() -> usize {
@@ -362,6 +366,9 @@ impl Board {
         if self.cores == 0 {
             return fail("cores", "must be at least 1".into());
         }
+        if let Err((field, message)) = self.drift.check() {
+            return fail(field, message);
+        }
         if self.threads == 0 || self.threads > self.cores {
             return fail(
                 "threads",
@@ -471,6 +478,12 @@ mod tests {
                 "{name}: latency_target_ms {} for a {} fps camera",
                 board.latency_target_ms,
                 board.camera.fps
+            );
+            // A drift window is a minute of the camera's frames.
+            assert_eq!(
+                board.drift.window_frames,
+                60 * u64::from(board.camera.fps),
+                "{name}"
             );
         }
     }
@@ -594,6 +607,7 @@ mod tests {
                 "ram_budget_bytes = 9999999999",
                 "ram_budget_bytes",
             ),
+            ("clear_psi = 0.1", "clear_psi = 0.5", "drift.clear_psi"),
         ];
         for (from, to, field) in cases {
             assert!(text.contains(from), "{from}");

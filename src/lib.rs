@@ -19,7 +19,7 @@
 //! [`model`] (embedded or file models), [`inspect`], [`bench`](mod@bench), [`estimate`] (latency on a board
 //! not at hand), [`cost`], [`select`](mod@select) (the model for a board), and [`eval`] (accuracy
 //! on a labelled [`dataset`], measured by [`metrics`]), [`profile`] (reference statistics for
-//! drift monitoring), and [`service`] (systemd readiness and watchdog).
+//! drift monitoring), [`drift`] (the on-device monitor that compares frames with them), and [`service`] (systemd readiness and watchdog).
 
 pub mod bench;
 pub mod board;
@@ -29,6 +29,7 @@ pub mod console;
 pub mod cost;
 pub mod dataset;
 pub mod decode;
+pub mod drift;
 pub mod embedded;
 pub mod engine;
 pub mod estimate;

@@ -364,6 +364,21 @@ fn pipeline_for(bundle: ModelBundle) -> Result<Pipeline> {
 fn run(args: RunArgs) -> Result<()> {
     let (board, bundle) = load(&args.model)?;
     let mut pipeline = pipeline_for(bundle)?;
+    if pipeline.watch_drift(&board.drift) {
+        let d = &board.drift;
+        tracing::info!(
+            "watching drift: windows of {} frames (one in {}), alarm at PSI {} for {} windows",
+            d.window_frames,
+            d.sample_every,
+            d.alarm_psi,
+            d.windows_to_alarm
+        );
+    } else if board.drift.enabled {
+        tracing::warn!(
+            "{} has no [profile] in its manifest: drift is not watched (`lookout profile` writes one)",
+            pipeline.manifest().id()
+        );
+    }
     let thresholds = pipeline.thresholds_mut();
     if let Some(score) = args.score {
         check_unit("--score", score)?;
@@ -541,6 +556,7 @@ fn run_bench(args: BenchArgs) -> Result<()> {
         bar.set_message(bundle.manifest.id());
         let report = bench_model(
             &bundle,
+            &board.drift,
             &frames,
             &capture_ms,
             options,
@@ -565,16 +581,23 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     print_out(text)
 }
 
-/// Benchmarks one model bundle: each worker loads its own pipeline from it.
+/// Benchmarks one model bundle: each worker loads its own pipeline from it, watching drift as
+/// `run` would on the board.
 fn bench_model(
     bundle: &ModelBundle,
+    drift: &lookout::drift::DriftConfig,
     frames: &[source::Frame],
     capture_ms: &[f64],
     options: bench::BenchOptions,
     sink: &mut dyn sink::Sink,
     progress: &mut dyn FnMut(usize),
 ) -> Result<bench::BenchReport> {
-    let load = || Pipeline::new(bundle.manifest.clone(), &bundle.onnx, &bundle.origin);
+    let load = || {
+        Pipeline::new(bundle.manifest.clone(), &bundle.onnx, &bundle.origin).map(|mut p| {
+            p.watch_drift(drift);
+            p
+        })
+    };
     let model_bytes = bundle.onnx.len() as u64;
     Ok(bench::run(
         &load,
@@ -591,6 +614,7 @@ fn bench_model(
 /// scale to a board.
 fn measure_here(
     bundle: &ModelBundle,
+    drift: &lookout::drift::DriftConfig,
     frames: &[source::Frame],
     capture_ms: &[f64],
     timed: usize,
@@ -602,6 +626,7 @@ fn measure_here(
     };
     bench_model(
         bundle,
+        drift,
         frames,
         capture_ms,
         options,
@@ -629,7 +654,13 @@ fn run_cost(args: CostArgs) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("encoding a sample frame as JPEG: {e}"))?,
     };
     let probe = lookout::engine::probe(&bundle.onnx, &bundle.origin)?;
-    let measured = measure_here(&bundle, &frames, &capture_ms, args.frames as usize)?;
+    let measured = measure_here(
+        &bundle,
+        &board.drift,
+        &frames,
+        &capture_ms,
+        args.frames as usize,
+    )?;
     let host_frame_ms = measured.pipeline_ms.p50;
     let estimate = lookout::estimate::Estimator::new(&board, args.reference_runs as usize)
         .estimate(host_frame_ms, &probe)?;
@@ -719,7 +750,13 @@ fn run_select(args: SelectArgs) -> Result<()> {
             eval::EvalReport::Classification(c) => (c.accuracy.top1 * 100.0, "top-1"),
         };
         bar.set_message(format!("{} latency", bundle.manifest.id()));
-        let measured = measure_here(bundle, &frames, &capture_ms, args.frames as usize)?;
+        let measured = measure_here(
+            bundle,
+            &board.drift,
+            &frames,
+            &capture_ms,
+            args.frames as usize,
+        )?;
         let host_ms = measured.pipeline_ms.p50;
         // The probe tells which reference fits the model; the host profile needs none.
         let estimate = match board.perf {

@@ -80,6 +80,12 @@ pub struct Manifest {
 pub const BRIGHTNESS_BINS: usize = 16;
 /// Bins of the best-score histogram (0..=1, 0.1 each).
 pub const SCORE_BINS: usize = 10;
+/// Bins of each colour channel's histogram (0..=255, 16 levels each).
+pub const CHANNEL_BINS: usize = 16;
+/// Bins of the sharpness histogram (see `drift::stats`).
+pub const SHARPNESS_BINS: usize = 16;
+/// Bins of the detections-per-frame histogram: 0 to 7, and 8 or more.
+pub const DETECTION_BINS: usize = 9;
 
 /// Reference statistics of a model on held-out frames (`[profile]`), the baseline drift is
 /// measured against; computed by `lookout profile` (`profile::ProfileBuilder`).
@@ -105,6 +111,26 @@ pub struct Profile {
     /// Mean detections per frame (detectors only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detections_per_frame: Option<f64>,
+    /// Standard deviation of R, G, B over the sampled pixels, 0..=255.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rgb_std: Option<[f64; 3]>,
+    /// Share of sampled pixels per red level (16 bins over 0..=255); sums to 1. Empty in
+    /// profiles written before colour histograms were kept; drift is then not watched on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub red: Vec<f64>,
+    /// As `red`, for green.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub green: Vec<f64>,
+    /// As `red`, for blue.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blue: Vec<f64>,
+    /// Share of frames per sharpness bin (mean luma gradient, on a log scale: see
+    /// `drift::stats`); sums to 1. A blurred or fogged lens moves mass to the low bins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sharpness: Vec<f64>,
+    /// Share of frames with 0, 1, ..., 7 and 8 or more detections (detectors only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub detections: Vec<f64>,
 }
 
 impl Profile {
@@ -129,6 +155,18 @@ impl Profile {
         }
         histogram("profile.brightness", &self.brightness, BRIGHTNESS_BINS)?;
         histogram("profile.top_score", &self.top_score, SCORE_BINS)?;
+        // Kept since colour and sharpness drift are watched; absent from older profiles.
+        for (field, values, bins) in [
+            ("profile.red", &self.red, CHANNEL_BINS),
+            ("profile.green", &self.green, CHANNEL_BINS),
+            ("profile.blue", &self.blue, CHANNEL_BINS),
+            ("profile.sharpness", &self.sharpness, SHARPNESS_BINS),
+            ("profile.detections", &self.detections, DETECTION_BINS),
+        ] {
+            if !values.is_empty() {
+                histogram(field, values, bins)?;
+            }
+        }
         if self.class_share.len() != labels {
             return Err((
                 "profile.class_share",

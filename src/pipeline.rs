@@ -6,10 +6,13 @@
 //! its frame (reported, counted, the run goes on), a broken model or sink ends the run.
 
 use crate::decode::{DecodeError, Decoded, Decoder, OutputView};
+use crate::drift::{DriftConfig, DriftMonitor};
 use crate::engine::{Engine, EngineError, InputBuffer};
 use crate::manifest::{Manifest, Thresholds};
-use crate::preprocess::{PreprocessError, Preprocessor};
-use crate::record::{format_timestamp, ClassRecord, DetectionRecord, FrameRecord, StageLatency};
+use crate::preprocess::{ImageView, PreprocessError, Preprocessor};
+use crate::record::{
+    format_timestamp, ClassRecord, DetectionRecord, EventRecord, FrameRecord, StageLatency,
+};
 use crate::sink::{Sink, SinkError};
 use crate::source::{Frame, FrameSource, SourceError};
 use std::time::{Duration, Instant};
@@ -61,6 +64,8 @@ pub struct Pipeline {
     decoder: Decoder,
     thresholds: Thresholds,
     seq: u64,
+    /// Watches for drift when the manifest has a reference profile and the board wants it.
+    drift: Option<DriftMonitor>,
     /// The model file and where it came from, kept for [`Pipeline::reload`].
     onnx: std::sync::Arc<[u8]>,
     origin: String,
@@ -91,6 +96,7 @@ impl Pipeline {
             preprocessor,
             decoder,
             seq: 0,
+            drift: None,
             onnx: onnx.into(),
             origin: origin.to_owned(),
         })
@@ -220,7 +226,7 @@ impl Pipeline {
         }
         let post_done = Instant::now();
 
-        Ok(FrameRecord {
+        let mut record = FrameRecord {
             seq,
             timestamp: format_timestamp(frame.captured_at),
             model: self.model_id.clone(),
@@ -231,12 +237,57 @@ impl Pipeline {
                 pre: millis(pre_done - started),
                 infer: millis(infer_done - pre_done),
                 post: millis(post_done - infer_done),
-            }
-            .rounded_to_microseconds(),
+                drift: 0.0,
+            },
             classes,
             detections,
             outputs: shapes,
-        })
+        };
+        if let Some(monitor) = &mut self.drift {
+            // The view is the pre-processor's own buffer (or the frame): nothing is copied.
+            if let Some(view) = self.preprocessor.model_view(&frame.image) {
+                monitor.observe(&view, &record);
+            }
+            record.latency_ms.drift = millis(post_done.elapsed());
+        }
+        record.latency_ms = record.latency_ms.rounded_to_microseconds();
+        Ok(record)
+    }
+
+    /// Watches this model's frames for drift against the reference profile in its manifest
+    /// (see [`crate::drift`]). Returns whether it does: not when `config` turns it off or the
+    /// manifest has no `[profile]`.
+    pub fn watch_drift(&mut self, config: &DriftConfig) -> bool {
+        self.drift = match (&self.manifest.profile, config.enabled) {
+            (Some(profile), true) => Some(DriftMonitor::new(
+                config.clone(),
+                profile.clone(),
+                self.model_id.clone(),
+                self.manifest.labels.len(),
+                self.manifest.output.is_detector(),
+            )),
+            _ => None,
+        };
+        self.drift.is_some()
+    }
+
+    /// The drift monitor, when drift is watched.
+    pub fn drift(&self) -> Option<&DriftMonitor> {
+        self.drift.as_ref()
+    }
+
+    /// Events the pipeline raised since the last call (drift), oldest first.
+    pub fn take_events(&mut self) -> Vec<EventRecord> {
+        self.drift
+            .as_mut()
+            .map(DriftMonitor::take_events)
+            .unwrap_or_default()
+    }
+
+    /// What the model saw of `frame` in the last [`process`](Self::process): the resized
+    /// image before padding and normalisation.
+    pub fn model_view<'a>(&'a self, frame: &'a Frame) -> Option<ImageView<'a>> {
+        self.preprocessor.model_view(&frame.image)
     }
 }
 
@@ -468,6 +519,12 @@ fn run_frames(
         if !each_sink(sinks, |sink| sink.emit(&record))? {
             summary.stopped_by_reader = true;
             return Ok(());
+        }
+        for event in pipeline.take_events() {
+            if !each_sink(sinks, |sink| sink.event(&event))? {
+                summary.stopped_by_reader = true;
+                return Ok(());
+            }
         }
     }
     Ok(())

@@ -17,6 +17,8 @@ pub struct StageLatency {
     pub infer: f64,
     /// Decoding, NMS and mapping boxes to source pixels.
     pub post: f64,
+    /// The drift monitor's statistics of the frame (0 when drift is not watched).
+    pub drift: f64,
 }
 
 impl StageLatency {
@@ -29,12 +31,13 @@ impl StageLatency {
             pre: round(self.pre),
             infer: round(self.infer),
             post: round(self.post),
+            drift: round(self.drift),
         }
     }
 
     /// Sum of all stages.
     pub fn total(&self) -> f64 {
-        self.capture + self.pre + self.infer + self.post
+        self.capture + self.pre + self.infer + self.post + self.drift
     }
 }
 
@@ -93,7 +96,7 @@ pub struct FrameRecord {
 /// the sinks between frame records. In JSON Lines it is told apart by its `event` key.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EventRecord {
-    /// What happened: `camera_lost`, `camera_restored`.
+    /// What happened: `camera_lost`, `camera_restored`, `drift`, `drift_cleared`.
     pub event: String,
     /// When, RFC 3339 UTC with milliseconds.
     pub timestamp: String,
@@ -101,6 +104,25 @@ pub struct EventRecord {
     pub source: String,
     /// Details for a person.
     pub message: String,
+    /// For `drift` and `drift_cleared`: which statistic, how far off, over which frames.
+    #[serde(flatten)]
+    pub drift: Option<DriftDetail>,
+}
+
+/// What a drift event is about (see [`crate::drift`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DriftDetail {
+    /// The statistic: `brightness`, `red`, `green`, `blue`, `sharpness`, `top_score`,
+    /// `classes` or `detections`.
+    pub stat: String,
+    /// Population Stability Index of the last window against the model's reference profile.
+    pub psi: f64,
+    /// The threshold crossed: `alarm_psi` for `drift`, `clear_psi` for `drift_cleared`.
+    pub threshold: f64,
+    /// Windows in a row past the threshold.
+    pub windows: u32,
+    /// Sequence numbers of the first and last frame of the last window.
+    pub window: [u64; 2],
 }
 
 /// RFC 3339 UTC timestamp with milliseconds.

@@ -192,6 +192,7 @@ mod tests {
                 pre: 2.0,
                 infer: 3.0,
                 post: 0.5,
+                drift: 0.0,
             },
             classes: None,
             detections: Some(vec![DetectionRecord {

@@ -84,6 +84,7 @@ fn event(kind: &str, source: &str, message: String) -> EventRecord {
         timestamp: format_timestamp(SystemTime::now()),
         source: source.to_owned(),
         message,
+        drift: None,
     }
 }
 

@@ -195,6 +195,37 @@ pub enum PreprocessError {
     Spec(String),
 }
 
+/// RGB pixels, 3 bytes each, borrowed: rows of `width` pixels `stride` bytes apart.
+#[derive(Debug, Clone, Copy)]
+pub struct ImageView<'a> {
+    /// From the first pixel of the first row to the last pixel of the last row.
+    pub pixels: &'a [u8],
+    /// Pixels per row.
+    pub width: usize,
+    /// Rows.
+    pub height: usize,
+    /// Bytes from one row to the next.
+    pub stride: usize,
+}
+
+impl<'a> ImageView<'a> {
+    /// A whole image.
+    pub fn of(image: &'a image::RgbImage) -> Self {
+        let (w, h) = image.dimensions();
+        Self {
+            pixels: image.as_raw(),
+            width: w as usize,
+            height: h as usize,
+            stride: w as usize * 3,
+        }
+    }
+
+    /// Row `y`, `width * 3` bytes.
+    pub fn row(&self, y: usize) -> &'a [u8] {
+        &self.pixels[y * self.stride..y * self.stride + self.width * 3]
+    }
+}
+
 /// An axis-aligned pixel rectangle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Rect {
@@ -495,6 +526,39 @@ impl Preprocessor {
             out,
         );
         Ok(geometry.transform)
+    }
+
+    /// The image the last [`run`](Self::run) put into the tensor, before padding and
+    /// normalisation: the resampled frame, or its crop window when no resampling was needed.
+    /// `frame` must be the frame that run was given. `None` before any run or for another
+    /// frame size.
+    pub fn model_view<'a>(&'a self, frame: &'a image::RgbImage) -> Option<ImageView<'a>> {
+        let g = self.geometry?;
+        let (w, h) = frame.dimensions();
+        if (g.transform.source_width, g.transform.source_height) != (w, h) {
+            return None;
+        }
+        if g.resamples() {
+            let (width, height) = (g.place.width as usize, g.place.height as usize);
+            let pixels = self.resampler.out.get(..width * height * 3)?;
+            Some(ImageView {
+                pixels,
+                width,
+                height,
+                stride: width * 3,
+            })
+        } else {
+            let stride = w as usize * 3;
+            let start = g.crop.top as usize * stride + g.crop.left as usize * 3;
+            let (width, height) = (g.crop.width as usize, g.crop.height as usize);
+            let end = start + height.saturating_sub(1) * stride + width * 3;
+            Some(ImageView {
+                pixels: frame.as_raw().get(start..end)?,
+                width,
+                height,
+                stride,
+            })
+        }
     }
 
     /// The geometry for a `w`×`h` frame, cached for the common case of a fixed camera size.

@@ -10,6 +10,7 @@
 //!   C,<seq>,<label_id>,<score_permille>*<crc>                       one per top-k class
 //!   F,<seq>,<count>*<crc>                                           end of frame <seq>
 //!   E,<event>*<crc>                                                 an event, e.g. E,camera_lost
+//!   E,<event>,<stat>,<psi_permille>*<crc>                           drift, e.g. E,drift,brightness,812
 //!   ```
 //!   Fields are decimal integers: `seq` the frame number, `label_id` the index in the model's
 //!   labels (the console's `info` lists them), the score in thousandths (0..=1000), the box in
@@ -103,7 +104,16 @@ pub fn event_lines(
         }
         LineFormat::Compact => {
             let mut out = String::new();
-            push_compact_line(&mut out, &format!("E,{}", event.event));
+            let body = match &event.drift {
+                Some(d) => format!(
+                    "E,{},{},{}",
+                    event.event,
+                    d.stat,
+                    (d.psi * 1000.0).round() as i64
+                ),
+                None => format!("E,{}", event.event),
+            };
+            push_compact_line(&mut out, &body);
             Ok(out)
         }
     }
@@ -290,5 +300,37 @@ mod tests {
         assert!(line.ends_with('\n') && line.starts_with('{'));
         let v: serde_json::Value = serde_json::from_str(&line).expect("parse");
         assert_eq!(v["seq"], 42);
+    }
+
+    #[test]
+    fn drift_events_carry_the_statistic_and_psi_in_compact_lines() {
+        let event = crate::record::EventRecord {
+            event: "drift".into(),
+            timestamp: "2026-12-03T09:00:00.000Z".into(),
+            source: "m@1".into(),
+            message: "brightness".into(),
+            drift: Some(crate::record::DriftDetail {
+                stat: "brightness".into(),
+                psi: 0.8124,
+                threshold: 0.25,
+                windows: 3,
+                window: [1800, 2699],
+            }),
+        };
+        let compact = event_lines(&event, LineFormat::Compact).expect("compact");
+        assert_eq!(
+            compact,
+            format!(
+                "E,drift,brightness,812*{:02X}\r\n",
+                crc8(b"E,drift,brightness,812")
+            )
+        );
+        assert_eq!(parse_compact(&compact).expect("checks").kind, 'E');
+        let json: serde_json::Value =
+            serde_json::from_str(&event_lines(&event, LineFormat::Json).expect("json"))
+                .expect("parses");
+        assert_eq!(json["stat"], "brightness");
+        assert_eq!(json["window"], serde_json::json!([1800, 2699]));
+        assert_eq!(json["event"], "drift");
     }
 }
