@@ -25,12 +25,23 @@ mod manifest;
 #[allow(dead_code)]
 #[path = "src/onnx_meta.rs"]
 mod onnx_meta;
+/// The board profile's `[samples]` table, which `board` parses.
+#[allow(dead_code)]
+#[path = "src/samples/config.rs"]
+mod samples;
 
 const DEFAULT_BOARD: &str = "host";
 const DEFAULT_MODEL: &str = "shapes-detector";
 
 fn main() {
-    for shared in ["board", "budget", "manifest", "onnx_meta", "drift/config"] {
+    for shared in [
+        "board",
+        "budget",
+        "manifest",
+        "onnx_meta",
+        "drift/config",
+        "samples/config",
+    ] {
         println!("cargo::rerun-if-changed=src/{shared}.rs");
     }
     println!("cargo::rerun-if-env-changed=LOOKOUT_BOARD");

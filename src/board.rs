@@ -16,6 +16,7 @@
 //! This module is also compiled into `build.rs`.
 
 use crate::drift::DriftConfig;
+use crate::samples::SamplesConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -89,6 +90,9 @@ pub struct Board {
     /// How drift is watched (`[drift]`; defaults when absent).
     #[serde(default)]
     pub drift: DriftConfig,
+    /// Which frames are kept for retraining (`[samples]`; off when absent).
+    #[serde(default)]
+    pub samples: SamplesConfig,
 }
 
 fn default_threads() -> usize {
@@ -369,6 +373,9 @@ impl Board {
         if let Err((field, message)) = self.drift.check() {
             return fail(field, message);
         }
+        if let Err((field, message)) = self.samples.check() {
+            return fail(field, message);
+        }
         if self.threads == 0 || self.threads > self.cores {
             return fail(
                 "threads",
@@ -608,6 +615,16 @@ mod tests {
                 "ram_budget_bytes",
             ),
             ("clear_psi = 0.1", "clear_psi = 0.5", "drift.clear_psi"),
+            (
+                "jpeg_quality = 90",
+                "jpeg_quality = 0",
+                "samples.jpeg_quality",
+            ),
+            (
+                "low_confidence = 0.5",
+                "low_confidence = 1.5",
+                "samples.low_confidence",
+            ),
         ];
         for (from, to, field) in cases {
             assert!(text.contains(from), "{from}");

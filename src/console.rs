@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! help                   the commands
-//! status                 uptime, frames, fps, model@version, threshold, drift, dropped lines, last error
+//! status                 uptime, frames, fps, model@version, threshold, drift, samples, dropped lines, last error
 //! info                   model, labels with their ids, input, thresholds, source, board
 //! set threshold <0..1>   minimum score to report, from the next frame on
 //! pause | resume         stop and restart reading frames
@@ -137,7 +137,7 @@ pub enum Command {
 
 const HELP: &str = "\
 help                   this list
-status                 uptime, frames, fps, model, threshold, drift, dropped lines, last error
+status                 uptime, frames, fps, model, threshold, drift, samples, dropped lines, last error
 info                   model, labels, input, thresholds, source
 set threshold <0..1>   minimum score to report
 pause | resume         stop / restart reading frames
@@ -301,6 +301,9 @@ impl<P: ConsolePort> Console<P> {
         if let Some(drift) = control.pipeline.drift() {
             let _ = writeln!(out, "{}", drift.status());
         }
+        if let Some(samples) = control.samples {
+            let _ = writeln!(out, "{}", samples.status());
+        }
         let mut last_error = s.last_error.clone();
         if let Some(link) = &self.link {
             let l = link.borrow().stats();
@@ -381,6 +384,7 @@ impl<S: Steering> Steering for Vec<S> {
                 last_frame: control.last_frame,
                 stats: control.stats,
                 paused: &mut *control.paused,
+                samples: control.samples,
             });
         }
     }

@@ -1,6 +1,6 @@
 //! The `lookout` command: argument parsing and error reporting around the library.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 use lookout::board::Board;
 use lookout::model::{self, ModelBundle};
@@ -47,6 +47,28 @@ enum Command {
     /// Measure the reference statistics of a model on held-out images (brightness, colour,
     /// scores, classes) that drift monitoring compares a device's frames against.
     Profile(ProfileArgs),
+    /// The frames kept for retraining (board profile `[samples]`).
+    #[command(subcommand)]
+    Samples(SamplesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SamplesCommand {
+    /// Pack the sample store into one tar file for the trainer: images, YOLO labels and
+    /// class names (or a folder per class), complete samples only.
+    Export {
+        #[command(flatten)]
+        place: PlaceArgs,
+        /// The store (default: the board profile's samples.dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Only this model's samples (`name@version`).
+        #[arg(long)]
+        model: Option<String>,
+        /// The tar file to write.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -306,6 +328,12 @@ fn main() -> ExitCode {
         Command::Select(args) => run_select(args),
         Command::Eval(args) => run_eval(args),
         Command::Profile(args) => run_profile(args),
+        Command::Samples(SamplesCommand::Export {
+            place,
+            dir,
+            model,
+            out,
+        }) => export_samples(&place, dir, model.as_deref(), &out),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -440,12 +468,31 @@ fn run(args: RunArgs) -> Result<()> {
         pipeline.manifest().id(),
         source.describe()
     );
+    let mut samples = if board.samples.enabled {
+        let m = pipeline.manifest();
+        let collector = lookout::samples::Collector::start(
+            board.samples.clone(),
+            m.id(),
+            m.labels.clone(),
+            m.output.is_detector(),
+        )
+        .with_context(|| "opening the sample store (board profile [samples])")?;
+        tracing::info!(
+            "keeping samples in {} (at most {} bytes)",
+            board.samples.dir.display(),
+            board.samples.max_bytes
+        );
+        Some(collector)
+    } else {
+        None
+    };
     let summary = pipeline::run(
         &mut pipeline,
         source.as_mut(),
         &mut sinks,
         args.max_frames,
         &mut consoles,
+        samples.as_mut(),
         |e| eprintln!("error: skipped frame: {e}"),
     )?;
     if summary.failed_frames > 0 {
@@ -868,4 +915,30 @@ fn run_profile(args: ProfileArgs) -> Result<()> {
         }
         None => print_out(lookout::profile::to_toml(&profile)?.trim_end()),
     }
+}
+
+fn export_samples(
+    place: &PlaceArgs,
+    dir: Option<PathBuf>,
+    model: Option<&str>,
+    out: &Path,
+) -> Result<()> {
+    let dir = match dir {
+        Some(dir) => dir,
+        None => {
+            model::board(place.board.as_deref(), &place.boards_dir)?
+                .0
+                .samples
+                .dir
+        }
+    };
+    let summary = lookout::samples::export::export(&dir, model, out)?;
+    print_out(format_args!(
+        "{}: {} images, {} label files, {} bytes from {}",
+        out.display(),
+        summary.images,
+        summary.labels,
+        summary.bytes,
+        dir.display()
+    ))
 }

@@ -13,6 +13,7 @@ use crate::preprocess::{ImageView, PreprocessError, Preprocessor};
 use crate::record::{
     format_timestamp, ClassRecord, DetectionRecord, EventRecord, FrameRecord, StageLatency,
 };
+use crate::samples::Collector;
 use crate::sink::{Sink, SinkError};
 use crate::source::{Frame, FrameSource, SourceError};
 use std::time::{Duration, Instant};
@@ -357,6 +358,8 @@ pub struct RunControl<'a> {
     pub stats: &'a RunStats,
     /// While true the loop reads no frames and only asks its steering again.
     pub paused: &'a mut bool,
+    /// The sample collector, when samples are kept.
+    pub samples: Option<&'a Collector>,
 }
 
 /// Steers a run between frames; see [`crate::console`].
@@ -394,24 +397,19 @@ const MAX_CONSECUTIVE_FAILURES: u32 = 100;
 /// Runs frames from `source` through `pipeline` into every sink until the source ends or
 /// `max_frames` frames (read or failed) have passed. Unreadable frames are handed to
 /// `on_skipped` and skipped; any other error ends the run. `steering` is asked before every
-/// frame and may pause the run or change its thresholds.
+/// frame and may pause the run or change its thresholds. `samples`, when given, is offered
+/// every frame with its record (see [`crate::samples`]).
 pub fn run(
     pipeline: &mut Pipeline,
     source: &mut dyn FrameSource,
     sinks: &mut [Box<dyn Sink>],
     max_frames: Option<u64>,
     steering: &mut dyn Steering,
+    samples: Option<&mut Collector>,
     on_skipped: impl FnMut(&SourceError),
 ) -> Result<RunSummary, PipelineError> {
-    let mut summary = RunSummary::default();
     let outcome = run_frames(
-        pipeline,
-        source,
-        sinks,
-        max_frames,
-        steering,
-        on_skipped,
-        &mut summary,
+        pipeline, source, sinks, max_frames, steering, samples, on_skipped,
     );
     // Every way out flushes every sink (GPIO lines are released here), an error included.
     let mut flushed = Ok(());
@@ -421,7 +419,7 @@ pub fn run(
             Err(e) => flushed = flushed.and(Err(e)),
         }
     }
-    outcome?;
+    let summary = outcome?;
     flushed?;
     Ok(summary)
 }
@@ -447,9 +445,10 @@ fn run_frames(
     sinks: &mut [Box<dyn Sink>],
     max_frames: Option<u64>,
     steering: &mut dyn Steering,
+    mut samples: Option<&mut Collector>,
     mut on_skipped: impl FnMut(&SourceError),
-    summary: &mut RunSummary,
-) -> Result<(), PipelineError> {
+) -> Result<RunSummary, PipelineError> {
+    let mut summary = RunSummary::default();
     let mut stats = RunStats::new();
     let mut last_frame: Option<Frame> = None;
     let mut paused = false;
@@ -461,11 +460,12 @@ fn run_frames(
             last_frame: last_frame.as_ref(),
             stats: &stats,
             paused: &mut paused,
+            samples: samples.as_deref(),
         });
         for event in source.take_events() {
             if !each_sink(sinks, |sink| sink.event(&event))? {
                 summary.stopped_by_reader = true;
-                return Ok(());
+                return Ok(summary);
             }
             stats.last_error = Some(format!(
                 "{}: {}: {}",
@@ -475,7 +475,7 @@ fn run_frames(
         if paused {
             if !each_sink(sinks, |sink| sink.idle())? {
                 summary.stopped_by_reader = true;
-                return Ok(());
+                return Ok(summary);
             }
             std::thread::sleep(PAUSE_POLL);
             continue;
@@ -489,7 +489,7 @@ fn run_frames(
                 // source waits before saying so; the pause guards against one that does not.
                 if !each_sink(sinks, |sink| sink.idle())? {
                     summary.stopped_by_reader = true;
-                    return Ok(());
+                    return Ok(summary);
                 }
                 std::thread::sleep(Duration::from_millis(1));
                 continue;
@@ -513,19 +513,25 @@ fn run_frames(
         };
         consecutive_failures = 0;
         let record = pipeline.process(&frame, started.elapsed())?;
+        let mut events = pipeline.take_events();
+        if let Some(collector) = samples.as_deref_mut() {
+            let drifting = pipeline.drift().is_some_and(DriftMonitor::drifting);
+            collector.offer(&frame, &record, drifting);
+            events.extend(collector.take_events());
+        }
         last_frame = Some(frame);
         summary.frames += 1;
         stats.frame_done();
         if !each_sink(sinks, |sink| sink.emit(&record))? {
             summary.stopped_by_reader = true;
-            return Ok(());
+            return Ok(summary);
         }
-        for event in pipeline.take_events() {
+        for event in events {
             if !each_sink(sinks, |sink| sink.event(&event))? {
                 summary.stopped_by_reader = true;
-                return Ok(());
+                return Ok(summary);
             }
         }
     }
-    Ok(())
+    Ok(summary)
 }

@@ -241,6 +241,11 @@ impl DriftMonitor {
         &self.watches
     }
 
+    /// Whether any statistic is declared drifting.
+    pub fn drifting(&self) -> bool {
+        self.watches.iter().any(|w| w.drifting)
+    }
+
     /// Windows closed so far.
     pub fn windows(&self) -> u64 {
         self.windows
