@@ -486,10 +486,15 @@ mod tests {
                 board.latency_target_ms,
                 board.camera.fps
             );
-            // A drift window is a minute of the camera's frames.
+            // A drift window is a minute of the camera's frames, 900 of them counted.
             assert_eq!(
                 board.drift.window_frames,
                 60 * u64::from(board.camera.fps),
+                "{name}"
+            );
+            assert_eq!(
+                board.drift.window_frames / board.drift.sample_every,
+                900,
                 "{name}"
             );
         }

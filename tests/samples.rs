@@ -11,6 +11,10 @@ use std::path::Path;
 /// every frame chosen (one in 1 at random), no rate limit to speak of.
 fn board(dir: &Path, store: &Path, max_bytes: u64, min_free_bytes: u64) -> String {
     let host = std::fs::read_to_string(common::repo("boards/host.toml")).expect("host profile");
+    // The host's own [samples] (the last table) is replaced.
+    let host = host
+        .find("\n[samples]")
+        .map_or(host.as_str(), |at| &host[..at]);
     let text = host.replace("name = \"host\"", "name = \"samples-test\"")
         + &format!(
             "\n[samples]\nenabled = true\ndir = {:?}\nevery_n = 1\nmax_per_minute = 100000\n\

@@ -19,7 +19,7 @@ use crate::preprocess::ImageView;
 use crate::record::FrameRecord;
 
 /// Sampled pixels per side of the model's view, at most.
-pub const SAMPLES_PER_SIDE: usize = 64;
+pub const SAMPLES_PER_SIDE: usize = 32;
 
 /// Counts over some frames: a reference data set, or one window on the device.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,45 +85,51 @@ impl Tally {
             w.div_ceil(SAMPLES_PER_SIDE).max(1),
             h.div_ceil(SAMPLES_PER_SIDE).max(1),
         );
-        // Luma of the previous sampled row, for the vertical differences.
-        let mut above = [0.0f32; SAMPLES_PER_SIDE];
-        let (mut n, mut sum, mut sum_sq) = (0u64, 0.0f64, 0.0f64);
-        let (mut gradient, mut pairs) = (0.0f64, 0u64);
+        // Integer arithmetic throughout (luma in thousandths: 299 R + 587 G + 114 B), so a
+        // frame costs a few instructions per sampled pixel and any CPU counts alike.
+        let mut above = [0u32; SAMPLES_PER_SIDE];
+        let (mut n, mut sum, mut sum_sq) = (0u64, 0u64, 0u64);
+        let (mut rgb, mut rgb_sq) = ([0u64; 3], [0u64; 3]);
+        let (mut gradient, mut pairs) = (0u64, 0u64);
         for (row_index, y) in (0..h).step_by(step_y).enumerate() {
             let row = view.row(y);
-            let mut left: Option<f32> = None;
+            let mut left: Option<u32> = None;
             for (column, p) in row.chunks_exact(3).step_by(step_x).enumerate() {
-                let [r, g, b] = [p[0], p[1], p[2]];
-                let luma = 0.299 * f32::from(r) + 0.587 * f32::from(g) + 0.114 * f32::from(b);
-                let bin =
-                    ((luma * (BRIGHTNESS_BINS as f32 / 256.0)) as usize).min(BRIGHTNESS_BINS - 1);
-                self.brightness[bin] += 1;
+                let [r, g, b] = [p[0], p[1], p[2]].map(u32::from);
+                let luma = 299 * r + 587 * g + 114 * b;
+                self.brightness
+                    [(luma as usize * BRIGHTNESS_BINS / 256_000).min(BRIGHTNESS_BINS - 1)] += 1;
                 for (c, v) in [r, g, b].into_iter().enumerate() {
-                    self.channels[c][usize::from(v) * CHANNEL_BINS / 256] += 1;
-                    let v = f64::from(v);
-                    self.rgb_sum[c] += v;
-                    self.rgb_sq_sum[c] += v * v;
+                    self.channels[c][v as usize * CHANNEL_BINS / 256] += 1;
+                    rgb[c] += u64::from(v);
+                    rgb_sq[c] += u64::from(v * v);
                 }
                 if let Some(l) = left {
-                    gradient += f64::from((luma - l).abs());
+                    gradient += u64::from(luma.abs_diff(l));
                     pairs += 1;
                 }
                 if row_index > 0 {
-                    gradient += f64::from((luma - above[column]).abs());
+                    gradient += u64::from(luma.abs_diff(above[column]));
                     pairs += 1;
                 }
                 above[column] = luma;
                 left = Some(luma);
                 n += 1;
-                sum += f64::from(luma);
-                sum_sq += f64::from(luma) * f64::from(luma);
+                sum += u64::from(luma);
+                sum_sq += u64::from(luma) * u64::from(luma);
             }
         }
         self.samples += n;
-        let mean = sum / n as f64;
-        self.contrast_sum += (sum_sq / n as f64 - mean * mean).max(0.0).sqrt();
+        for c in 0..3 {
+            self.rgb_sum[c] += rgb[c] as f64;
+            self.rgb_sq_sum[c] += rgb_sq[c] as f64;
+        }
+        let (n, thousandths) = (n as f64, 1000.0);
+        let mean = sum as f64 / n;
+        let variance = (sum_sq as f64 / n - mean * mean).max(0.0);
+        self.contrast_sum += variance.sqrt() / thousandths;
         let sharpness = if pairs > 0 {
-            gradient / pairs as f64
+            gradient as f64 / pairs as f64 / thousandths
         } else {
             0.0
         };
@@ -328,12 +334,12 @@ pub(crate) mod tests {
 
     #[test]
     fn large_views_are_sampled_on_a_grid_and_blur_lowers_sharpness() {
-        // A 256x256 checkerboard of 1-pixel squares sampled every 4th pixel sees only one
+        // A 256x256 checkerboard of 1-pixel squares sampled every 8th pixel sees only one
         // colour: a grid, not every pixel.
         let board = RgbImage::from_fn(256, 256, |x, y| image::Rgb([((x + y) % 2 * 255) as u8; 3]));
         let mut t = Tally::new(1, false);
         t.add(&ImageView::of(&board), &record(Some(vec![]), None));
-        assert_eq!(t.samples, 64 * 64);
+        assert_eq!(t.samples as usize, SAMPLES_PER_SIDE * SAMPLES_PER_SIDE);
         assert_eq!(t.to_profile(String::new()).brightness[0], 1.0);
 
         // Stripes 8 pixels wide, then the same blurred: sharpness falls by bins.
