@@ -19,7 +19,7 @@
 //! [`model`] (embedded or file models), [`inspect`], [`bench`](mod@bench), [`estimate`] (latency on a board
 //! not at hand), [`cost`], [`select`](mod@select) (the model for a board), and [`eval`] (accuracy
 //! on a labelled [`dataset`], measured by [`metrics`]), [`profile`] (reference statistics for
-//! drift monitoring), [`drift`] (the on-device monitor that compares frames with them), [`samples`] (frames kept for retraining), and [`service`] (systemd readiness and watchdog).
+//! drift monitoring), [`drift`] (the on-device monitor that compares frames with them), [`samples`] (frames kept for retraining), [`slots`] (installed model versions, switched and rolled back atomically), and [`service`] (systemd readiness and watchdog).
 
 pub mod bench;
 pub mod board;
@@ -49,4 +49,5 @@ pub mod select;
 pub mod serial;
 pub mod service;
 pub mod sink;
+pub mod slots;
 pub mod source;
