@@ -50,6 +50,54 @@ enum Command {
     /// The frames kept for retraining (board profile `[samples]`).
     #[command(subcommand)]
     Samples(SamplesCommand),
+    /// Installed model versions: install (checked against the board's budget), use, rollback.
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+/// Where installed model versions live unless `--root` says otherwise.
+const MODELS_ROOT: &str = "/var/lib/lookout/models";
+
+#[derive(Debug, Subcommand)]
+enum ModelCommand {
+    /// Every installed version, the one in use marked `*` and the one rollback returns to `<`.
+    List {
+        /// The installed models.
+        #[arg(long, default_value = MODELS_ROOT)]
+        root: PathBuf,
+    },
+    /// Check a model against its manifest and the board (as the build does) and install it as
+    /// `<name>/<version>`; a refused model changes nothing.
+    Install {
+        /// The manifest (.toml), its model file beside it.
+        manifest: PathBuf,
+        #[command(flatten)]
+        place: PlaceArgs,
+        /// The installed models.
+        #[arg(long, default_value = MODELS_ROOT)]
+        root: PathBuf,
+        /// Switch to it once installed.
+        #[arg(long = "use")]
+        use_it: bool,
+    },
+    /// Switch to an installed version; the one in use becomes the one rollback returns to.
+    Use {
+        /// Model name.
+        name: String,
+        /// Version.
+        version: String,
+        /// The installed models.
+        #[arg(long, default_value = MODELS_ROOT)]
+        root: PathBuf,
+    },
+    /// Switch back to the version used before.
+    Rollback {
+        /// Model name.
+        name: String,
+        /// The installed models.
+        #[arg(long, default_value = MODELS_ROOT)]
+        root: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -334,6 +382,7 @@ fn main() -> ExitCode {
             model,
             out,
         }) => export_samples(&place, dir, model.as_deref(), &out),
+        Command::Model(command) => manage_models(command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -941,4 +990,57 @@ fn export_samples(
         summary.bytes,
         dir.display()
     ))
+}
+
+fn manage_models(command: ModelCommand) -> Result<()> {
+    use lookout::slots::{Slot, Slots};
+    let line = |s: &Slot| {
+        let mark = if s.current {
+            "*"
+        } else if s.previous {
+            "<"
+        } else {
+            " "
+        };
+        format!("{mark} {}@{}  {}", s.name, s.version, s.manifest.display())
+    };
+    match command {
+        ModelCommand::List { root } => {
+            let slots = Slots::new(&root).list()?;
+            if slots.is_empty() {
+                return print_out(format_args!("no model installed in {}", root.display()));
+            }
+            print_out(slots.iter().map(line).collect::<Vec<_>>().join("\n"))
+        }
+        ModelCommand::Install {
+            manifest,
+            place,
+            root,
+            use_it,
+        } => {
+            let (board, board_file) = model::board(place.board.as_deref(), &place.boards_dir)?;
+            let slots = Slots::new(&root);
+            let installed = slots
+                .install(&board, &board_file, &manifest)
+                .with_context(|| format!("installing {}", manifest.display()))?;
+            let slot = if use_it {
+                slots.use_version(&installed.name, &installed.version)?
+            } else {
+                installed
+            };
+            print_out(format_args!("installed: {}", line(&slot)))
+        }
+        ModelCommand::Use {
+            name,
+            version,
+            root,
+        } => print_out(format_args!(
+            "in use: {}",
+            line(&Slots::new(&root).use_version(&name, &version)?)
+        )),
+        ModelCommand::Rollback { name, root } => print_out(format_args!(
+            "rolled back: {}",
+            line(&Slots::new(&root).rollback(&name)?)
+        )),
+    }
 }
