@@ -69,7 +69,7 @@ pub struct SampleStats {
     pub saved: u64,
     /// Frames chosen but dropped because the writer was busy.
     pub dropped: u64,
-    /// Samples in the store and their bytes.
+    /// Samples in the store.
     pub stored: usize,
     /// Bytes in the store.
     pub bytes: u64,
@@ -118,11 +118,15 @@ impl Collector {
         detector: bool,
     ) -> Result<Self, StoreError> {
         let mut store = Store::open(&config.dir, config.max_bytes, config.min_free_bytes)?;
-        if detector {
+        // Detectors' class names, one per line, for the YOLO label files.
+        let labels_text = detector.then(|| {
             let mut text = labels.join("\n");
             text.push('\n');
-            // Without room for the class names now, the first sample will try again.
-            let _ = store.ensure_file(&PathBuf::from(&model), "labels.txt", &text);
+            text
+        });
+        if let Some(text) = &labels_text {
+            // Without room for them now, the writer tries again before each sample.
+            let _ = store.ensure_file(&PathBuf::from(&model), "labels.txt", text);
         }
         let shared = Arc::new(Mutex::new(Shared {
             stats: SampleStats {
@@ -137,11 +141,6 @@ impl Collector {
             let shared = shared.clone();
             let quality = config.jpeg_quality;
             let model = model.clone();
-            let labels_text = detector.then(|| {
-                let mut t = labels.join("\n");
-                t.push('\n');
-                t
-            });
             std::thread::Builder::new()
                 .name("samples".into())
                 .spawn(move || write_samples(receiver, store, shared, quality, model, labels_text))
@@ -161,12 +160,6 @@ impl Collector {
             drifting_frames: 0,
             recent: std::collections::VecDeque::new(),
         })
-    }
-
-    /// The same with a fixed random seed, for tests.
-    pub fn with_seed(mut self, seed: u64) -> Self {
-        self.rng = fastrand::Rng::with_seed(seed);
-        self
     }
 
     /// Why `record`'s frame should be kept, if it should.
