@@ -89,14 +89,11 @@ pub struct CostReport {
     pub cloud_price_per_month: Option<f64>,
 }
 
-/// Quality of the JPEG files sample collection stores; what `sample_bytes` is measured at.
-pub const SAMPLE_JPEG_QUALITY: u8 = 85;
-
-/// Bytes of `image` stored as a sample (JPEG at [`SAMPLE_JPEG_QUALITY`]).
-pub fn sample_size(image: &image::RgbImage) -> Result<u64, image::ImageError> {
+/// Bytes of `image` stored as a sample: a JPEG at `quality`, as sample collection writes it
+/// (the board profile's `samples.jpeg_quality`).
+pub fn sample_size(image: &image::RgbImage, quality: u8) -> Result<u64, image::ImageError> {
     let mut bytes = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, SAMPLE_JPEG_QUALITY)
-        .encode_image(image)?;
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, quality).encode_image(image)?;
     Ok(bytes.len() as u64)
 }
 

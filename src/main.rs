@@ -230,10 +230,12 @@ struct CostArgs {
     /// Timed frames of the measurement here.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     frames: u32,
-    /// Sample collection keeps one frame in this many (0: none).
-    #[arg(long, default_value_t = 1000)]
-    sample_one_in: u64,
-    /// Bytes of one stored sample. Default: the first frame as a JPEG at quality 85.
+    /// Sample collection keeps one frame in this many (0: none). Default: the board profile's
+    /// `samples.every_n`.
+    #[arg(long)]
+    sample_one_in: Option<u64>,
+    /// Bytes of one stored sample. Default: the first frame as a JPEG at the board profile's
+    /// `samples.jpeg_quality`.
     #[arg(long)]
     sample_bytes: Option<u64>,
     /// Price of 1000 cloud inference calls, to compare with.
@@ -746,7 +748,7 @@ fn run_cost(args: CostArgs) -> Result<()> {
     };
     let sample_bytes = match args.sample_bytes {
         Some(bytes) => bytes,
-        None => lookout::cost::sample_size(&first.image)
+        None => lookout::cost::sample_size(&first.image, board.samples.jpeg_quality)
             .map_err(|e| anyhow::anyhow!("encoding a sample frame as JPEG: {e}"))?,
     };
     let probe = lookout::engine::probe(&bundle.onnx, &bundle.origin)?;
@@ -770,7 +772,7 @@ fn run_cost(args: CostArgs) -> Result<()> {
         held_frame_bytes: measured.footprint.preloaded_frame_bytes,
         host_frame_ms,
         estimate,
-        sample_one_in: args.sample_one_in,
+        sample_one_in: args.sample_one_in.unwrap_or(board.samples.every_n),
         sample_bytes,
         cloud_price_per_1000: args.cloud_price,
         kwh_price: args.kwh_price,
