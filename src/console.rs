@@ -374,6 +374,30 @@ impl<P: ConsolePort> Steering for Console<P> {
     }
 }
 
+/// Two steerings in turn (the consoles, then the model reloader).
+impl<A: Steering, B: Steering> Steering for (A, B) {
+    fn between_frames(&mut self, control: RunControl<'_>) {
+        self.0.between_frames(RunControl {
+            pipeline: &mut *control.pipeline,
+            source: &mut *control.source,
+            last_frame: control.last_frame,
+            stats: control.stats,
+            paused: &mut *control.paused,
+            samples: control.samples,
+        });
+        self.1.between_frames(control);
+    }
+}
+
+/// A steering that may be absent.
+impl<S: Steering> Steering for Option<S> {
+    fn between_frames(&mut self, control: RunControl<'_>) {
+        if let Some(s) = self {
+            s.between_frames(control);
+        }
+    }
+}
+
 /// Several steerings in turn (a console on each of several serial lines).
 impl<S: Steering> Steering for Vec<S> {
     fn between_frames(&mut self, control: RunControl<'_>) {

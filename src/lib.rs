@@ -19,7 +19,7 @@
 //! [`model`] (embedded or file models), [`inspect`], [`bench`](mod@bench), [`estimate`] (latency on a board
 //! not at hand), [`cost`], [`select`](mod@select) (the model for a board), and [`eval`] (accuracy
 //! on a labelled [`dataset`], measured by [`metrics`]), [`profile`] (reference statistics for
-//! drift monitoring), [`drift`] (the on-device monitor that compares frames with them), [`samples`] (frames kept for retraining), [`slots`] (installed model versions, switched and rolled back atomically), and [`service`] (systemd readiness and watchdog).
+//! drift monitoring), [`drift`] (the on-device monitor that compares frames with them), [`samples`] (frames kept for retraining), [`slots`] (installed model versions, switched and rolled back atomically), [`reload`] (the running model switched on SIGHUP), and [`service`] (systemd readiness and watchdog).
 
 pub mod bench;
 pub mod board;
@@ -44,6 +44,7 @@ pub mod pipeline;
 pub mod preprocess;
 pub mod profile;
 pub mod record;
+pub mod reload;
 pub mod samples;
 pub mod select;
 pub mod serial;

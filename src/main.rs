@@ -537,12 +537,28 @@ fn run(args: RunArgs) -> Result<()> {
     } else {
         None
     };
+    // A model from files can be switched on SIGHUP; the embedded one has nothing to reload.
+    let reloader = match &args.model.model {
+        Some(arg) => {
+            let manifest = model::manifest_path_for(arg, &args.model.place.models_dir);
+            let (board, board_file) = model::board(
+                args.model.place.board.as_deref(),
+                &args.model.place.boards_dir,
+            )?;
+            Some(
+                lookout::reload::Reloader::new(manifest, &board, board_file)
+                    .context("listening for SIGHUP")?,
+            )
+        }
+        None => None,
+    };
+    let mut steering = (consoles, reloader);
     let summary = pipeline::run(
         &mut pipeline,
         source.as_mut(),
         &mut sinks,
         args.max_frames,
-        &mut consoles,
+        &mut steering,
         samples.as_mut(),
         |e| eprintln!("error: skipped frame: {e}"),
     )?;

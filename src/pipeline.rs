@@ -67,6 +67,8 @@ pub struct Pipeline {
     seq: u64,
     /// Watches for drift when the manifest has a reference profile and the board wants it.
     drift: Option<DriftMonitor>,
+    /// Events raised about this pipeline (a model switched), for the sinks.
+    events: Vec<EventRecord>,
     /// The model file and where it came from, kept for [`Pipeline::reload`].
     onnx: std::sync::Arc<[u8]>,
     origin: String,
@@ -98,6 +100,7 @@ impl Pipeline {
             decoder,
             seq: 0,
             drift: None,
+            events: Vec::new(),
             onnx: onnx.into(),
             origin: origin.to_owned(),
         })
@@ -277,12 +280,26 @@ impl Pipeline {
         self.drift.as_ref()
     }
 
-    /// Events the pipeline raised since the last call (drift), oldest first.
+    /// Events the pipeline raised since the last call (drift, a model switched), oldest
+    /// first.
     pub fn take_events(&mut self) -> Vec<EventRecord> {
-        self.drift
-            .as_mut()
-            .map(DriftMonitor::take_events)
-            .unwrap_or_default()
+        let mut events = std::mem::take(&mut self.events);
+        if let Some(drift) = &mut self.drift {
+            events.extend(drift.take_events());
+        }
+        events
+    }
+
+    /// Queues an event for the sinks, delivered after the next frame.
+    pub fn push_event(&mut self, event: EventRecord) {
+        self.events.push(event);
+    }
+
+    /// Takes over from `old` (a model being replaced): frame numbers go on from its, and its
+    /// undelivered events are kept.
+    pub fn continue_after(&mut self, old: &mut Pipeline) {
+        self.seq = old.seq;
+        self.events.append(&mut old.events);
     }
 
     /// What the model saw of `frame` in the last [`process`](Self::process): the resized
@@ -471,6 +488,13 @@ fn run_frames(
                 "{}: {}: {}",
                 event.source, event.event, event.message
             ));
+        }
+        // What steering did to the model (switched it) is told before the model's next record.
+        for event in pipeline.take_events() {
+            if !each_sink(sinks, |sink| sink.event(&event))? {
+                summary.stopped_by_reader = true;
+                return Ok(summary);
+            }
         }
         if paused {
             if !each_sink(sinks, |sink| sink.idle())? {
