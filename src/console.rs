@@ -376,15 +376,8 @@ impl<P: ConsolePort> Steering for Console<P> {
 
 /// Two steerings in turn (the consoles, then the model reloader).
 impl<A: Steering, B: Steering> Steering for (A, B) {
-    fn between_frames(&mut self, control: RunControl<'_>) {
-        self.0.between_frames(RunControl {
-            pipeline: &mut *control.pipeline,
-            source: &mut *control.source,
-            last_frame: control.last_frame,
-            stats: control.stats,
-            paused: &mut *control.paused,
-            samples: control.samples,
-        });
+    fn between_frames(&mut self, mut control: RunControl<'_>) {
+        self.0.between_frames(control.reborrow());
         self.1.between_frames(control);
     }
 }
@@ -400,16 +393,9 @@ impl<S: Steering> Steering for Option<S> {
 
 /// Several steerings in turn (a console on each of several serial lines).
 impl<S: Steering> Steering for Vec<S> {
-    fn between_frames(&mut self, control: RunControl<'_>) {
+    fn between_frames(&mut self, mut control: RunControl<'_>) {
         for s in self.iter_mut() {
-            s.between_frames(RunControl {
-                pipeline: &mut *control.pipeline,
-                source: &mut *control.source,
-                last_frame: control.last_frame,
-                stats: control.stats,
-                paused: &mut *control.paused,
-                samples: control.samples,
-            });
+            s.between_frames(control.reborrow());
         }
     }
 }

@@ -379,6 +379,20 @@ pub struct RunControl<'a> {
     pub samples: Option<&'a Collector>,
 }
 
+impl RunControl<'_> {
+    /// The same control for one of several steerings in turn.
+    pub fn reborrow(&mut self) -> RunControl<'_> {
+        RunControl {
+            pipeline: &mut *self.pipeline,
+            source: &mut *self.source,
+            last_frame: self.last_frame,
+            stats: self.stats,
+            paused: &mut *self.paused,
+            samples: self.samples,
+        }
+    }
+}
+
 /// Steers a run between frames; see [`crate::console`].
 pub trait Steering {
     /// Called before every frame, and every [`PAUSE_POLL`] while paused.

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{lookout_command, python_tool, repo};
+use common::{lookout_command, python_tool};
 use serialport::{SerialPort, TTYPort};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -21,19 +21,15 @@ const SHIFTED: u64 = 200;
 
 /// A board profile like the host's with a small drift window.
 fn board(dir: &Path) -> String {
-    let host = std::fs::read_to_string(repo("boards/host.toml")).expect("host profile");
-    let host = match host.find("\n[drift]") {
-        Some(at) => host[..at].to_owned(),
-        None => host,
-    };
-    let text = host.replace("name = \"host\"", "name = \"drift-test\"")
-        + &format!(
-            "\n[drift]\nwindow_frames = {WINDOW}\nwindows_to_alarm = {WINDOWS_TO_ALARM}\n\
+    common::host_board_with(
+        dir,
+        "drift-test",
+        "drift",
+        &format!(
+            "window_frames = {WINDOW}\nwindows_to_alarm = {WINDOWS_TO_ALARM}\n\
              windows_to_clear = 10\nalarm_psi = 0.25\nclear_psi = 0.1\n"
-        );
-    let path = dir.join("drift-test.toml");
-    std::fs::write(&path, text).expect("board profile");
-    path.to_string_lossy().into_owned()
+        ),
+    )
 }
 
 /// Detection scenes rendered by the model tool chain (seed not used for the reference).

@@ -10,20 +10,16 @@ use std::path::Path;
 /// A board profile like the host's keeping samples in `store` with the given cap and floor,
 /// every frame chosen (one in 1 at random), no rate limit to speak of.
 fn board(dir: &Path, store: &Path, max_bytes: u64, min_free_bytes: u64) -> String {
-    let host = std::fs::read_to_string(common::repo("boards/host.toml")).expect("host profile");
-    // The host's own [samples] (the last table) is replaced.
-    let host = host
-        .find("\n[samples]")
-        .map_or(host.as_str(), |at| &host[..at]);
-    let text = host.replace("name = \"host\"", "name = \"samples-test\"")
-        + &format!(
-            "\n[samples]\nenabled = true\ndir = {:?}\nevery_n = 1\nmax_per_minute = 100000\n\
+    common::host_board_with(
+        dir,
+        "samples-test",
+        "samples",
+        &format!(
+            "enabled = true\ndir = {:?}\nevery_n = 1\nmax_per_minute = 100000\n\
              max_bytes = {max_bytes}\nmin_free_bytes = {min_free_bytes}\n",
             store.display().to_string()
-        );
-    let path = dir.join("samples-test.toml");
-    std::fs::write(&path, text).expect("board profile");
-    path.to_string_lossy().into_owned()
+        ),
+    )
 }
 
 /// `lookout run` of the bundled detector over the test scenes, looping, for `frames` frames.

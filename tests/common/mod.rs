@@ -136,3 +136,16 @@ pub fn copy_model(name: &str, dir: &Path) -> PathBuf {
     }
     dir.join(format!("{name}.toml"))
 }
+
+/// A board profile named `name` in `dir`: the host's, with its `[table]` (and the tables after
+/// it) replaced by `table` followed by `body`. Returns its path.
+pub fn host_board_with(dir: &Path, name: &str, table: &str, body: &str) -> String {
+    let host = std::fs::read_to_string(repo("boards/host.toml")).expect("host profile");
+    let header = format!("\n[{table}]");
+    let kept = host.find(&header).map_or(host.as_str(), |at| &host[..at]);
+    let text = kept.replace("name = \"host\"", &format!("name = \"{name}\""))
+        + &format!("{header}\n{body}");
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).expect("board profile");
+    path.to_string_lossy().into_owned()
+}
