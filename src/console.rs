@@ -9,6 +9,7 @@
 //! pause | resume         stop and restart reading frames
 //! snapshot               save the last frame as PNG in the snapshot folder
 //! reboot-pipeline        reload the model and reopen the source
+//! model use <version>    switch to an installed version of the running model (see `slots`)
 //! ```
 //!
 //! Every reply line starts with `# ` and a reply ends with `# ok ...` or `# error: ...`, so a
@@ -133,6 +134,8 @@ pub enum Command {
     Snapshot,
     /// Reload the model and reopen the source.
     RebootPipeline,
+    /// Switch to an installed version.
+    ModelUse(String),
 }
 
 const HELP: &str = "\
@@ -142,7 +145,8 @@ info                   model, labels, input, thresholds, source
 set threshold <0..1>   minimum score to report
 pause | resume         stop / restart reading frames
 snapshot               save the last frame as PNG
-reboot-pipeline        reload the model and reopen the source";
+reboot-pipeline        reload the model and reopen the source
+model use <version>    switch to an installed version of the running model";
 
 /// Parses one line; the error is the reply.
 pub fn parse(line: &str) -> Result<Command, String> {
@@ -159,6 +163,8 @@ pub fn parse(line: &str) -> Result<Command, String> {
         ["resume"] => Ok(Command::Resume),
         ["snapshot"] => Ok(Command::Snapshot),
         ["reboot-pipeline"] => Ok(Command::RebootPipeline),
+        ["model", "use", version] => Ok(Command::ModelUse((*version).to_owned())),
+        ["model", ..] => Err("usage: model use <version>".into()),
         ["set", "threshold", value] => match value.parse::<f32>() {
             Ok(v) if (0.0..=1.0).contains(&v) => Ok(Command::SetThreshold(v)),
             _ => Err(format!("threshold {value:?} is not a number in [0, 1]")),
@@ -274,6 +280,10 @@ impl<P: ConsolePort> Console<P> {
                             .map_err(|e| format!("reboot-pipeline: source: {e}"))
                     })
                     .map(|()| format!("reboot-pipeline {}", control.pipeline.manifest().id()));
+                self.reply("", result);
+            }
+            Command::ModelUse(version) => {
+                let result = use_version(control.pipeline.origin(), &version);
                 self.reply("", result);
             }
         }
@@ -398,6 +408,26 @@ impl<S: Steering> Steering for Vec<S> {
             s.between_frames(control.reborrow());
         }
     }
+}
+
+/// Points the running model's slot at `version` and asks the reloader to switch before the
+/// next frame. `origin` is the running model's file.
+fn use_version(origin: &str, version: &str) -> Result<String, String> {
+    let (slots, name) =
+        crate::slots::Slots::of_current_file(Path::new(origin)).ok_or_else(|| {
+            format!(
+                "model use: {origin} is not an installed model's current version; run \
+             --model <root>/<name>/current/<name>.toml"
+            )
+        })?;
+    let slot = slots
+        .use_version(&name, version)
+        .map_err(|e| format!("model use: {e}"))?;
+    crate::reload::request().map_err(|e| format!("model use: asking for the switch: {e}"))?;
+    Ok(format!(
+        "model use {}@{}: switching before the next frame",
+        slot.name, slot.version
+    ))
 }
 
 /// Writes `frame` as `snapshot-<frame id>-<unix ms>.png` in `dir`, whole or not at all.

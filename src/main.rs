@@ -550,7 +550,15 @@ fn run(args: RunArgs) -> Result<()> {
                     .context("listening for SIGHUP")?,
             )
         }
-        None => None,
+        None => {
+            // Nothing to reload, but SIGHUP must not end the run (its default action).
+            signal_hook::flag::register(
+                signal_hook::consts::SIGHUP,
+                std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            )
+            .context("listening for SIGHUP")?;
+            None
+        }
     };
     let mut steering = (consoles, reloader);
     let summary = pipeline::run(

@@ -14,7 +14,7 @@ use crate::manifest::Manifest;
 use crate::pipeline::{Pipeline, RunControl, Steering};
 use crate::record::{format_timestamp, EventRecord};
 use crate::slots::Slots;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -83,7 +83,7 @@ impl Reloader {
                     // The error names the file.
                     format!("{e}; {was} keeps running"),
                 ));
-                if let Some((slots, name)) = slot_of(&self.manifest) {
+                if let Some((slots, name)) = Slots::of_current_file(&self.manifest) {
                     let version = running.manifest().version.clone();
                     match slots.use_version(&name, &version) {
                         Ok(_) => running.push_event(event(
@@ -109,17 +109,6 @@ impl Steering for Reloader {
     }
 }
 
-/// The slots and model name when `manifest` is `<root>/<name>/current/<name>.toml`.
-fn slot_of(manifest: &Path) -> Option<(Slots, String)> {
-    let link = manifest.parent()?;
-    if link.file_name()? != "current" {
-        return None;
-    }
-    let family = link.parent()?;
-    let name = family.file_name()?.to_str()?.to_owned();
-    Some((Slots::new(family.parent()?), name))
-}
-
 fn event(kind: &str, source: &str, message: String) -> EventRecord {
     EventRecord {
         event: kind.into(),
@@ -130,17 +119,7 @@ fn event(kind: &str, source: &str, message: String) -> EventRecord {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_slots_current_manifest_names_its_root_and_model() {
-        let (slots, name) =
-            slot_of(Path::new("/var/lib/lookout/models/det/current/det.toml")).expect("a slot");
-        assert_eq!(name, "det");
-        assert!(format!("{slots:?}").contains("/var/lib/lookout/models"));
-        assert!(slot_of(Path::new("models/det.toml")).is_none());
-        assert!(slot_of(Path::new("/m/det/1.0/det.toml")).is_none());
-    }
+/// Asks the reloader of this process to switch before the next frame, as SIGHUP does.
+pub fn request() -> std::io::Result<()> {
+    signal_hook::low_level::raise(signal_hook::consts::SIGHUP)
 }

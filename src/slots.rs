@@ -117,6 +117,18 @@ impl Slots {
         Self { root: root.into() }
     }
 
+    /// The slots and model name a file of a `current` version belongs to
+    /// (`<root>/<name>/current/<file>`), or `None` for a file outside any slot.
+    pub fn of_current_file(file: &Path) -> Option<(Self, String)> {
+        let link = file.parent()?;
+        if link.file_name()? != "current" {
+            return None;
+        }
+        let family = link.parent()?;
+        let name = family.file_name()?.to_str()?.to_owned();
+        Some((Self::new(family.parent()?), name))
+    }
+
     /// Checks the model of `manifest_path` against `board` (as the build does) and installs it
     /// as `<name>/<version>`. Installing the same file again is a no-op. Does not switch.
     pub fn install(
@@ -493,6 +505,19 @@ mod tests {
             .expect("install after the cut");
         assert!(!family.join("current.tmp").exists());
         assert_eq!(slots.list().expect("list").len(), 2);
+    }
+
+    #[test]
+    fn a_current_file_names_its_root_and_model() {
+        let (slots, name) =
+            Slots::of_current_file(Path::new("/var/lib/lookout/models/det/current/det.toml"))
+                .expect("a slot");
+        assert_eq!(
+            (slots.root.as_path(), name.as_str()),
+            (Path::new("/var/lib/lookout/models"), "det")
+        );
+        assert!(Slots::of_current_file(Path::new("models/det.toml")).is_none());
+        assert!(Slots::of_current_file(Path::new("/m/det/1.0/det.toml")).is_none());
     }
 
     #[test]

@@ -455,3 +455,59 @@ fn bad_serial_specs_fail_before_any_frame() {
     ]);
     common::assert_clean_failure(&out, &["serial:/dev/null@fast", "baud rate \"fast\""]);
 }
+
+/// `model use` on the console switches the running model between frames when it runs from an
+/// installed slot, and says why not otherwise.
+#[test]
+fn model_use_on_the_console_switches_an_installed_model() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("models");
+    let root_arg = root.to_string_lossy().into_owned();
+    for (version, extra) in [("2.1.0", Some("--use")), ("2.2.0", None)] {
+        let manifest = common::variant_release(dir.path(), version, false, "yolov8");
+        let manifest = manifest.to_string_lossy().into_owned();
+        let mut args = vec!["model", "install", &manifest, "--root", &root_arg];
+        args.extend(extra);
+        let out = lookout(&args);
+        assert!(out.status.success(), "{}", common::stderr(&out));
+    }
+    let name = common::VARIANT;
+    let current = root.join(name).join("current").join(format!("{name}.toml"));
+    let (mut term, _slave, port) = pair();
+    let sink = format!("serial:{port},format=json");
+    let _run = spawn(&[
+        "run",
+        "-m",
+        &current.to_string_lossy(),
+        "-s",
+        "tests/images/detect",
+        "--loop",
+        "--sink",
+        &sink,
+    ]);
+    let model_of = |line: &str| {
+        serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v["model"].as_str().map(str::to_owned))
+    };
+    term.until(Duration::from_secs(60), |l| {
+        model_of(l).as_deref() == Some(&format!("{name}@2.1.0"))
+    });
+    let reply = term.command("model use 9.9.9");
+    assert!(
+        reply
+            .last()
+            .is_some_and(|l| l.contains("9.9.9 is not installed")),
+        "{reply:?}"
+    );
+    let reply = term.command("model use 2.2.0");
+    assert!(
+        reply
+            .last()
+            .is_some_and(|l| l.starts_with("# ok") && l.contains("2.2.0")),
+        "{reply:?}"
+    );
+    term.until(Duration::from_secs(60), |l| {
+        model_of(l).as_deref() == Some(&format!("{name}@2.2.0"))
+    });
+}

@@ -10,40 +10,17 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const NAME: &str = "shapes-detector-int8-weights";
+use common::VARIANT as NAME;
 
 /// The bundled detector's int8-weights variant under `version`, in a folder of its own.
 fn release(dir: &Path, version: &str, corrupt: bool) -> PathBuf {
-    release_with(dir, version, corrupt, "yolov8")
+    common::variant_release(dir, version, corrupt, "yolov8")
 }
 
 /// The same with another output decoder: `yolov5` passes the install check (hash, budget,
 /// graph) but cannot decode this model's outputs, so it fails when loaded.
 fn release_with(dir: &Path, version: &str, corrupt: bool, decoder: &str) -> PathBuf {
-    let src = common::repo("models/variants");
-    let out = dir.join(format!("release-{version}"));
-    std::fs::create_dir_all(&out).expect("dir");
-    let mut onnx = std::fs::read(src.join(format!("{NAME}.onnx"))).expect("model");
-    if corrupt {
-        let middle = onnx.len() / 2;
-        onnx[middle] ^= 0x55;
-    }
-    std::fs::write(out.join(format!("{NAME}.onnx")), onnx).expect("write model");
-    let text = std::fs::read_to_string(src.join(format!("{NAME}.toml"))).expect("manifest");
-    let text = text
-        .replacen(
-            "version = \"2.1.0\"",
-            &format!("version = \"{version}\""),
-            1,
-        )
-        .replacen(
-            "decoder = \"yolov8\"",
-            &format!("decoder = \"{decoder}\""),
-            1,
-        );
-    let manifest = out.join(format!("{NAME}.toml"));
-    std::fs::write(&manifest, text).expect("write manifest");
-    manifest
+    common::variant_release(dir, version, corrupt, decoder)
 }
 
 fn model(args: &[&str], root: &Path) -> std::process::Output {

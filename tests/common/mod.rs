@@ -149,3 +149,36 @@ pub fn host_board_with(dir: &Path, name: &str, table: &str, body: &str) -> Strin
     std::fs::write(&path, text).expect("board profile");
     path.to_string_lossy().into_owned()
 }
+
+/// The model `variant_release` copies: the bundled detector's int8-weights variant.
+pub const VARIANT: &str = "shapes-detector-int8-weights";
+
+/// [`VARIANT`] released as `version` in `dir/release-<version>/`, its decoder set to `decoder`
+/// and, when `corrupt`, one byte of the model flipped (the manifest's hash then fails).
+/// Returns the manifest.
+pub fn variant_release(dir: &Path, version: &str, corrupt: bool, decoder: &str) -> PathBuf {
+    let src = repo("models/variants");
+    let out = dir.join(format!("release-{version}"));
+    std::fs::create_dir_all(&out).expect("dir");
+    let mut onnx = std::fs::read(src.join(format!("{VARIANT}.onnx"))).expect("model");
+    if corrupt {
+        let middle = onnx.len() / 2;
+        onnx[middle] ^= 0x55;
+    }
+    std::fs::write(out.join(format!("{VARIANT}.onnx")), onnx).expect("write model");
+    let text = std::fs::read_to_string(src.join(format!("{VARIANT}.toml"))).expect("manifest");
+    let text = text
+        .replacen(
+            "version = \"2.1.0\"",
+            &format!("version = \"{version}\""),
+            1,
+        )
+        .replacen(
+            "decoder = \"yolov8\"",
+            &format!("decoder = \"{decoder}\""),
+            1,
+        );
+    let manifest = out.join(format!("{VARIANT}.toml"));
+    std::fs::write(&manifest, text).expect("write manifest");
+    manifest
+}
