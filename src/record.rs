@@ -109,6 +109,19 @@ pub struct EventRecord {
     pub drift: Option<DriftDetail>,
 }
 
+impl EventRecord {
+    /// An event happening now, without drift details.
+    pub fn now(kind: &str, source: &str, message: String) -> Self {
+        Self {
+            event: kind.into(),
+            timestamp: format_timestamp(std::time::SystemTime::now()),
+            source: source.into(),
+            message,
+            drift: None,
+        }
+    }
+}
+
 /// What a drift event is about (see [`crate::drift`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DriftDetail {

@@ -12,7 +12,7 @@ use crate::budget::check_model;
 use crate::drift::DriftConfig;
 use crate::manifest::Manifest;
 use crate::pipeline::{Pipeline, RunControl, Steering};
-use crate::record::{format_timestamp, EventRecord};
+use crate::record::EventRecord;
 use crate::slots::Slots;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,7 +68,7 @@ impl Reloader {
                 fresh.continue_after(running);
                 let now = fresh.manifest().id();
                 *running = fresh;
-                running.push_event(event(
+                running.push_event(EventRecord::now(
                     "model_switched",
                     &now,
                     format!("{was} replaced by {now}"),
@@ -77,7 +77,7 @@ impl Reloader {
             }
             Err(e) => {
                 tracing::warn!("model reload failed, {was} keeps running: {e}");
-                running.push_event(event(
+                running.push_event(EventRecord::now(
                     "model_load_failed",
                     &was,
                     // The error names the file.
@@ -86,14 +86,16 @@ impl Reloader {
                 if let Some((slots, name)) = Slots::of_current_file(&self.manifest) {
                     let version = running.manifest().version.clone();
                     match slots.use_version(&name, &version) {
-                        Ok(_) => running.push_event(event(
+                        Ok(_) => running.push_event(EventRecord::now(
                             "model_rolled_back",
                             &was,
                             format!("{name}: current points at {version} again"),
                         )),
-                        Err(e) => {
-                            running.push_event(event("model_rollback_failed", &was, e.to_string()))
-                        }
+                        Err(e) => running.push_event(EventRecord::now(
+                            "model_rollback_failed",
+                            &was,
+                            e.to_string(),
+                        )),
                     }
                 }
             }
@@ -106,16 +108,6 @@ impl Steering for Reloader {
         if self.requested.swap(false, Ordering::SeqCst) {
             self.reload(control.pipeline);
         }
-    }
-}
-
-fn event(kind: &str, source: &str, message: String) -> EventRecord {
-    EventRecord {
-        event: kind.into(),
-        timestamp: format_timestamp(std::time::SystemTime::now()),
-        source: source.into(),
-        message,
-        drift: None,
     }
 }
 

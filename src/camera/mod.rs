@@ -15,7 +15,7 @@ pub mod pixels;
 pub mod replay;
 pub mod v4l;
 
-use crate::record::{format_timestamp, EventRecord};
+use crate::record::EventRecord;
 use crate::source::{Frame, FrameSource, SourceError};
 use image::RgbImage;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -78,16 +78,6 @@ fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn event(kind: &str, source: &str, message: String) -> EventRecord {
-    EventRecord {
-        event: kind.to_owned(),
-        timestamp: format_timestamp(SystemTime::now()),
-        source: source.to_owned(),
-        message,
-        drift: None,
-    }
-}
-
 impl LatestFrame {
     /// Starts capturing from `device` on its own thread.
     pub fn start<D: CaptureDevice>(device: D) -> Self {
@@ -99,7 +89,7 @@ impl LatestFrame {
             .spawn(move || capture_loop(device, &thread_shared))
             .ok();
         if thread.is_none() {
-            lock(&shared.0).events.push(event(
+            lock(&shared.0).events.push(EventRecord::now(
                 "camera_lost",
                 &description,
                 "cannot start the capture thread".into(),
@@ -141,7 +131,8 @@ fn capture_loop<D: CaptureDevice>(mut device: D, shared: &(Mutex<Shared>, Condva
     let lost = |s: &mut Shared, outage: &mut Option<Instant>, message: String| {
         if outage.is_none() {
             tracing::warn!("{name}: {message}; reopening");
-            s.events.push(event("camera_lost", &name, message));
+            s.events
+                .push(EventRecord::now("camera_lost", &name, message));
             *outage = Some(Instant::now());
         }
     };
@@ -187,7 +178,8 @@ fn capture_loop<D: CaptureDevice>(mut device: D, shared: &(Mutex<Shared>, Condva
                     s.stats.reconnects += 1;
                     let message = format!("{mode}, after {:.1} s", since.elapsed().as_secs_f64());
                     tracing::warn!("{name}: restored: {message}");
-                    s.events.push(event("camera_restored", &name, message));
+                    s.events
+                        .push(EventRecord::now("camera_restored", &name, message));
                 }
                 s.stats.captured += 1;
                 if s.latest.replace(frame).is_some() {

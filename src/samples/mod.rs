@@ -348,7 +348,7 @@ fn write_samples(
                 shared.stats.saved += 1;
                 if retry_at.take().is_some() {
                     shared.stats.stopped = None;
-                    shared.events.push(event(
+                    shared.events.push(EventRecord::now(
                         "samples_resumed",
                         &model,
                         "sample collection works again".into(),
@@ -362,7 +362,7 @@ fn write_samples(
             Err(e) => {
                 tracing::warn!("sample collection stopped: {e}");
                 if retry_at.is_none() {
-                    shared.events.push(event(
+                    shared.events.push(EventRecord::now(
                         "samples_stopped",
                         &model,
                         format!("{e}; inference goes on, collection retries in a minute"),
@@ -374,15 +374,5 @@ fn write_samples(
         }
         shared.stats.stored = store.len();
         shared.stats.bytes = store.total_bytes();
-    }
-}
-
-fn event(kind: &str, model: &str, message: String) -> EventRecord {
-    EventRecord {
-        event: kind.into(),
-        timestamp: format_timestamp(SystemTime::now()),
-        source: model.into(),
-        message,
-        drift: None,
     }
 }
