@@ -18,6 +18,9 @@ pub enum ExportError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Listing the store failed.
+    #[error(transparent)]
+    Store(#[from] super::store::StoreError),
     /// No sample to export.
     #[error("{0}: no samples (for this model) in the store")]
     Empty(PathBuf),
@@ -49,7 +52,13 @@ pub fn export(dir: &Path, model: Option<&str>, out: &Path) -> Result<Exported, E
         if !entry.file_type().map_err(io(dir))?.is_dir() || model.is_some_and(|m| m != name) {
             continue;
         }
-        walk(dir, &entry.path(), &mut files).map_err(io(&entry.path()))?;
+        let mut found = Vec::new();
+        super::store::collect_files(&entry.path(), &mut found)?;
+        files.extend(
+            found
+                .into_iter()
+                .filter_map(|(path, _)| path.strip_prefix(dir).ok().map(Path::to_owned)),
+        );
     }
     files.sort();
     let complete: Vec<&PathBuf> = files
@@ -103,20 +112,6 @@ pub fn export(dir: &Path, model: Option<&str>, out: &Path) -> Result<Exported, E
             })
         }
     }
-}
-
-/// Every file under `dir`, relative to `root`.
-fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        if entry.file_type()?.is_dir() {
-            walk(root, &path, out)?;
-        } else if let Ok(rel) = path.strip_prefix(root) {
-            out.push(rel.to_owned());
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

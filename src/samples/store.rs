@@ -253,7 +253,7 @@ impl Store {
 }
 
 /// Every regular file under `dir`, with its size.
-fn collect_files(dir: &Path, out: &mut Vec<(PathBuf, u64)>) -> Result<(), StoreError> {
+pub(super) fn collect_files(dir: &Path, out: &mut Vec<(PathBuf, u64)>) -> Result<(), StoreError> {
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
         let entry = entry.map_err(io(dir))?;
         let path = entry.path();
