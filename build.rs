@@ -29,6 +29,10 @@ mod onnx_meta;
 #[allow(dead_code)]
 #[path = "src/samples/config.rs"]
 mod samples;
+/// The board profile's `[models]` table, which `board` parses.
+#[allow(dead_code)]
+#[path = "src/slots/config.rs"]
+mod slots;
 
 const DEFAULT_BOARD: &str = "host";
 const DEFAULT_MODEL: &str = "shapes-detector";
@@ -41,6 +45,7 @@ fn main() {
         "onnx_meta",
         "drift/config",
         "samples/config",
+        "slots/config",
     ] {
         println!("cargo::rerun-if-changed=src/{shared}.rs");
     }

@@ -17,6 +17,7 @@
 
 use crate::drift::DriftConfig;
 use crate::samples::SamplesConfig;
+use crate::slots::ModelsConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -93,6 +94,10 @@ pub struct Board {
     /// Which frames are kept for retraining (`[samples]`; off when absent).
     #[serde(default)]
     pub samples: SamplesConfig,
+    /// Where installed model versions live and how a new one is tried (`[models]`; defaults
+    /// when absent).
+    #[serde(default)]
+    pub models: ModelsConfig,
 }
 
 fn default_threads() -> usize {
@@ -374,6 +379,9 @@ impl Board {
             return fail(field, message);
         }
         if let Err((field, message)) = self.samples.check() {
+            return fail(field, message);
+        }
+        if let Err((field, message)) = self.models.check() {
             return fail(field, message);
         }
         if self.threads == 0 || self.threads > self.cores {

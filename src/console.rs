@@ -19,7 +19,7 @@
 //! [`MAX_LINE`] bytes, or one that is not UTF-8, is answered with an error and otherwise ignored.
 //! Nothing typed can stop the process.
 
-use crate::pipeline::{RunControl, Steering};
+use crate::pipeline::{Pipeline, PipelineError, RunControl, Steering};
 use crate::serial::SharedLink;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -390,6 +390,10 @@ impl<A: Steering, B: Steering> Steering for (A, B) {
         self.0.between_frames(control.reborrow());
         self.1.between_frames(control);
     }
+
+    fn model_failed(&mut self, pipeline: &mut Pipeline, error: &PipelineError) -> bool {
+        self.0.model_failed(pipeline, error) || self.1.model_failed(pipeline, error)
+    }
 }
 
 /// A steering that may be absent.
@@ -398,6 +402,11 @@ impl<S: Steering> Steering for Option<S> {
         if let Some(s) = self {
             s.between_frames(control);
         }
+    }
+
+    fn model_failed(&mut self, pipeline: &mut Pipeline, error: &PipelineError) -> bool {
+        self.as_mut()
+            .is_some_and(|s| s.model_failed(pipeline, error))
     }
 }
 
@@ -408,6 +417,10 @@ impl<S: Steering> Steering for Vec<S> {
             s.between_frames(control.reborrow());
         }
     }
+
+    fn model_failed(&mut self, pipeline: &mut Pipeline, error: &PipelineError) -> bool {
+        self.iter_mut().any(|s| s.model_failed(pipeline, error))
+    }
 }
 
 /// Points the running model's slot at `version` and asks the reloader to switch before the
@@ -416,8 +429,8 @@ fn use_version(origin: &str, version: &str) -> Result<String, String> {
     let (slots, name) =
         crate::slots::Slots::of_current_file(Path::new(origin)).ok_or_else(|| {
             format!(
-                "model use: {origin} is not an installed model's current version; run \
-             --model <root>/<name>/current/<name>.toml"
+                "model use: {origin} is not an installed model's version in use; run \
+             --model <name> with the model installed (`lookout model install`)"
             )
         })?;
     let slot = slots

@@ -55,27 +55,17 @@ enum Command {
     Model(ModelCommand),
 }
 
-/// Where installed model versions live unless `--root` says otherwise.
-const MODELS_ROOT: &str = "/var/lib/lookout/models";
-
 #[derive(Debug, Subcommand)]
 enum ModelCommand {
     /// Every installed version, the one in use marked `*` and the one rollback returns to `<`.
-    List {
-        /// The installed models.
-        #[arg(long, default_value = MODELS_ROOT)]
-        root: PathBuf,
-    },
+    List(SlotsArgs),
     /// Check a model against its manifest and the board (as the build does) and install it as
     /// `<name>/<version>`; a refused model changes nothing.
     Install {
         /// The manifest (.toml), its model file beside it.
         manifest: PathBuf,
         #[command(flatten)]
-        place: PlaceArgs,
-        /// The installed models.
-        #[arg(long, default_value = MODELS_ROOT)]
-        root: PathBuf,
+        slots: SlotsArgs,
         /// Switch to it once installed.
         #[arg(long = "use")]
         use_it: bool,
@@ -86,18 +76,38 @@ enum ModelCommand {
         name: String,
         /// Version.
         version: String,
-        /// The installed models.
-        #[arg(long, default_value = MODELS_ROOT)]
-        root: PathBuf,
+        #[command(flatten)]
+        slots: SlotsArgs,
     },
     /// Switch back to the version used before.
     Rollback {
         /// Model name.
         name: String,
-        /// The installed models.
-        #[arg(long, default_value = MODELS_ROOT)]
-        root: PathBuf,
+        #[command(flatten)]
+        slots: SlotsArgs,
     },
+}
+
+#[derive(Debug, Args)]
+struct SlotsArgs {
+    #[command(flatten)]
+    place: PlaceArgs,
+    /// The installed models. Default: the board profile's `models.dir`.
+    #[arg(long)]
+    root: Option<PathBuf>,
+}
+
+impl SlotsArgs {
+    /// The board, its profile's path, and the slots.
+    fn open(&self) -> Result<(Board, PathBuf, lookout::slots::Slots)> {
+        let (board, board_file) =
+            model::board(self.place.board.as_deref(), &self.place.boards_dir)?;
+        let root = self
+            .root
+            .clone()
+            .unwrap_or_else(|| board.models.dir.clone());
+        Ok((board, board_file, lookout::slots::Slots::new(root)))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -441,8 +451,31 @@ fn pipeline_for(bundle: ModelBundle) -> Result<Pipeline> {
 }
 
 fn run(args: RunArgs) -> Result<()> {
-    let (board, bundle) = load(&args.model)?;
-    let mut pipeline = pipeline_for(bundle)?;
+    let place = &args.model.place;
+    let (board, board_file) = model::board(place.board.as_deref(), &place.boards_dir)?;
+    // A model from files can be switched on SIGHUP, and a new version returns to the one
+    // before when it fails; the embedded model has nothing to reload.
+    let (mut pipeline, reloader) = match &args.model.model {
+        Some(arg) => {
+            let manifest = model::manifest_path_for(arg, &place.models_dir, &board.models.dir);
+            tracing::info!("model {arg}: {}", manifest.display());
+            let (pipeline, reloader) =
+                lookout::reload::Reloader::start(manifest, &board, board_file)?;
+            (pipeline, Some(reloader))
+        }
+        None => {
+            // Nothing to reload, but SIGHUP must not end the run (its default action).
+            signal_hook::flag::register(
+                signal_hook::consts::SIGHUP,
+                std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            )
+            .context("listening for SIGHUP")?;
+            (
+                pipeline_for(model::embedded_model(&board, &board_file)?)?,
+                None,
+            )
+        }
+    };
     if pipeline.watch_drift(&board.drift) {
         let d = &board.drift;
         tracing::info!(
@@ -536,29 +569,6 @@ fn run(args: RunArgs) -> Result<()> {
         Some(collector)
     } else {
         None
-    };
-    // A model from files can be switched on SIGHUP; the embedded one has nothing to reload.
-    let reloader = match &args.model.model {
-        Some(arg) => {
-            let manifest = model::manifest_path_for(arg, &args.model.place.models_dir);
-            let (board, board_file) = model::board(
-                args.model.place.board.as_deref(),
-                &args.model.place.boards_dir,
-            )?;
-            Some(
-                lookout::reload::Reloader::new(manifest, &board, board_file)
-                    .context("listening for SIGHUP")?,
-            )
-        }
-        None => {
-            // Nothing to reload, but SIGHUP must not end the run (its default action).
-            signal_hook::flag::register(
-                signal_hook::consts::SIGHUP,
-                std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
-            )
-            .context("listening for SIGHUP")?;
-            None
-        }
     };
     let mut steering = (consoles, reloader);
     let summary = pipeline::run(
@@ -962,12 +972,23 @@ fn progress_bar(unit: &str) -> indicatif::ProgressBar {
 }
 
 fn run_profile(args: ProfileArgs) -> Result<()> {
+    let (board, bundle) = load(&args.model)?;
     let manifest_path = match (&args.model.model, args.write) {
-        (Some(arg), true) => Some(model::manifest_path_for(arg, &args.model.place.models_dir)),
+        (Some(arg), true) => {
+            let path =
+                model::manifest_path_for(arg, &args.model.place.models_dir, &board.models.dir);
+            if lookout::slots::Slots::of_current_file(&path).is_some() {
+                bail!(
+                    "{}: an installed version is never changed; profile the manifest it was \
+                     installed from and install that as a new version",
+                    path.display()
+                );
+            }
+            Some(path)
+        }
         (None, true) => bail!("--write needs --model: the embedded manifest cannot be rewritten"),
         (_, false) => None,
     };
-    let (_, bundle) = load(&args.model)?;
     let mut pipeline = pipeline_for(bundle)?;
     let files = source::image_files_under(&args.data)?;
     let bar = progress_bar("images");
@@ -1019,7 +1040,7 @@ fn export_samples(
 }
 
 fn manage_models(command: ModelCommand) -> Result<()> {
-    use lookout::slots::{Slot, Slots};
+    use lookout::slots::Slot;
     let line = |s: &Slot| {
         let mark = if s.current {
             "*"
@@ -1031,21 +1052,23 @@ fn manage_models(command: ModelCommand) -> Result<()> {
         format!("{mark} {}@{}  {}", s.name, s.version, s.manifest.display())
     };
     match command {
-        ModelCommand::List { root } => {
-            let slots = Slots::new(&root).list()?;
-            if slots.is_empty() {
-                return print_out(format_args!("no model installed in {}", root.display()));
+        ModelCommand::List(args) => {
+            let (_, _, slots) = args.open()?;
+            let listed = slots.list()?;
+            if listed.is_empty() {
+                return print_out(format_args!(
+                    "no model installed in {}",
+                    slots.root().display()
+                ));
             }
-            print_out(slots.iter().map(line).collect::<Vec<_>>().join("\n"))
+            print_out(listed.iter().map(line).collect::<Vec<_>>().join("\n"))
         }
         ModelCommand::Install {
             manifest,
-            place,
-            root,
+            slots,
             use_it,
         } => {
-            let (board, board_file) = model::board(place.board.as_deref(), &place.boards_dir)?;
-            let slots = Slots::new(&root);
+            let (board, board_file, slots) = slots.open()?;
             let installed = slots
                 .install(&board, &board_file, &manifest)
                 .with_context(|| format!("installing {}", manifest.display()))?;
@@ -1059,14 +1082,14 @@ fn manage_models(command: ModelCommand) -> Result<()> {
         ModelCommand::Use {
             name,
             version,
-            root,
+            slots,
         } => print_out(format_args!(
             "in use: {}",
-            line(&Slots::new(&root).use_version(&name, &version)?)
+            line(&slots.open()?.2.use_version(&name, &version)?)
         )),
-        ModelCommand::Rollback { name, root } => print_out(format_args!(
+        ModelCommand::Rollback { name, slots } => print_out(format_args!(
             "rolled back: {}",
-            line(&Slots::new(&root).rollback(&name)?)
+            line(&slots.open()?.2.rollback(&name)?)
         )),
     }
 }

@@ -10,6 +10,7 @@ use crate::board::{Board, BoardError};
 use crate::budget::{self, CheckError, CheckReport};
 use crate::embedded;
 use crate::manifest::{Manifest, ManifestError};
+use crate::slots::Slots;
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
@@ -57,14 +58,15 @@ pub fn embedded_model(board: &Board, board_file: &Path) -> Result<ModelBundle, C
 }
 
 /// A model from files, checked against `board`. `arg` is a manifest (`.toml`), an ONNX file
-/// with its manifest beside it (same stem), or a name in `models_dir`.
+/// with its manifest beside it (same stem), or a name: the version in use of a model installed
+/// in the board's `models.dir`, else `<models_dir>/<name>.toml`.
 pub fn model_from_files(
     arg: &str,
     models_dir: &Path,
     board: &Board,
     board_file: &Path,
 ) -> Result<ModelBundle, CheckError> {
-    let manifest_path = manifest_path_for(arg, models_dir);
+    let manifest_path = manifest_path_for(arg, models_dir, &board.models.dir);
     let manifest = Manifest::load(&manifest_path)?;
     let model_path = manifest.model_path(&manifest_path);
     let onnx = std::fs::read(&model_path).map_err(|source| CheckError::ReadModel {
@@ -80,13 +82,21 @@ pub fn model_from_files(
     })
 }
 
-/// The manifest path for a `--model` argument.
-pub fn manifest_path_for(arg: &str, models_dir: &Path) -> PathBuf {
+/// The manifest path for a `--model` argument: an ONNX file's manifest beside it, a manifest,
+/// or for a bare name the version in use of that model in `installed` (see [`crate::slots`])
+/// when one is installed and chosen, else `<models_dir>/<name>.toml`.
+pub fn manifest_path_for(arg: &str, models_dir: &Path, installed: &Path) -> PathBuf {
     let path = Path::new(arg);
     if path.extension().is_some_and(|e| e == "onnx") {
-        path.with_extension("toml")
-    } else {
-        budget::resolve(arg, models_dir)
+        return path.with_extension("toml");
+    }
+    let resolved = budget::resolve(arg, models_dir);
+    if resolved == path {
+        return resolved;
+    }
+    match Slots::new(installed).through_current(arg) {
+        Ok(Some(current)) => current,
+        _ => resolved,
     }
 }
 
@@ -96,4 +106,27 @@ pub fn manifest_beside(onnx_path: &Path) -> Option<Result<Manifest, ManifestErro
     manifest_path
         .exists()
         .then(|| Manifest::load(&manifest_path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_is_the_installed_version_in_use_before_a_file_in_the_models_folder() {
+        let work = tempfile::tempdir().expect("tempdir");
+        let installed = work.path().join("installed");
+        let models = Path::new("models");
+        let family = installed.join("det");
+        std::fs::create_dir_all(family.join("1.0")).expect("slot");
+        let by_name = |name| manifest_path_for(name, models, &installed);
+        // Installed but none chosen: the models folder.
+        assert_eq!(by_name("det"), models.join("det.toml"));
+        std::os::unix::fs::symlink("1.0", family.join("current")).expect("link");
+        assert_eq!(by_name("det"), family.join("current/det.toml"));
+        assert_eq!(by_name("other"), models.join("other.toml"));
+        assert_eq!(by_name("x/det.toml"), Path::new("x/det.toml"));
+        assert_eq!(by_name("det.onnx"), Path::new("det.toml"));
+        assert_eq!(by_name(".."), models.join("...toml"));
+    }
 }

@@ -40,6 +40,19 @@ pub enum PipelineError {
         /// What failed.
         source: DecodeError,
     },
+    /// The model put out a NaN or an infinity: its weights or its arithmetic are broken, and
+    /// whatever the decoder made of the frame would be wrong.
+    #[error("{origin}: output `{output}` holds {value} at index {index}: the model is broken")]
+    NotFinite {
+        /// Model identity.
+        origin: String,
+        /// The output's name.
+        output: String,
+        /// Where in it (flat index).
+        index: usize,
+        /// The value.
+        value: f32,
+    },
     /// The source.
     #[error(transparent)]
     Source(#[from] SourceError),
@@ -54,6 +67,17 @@ pub enum PipelineError {
         /// The last one.
         last: SourceError,
     },
+}
+
+impl PipelineError {
+    /// Whether the model is at fault (it failed to run, or put out what cannot be decoded),
+    /// rather than the frame, the source or a sink: what a model on trial is judged by.
+    pub fn is_model_fault(&self) -> bool {
+        matches!(
+            self,
+            Self::Engine(_) | Self::Decode { .. } | Self::NotFinite { .. }
+        )
+    }
 }
 
 /// A model ready to turn frames into records.
@@ -180,6 +204,14 @@ impl Pipeline {
                     name: output.name.clone(),
                     message: format!("{e:#}"),
                 })?;
+            if let Some(index) = data.iter().position(|v| !v.is_finite()) {
+                return Err(PipelineError::NotFinite {
+                    origin: self.model_id.clone(),
+                    output: output.name.clone(),
+                    index,
+                    value: data[index],
+                });
+            }
             views.push(OutputView {
                 name: &output.name,
                 shape: output.tensor.shape(),
@@ -397,6 +429,13 @@ impl RunControl<'_> {
 pub trait Steering {
     /// Called before every frame, and every [`PAUSE_POLL`] while paused.
     fn between_frames(&mut self, control: RunControl<'_>);
+
+    /// The model failed on a frame ([`PipelineError::is_model_fault`]). Returns true when the
+    /// steering put a model that worked in its place (a version on trial returned to the one
+    /// before), so the frame is tried again; false ends the run with the error.
+    fn model_failed(&mut self, _pipeline: &mut Pipeline, _error: &PipelineError) -> bool {
+        false
+    }
 }
 
 /// No steering: the run goes from start to end.
@@ -550,7 +589,22 @@ fn run_frames(
             Err(e) => return Err(e.into()),
         };
         consecutive_failures = 0;
-        let record = pipeline.process(&frame, started.elapsed())?;
+        let capture = started.elapsed();
+        let record = match pipeline.process(&frame, capture) {
+            Ok(record) => record,
+            Err(e) if e.is_model_fault() && steering.model_failed(pipeline, &e) => {
+                // What happened is told before the record of the model that took over, which
+                // gets the same frame; a second fault ends the run.
+                for event in pipeline.take_events() {
+                    if !each_sink(sinks, |sink| sink.event(&event))? {
+                        summary.stopped_by_reader = true;
+                        return Ok(summary);
+                    }
+                }
+                pipeline.process(&frame, capture)?
+            }
+            Err(e) => return Err(e),
+        };
         let mut events = pipeline.take_events();
         if let Some(collector) = samples.as_deref_mut() {
             let drifting = pipeline.drift().is_some_and(DriftMonitor::drifting);

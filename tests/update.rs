@@ -101,15 +101,15 @@ impl Drop for Running {
 
 impl Running {
     fn start(manifest: &Path) -> Self {
+        Self::start_with(&["-m", &manifest.to_string_lossy()])
+    }
+
+    /// `lookout run` with `model_args` naming the model (and board).
+    fn start_with(model_args: &[&str]) -> Self {
         let mut child = lookout_command()
-            .args([
-                "run",
-                "-m",
-                &manifest.to_string_lossy(),
-                "-s",
-                "tests/images/detect",
-                "--loop",
-            ])
+            .arg("run")
+            .args(model_args)
+            .args(["-s", "tests/images/detect", "--loop"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -241,4 +241,291 @@ fn sighup_switches_the_running_model_and_a_version_that_fails_to_load_is_rolled_
     let list = stdout(&model(&["list"], &root));
     assert!(list.contains(&format!("* {NAME}@2.2.0")), "{list}");
     assert!(list.contains(&format!("< {NAME}@2.3.0")), "{list}");
+}
+
+/// Lines of one kind of event among `lines`.
+fn events<'a>(lines: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    lines.iter().filter(|v| v["event"] == kind).collect()
+}
+
+#[test]
+fn a_version_that_fails_its_trial_frames_is_returned_from_by_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("models");
+    // A board whose installed models are under `root`, so `--model <name>` finds them.
+    let board = common::host_board_with(
+        dir.path(),
+        "slotted",
+        "models",
+        &format!("dir = {:?}\ntrial_frames = 20\n", root.to_string_lossy()),
+    );
+    let slots = |args: &[&str]| {
+        let mut all = vec!["model"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--board", &board]);
+        lookout(&all)
+    };
+    let v1 = release(dir.path(), "2.1.0", false);
+    let v2 = release(dir.path(), "2.2.0", false);
+    let nan = common::nan_release(dir.path(), "2.4.0");
+    for (manifest, use_it) in [(&v1, true), (&v2, false), (&nan, false)] {
+        let path = manifest.to_string_lossy();
+        let mut args = vec!["install", &path];
+        if use_it {
+            args.push("--use");
+        }
+        let out = slots(&args);
+        assert!(out.status.success(), "installs: {}", stderr(&out));
+    }
+    let record_of = |version: &'static str| {
+        move |v: &serde_json::Value| {
+            v["model"] == format!("{NAME}@{version}") && v.get("seq").is_some()
+        }
+    };
+
+    // Started by name: the version in use. It is on trial, with nothing to return to, and
+    // gets through after 20 frames.
+    let run = Running::start_with(&["--model", NAME, "--board", &board]);
+    let lines = run.until(|v| v["event"] == "model_trial_passed");
+    assert_eq!(lines.iter().filter(|v| record_of("2.1.0")(v)).count(), 20);
+    assert_eq!(
+        lines.last().expect("event")["source"],
+        format!("{NAME}@2.1.0")
+    );
+
+    // A good version switched to passes its trial after 20 frames.
+    assert!(slots(&["use", NAME, "2.2.0"]).status.success());
+    run.hang_up();
+    let lines = run.until(|v| v["event"] == "model_trial_passed");
+    let on_trial = lines.iter().filter(|v| record_of("2.2.0")(v)).count();
+    assert_eq!(on_trial, 20, "the trial is 20 frames: {lines:#?}");
+
+    // A version whose outputs are NaN loads, fails its first frame, and 2.2.0 takes over at
+    // that frame: no record of 2.4.0 is ever emitted.
+    assert!(slots(&["use", NAME, "2.4.0"]).status.success());
+    run.hang_up();
+    let lines = run.until(|v| v["event"] == "model_rolled_back");
+    let switched = events(&lines, "model_switched");
+    assert_eq!(switched.len(), 1, "{lines:#?}");
+    let failed = events(&lines, "model_trial_failed");
+    assert_eq!(failed.len(), 1, "{lines:#?}");
+    let message = failed[0]["message"].as_str().expect("message");
+    assert!(
+        message.contains("NaN") && message.contains(&format!("{NAME}@2.2.0 runs again")),
+        "{message}"
+    );
+    assert_eq!(failed[0]["source"], format!("{NAME}@2.4.0"));
+    let after = run.until(record_of("2.2.0"));
+    assert!(
+        lines.iter().chain(&after).all(|v| !record_of("2.4.0")(v)),
+        "2.4.0 emitted no record"
+    );
+    drop(run);
+    let list = stdout(&slots(&["list"]));
+    assert!(list.contains(&format!("* {NAME}@2.2.0")), "{list}");
+    assert!(list.contains(&format!("< {NAME}@2.4.0")), "{list}");
+
+    // Started again, 2.2.0 got through its trial before, so it is on none: it does not return
+    // to `previous`, the broken 2.4.0.
+    let run = Running::start_with(&["--model", NAME, "--board", &board]);
+    let lines = run.until(|v| v["seq"] == 40);
+    assert!(
+        lines.iter().all(|v| record_of("2.2.0")(v)),
+        "only records of 2.2.0, no trial events: {:#?}",
+        lines
+            .iter()
+            .filter(|v| v.get("event").is_some())
+            .collect::<Vec<_>>()
+    );
+    drop(run);
+
+    // Switched to while lookout was stopped, the broken version is on trial at start-up
+    // against the last version that got through its trial, loaded from its slot when needed.
+    assert!(slots(&["use", NAME, "2.4.0"]).status.success());
+    let run = Running::start_with(&["--model", NAME, "--board", &board]);
+    let lines = run.until(record_of("2.2.0"));
+    let kinds: Vec<_> = lines.iter().map(|v| v["event"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        [Some("model_trial_failed"), Some("model_rolled_back"), None],
+        "{lines:#?}"
+    );
+    assert_eq!(lines[0]["source"], format!("{NAME}@2.4.0"));
+    let seq = lines[2]["seq"].as_u64().expect("seq");
+    assert_eq!(seq, 1, "frame 0 failed on 2.4.0, and 2.2.0 numbers on");
+    drop(run);
+    let list = stdout(&slots(&["list"]));
+    assert!(list.contains(&format!("* {NAME}@2.2.0")), "{list}");
+
+    // A version that fails to load at start-up: the one before it starts instead.
+    let broken = release_with(dir.path(), "2.3.0", false, "yolov5");
+    let out = slots(&["install", &broken.to_string_lossy(), "--use"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = Running::start_with(&["--model", NAME, "--board", &board]);
+    let lines = run.until(record_of("2.2.0"));
+    let kinds: Vec<_> = lines.iter().map(|v| v["event"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        [Some("model_load_failed"), Some("model_rolled_back"), None],
+        "{lines:#?}"
+    );
+    let message = lines[0]["message"].as_str().expect("message");
+    assert!(message.contains("yolov5"), "{message}");
+    assert_eq!(lines[2]["seq"], 0);
+    drop(run);
+    let list = stdout(&slots(&["list"]));
+    assert!(list.contains(&format!("* {NAME}@2.2.0")), "{list}");
+    assert!(list.contains(&format!("< {NAME}@2.3.0")), "{list}");
+}
+
+/// The file operations a power cut can fall between: every call of these that touches the
+/// slots is a point where the install or switch is killed.
+const FILE_CALLS: &str = "mkdir,mkdirat,openat,write,fsync,fdatasync,rename,renameat,renameat2,\
+                          symlink,symlinkat,unlink,unlinkat,rmdir";
+
+/// `lookout <args>` under strace: with `inject`, killed (SIGKILL) on entering the call it
+/// names; without, traced to `log`.
+fn strace(args: &[&str], trace: &str) -> std::process::Output {
+    std::process::Command::new("strace")
+        .args(["-qq", "-y"])
+        .args(trace.split_whitespace())
+        .arg(env!("CARGO_BIN_EXE_lookout"))
+        .args(args)
+        .current_dir(common::root())
+        .output()
+        .expect("strace runs (scripts/setup installs it)")
+}
+
+/// Each call in `log` that touches `root`, as (call name, its count among all calls of that
+/// name so far): what strace's `inject=<name>:when=<count>` stops at.
+fn cut_points(log: &str, root: &str) -> Vec<(String, usize)> {
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    let mut points = Vec::new();
+    for line in log.lines() {
+        let Some((name, _)) = line.split_once('(') else {
+            continue;
+        };
+        let count = seen.entry(name.to_owned()).or_default();
+        *count += 1;
+        if line.contains(root) {
+            points.push((name.to_owned(), *count));
+        }
+    }
+    points
+}
+
+#[test]
+fn a_kill_at_any_file_operation_of_an_install_or_switch_leaves_a_loadable_model() {
+    if common::under_emulator() {
+        // strace would trace the emulator, not lookout's calls.
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("models");
+    let root_text = root.to_string_lossy().into_owned();
+    let board = common::host_board_with(
+        dir.path(),
+        "slotted",
+        "models",
+        &format!("dir = {root_text:?}\ntrial_frames = 5\n"),
+    );
+    let v1 = release(dir.path(), "2.1.0", false);
+    let v2 = release(dir.path(), "2.2.0", false);
+    let (v1, v2) = (v1.to_string_lossy(), v2.to_string_lossy());
+    let install_v2: Vec<&str> = vec!["model", "install", &v2, "--use", "--board", &board];
+    let rollback: Vec<&str> = vec!["model", "rollback", NAME, "--board", &board];
+    // A rollback the cut came after has already switched: what completes it either way.
+    let use_v1: Vec<&str> = vec!["model", "use", NAME, "2.1.0", "--board", &board];
+    let checked = |args: &[&str]| {
+        let out = lookout(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        out
+    };
+    // Before the install: 2.1.0 in use. Before the rollback: 2.2.0 in use, 2.1.0 before it.
+    let before_install = || {
+        let _ = std::fs::remove_dir_all(&root);
+        checked(&["model", "install", &v1, "--use", "--board", &board]);
+    };
+    let before_rollback = || {
+        before_install();
+        checked(&install_v2);
+    };
+    let running_version = || {
+        let out = checked(&[
+            "run",
+            "--model",
+            NAME,
+            "--board",
+            &board,
+            "-s",
+            "tests/images/detect/scene_0.png",
+        ]);
+        let records = json_lines(&stdout(&out));
+        let record = records
+            .iter()
+            .find(|v| v.get("seq").is_some())
+            .expect("a record");
+        record["model"].as_str().expect("model").to_owned()
+    };
+
+    let mut cuts = 0;
+    for (operation, prepare, complete, done) in [
+        (
+            &install_v2,
+            &before_install as &dyn Fn(),
+            &install_v2,
+            "2.2.0",
+        ),
+        (&rollback, &before_rollback, &use_v1, "2.1.0"),
+    ] {
+        prepare();
+        let log = dir.path().join("trace.log");
+        let traced = strace(
+            operation,
+            &format!("-o {} -e trace={FILE_CALLS}", log.display()),
+        );
+        assert!(traced.status.success(), "{}", stderr(&traced));
+        let points = cut_points(&std::fs::read_to_string(&log).expect("trace"), &root_text);
+        assert!(
+            points
+                .iter()
+                .filter(|(name, _)| name.starts_with("rename"))
+                .count()
+                >= 1,
+            "{operation:?} renames into place: {points:?}"
+        );
+        for (call, count) in &points {
+            prepare();
+            let killed = strace(
+                operation,
+                &format!("-o /dev/null -e trace={call} -e inject={call}:signal=KILL:when={count}"),
+            );
+            use std::os::unix::process::ExitStatusExt as _;
+            assert!(
+                killed.status.code() == Some(137) || killed.status.signal() == Some(9),
+                "{operation:?} killed at {call} #{count}: {:?} {}",
+                killed.status,
+                stderr(&killed)
+            );
+            cuts += 1;
+            // What the cut left runs: the version before, or the new one when the cut came
+            // after the last rename.
+            let version = running_version();
+            assert!(
+                version.ends_with("@2.1.0") || version.ends_with("@2.2.0"),
+                "after a cut at {call} #{count}: {version}"
+            );
+            // And the operation can be completed.
+            checked(complete);
+            assert_eq!(
+                running_version(),
+                format!("{NAME}@{done}"),
+                "{operation:?} again after a cut at {call} #{count}"
+            );
+            let list = stdout(&checked(&["model", "list", "--board", &board]));
+            assert_eq!(list.lines().count(), 2, "{list}");
+        }
+    }
+    eprintln!("killed at {cuts} points, each left a model that runs");
+    assert!(cuts >= 20, "{cuts} cut points");
 }

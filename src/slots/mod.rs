@@ -5,6 +5,7 @@
 //! <root>/<name>/<version>/<name>.toml      its manifest
 //! <root>/<name>/current  -> <version>      the version that runs
 //! <root>/<name>/previous -> <version>      what `rollback` returns to
+//! <root>/<name>/good -> <version>          the last version that got through its trial frames
 //! ```
 //!
 //! An install runs the deployment check (`budget::check_model`: sha256 against the manifest,
@@ -13,6 +14,10 @@
 //! link beside the old and renames it over. Renames are atomic, so a power cut at any step
 //! leaves `current` naming a complete, checked slot. Leftover `.incoming-*` folders and
 //! `*.tmp` links are removed by the next install.
+
+mod config;
+
+pub use config::ModelsConfig;
 
 use crate::board::Board;
 use crate::budget::{check_model, CheckError};
@@ -102,19 +107,26 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SlotError + '_ {
     }
 }
 
+/// The links beside the versions of a model.
+const LINKS: [&str; 3] = ["current", "previous", "good"];
+
 /// A name or version that is one plain path component.
 fn plain(value: &str) -> bool {
     !value.is_empty()
         && !value.starts_with('.')
         && !value.contains(['/', '\\', '\0'])
-        && value != "current"
-        && value != "previous"
+        && !LINKS.contains(&value)
 }
 
 impl Slots {
     /// The slots under `root` (created on the first install).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
+    }
+
+    /// The folder the slots are in.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// The slots and model name a file of a `current` version belongs to
@@ -224,8 +236,51 @@ impl Slots {
 
     /// The manifest of the version of `name` that runs, if one was chosen.
     pub fn current(&self, name: &str) -> Result<Option<PathBuf>, SlotError> {
+        self.linked_manifest(name, "current")
+    }
+
+    /// The manifest of the version of `name` in use, named through the `current` link, so that
+    /// reading it again after a switch reads the new version (what a running model reloads),
+    /// if a version was chosen.
+    pub fn through_current(&self, name: &str) -> Result<Option<PathBuf>, SlotError> {
+        Ok(self.current(name)?.map(|_| {
+            self.root
+                .join(name)
+                .join("current")
+                .join(manifest_file(name))
+        }))
+    }
+
+    /// The manifest of the last version of `name` that got through its trial frames (see
+    /// [`crate::reload`]), if one did.
+    pub fn good(&self, name: &str) -> Result<Option<PathBuf>, SlotError> {
+        self.linked_manifest(name, "good")
+    }
+
+    /// Records that `version` of `name` got through its trial frames: what a later version on
+    /// trial at start-up returns to.
+    pub fn mark_good(&self, name: &str, version: &str) -> Result<(), SlotError> {
+        if !plain(name) || !plain(version) {
+            return Err(SlotError::NotInstalled {
+                name: name.to_owned(),
+                version: version.to_owned(),
+                installed: self.versions(name).join(", "),
+            });
+        }
+        set_link(&self.root.join(name), "good", version)
+    }
+
+    /// The manifest of the version of `name` that `rollback` returns to, if there is one.
+    pub fn previous(&self, name: &str) -> Result<Option<PathBuf>, SlotError> {
+        self.linked_manifest(name, "previous")
+    }
+
+    fn linked_manifest(&self, name: &str, link: &str) -> Result<Option<PathBuf>, SlotError> {
+        if !plain(name) {
+            return Ok(None);
+        }
         Ok(self
-            .link(name, "current")?
+            .link(name, link)?
             .map(|v| self.root.join(name).join(v).join(manifest_file(name))))
     }
 
@@ -436,6 +491,16 @@ mod tests {
             .any(|s| s.version == first.version && s.previous));
         let current = slots.current(name).expect("read").expect("set");
         assert_eq!(Manifest::load(&current).expect("loads").version, "9.0.0");
+
+        assert_eq!(slots.good(name).expect("read"), None);
+        slots.mark_good(name, "9.0.0").expect("mark");
+        let good = slots.good(name).expect("read").expect("set");
+        assert_eq!(Manifest::load(&good).expect("loads").version, "9.0.0");
+        assert_eq!(
+            slots.list().expect("list").len(),
+            2,
+            "links are not versions"
+        );
 
         let back = slots.rollback(name).expect("rollback");
         assert_eq!(back.version, first.version);

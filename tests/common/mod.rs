@@ -167,6 +167,49 @@ pub fn variant_release(dir: &Path, version: &str, corrupt: bool, decoder: &str) 
     }
     std::fs::write(out.join(format!("{VARIANT}.onnx")), onnx).expect("write model");
     let text = std::fs::read_to_string(src.join(format!("{VARIANT}.toml"))).expect("manifest");
+    write_release_manifest(&out, version, decoder, text)
+}
+
+/// A release of the bundled detector's variant whose box centre head's weight scales are NaN:
+/// its manifest matches the file (hash and size), so it passes the install check and loads,
+/// and every frame's outputs hold NaN. Built here from the real model, as a broken training run
+/// or export would leave it. That head (Conv → Reshape → Mul → Add) is chosen because nothing
+/// after it squashes a NaN: tract's Relu makes it 0 and its Sigmoid clamps it to a finite score.
+pub fn nan_release(dir: &Path, version: &str) -> PathBuf {
+    use prost::Message as _;
+    let src = repo("models/variants");
+    let out = dir.join(format!("release-{version}"));
+    std::fs::create_dir_all(&out).expect("dir");
+    let bytes = std::fs::read(src.join(format!("{VARIANT}.onnx"))).expect("model");
+    let mut model = tract_onnx::pb::ModelProto::decode(bytes.as_slice()).expect("parses");
+    let graph = model.graph.as_mut().expect("a graph");
+    let scales = graph
+        .initializer
+        .iter_mut()
+        .find(|t| t.name == "w_25_scale")
+        .expect("the box centre head's weight scales");
+    scales.raw_data = f32::NAN.to_le_bytes().repeat(scales.raw_data.len() / 4);
+    let onnx = model.encode_to_vec();
+    std::fs::write(out.join(format!("{VARIANT}.onnx")), &onnx).expect("write model");
+    let text = std::fs::read_to_string(src.join(format!("{VARIANT}.toml"))).expect("manifest");
+    let text = text
+        .lines()
+        .map(|line| {
+            if line.starts_with("sha256 = ") {
+                format!("sha256 = \"{}\"", lookout::budget::sha256_hex(&onnx))
+            } else if line.starts_with("bytes = ") {
+                format!("bytes = {}", onnx.len())
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    write_release_manifest(&out, version, "yolov8", text)
+}
+
+/// Writes the variant's manifest `text` into `out` under `version` and `decoder`.
+fn write_release_manifest(out: &Path, version: &str, decoder: &str, text: String) -> PathBuf {
     let text = text
         .replacen(
             "version = \"2.1.0\"",
