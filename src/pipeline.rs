@@ -608,6 +608,8 @@ fn run_frames(
         let mut events = pipeline.take_events();
         if let Some(collector) = samples.as_deref_mut() {
             let drifting = pipeline.drift().is_some_and(DriftMonitor::drifting);
+            let m = pipeline.manifest();
+            collector.follow(&record.model, &m.labels, m.output.is_detector());
             collector.offer(&frame, &record, drifting);
             events.extend(collector.take_events());
         }

@@ -180,7 +180,18 @@ fn sighup_switches_the_running_model_and_a_version_that_fails_to_load_is_rolled_
         );
     }
     let current = root.join(NAME).join("current").join(format!("{NAME}.toml"));
-    let run = Running::start(&current);
+    // Samples kept of every frame, to see them filed under the version that saw them.
+    let store = dir.path().join("samples");
+    let board = common::host_board_with(
+        dir.path(),
+        "sampling",
+        "samples",
+        &format!(
+            "enabled = true\ndir = {:?}\nevery_n = 1\nmax_per_minute = 100000\n",
+            store.to_string_lossy()
+        ),
+    );
+    let run = Running::start_with(&["-m", &current.to_string_lossy(), "-b", &board]);
     let record_of = |version: &'static str| {
         move |v: &serde_json::Value| v["model"] == format!("{NAME}@{version}")
     };
@@ -211,6 +222,23 @@ fn sighup_switches_the_running_model_and_a_version_that_fails_to_load_is_rolled_
         seq_after > seq_before,
         "sequence numbers go on: {seq_before} then {seq_after}"
     );
+    // Samples of the frames after the switch go under the new version.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let images = |version: &str| {
+        std::fs::read_dir(store.join(format!("{NAME}@{version}")))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "jpg"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    while images("2.2.0") < 3 {
+        assert!(Instant::now() < deadline, "no samples of 2.2.0");
+        run.until(|v| v.get("seq").is_some());
+    }
+    assert!(images("2.1.0") >= 1, "samples of 2.1.0 stay under 2.1.0");
+    assert!(store.join(format!("{NAME}@2.2.0/labels.txt")).is_file());
 
     // A version that fails to load: never swapped in, and `current` points back.
     assert!(model(&["use", NAME, "2.3.0"], &root).status.success());

@@ -87,6 +87,10 @@ struct Shared {
 /// A frame on its way to the writer.
 struct Job {
     image: image::RgbImage,
+    /// The model whose frame it is (`name@version`), its folder.
+    model: String,
+    /// Its class names, one per line, for a detector's YOLO label files.
+    labels_text: Option<Arc<str>>,
     stem: String,
     folder: PathBuf,
     label: Option<String>,
@@ -97,6 +101,7 @@ pub struct Collector {
     config: SamplesConfig,
     model: String,
     labels: Vec<String>,
+    labels_text: Option<Arc<str>>,
     sender: Option<SyncSender<Job>>,
     writer: Option<std::thread::JoinHandle<()>>,
     shared: Arc<Mutex<Shared>>,
@@ -118,12 +123,7 @@ impl Collector {
         detector: bool,
     ) -> Result<Self, StoreError> {
         let mut store = Store::open(&config.dir, config.max_bytes, config.min_free_bytes)?;
-        // Detectors' class names, one per line, for the YOLO label files.
-        let labels_text = detector.then(|| {
-            let mut text = labels.join("\n");
-            text.push('\n');
-            text
-        });
+        let labels_text = labels_text(&labels, detector);
         if let Some(text) = &labels_text {
             // Without room for them now, the writer tries again before each sample.
             let _ = store.ensure_file(&PathBuf::from(&model), "labels.txt", text);
@@ -140,10 +140,9 @@ impl Collector {
         let writer = {
             let shared = shared.clone();
             let quality = config.jpeg_quality;
-            let model = model.clone();
             std::thread::Builder::new()
                 .name("samples".into())
-                .spawn(move || write_samples(receiver, store, shared, quality, model, labels_text))
+                .spawn(move || write_samples(receiver, store, shared, quality))
                 .map_err(|source| StoreError::Io {
                     path: config.dir.clone(),
                     source,
@@ -153,6 +152,7 @@ impl Collector {
             config,
             model,
             labels,
+            labels_text,
             sender: Some(sender),
             writer: Some(writer),
             shared,
@@ -160,6 +160,16 @@ impl Collector {
             drifting_frames: 0,
             recent: std::collections::VecDeque::new(),
         })
+    }
+
+    /// Files the samples of the frames to come under `model` (`name@version`) with its
+    /// `labels`: the model that runs now, after a switch.
+    pub fn follow(&mut self, model: &str, labels: &[String], detector: bool) {
+        if self.model != model {
+            self.model = model.to_owned();
+            self.labels = labels.to_vec();
+            self.labels_text = labels_text(labels, detector);
+        }
     }
 
     /// Why `record`'s frame should be kept, if it should.
@@ -243,6 +253,8 @@ impl Collector {
         };
         let job = Job {
             image: frame.image.clone(),
+            model: self.model.clone(),
+            labels_text: self.labels_text.clone(),
             stem,
             folder,
             label,
@@ -307,14 +319,21 @@ fn file_time(time: SystemTime) -> String {
     format_timestamp(time).replace(['-', ':'], "")
 }
 
+/// A detector's class names, one per line, for its YOLO label files; `None` for a classifier.
+fn labels_text(labels: &[String], detector: bool) -> Option<Arc<str>> {
+    detector.then(|| {
+        let mut text = labels.join("\n");
+        text.push('\n');
+        text.into()
+    })
+}
+
 /// The writer thread: encodes and stores samples until the collector hangs up.
 fn write_samples(
     receiver: Receiver<Job>,
     mut store: Store,
     shared: Arc<Mutex<Shared>>,
     quality: u8,
-    model: String,
-    labels_text: Option<String>,
 ) {
     let lock = || shared.lock().unwrap_or_else(|p| p.into_inner());
     let mut retry_at: Option<Instant> = None;
@@ -329,10 +348,12 @@ fn write_samples(
             tracing::warn!("sample {}: JPEG encoding failed: {e}", job.stem);
             continue;
         }
-        let saved = labels_text
+        let model = &job.model;
+        let saved = job
+            .labels_text
             .as_deref()
             .map_or(Ok(()), |text| {
-                store.ensure_file(&PathBuf::from(&model), "labels.txt", text)
+                store.ensure_file(&PathBuf::from(model), "labels.txt", text)
             })
             .and_then(|()| {
                 store.save(&NewSample {
@@ -350,7 +371,7 @@ fn write_samples(
                     shared.stats.stopped = None;
                     shared.events.push(EventRecord::now(
                         "samples_resumed",
-                        &model,
+                        model,
                         "sample collection works again".into(),
                     ));
                 }
@@ -364,7 +385,7 @@ fn write_samples(
                 if retry_at.is_none() {
                     shared.events.push(EventRecord::now(
                         "samples_stopped",
-                        &model,
+                        model,
                         format!("{e}; inference goes on, collection retries in a minute"),
                     ));
                 }
