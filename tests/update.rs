@@ -100,12 +100,8 @@ impl Drop for Running {
 }
 
 impl Running {
-    fn start(manifest: &Path) -> Self {
-        Self::start_with(&["-m", &manifest.to_string_lossy()])
-    }
-
     /// `lookout run` with `model_args` naming the model (and board).
-    fn start_with(model_args: &[&str]) -> Self {
+    fn start(model_args: &[&str]) -> Self {
         let mut child = lookout_command()
             .arg("run")
             .args(model_args)
@@ -191,7 +187,7 @@ fn sighup_switches_the_running_model_and_a_version_that_fails_to_load_is_rolled_
             store.to_string_lossy()
         ),
     );
-    let run = Running::start_with(&["-m", &current.to_string_lossy(), "-b", &board]);
+    let run = Running::start(&["-m", &current.to_string_lossy(), "-b", &board]);
     let record_of = |version: &'static str| {
         move |v: &serde_json::Value| v["model"] == format!("{NAME}@{version}")
     };
@@ -313,7 +309,7 @@ fn a_version_that_fails_its_trial_frames_is_returned_from_by_itself() {
 
     // Started by name: the version in use. It is on trial, with nothing to return to, and
     // gets through after 20 frames.
-    let run = Running::start_with(&["--model", NAME, "--board", &board]);
+    let run = Running::start(&["--model", NAME, "--board", &board]);
     let lines = run.until(|v| v["event"] == "model_trial_passed");
     assert_eq!(lines.iter().filter(|v| record_of("2.1.0")(v)).count(), 20);
     assert_eq!(
@@ -355,7 +351,7 @@ fn a_version_that_fails_its_trial_frames_is_returned_from_by_itself() {
 
     // Started again, 2.2.0 got through its trial before, so it is on none: it does not return
     // to `previous`, the broken 2.4.0.
-    let run = Running::start_with(&["--model", NAME, "--board", &board]);
+    let run = Running::start(&["--model", NAME, "--board", &board]);
     let lines = run.until(|v| v["seq"] == 40);
     assert!(
         lines.iter().all(|v| record_of("2.2.0")(v)),
@@ -370,7 +366,7 @@ fn a_version_that_fails_its_trial_frames_is_returned_from_by_itself() {
     // Switched to while lookout was stopped, the broken version is on trial at start-up
     // against the last version that got through its trial, loaded from its slot when needed.
     assert!(slots(&["use", NAME, "2.4.0"]).status.success());
-    let run = Running::start_with(&["--model", NAME, "--board", &board]);
+    let run = Running::start(&["--model", NAME, "--board", &board]);
     let lines = run.until(record_of("2.2.0"));
     let kinds: Vec<_> = lines.iter().map(|v| v["event"].as_str()).collect();
     assert_eq!(
@@ -389,7 +385,7 @@ fn a_version_that_fails_its_trial_frames_is_returned_from_by_itself() {
     let broken = release_with(dir.path(), "2.3.0", false, "yolov5");
     let out = slots(&["install", &broken.to_string_lossy(), "--use"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let run = Running::start_with(&["--model", NAME, "--board", &board]);
+    let run = Running::start(&["--model", NAME, "--board", &board]);
     let lines = run.until(record_of("2.2.0"));
     let kinds: Vec<_> = lines.iter().map(|v| v["event"].as_str()).collect();
     assert_eq!(
