@@ -257,7 +257,8 @@ def export(params, path, arch=DEFAULT):
 
 
 def params_from_onnx(path, arch=DEFAULT):
-    """The parameters of a detector exported by `export`, read back from its ONNX file: its
+    """The parameters of a detector exported by `export` (as it is, or with int8 weights), read
+    back from its ONNX file: its
     Conv nodes in graph order are the backbone convs c0, c1, ... then the xy, wh and cls
     heads. The convolutions do not depend on the input side, so these weights can be
     exported again at another `arch.size` (same channels and depth)."""
@@ -266,6 +267,16 @@ def params_from_onnx(path, arch=DEFAULT):
 
     m = onnx.load(path)
     inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    # Weights stored as int8 (tools/variants.py, int8-weights) are read back through their
+    # DequantizeLinear: (q - zero point) * scale along the output-channel axis.
+    for node in m.graph.node:
+        if node.op_type == "DequantizeLinear":
+            q, scale, zp = (inits[name] for name in node.input)
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+            shape = [1] * q.ndim
+            shape[axis] = -1
+            inits[node.output[0]] = ((q.astype(np.float32) - zp.astype(np.float32).reshape(shape))
+                                     * scale.astype(np.float32).reshape(shape))
     convs = [n for n in m.graph.node if n.op_type == "Conv"]
     names = [f"c{i}" for i in range(len(arch.channels))] + ["xy", "wh", "cls"]
     if len(convs) != len(names):

@@ -16,7 +16,9 @@ writes a labelled set in the layouts `lookout eval` reads: detect -> `scene_<i>.
 YOLO txt `scene_<i>.txt` beside it and `labels.txt`; classify -> `<label>/<i>.png`.
 The held-out sets behind the numbers in models/README.md are seed 2002 (detect, 500)
 and seed 2001 (classify, 2000). `--wide 640x480` renders detection scenes as wide camera views
-instead, the objects small in the frame (see render_detect).
+instead, the objects small in the frame (see render_detect). `--shift night|fog` renders the
+same scenes as a camera would see them at dusk or in fog (SHIFTS): the deployment conditions
+that drift monitoring and retraining (tools/retrain) are shown on.
 """
 import argparse
 import io
@@ -389,6 +391,25 @@ def render_detect(seed, index, size=None, wide=None):
     return _finish(rng, np.asarray(pil, dtype=np.float32)), objects
 
 
+# Conditions a deployed camera may meet that the renders do not cover, applied after rendering
+# (`--shift`): what drift monitoring should notice and retraining (tools/retrain) should fix.
+SHIFTS = {
+    # Dusk under street lights: a twentieth of the light, bluish, with the sensor noise a camera
+    # raises its gain into. The shipped detector loses about 30 points of mAP@0.5 here.
+    "night": dict(gain=(0.14, 0.16, 0.24), lift=0.0, noise=4.0),
+    # Thick fog or a misted lens: contrast crushed towards a bright grey.
+    "fog": dict(gain=(0.28, 0.28, 0.28), lift=175.0, noise=3.0),
+}
+
+
+def shift(img, name, rng):
+    """`img` (HxWx3 uint8) as seen under the condition `name` of SHIFTS, noise drawn from `rng`."""
+    s = SHIFTS[name]
+    a = img.astype(np.float32) * np.asarray(s["gain"], np.float32) + s["lift"]
+    a += rng.normal(0.0, s["noise"], a.shape)
+    return np.clip(a, 0, 255).round().astype(np.uint8)
+
+
 def yolo_lines(objects, w, h):
     """Ground truth as YOLO txt lines: class cx cy w h, normalised to the image."""
     out = []
@@ -398,20 +419,27 @@ def yolo_lines(objects, w, h):
 
 
 def _write_sample(job):
-    kind, seed, i, out, wide = job
+    kind, seed, i, out, wide, shifted = job
+    # The shift's noise is a function of the scene too, apart from the scene's own draws.
+    rng = np.random.default_rng([seed, i, 7])
     if kind == "classify":
         img, cls, _ = render_classify(seed, i)
+        if shifted:
+            img = shift(img, shifted, rng)
         Image.fromarray(img).save(os.path.join(out, CLASSES[cls], f"{i}.png"))
     else:
         img, objs = render_detect(seed, i, wide=wide)
+        if shifted:
+            img = shift(img, shifted, rng)
         Image.fromarray(img).save(os.path.join(out, f"scene_{i}.png"))
         with open(os.path.join(out, f"scene_{i}.txt"), "w") as f:
             f.write("\n".join(yolo_lines(objs, img.shape[1], img.shape[0])) + "\n")
 
 
-def write_set(kind, seed, count, out, wide=None):
+def write_set(kind, seed, count, out, wide=None, shifted=None):
     """Render a labelled set to `out` (see the module docstring for the layouts); `wide`:
-    detection scenes as wide views of that (w, h) (see render_detect)."""
+    detection scenes as wide views of that (w, h) (see render_detect); `shifted`: under a
+    condition of SHIFTS."""
     from multiprocessing import Pool
 
     if kind == "classify":
@@ -422,7 +450,7 @@ def write_set(kind, seed, count, out, wide=None):
         with open(os.path.join(out, "labels.txt"), "w") as f:
             f.write("\n".join(CLASSES) + "\n")
     with Pool(os.cpu_count()) as pool:
-        pool.map(_write_sample, [(kind, seed, i, out, wide) for i in range(count)], chunksize=32)
+        pool.map(_write_sample, [(kind, seed, i, out, wide, shifted) for i in range(count)], chunksize=32)
 
 
 def main():
@@ -433,6 +461,8 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--wide", metavar="WxH", help="detect only: wide views of this frame size, e.g. 640x480, "
                     "with objects as small in them as a camera sees far-off things")
+    ap.add_argument("--shift", choices=sorted(SHIFTS), help="render as seen under this condition "
+                    "(night: dusk light, bluish, noisy; fog: contrast crushed to grey), for drift and retraining")
     args = ap.parse_args()
     wide = None
     if args.wide:
@@ -444,7 +474,7 @@ def main():
             ap.error(f"--wide {args.wide}: want WxH, each side at least {max(max(s) for s in DETECT_SIZES)}")
         if args.kind != "detect":
             ap.error("--wide is for --kind detect")
-    write_set(args.kind, args.seed, args.count, args.out, wide)
+    write_set(args.kind, args.seed, args.count, args.out, wide, args.shift)
 
 
 if __name__ == "__main__":
