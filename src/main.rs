@@ -147,8 +147,9 @@ struct PlaceArgs {
 struct ModelArgs {
     #[command(flatten)]
     place: PlaceArgs,
-    /// Model: a manifest (.toml), an .onnx with its manifest beside it, or a name in
-    /// --models-dir. Default: the model built into this binary.
+    /// Model: a manifest (.toml), an .onnx with its manifest beside it, or a name: the version
+    /// in use when the model is installed (board profile `models.dir`, `lookout model`), else
+    /// the manifest in --models-dir. Default: the model built into this binary.
     #[arg(long, short)]
     model: Option<String>,
 }

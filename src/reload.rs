@@ -73,9 +73,9 @@ pub struct Reloader {
 impl Reloader {
     /// Loads the model of `manifest`, checked against the board profile at `board_file` and
     /// watched for drift as `board` says, and listens for SIGHUP. When the manifest is a slot's
-    /// `current` version and that fails to load, the slot's `previous` version is started
-    /// instead (the pipeline's first events say so); otherwise a model that fails to load is
-    /// the error.
+    /// `current` version and that fails to load, the slot's `good` version (else `previous`) is
+    /// started instead (the pipeline's first events say so); otherwise, or when that fails
+    /// too, the first failure is the error.
     pub fn start(
         manifest: PathBuf,
         board: &Board,
@@ -103,7 +103,13 @@ impl Reloader {
                 let Some(fallback) = fallback else {
                     return Err(e);
                 };
-                let mut pipeline = reloader.load(&fallback)?;
+                let mut pipeline = match reloader.load(&fallback) {
+                    Ok(pipeline) => pipeline,
+                    Err(second) => {
+                        tracing::error!("{} fails to load too: {second}", fallback.display());
+                        return Err(e);
+                    }
+                };
                 let failed = reloader.manifest.display().to_string();
                 tracing::warn!("{failed} fails to load, starting the version before it: {e}");
                 pipeline.push_event(EventRecord::now(
