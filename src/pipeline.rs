@@ -165,6 +165,12 @@ impl Pipeline {
         &mut self.engine
     }
 
+    /// Gives the next frame the number the last one had: that frame again, after the model
+    /// that failed it was replaced.
+    pub fn number_again(&mut self) {
+        self.seq = self.seq.saturating_sub(1);
+    }
+
     /// Counts a frame that never reached the model (unreadable), so sequence numbers show the gap.
     pub fn skip_frame(&mut self) {
         self.seq += 1;
@@ -592,15 +598,21 @@ fn run_frames(
         let capture = started.elapsed();
         let record = match pipeline.process(&frame, capture) {
             Ok(record) => record,
-            Err(e) if e.is_model_fault() && steering.model_failed(pipeline, &e) => {
+            Err(e) if e.is_model_fault() => {
+                let recovered = steering.model_failed(pipeline, &e);
                 // What happened is told before the record of the model that took over, which
-                // gets the same frame; a second fault ends the run.
+                // gets the same frame under the same number; without one (or on a second fault)
+                // the run ends, its events delivered first.
                 for event in pipeline.take_events() {
                     if !each_sink(sinks, |sink| sink.event(&event))? {
                         summary.stopped_by_reader = true;
                         return Ok(summary);
                     }
                 }
+                if !recovered {
+                    return Err(e);
+                }
+                pipeline.number_again();
                 pipeline.process(&frame, capture)?
             }
             Err(e) => return Err(e),

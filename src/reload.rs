@@ -68,6 +68,8 @@ pub struct Reloader {
     board_file: PathBuf,
     requested: Arc<AtomicBool>,
     trial: Option<Trial>,
+    /// The run's frame count when last asked, for a trial begun on a fault.
+    frames: u64,
 }
 
 impl Reloader {
@@ -90,8 +92,10 @@ impl Reloader {
             board_file,
             requested,
             trial: None,
+            frames: 0,
         };
         let (fallback, proven) = reloader.start_fallback();
+        let version = reloader.version_in_use();
         match reloader.load(&reloader.manifest) {
             Ok(mut pipeline) => {
                 if !proven {
@@ -110,14 +114,16 @@ impl Reloader {
                         return Err(e);
                     }
                 };
-                let failed = reloader.manifest.display().to_string();
+                let failed = reloader.describe(version.as_deref());
                 tracing::warn!("{failed} fails to load, starting the version before it: {e}");
                 pipeline.push_event(EventRecord::now(
                     "model_load_failed",
                     &failed,
                     format!("{e}; {} runs instead", pipeline.manifest().id()),
                 ));
-                reloader.point_back(&mut pipeline);
+                reloader.point_back(&mut pipeline, version.as_deref());
+                // It has to get through a trial of its own to be `good`; with nothing behind it.
+                reloader.begin_trial(&mut pipeline, 0, None);
                 Ok((pipeline, reloader))
             }
         }
@@ -132,10 +138,29 @@ impl Reloader {
             return (None, true);
         };
         let current = slots.current(&name).ok().flatten();
-        match slots.good(&name).ok().flatten() {
-            Some(good) if Some(&good) == current.as_ref() => (None, true),
-            Some(good) => (Some(good), false),
-            None => (slots.previous(&name).ok().flatten(), false),
+        let good = slots.good(&name).ok().flatten();
+        let proven = good.is_some() && good == current;
+        // A version that got through its trial may still fail to load later (a damaged card):
+        // then `previous` is what is left.
+        let fallback = [good, slots.previous(&name).ok().flatten()]
+            .into_iter()
+            .flatten()
+            .find(|candidate| Some(candidate) != current.as_ref());
+        (fallback, proven)
+    }
+
+    /// The version the slot's `current` names now, when the manifest is a slot's.
+    fn version_in_use(&self) -> Option<String> {
+        let (slots, name) = Slots::of_current_file(&self.manifest)?;
+        slots.in_use(&name).ok().flatten()
+    }
+
+    /// The model the manifest names, for messages: `name@version` of a slot's (the manifest
+    /// itself may be what cannot be read), else the manifest's path.
+    fn describe(&self, version: Option<&str>) -> String {
+        match (Slots::of_current_file(&self.manifest), version) {
+            (Some((_, name)), Some(version)) => format!("{name}@{version}"),
+            _ => self.manifest.display().to_string(),
         }
     }
 
@@ -165,7 +190,9 @@ impl Reloader {
         }
     }
 
-    /// A pipeline for the model of `manifest`, checked as an install is, watching drift.
+    /// A pipeline for the model of `manifest`, checked as an install is, watching drift. Its
+    /// origin is named as if through the manifest the run follows (a slot's `current`), where
+    /// the console's `model use` finds the slot.
     fn load(&self, manifest_path: &Path) -> Result<Pipeline, LoadError> {
         let manifest = Manifest::load(manifest_path).map_err(CheckError::from)?;
         let model_path = manifest.model_path(manifest_path);
@@ -180,7 +207,7 @@ impl Reloader {
             manifest_path,
             &onnx,
         )?;
-        let origin = model_path.display().to_string();
+        let origin = manifest.model_path(&self.manifest).display().to_string();
         let mut pipeline = Pipeline::new(manifest, &onnx, &origin)?;
         pipeline.watch_drift(&self.board.drift);
         Ok(pipeline)
@@ -189,6 +216,7 @@ impl Reloader {
     /// Swaps in the model the manifest names now; `frames` is the run's frame count.
     fn reload(&mut self, running: &mut Pipeline, frames: u64) {
         let was = running.manifest().id();
+        let version = self.version_in_use();
         match self.load(&self.manifest) {
             Ok(mut fresh) => {
                 fresh.continue_after(running);
@@ -209,31 +237,38 @@ impl Reloader {
                 tracing::info!("model reloaded: {was} replaced by {now}");
             }
             Err(e) => {
-                tracing::warn!("model reload failed, {was} keeps running: {e}");
+                let failed = self.describe(version.as_deref());
+                tracing::warn!("{failed} fails to load, {was} keeps running: {e}");
                 running.push_event(EventRecord::now(
                     "model_load_failed",
-                    &was,
+                    &failed,
                     // The error names the file.
                     format!("{e}; {was} keeps running"),
                 ));
-                self.point_back(running);
+                self.point_back(running, version.as_deref());
             }
         }
     }
 
-    /// When the manifest is a slot's, points `current` at the running version again.
-    fn point_back(&self, running: &mut Pipeline) {
-        let Some((slots, name)) = Slots::of_current_file(&self.manifest) else {
+    /// When the manifest is a slot's, points `current` at the running version again, unless
+    /// it names another version than `failed` by now (someone chose one since).
+    fn point_back(&self, running: &mut Pipeline, failed: Option<&str>) {
+        let (Some((slots, name)), Some(failed)) = (Slots::of_current_file(&self.manifest), failed)
+        else {
             return;
         };
         let id = running.manifest().id();
         let version = running.manifest().version.clone();
-        let event = match slots.use_version(&name, &version) {
-            Ok(_) => EventRecord::now(
+        let event = match slots.return_to(&name, &version, failed) {
+            Ok(true) => EventRecord::now(
                 "model_rolled_back",
                 &id,
-                format!("{name}: current points at {version} again"),
+                format!("{name}: current points at {version} again instead of {failed}"),
             ),
+            Ok(false) => {
+                tracing::warn!("{name}: current was changed after {failed} failed; left as it is");
+                return;
+            }
             Err(e) => EventRecord::now("model_rollback_failed", &id, e.to_string()),
         };
         running.push_event(event);
@@ -243,6 +278,7 @@ impl Reloader {
 impl Steering for Reloader {
     fn between_frames(&mut self, control: RunControl<'_>) {
         let frames = control.stats.frames;
+        self.frames = frames;
         if self.requested.swap(false, Ordering::SeqCst) {
             self.reload(control.pipeline, frames);
         }
@@ -266,6 +302,7 @@ impl Steering for Reloader {
             return false;
         };
         let failed = running.manifest().id();
+        let failed_version = running.manifest().version.clone();
         let mut back = match fallback {
             Fallback::Loaded(pipeline) => *pipeline,
             Fallback::Installed(manifest) => match self.load(&manifest) {
@@ -289,7 +326,10 @@ impl Steering for Reloader {
             &failed,
             format!("{error}; {now} runs again"),
         ));
-        self.point_back(running);
+        self.point_back(running, Some(&failed_version));
+        // The version returned to goes on a trial of its own with nothing behind it: one that
+        // never got through a trial becomes `good` that way.
+        self.begin_trial(running, self.frames, None);
         true
     }
 }

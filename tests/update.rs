@@ -244,6 +244,7 @@ fn sighup_switches_the_running_model_and_a_version_that_fails_to_load_is_rolled_
         .iter()
         .find(|v| v["event"] == "model_load_failed")
         .unwrap_or_else(|| panic!("no model_load_failed event: {lines:#?}"));
+    assert_eq!(failed["source"], format!("{NAME}@2.3.0"), "{failed}");
     assert!(
         failed["message"]
             .as_str()
@@ -262,9 +263,10 @@ fn sighup_switches_the_running_model_and_a_version_that_fails_to_load_is_rolled_
         after.last().expect("record")["model"],
         format!("{NAME}@2.2.0")
     );
+    // `previous` is left as it was: `rollback` never returns to the version that failed.
     let list = stdout(&model(&["list"], &root));
     assert!(list.contains(&format!("* {NAME}@2.2.0")), "{list}");
-    assert!(list.contains(&format!("< {NAME}@2.3.0")), "{list}");
+    assert!(list.contains(&format!("  {NAME}@2.3.0")), "{list}");
 }
 
 /// Lines of one kind of event among `lines`.
@@ -347,10 +349,9 @@ fn a_version_that_fails_its_trial_frames_is_returned_from_by_itself() {
     drop(run);
     let list = stdout(&slots(&["list"]));
     assert!(list.contains(&format!("* {NAME}@2.2.0")), "{list}");
-    assert!(list.contains(&format!("< {NAME}@2.4.0")), "{list}");
+    assert!(list.contains(&format!("  {NAME}@2.4.0")), "{list}");
 
-    // Started again, 2.2.0 got through its trial before, so it is on none: it does not return
-    // to `previous`, the broken 2.4.0.
+    // Started again, 2.2.0 got through its trial before, so it is on none.
     let run = Running::start(&["--model", NAME, "--board", &board]);
     let lines = run.until(|v| v["seq"] == 40);
     assert!(
@@ -376,7 +377,10 @@ fn a_version_that_fails_its_trial_frames_is_returned_from_by_itself() {
     );
     assert_eq!(lines[0]["source"], format!("{NAME}@2.4.0"));
     let seq = lines[2]["seq"].as_u64().expect("seq");
-    assert_eq!(seq, 1, "frame 0 failed on 2.4.0, and 2.2.0 numbers on");
+    assert_eq!(
+        seq, 0,
+        "frame 0 failed on 2.4.0, and 2.2.0 processes it under its number"
+    );
     drop(run);
     let list = stdout(&slots(&["list"]));
     assert!(list.contains(&format!("* {NAME}@2.2.0")), "{list}");
@@ -395,11 +399,36 @@ fn a_version_that_fails_its_trial_frames_is_returned_from_by_itself() {
     );
     let message = lines[0]["message"].as_str().expect("message");
     assert!(message.contains("yolov5"), "{message}");
+    assert_eq!(lines[0]["source"], format!("{NAME}@2.3.0"));
     assert_eq!(lines[2]["seq"], 0);
     drop(run);
     let list = stdout(&slots(&["list"]));
     assert!(list.contains(&format!("* {NAME}@2.2.0")), "{list}");
-    assert!(list.contains(&format!("< {NAME}@2.3.0")), "{list}");
+
+    // A version that got through its trial and later fails to load (its file damaged on the
+    // card): `previous` starts instead.
+    assert!(slots(&["use", NAME, "2.1.0"]).status.success());
+    assert!(slots(&["use", NAME, "2.2.0"]).status.success());
+    let damaged = root.join(NAME).join("2.2.0").join(format!("{NAME}.onnx"));
+    let mut bytes = std::fs::read(&damaged).expect("model");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&damaged, bytes).expect("damage");
+    let run = Running::start(&["--model", NAME, "--board", &board]);
+    let lines = run.until(record_of("2.1.0"));
+    let kinds: Vec<_> = lines.iter().map(|v| v["event"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        [Some("model_load_failed"), Some("model_rolled_back"), None],
+        "{lines:#?}"
+    );
+    assert!(
+        lines[0]["message"]
+            .as_str()
+            .expect("message")
+            .contains("sha256"),
+        "{lines:#?}"
+    );
 }
 
 /// The file operations a power cut can fall between: every call of these that touches the
@@ -485,6 +514,12 @@ fn a_kill_at_any_file_operation_of_an_install_or_switch_leaves_a_loadable_model(
             "tests/images/detect/scene_0.png",
         ]);
         let records = json_lines(&stdout(&out));
+        // The version `current` names loads by itself: nothing failed and was returned from.
+        let events: Vec<_> = records
+            .iter()
+            .filter(|v| v["event"] == "model_load_failed" || v["event"] == "model_rolled_back")
+            .collect();
+        assert!(events.is_empty(), "{events:#?}");
         let record = records
             .iter()
             .find(|v| v.get("seq").is_some())
@@ -552,4 +587,55 @@ fn a_kill_at_any_file_operation_of_an_install_or_switch_leaves_a_loadable_model(
     }
     eprintln!("killed at {cuts} points, each left a model that runs");
     assert!(cuts >= 20, "{cuts} cut points");
+}
+
+#[test]
+fn a_failed_trial_with_nothing_loadable_behind_it_ends_the_run_saying_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("models");
+    let board = common::host_board_with(
+        dir.path(),
+        "slotted",
+        "models",
+        &format!("dir = {:?}\ntrial_frames = 20\n", root.to_string_lossy()),
+    );
+    let slots = |args: &[&str]| {
+        let mut all = vec!["model"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--board", &board]);
+        lookout(&all)
+    };
+    let v1 = release(dir.path(), "2.1.0", false);
+    let nan = common::nan_release(dir.path(), "2.4.0");
+    assert!(slots(&["install", &v1.to_string_lossy(), "--use"])
+        .status
+        .success());
+    assert!(slots(&["install", &nan.to_string_lossy(), "--use"])
+        .status
+        .success());
+    // What it would return to is damaged on the card.
+    let damaged = root.join(NAME).join("2.1.0").join(format!("{NAME}.onnx"));
+    std::fs::write(&damaged, b"not a model").expect("damage");
+
+    let out = lookout(&[
+        "run",
+        "--model",
+        NAME,
+        "--board",
+        &board,
+        "-s",
+        "tests/images/detect",
+    ]);
+    common::assert_clean_failure(&out, &["output `output0`", "NaN"]);
+    let lines = json_lines(&stdout(&out));
+    let failed = events(&lines, "model_rollback_failed");
+    assert_eq!(failed.len(), 1, "{lines:#?}");
+    assert!(
+        failed[0]["message"]
+            .as_str()
+            .expect("message")
+            .contains("2.1.0"),
+        "{lines:#?}"
+    );
+    assert!(lines.iter().all(|v| v.get("seq").is_none()), "no record");
 }

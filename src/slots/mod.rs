@@ -226,6 +226,33 @@ impl Slots {
         self.describe(name, version)
     }
 
+    /// Points `current` back at `version` after the version it named failed, when it still
+    /// names `failed`: a version chosen since then is left alone. `previous` is not touched, so
+    /// `rollback` never returns to the version that failed. Returns whether it pointed back.
+    pub fn return_to(&self, name: &str, version: &str, failed: &str) -> Result<bool, SlotError> {
+        if self.link(name, "current")?.as_deref() != Some(failed) {
+            return Ok(false);
+        }
+        let slot = self.root.join(name).join(version);
+        if !plain(name) || !plain(version) || !slot.join(manifest_file(name)).is_file() {
+            return Err(SlotError::NotInstalled {
+                name: name.to_owned(),
+                version: version.to_owned(),
+                installed: self.versions(name).join(", "),
+            });
+        }
+        set_link(&self.root.join(name), "current", version)?;
+        Ok(true)
+    }
+
+    /// The version of `name` that `current` names, if one was chosen.
+    pub fn in_use(&self, name: &str) -> Result<Option<String>, SlotError> {
+        if !plain(name) {
+            return Ok(None);
+        }
+        self.link(name, "current")
+    }
+
     /// Makes `previous` the one that runs again (and the one that ran `previous`).
     pub fn rollback(&self, name: &str) -> Result<Slot, SlotError> {
         let previous = self
