@@ -269,6 +269,30 @@ fn sighup_switches_the_running_model_and_a_version_that_fails_to_load_is_rolled_
     assert!(list.contains(&format!("  {NAME}@2.3.0")), "{list}");
 }
 
+/// A board profile in `dir` whose installed models are under `<dir>/models` (returned), so
+/// `--model <name>` finds them, with trials of `trial_frames`.
+fn slotted(dir: &Path, trial_frames: u64) -> (PathBuf, String) {
+    let root = dir.join("models");
+    let board = common::host_board_with(
+        dir,
+        "slotted",
+        "models",
+        &format!(
+            "dir = {:?}\ntrial_frames = {trial_frames}\n",
+            root.to_string_lossy()
+        ),
+    );
+    (root, board)
+}
+
+/// `lookout model <args>` with the board profile `board`.
+fn model_on(board: &str, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["model"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--board", board]);
+    lookout(&all)
+}
+
 /// Lines of one kind of event among `lines`.
 fn events<'a>(lines: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
     lines.iter().filter(|v| v["event"] == kind).collect()
@@ -277,20 +301,8 @@ fn events<'a>(lines: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json:
 #[test]
 fn a_version_that_fails_its_trial_frames_is_returned_from_by_itself() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().join("models");
-    // A board whose installed models are under `root`, so `--model <name>` finds them.
-    let board = common::host_board_with(
-        dir.path(),
-        "slotted",
-        "models",
-        &format!("dir = {:?}\ntrial_frames = 20\n", root.to_string_lossy()),
-    );
-    let slots = |args: &[&str]| {
-        let mut all = vec!["model"];
-        all.extend_from_slice(args);
-        all.extend_from_slice(&["--board", &board]);
-        lookout(&all)
-    };
+    let (root, board) = slotted(dir.path(), 20);
+    let slots = |args: &[&str]| model_on(&board, args);
     let v1 = release(dir.path(), "2.1.0", false);
     let v2 = release(dir.path(), "2.2.0", false);
     let nan = common::nan_release(dir.path(), "2.4.0");
@@ -474,14 +486,8 @@ fn a_kill_at_any_file_operation_of_an_install_or_switch_leaves_a_loadable_model(
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().join("models");
+    let (root, board) = slotted(dir.path(), 5);
     let root_text = root.to_string_lossy().into_owned();
-    let board = common::host_board_with(
-        dir.path(),
-        "slotted",
-        "models",
-        &format!("dir = {root_text:?}\ntrial_frames = 5\n"),
-    );
     let v1 = release(dir.path(), "2.1.0", false);
     let v2 = release(dir.path(), "2.2.0", false);
     let (v1, v2) = (v1.to_string_lossy(), v2.to_string_lossy());
@@ -592,19 +598,8 @@ fn a_kill_at_any_file_operation_of_an_install_or_switch_leaves_a_loadable_model(
 #[test]
 fn a_failed_trial_with_nothing_loadable_behind_it_ends_the_run_saying_why() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().join("models");
-    let board = common::host_board_with(
-        dir.path(),
-        "slotted",
-        "models",
-        &format!("dir = {:?}\ntrial_frames = 20\n", root.to_string_lossy()),
-    );
-    let slots = |args: &[&str]| {
-        let mut all = vec!["model"];
-        all.extend_from_slice(args);
-        all.extend_from_slice(&["--board", &board]);
-        lookout(&all)
-    };
+    let (root, board) = slotted(dir.path(), 20);
+    let slots = |args: &[&str]| model_on(&board, args);
     let v1 = release(dir.path(), "2.1.0", false);
     let nan = common::nan_release(dir.path(), "2.4.0");
     assert!(slots(&["install", &v1.to_string_lossy(), "--use"])
