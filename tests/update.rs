@@ -293,6 +293,19 @@ fn model_on(board: &str, args: &[&str]) -> std::process::Output {
     lookout(&all)
 }
 
+/// `lookout run --model <name>` on `board`, and its lines up to the first record of `version`.
+fn started_by_name(board: &str, version: &str) -> (Running, Vec<serde_json::Value>) {
+    let run = Running::start(&["--model", NAME, "--board", board]);
+    let model = format!("{NAME}@{version}");
+    let lines = run.until(|v| v["model"] == model.as_str() && v.get("seq").is_some());
+    (run, lines)
+}
+
+/// Each line's event name, `None` for a record.
+fn kinds(lines: &[serde_json::Value]) -> Vec<Option<&str>> {
+    lines.iter().map(|v| v["event"].as_str()).collect()
+}
+
 /// Lines of one kind of event among `lines`.
 fn events<'a>(lines: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
     lines.iter().filter(|v| v["event"] == kind).collect()
@@ -379,11 +392,9 @@ fn a_version_that_fails_its_trial_frames_is_returned_from_by_itself() {
     // Switched to while lookout was stopped, the broken version is on trial at start-up
     // against the last version that got through its trial, loaded from its slot when needed.
     assert!(slots(&["use", NAME, "2.4.0"]).status.success());
-    let run = Running::start(&["--model", NAME, "--board", &board]);
-    let lines = run.until(record_of("2.2.0"));
-    let kinds: Vec<_> = lines.iter().map(|v| v["event"].as_str()).collect();
+    let (run, lines) = started_by_name(&board, "2.2.0");
     assert_eq!(
-        kinds,
+        kinds(&lines),
         [Some("model_trial_failed"), Some("model_rolled_back"), None],
         "{lines:#?}"
     );
@@ -401,11 +412,9 @@ fn a_version_that_fails_its_trial_frames_is_returned_from_by_itself() {
     let broken = release_with(dir.path(), "2.3.0", false, "yolov5");
     let out = slots(&["install", &broken.to_string_lossy(), "--use"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let run = Running::start(&["--model", NAME, "--board", &board]);
-    let lines = run.until(record_of("2.2.0"));
-    let kinds: Vec<_> = lines.iter().map(|v| v["event"].as_str()).collect();
+    let (run, lines) = started_by_name(&board, "2.2.0");
     assert_eq!(
-        kinds,
+        kinds(&lines),
         [Some("model_load_failed"), Some("model_rolled_back"), None],
         "{lines:#?}"
     );
@@ -426,11 +435,9 @@ fn a_version_that_fails_its_trial_frames_is_returned_from_by_itself() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x55;
     std::fs::write(&damaged, bytes).expect("damage");
-    let run = Running::start(&["--model", NAME, "--board", &board]);
-    let lines = run.until(record_of("2.1.0"));
-    let kinds: Vec<_> = lines.iter().map(|v| v["event"].as_str()).collect();
+    let (_run, lines) = started_by_name(&board, "2.1.0");
     assert_eq!(
-        kinds,
+        kinds(&lines),
         [Some("model_load_failed"), Some("model_rolled_back"), None],
         "{lines:#?}"
     );
