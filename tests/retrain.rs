@@ -19,8 +19,9 @@ fn retrain<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
         .expect("python3 runs (scripts/setup installs tools/requirements-train.txt)")
 }
 
-/// Samples of 40 night frames kept by `lookout run`, exported to a tar in `dir`.
-fn exported_samples(dir: &Path) -> String {
+/// Samples of 40 night frames kept by `lookout run`, exported to a tar in `dir`, and how many
+/// it holds (the writer drops a frame it has no room for, on a loaded machine).
+fn exported_samples(dir: &Path) -> (String, u64) {
     let frames = dir.join("frames");
     common::python_tool(
         "scenes.py",
@@ -70,7 +71,13 @@ fn exported_samples(dir: &Path) -> String {
         &tar.to_string_lossy(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    tar.to_string_lossy().into_owned()
+    let kept = std::fs::read_dir(store.join("shapes-detector@2.1.0"))
+        .expect("the store")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "jpg"))
+        .count() as u64;
+    assert!(kept >= 20, "{kept} of 40 frames kept");
+    (tar.to_string_lossy().into_owned(), kept)
 }
 
 #[test]
@@ -80,7 +87,7 @@ fn samples_retrain_into_a_version_that_installs_and_runs() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let tar = exported_samples(dir.path());
+    let (tar, kept) = exported_samples(dir.path());
     let release = dir.path().join("release-2.2.0");
     let work = dir.path().join("renders");
     let bin = env!("CARGO_BIN_EXE_lookout");
@@ -125,14 +132,14 @@ fn samples_retrain_into_a_version_that_installs_and_runs() {
     let text = std::fs::read_to_string(&manifest).expect("manifest written");
     assert!(text.contains("version = \"2.2.0\""), "{text}");
 
-    // The report: the split of the 40 samples, and both models measured on both held-out sets.
+    // The report: the split of the samples, and both models measured on both held-out sets.
     let report: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(release.join("retrain-report.json")).expect("report"),
     )
     .expect("JSON");
     let held = report["samples"]["held_out"].as_u64().expect("held out");
     let train = report["samples"]["train"].as_u64().expect("train");
-    assert_eq!(held + train, 40);
+    assert_eq!(held + train, kept);
     assert!(held >= 5, "{report}");
     for who in ["base", "retrained"] {
         for set in ["samples", "renders"] {
