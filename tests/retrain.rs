@@ -62,15 +62,7 @@ fn exported_samples(dir: &Path) -> (String, u64) {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let tar = dir.join("samples.tar");
-    let out = lookout(&[
-        "samples",
-        "export",
-        "-b",
-        &board,
-        "--out",
-        &tar.to_string_lossy(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    common::export_samples(&board, &tar);
     let kept = std::fs::read_dir(store.join("shapes-detector@2.1.0"))
         .expect("the store")
         .filter_map(Result::ok)

@@ -161,15 +161,7 @@ fn the_cap_holds_to_the_byte_the_newest_are_kept_and_eval_reads_the_store() {
 
     // And export packs exactly what is there.
     let tar = dir.path().join("samples.tar");
-    let out = lookout(&[
-        "samples",
-        "export",
-        "-b",
-        &board,
-        "--out",
-        &tar.to_string_lossy(),
-    ]);
-    assert!(out.status.success(), "{}", common::stderr(&out));
+    let out = common::export_samples(&board, &tar);
     assert!(
         stdout(&out).contains(&format!("{images} images")),
         "{}",

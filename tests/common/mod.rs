@@ -225,3 +225,18 @@ fn write_release_manifest(out: &Path, version: &str, decoder: &str, text: String
     std::fs::write(&manifest, text).expect("write manifest");
     manifest
 }
+
+/// `lookout samples export` of the store the board profile `board` names into `tar`; panics
+/// with its stderr unless it succeeds.
+pub fn export_samples(board: &str, tar: &Path) -> Output {
+    let out = lookout(&[
+        "samples",
+        "export",
+        "-b",
+        board,
+        "--out",
+        &tar.to_string_lossy(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    out
+}
