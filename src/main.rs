@@ -509,14 +509,18 @@ fn run(args: RunArgs) -> Result<()> {
     }
     let input = &pipeline.manifest().input;
     let need = (input.width() as u32, input.height() as u32);
-    let mut source: Box<dyn source::FrameSource> = match camera::open_source(
+    // A live camera's frames go stale while the loop waits; files do not.
+    let (mut source, when_busy): (Box<dyn source::FrameSource>, _) = match camera::open_source(
         &args.source,
         &board.camera,
         need,
         args.camera_mode.as_deref(),
     ) {
-        Some(live) => Box::new(live?),
-        None => source::open(&args.source, args.looping)?,
+        Some(live) => (Box::new(live?), lookout::samples::WhenBusy::Drop),
+        None => (
+            source::open(&args.source, args.looping)?,
+            lookout::samples::WhenBusy::Wait,
+        ),
     };
     let mut sinks: Vec<Box<dyn sink::Sink>> = Vec::new();
     let mut consoles = Vec::new();
@@ -560,6 +564,7 @@ fn run(args: RunArgs) -> Result<()> {
             m.id(),
             m.labels.clone(),
             m.output.is_detector(),
+            when_busy,
         )
         .with_context(|| "opening the sample store (board profile [samples])")?;
         tracing::info!(
@@ -581,6 +586,10 @@ fn run(args: RunArgs) -> Result<()> {
         samples.as_mut(),
         |e| eprintln!("error: skipped frame: {e}"),
     )?;
+    if let Some(collector) = samples.as_mut() {
+        collector.finish();
+        tracing::info!("{}", collector.status());
+    }
     if summary.failed_frames > 0 {
         bail!(
             "{} of {} frames could not be read (see the errors above)",

@@ -22,22 +22,66 @@ fn board(dir: &Path, store: &Path, max_bytes: u64, min_free_bytes: u64) -> Strin
     )
 }
 
-/// `lookout run` of the bundled detector over the test scenes, played as a camera at 60 fps,
-/// for `frames` frames. The pace is a camera's: unpaced, frames come faster than the writer
-/// flushes them to disk, and on a loaded machine so many are dropped that the cap is never
-/// reached.
-fn run(board: &str, frames: u64) -> std::process::Output {
-    lookout(&[
+/// `lookout run` of the bundled detector over the test scenes for `frames` frames, from
+/// `source` (the scene folder looping, or the same played as a camera), logging each sample the
+/// writer keeps. From files the frame loop waits for the writer, so every frame is a sample;
+/// from a camera the writer drops what it has no time for, as many as the machine's speed
+/// decides, so nothing asserted of a camera run depends on how many.
+fn run(board: &str, source: &str, frames: u64) -> std::process::Output {
+    let mut args = vec![
         "run",
         "-m",
         "models/shapes-detector.toml",
         "-b",
         board,
         "-s",
-        "replay:tests/images/detect@60",
-        "--max-frames",
-        &frames.to_string(),
-    ])
+        source,
+    ];
+    if !source.starts_with("replay:") {
+        args.push("--loop");
+    }
+    let frames = frames.to_string();
+    args.extend(["--max-frames", &frames]);
+    common::lookout_command()
+        .args(&args)
+        .env("LOOKOUT_LOG", "info,lookout::samples=debug")
+        .output()
+        .expect("the lookout binary runs")
+}
+
+/// The test scenes as files: the loop waits for the sample writer.
+const FILES: &str = "tests/images/detect";
+/// The same scenes as a 60 fps camera: the writer drops what it cannot keep up with.
+const CAMERA: &str = "replay:tests/images/detect@60";
+
+/// The samples a run's log says the writer kept, in the order it wrote them: (stem, bytes).
+fn written(log: &str) -> Vec<(String, u64)> {
+    log.lines()
+        .filter_map(|line| {
+            let (_, rest) = line.split_once("sample ")?;
+            let (stem, rest) = rest.split_once(" kept: ")?;
+            let bytes = rest.strip_suffix(" bytes")?.parse().ok()?;
+            Some((stem.to_owned(), bytes))
+        })
+        .collect()
+}
+
+/// The run's closing count of samples: (saved, dropped busy).
+fn counts(log: &str) -> (u64, u64) {
+    let line = log
+        .lines()
+        .find_map(|l| l.split_once("samples: ").map(|(_, rest)| rest))
+        .unwrap_or_else(|| panic!("no closing sample count: {log}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        (words[1], words[3], words[4]),
+        ("saved,", "dropped", "busy,"),
+        "{line}"
+    );
+    (
+        words[0].parse().expect("saved"),
+        words[2].parse().expect("dropped"),
+    )
 }
 
 /// Every file under `dir` with its size.
@@ -97,48 +141,67 @@ fn assert_store_is_whole(store: &Path) -> usize {
     images
 }
 
+/// The store against what the writer wrote: every file counted, no more than the cap; every
+/// sample whole; and exactly the newest of the written samples, as many as fit: the newest
+/// one evicted would not have fitted beside them. Returns the images kept.
+fn assert_newest_written_are_kept(store: &Path, cap: u64, written: &[(String, u64)]) -> usize {
+    let kept = files(store);
+    let total: u64 = kept.iter().map(|f| f.1).sum();
+    assert!(total <= cap, "{total} bytes under a cap of {cap}");
+    let images = assert_store_is_whole(store);
+    let mut stems: Vec<&str> = kept
+        .iter()
+        .filter_map(|(p, _)| p.file_name()?.to_str()?.strip_suffix(".jpg"))
+        .collect();
+    stems.sort_unstable();
+    assert_eq!(stems.len(), images);
+    assert!(
+        images <= written.len(),
+        "{images} kept of {} written",
+        written.len()
+    );
+    let evicted = written.len() - images;
+    let newest: Vec<&str> = written[evicted..].iter().map(|w| w.0.as_str()).collect();
+    assert_eq!(stems, newest, "the newest written are the ones kept");
+    if let Some((stem, bytes)) = evicted.checked_sub(1).map(|i| &written[i]) {
+        assert!(
+            total + bytes > cap,
+            "{stem} ({bytes} bytes) was evicted though it fits beside the {total} bytes kept \
+             under the cap of {cap}"
+        );
+    }
+    images
+}
+
 #[test]
-fn the_cap_holds_to_the_byte_the_newest_are_kept_and_eval_reads_the_store() {
+fn from_files_every_frame_is_kept_the_cap_holds_to_the_byte_and_eval_reads_the_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("store");
     let cap = 60_000;
     let board = board(dir.path(), &store, cap, 0);
-    let out = run(&board, 120);
-    assert!(out.status.success(), "{}", common::stderr(&out));
-    assert_eq!(
-        json_lines(&stdout(&out)).len(),
-        120,
-        "every frame has its record"
-    );
+    let out = run(&board, FILES, 120);
+    let log = common::stderr(&out);
+    assert!(out.status.success(), "{log}");
+    let records = json_lines(&stdout(&out));
+    assert_eq!(records.len(), 120, "every frame has its record");
 
-    let kept = files(&store);
-    let total: u64 = kept.iter().map(|f| f.1).sum();
-    assert!(total <= cap, "{total} bytes under a cap of {cap}");
-    let images = assert_store_is_whole(&store);
-    // 120 frames of 2-9 KB do not fit in 60 KB: the oldest went, so the store is nearly full
-    // and the last frame is in it.
-    assert!(images >= 5, "{images} images kept");
-    assert!(
-        total > cap - 10_000,
-        "{total} bytes: evicted more than needed"
-    );
-    let model_dir = store.join("shapes-detector@2.1.0");
-    // Names are `<time>_<seq>_<reason>`; frames the writer had no room for are dropped (and
-    // counted), so the newest kept is near the end rather than exactly the last.
-    let seqs: Vec<u64> = kept
+    // Files wait for the writer: every frame was written, in order.
+    assert_eq!(counts(&log), (120, 0), "{log}");
+    let written = written(&log);
+    let seqs: Vec<u64> = written
         .iter()
-        .filter_map(|(p, _)| {
-            let name = p.file_name()?.to_str()?.strip_suffix(".jpg")?;
-            name.split('_').nth(1)?.parse().ok()
+        .map(|(stem, _)| {
+            stem.split('_')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .expect("seq")
         })
         .collect();
-    assert_eq!(seqs.len(), images);
-    let (oldest, newest) = (seqs.iter().min(), seqs.iter().max());
-    assert!(newest.is_some_and(|&s| s >= 100), "{seqs:?}");
-    assert!(
-        oldest.is_some_and(|&s| s >= 20),
-        "the oldest went first: {seqs:?}"
-    );
+    assert_eq!(seqs, (0..120).collect::<Vec<u64>>(), "{log}");
+    // 120 frames of 2-9 KB do not fit in 60 KB: the oldest went.
+    let images = assert_newest_written_are_kept(&store, cap, &written);
+    assert!((5..120).contains(&images), "{images} images kept");
+    let model_dir = store.join("shapes-detector@2.1.0");
     assert_eq!(
         std::fs::read_to_string(model_dir.join("labels.txt")).expect("labels.txt"),
         "circle\nsquare\ntriangle\n"
@@ -181,12 +244,42 @@ fn the_cap_holds_to_the_byte_the_newest_are_kept_and_eval_reads_the_store() {
     assert_eq!(packed, images);
 }
 
+/// From a camera the writer drops what it has no time for, and how many is the machine's
+/// business; what holds whatever it is: inference never waits (every frame has its record),
+/// every frame is either written or counted as dropped, and the store keeps the newest of what
+/// was written under the cap.
+#[test]
+fn from_a_camera_frames_the_writer_is_too_busy_for_are_counted_and_the_newest_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    let cap = 60_000;
+    let board = board(dir.path(), &store, cap, 0);
+    let out = run(&board, CAMERA, 120);
+    let log = common::stderr(&out);
+    assert!(out.status.success(), "{log}");
+    assert_eq!(
+        json_lines(&stdout(&out)).len(),
+        120,
+        "every frame has its record"
+    );
+    let (saved, dropped) = counts(&log);
+    assert_eq!(
+        saved + dropped,
+        120,
+        "every frame chosen is written or counted: {log}"
+    );
+    let written = written(&log);
+    assert_eq!(written.len() as u64, saved, "{log}");
+    assert!(saved >= 1, "the first frame finds the writer idle: {log}");
+    assert_newest_written_are_kept(&store, cap, &written);
+}
+
 #[test]
 fn below_the_free_space_floor_collection_stops_and_says_so_while_inference_goes_on() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("store");
     let board = board(dir.path(), &store, 1 << 30, u64::MAX / 4);
-    let out = run(&board, 40);
+    let out = run(&board, FILES, 40);
     assert!(out.status.success(), "{}", common::stderr(&out));
     let lines = json_lines(&stdout(&out));
     let records = lines.iter().filter(|l| l.get("seq").is_some()).count();
@@ -225,7 +318,7 @@ fn a_full_disk_stops_collection_leaves_nothing_half_written_and_inference_goes_o
     }
     let _unmount = Unmount(&store);
     let board = board(dir.path(), &store, 1 << 30, 0);
-    let out = run(&board, 100);
+    let out = run(&board, FILES, 100);
     assert!(out.status.success(), "{}", common::stderr(&out));
     let lines = json_lines(&stdout(&out));
     assert_eq!(

@@ -4,8 +4,11 @@
 //! Policy (the board profile's `[samples]`): a frame is kept when something was reported with
 //! a score under `low_confidence` (the model was unsure), one in `drift_every` while a
 //! statistic drifts ([`crate::drift`]), and one in `every_n` at random; never more than
-//! `max_per_minute`. Frames are encoded and written on a thread of their own, so a slow card
-//! never holds up inference; when it falls behind, frames are dropped and counted.
+//! `max_per_minute`. Frames are encoded and written on a thread of their own. When it falls
+//! behind, what happens to a chosen frame depends on the source ([`WhenBusy`]): from a live
+//! camera it is dropped and counted, so a slow card never holds up inference (the camera would
+//! drop frames instead); from files the frame loop waits for the writer, since a file never
+//! goes stale and nothing is gained by losing a sample of it.
 //!
 //! Layout, per model (`name@version`), the one `lookout eval` reads:
 //!
@@ -30,7 +33,7 @@ pub use config::SamplesConfig;
 use crate::record::{format_timestamp, EventRecord, FrameRecord};
 use crate::source::Frame;
 use std::path::PathBuf;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SendError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use store::{NewSample, Store, StoreError};
@@ -40,6 +43,18 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Frames waiting for the writer at most; more are dropped and counted.
 const QUEUE: usize = 4;
+
+/// What the collector does with a chosen frame while the writer is still busy with the ones
+/// before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenBusy {
+    /// Drop it and count it (`status`: "dropped busy"): a live camera must not wait for a slow
+    /// card, or it would drop frames itself and detection would suffer for the samples.
+    Drop,
+    /// Wait until the writer takes it: frames from files wait for the loop, so keeping every
+    /// sample chosen costs only time.
+    Wait,
+}
 
 /// Why a frame is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +121,7 @@ pub struct Collector {
     writer: Option<std::thread::JoinHandle<()>>,
     shared: Arc<Mutex<Shared>>,
     rng: fastrand::Rng,
+    when_busy: WhenBusy,
     /// Frames offered while drifting, for `drift_every`.
     drifting_frames: u64,
     /// Times of the samples of the last minute.
@@ -115,12 +131,14 @@ pub struct Collector {
 impl Collector {
     /// Opens the store (creating it; cleaning what a crash left) and starts the writer for
     /// model `model` (`name@version`) with `labels`. Detectors get `labels.txt` and YOLO label
-    /// files; classifiers a folder per label.
+    /// files; classifiers a folder per label. `when_busy` says what a frame chosen while the
+    /// writer is behind costs: itself, or the loop's time.
     pub fn start(
         config: SamplesConfig,
         model: String,
         labels: Vec<String>,
         detector: bool,
+        when_busy: WhenBusy,
     ) -> Result<Self, StoreError> {
         let mut store = Store::open(&config.dir, config.max_bytes, config.min_free_bytes)?;
         let labels_text = labels_text(&labels, detector);
@@ -157,6 +175,7 @@ impl Collector {
             writer: Some(writer),
             shared,
             rng: fastrand::Rng::new(),
+            when_busy,
             drifting_frames: 0,
             recent: std::collections::VecDeque::new(),
         })
@@ -200,8 +219,9 @@ impl Collector {
         }
     }
 
-    /// Offers one frame and what the model said; `drifting` when a statistic drifts. Never
-    /// blocks: a chosen frame is queued for the writer or dropped and counted.
+    /// Offers one frame and what the model said; `drifting` when a statistic drifts. A chosen
+    /// frame is queued for the writer; when the queue is full it is dropped and counted, or,
+    /// with [`WhenBusy::Wait`], queued once the writer has taken the one before.
     pub fn offer(&mut self, frame: &Frame, record: &FrameRecord, drifting: bool) {
         let Some(reason) = self.reason(record, drifting) else {
             return;
@@ -260,7 +280,13 @@ impl Collector {
             label,
         };
         let Some(sender) = &self.sender else { return };
-        match sender.try_send(job) {
+        let sent = match self.when_busy {
+            WhenBusy::Drop => sender.try_send(job),
+            WhenBusy::Wait => sender
+                .send(job)
+                .map_err(|SendError(job)| TrySendError::Disconnected(job)),
+        };
+        match sent {
             Ok(()) => self.recent.push_back(now),
             Err(TrySendError::Full(_)) => self.lock().stats.dropped += 1,
             Err(TrySendError::Disconnected(_)) => self.sender = None,
@@ -349,6 +375,8 @@ fn write_samples(
             continue;
         }
         let model = &job.model;
+        let bytes = jpeg.len() + job.label.as_ref().map_or(0, String::len);
+        let stem = job.stem.clone();
         let saved = job
             .labels_text
             .as_deref()
@@ -357,7 +385,7 @@ fn write_samples(
             })
             .and_then(|()| {
                 store.save(&NewSample {
-                    stem: job.stem.clone(),
+                    stem: job.stem,
                     folder: job.folder,
                     jpeg: &jpeg,
                     label: job.label,
@@ -366,6 +394,8 @@ fn write_samples(
         let mut shared = lock();
         match saved {
             Ok(()) => {
+                // What a run wrote, in order, for whoever checks the store against it.
+                tracing::debug!("sample {stem} kept: {bytes} bytes");
                 shared.stats.saved += 1;
                 if retry_at.take().is_some() {
                     shared.stats.stopped = None;
@@ -378,7 +408,7 @@ fn write_samples(
             }
             // One oversized frame says nothing about the next.
             Err(e @ StoreError::TooLarge { .. }) => {
-                tracing::warn!("sample {} not kept: {e}", job.stem);
+                tracing::warn!("sample {stem} not kept: {e}");
             }
             Err(e) => {
                 tracing::warn!("sample collection stopped: {e}");
