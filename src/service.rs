@@ -84,7 +84,12 @@ impl Notifier {
     /// The frame loop is running: the first call says `READY=1`, later ones feed the watchdog
     /// (at most once per half timeout) with a status line for `systemctl status`.
     pub fn alive(&mut self) {
-        let now = Instant::now();
+        self.alive_at(Instant::now());
+    }
+
+    /// [`alive`](Self::alive) at `now`: the time is passed in so that the spacing of the pings
+    /// is tested on exact instants, not on how fast the test runs.
+    fn alive_at(&mut self, now: Instant) {
         if !self.ready {
             self.ready = true;
             self.last_ping = Some(now);
@@ -169,12 +174,22 @@ mod tests {
     #[test]
     fn first_call_is_ready_then_pings_at_most_every_half_timeout() {
         let (mut n, systemd, _dir) = pair(Some(Duration::from_millis(200)));
-        n.idle().expect("idle");
+        // A second in the past, so that the frame below, at the real time, is due a ping.
+        let start = Instant::now()
+            .checked_sub(Duration::from_secs(1))
+            .expect("the clock has run for a second");
+        let at = |ms| start + Duration::from_millis(ms);
+        n.alive_at(at(0));
         assert_eq!(read(&systemd), "READY=1\nSTATUS=running\n");
         // Within the interval: no datagram.
-        n.idle().expect("idle");
+        n.alive_at(at(1));
+        n.alive_at(at(199));
         assert!(nothing_waiting(&systemd));
-        std::thread::sleep(Duration::from_millis(250));
+        n.alive_at(at(200));
+        assert_eq!(read(&systemd), "WATCHDOG=1\nSTATUS=0 frames processed\n");
+        n.alive_at(at(399));
+        assert!(nothing_waiting(&systemd));
+        // A frame at least 600 ms after that ping: it counts, and pings.
         n.frames = 41;
         let record = FrameRecord {
             seq: 41,
@@ -219,9 +234,10 @@ mod tests {
     #[test]
     fn without_a_watchdog_only_readiness_is_sent() {
         let (mut n, systemd, _dir) = pair(None);
-        n.idle().expect("idle");
+        let start = Instant::now();
+        n.alive_at(start);
         assert_eq!(read(&systemd), "READY=1\nSTATUS=running\n");
-        std::thread::sleep(Duration::from_millis(20));
+        n.alive_at(start + Duration::from_secs(3600));
         n.idle().expect("idle");
         assert!(nothing_waiting(&systemd));
     }

@@ -4,29 +4,37 @@
 
 mod common;
 
-use common::{lookout, lookout_command, root, stderr};
+use common::{lookout, lookout_command, patience, root, stderr};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
+/// A running `lookout run`, killed when dropped; its log (the capture thread's at debug level)
+/// goes to a file, printed when the test fails.
 struct Running {
     child: Child,
     lines: Receiver<String>,
+    log: tempfile::NamedTempFile,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("lookout's log:\n{}", self.log());
+        }
     }
 }
 
 fn spawn(args: &[&str]) -> Running {
+    let log = tempfile::NamedTempFile::new().expect("log file");
     let mut child = lookout_command()
         .args(args)
+        .env("LOOKOUT_LOG", "info,lookout::camera=debug")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log.reopen().expect("log file"))
         .spawn()
         .expect("lookout starts");
     let stdout = child.stdout.take().expect("stdout");
@@ -38,17 +46,38 @@ fn spawn(args: &[&str]) -> Running {
             }
         }
     });
-    Running { child, lines }
+    Running { child, lines, log }
 }
 
 impl Running {
-    /// JSON records until one satisfies `done`; panics after `wait`.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// Waits until the capture thread has tried to reopen the device and failed `times` times
+    /// (its log says so), while the run goes on: the outage has lasted through retries, however
+    /// slowly this machine runs.
+    fn until_reopen_failed(&mut self, times: usize) {
+        let deadline = Instant::now() + patience(Duration::from_secs(30));
+        while self.log().matches(": open failed: ").count() < times {
+            assert!(
+                self.child.try_wait().expect("poll").is_none(),
+                "lookout ended: {}",
+                self.log()
+            );
+            assert!(Instant::now() < deadline, "no reopen attempt");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// JSON records until one satisfies `done`; panics after `wait` (scaled:
+    /// [`common::patience`]), a guard against a hung run.
     fn until(
         &self,
         wait: Duration,
         done: impl Fn(&serde_json::Value) -> bool,
     ) -> Vec<serde_json::Value> {
-        let deadline = Instant::now() + wait;
+        let deadline = Instant::now() + patience(wait);
         let mut seen = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -85,7 +114,7 @@ fn cameras_without_a_camera_says_so_and_how_to_fix_it() {
 
 #[test]
 fn a_missing_camera_is_reported_as_an_event_and_the_run_goes_on() {
-    let run = spawn(&["run", "-s", "camera:/dev/video97"]);
+    let mut run = spawn(&["run", "-s", "camera:/dev/video97"]);
     let seen = run.until(Duration::from_secs(30), |v| is_event(v, "camera_lost"));
     let lost = seen.last().expect("event");
     assert_eq!(lost["source"], "camera:/dev/video97");
@@ -93,12 +122,8 @@ fn a_missing_camera_is_reported_as_an_event_and_the_run_goes_on() {
         !lost["message"].as_str().expect("message").is_empty(),
         "{lost}"
     );
-    std::thread::sleep(Duration::from_millis(500));
-    let mut child = run;
-    assert!(
-        child.child.try_wait().expect("poll").is_none(),
-        "still running"
-    );
+    // Still running, and still trying: two more attempts after the one that reported it.
+    run.until_reopen_failed(3);
 }
 
 #[test]
@@ -114,7 +139,7 @@ fn a_camera_that_disappears_is_reopened_and_the_outage_reported() {
         }
     }
     let spec = format!("replay:{}@20", frames.display());
-    let run = spawn(&["run", "-m", "models/shapes-detector.toml", "-s", &spec]);
+    let mut run = spawn(&["run", "-m", "models/shapes-detector.toml", "-s", &spec]);
 
     let before = run.until(Duration::from_secs(60), |v| v["seq"].as_u64() >= Some(3));
     assert!(
@@ -138,7 +163,8 @@ fn a_camera_that_disappears_is_reopened_and_the_outage_reported() {
             .starts_with("replay:"),
         "{event}"
     );
-    std::thread::sleep(Duration::from_millis(800));
+    // Plugged back in only after reopening failed twice, so the outage spans retries.
+    run.until_reopen_failed(2);
     std::fs::rename(&away, &frames).expect("plug back in");
 
     let back = run.until(Duration::from_secs(30), |v| is_event(v, "camera_restored"));

@@ -146,13 +146,14 @@ impl Run {
         }
     }
 
-    /// Parsed JSON lines until `done` holds for one (returned last); panics after `wait`.
+    /// Parsed JSON lines until `done` holds for one (returned last); panics after `wait`
+    /// (scaled: [`common::patience`]), a guard against a hung run.
     fn until(
         &mut self,
         wait: Duration,
         done: impl Fn(&serde_json::Value) -> bool,
     ) -> Vec<serde_json::Value> {
-        let deadline = Instant::now() + wait;
+        let deadline = Instant::now() + common::patience(wait);
         let mut seen = Vec::new();
         while Instant::now() < deadline {
             while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
@@ -189,7 +190,7 @@ impl Run {
         self.master
             .write_all(format!("{text}\r\n").as_bytes())
             .expect("write");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + common::patience(Duration::from_secs(30));
         let mut reply = String::new();
         while Instant::now() < deadline {
             while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {

@@ -133,9 +133,10 @@ impl Running {
         assert!(status.success());
     }
 
-    /// Lines until one for which `done` holds (included); panics after a minute.
+    /// Lines until one for which `done` holds (included); panics after a minute (scaled:
+    /// [`common::patience`]), a guard against a hung run that no step here comes near.
     fn until(&self, done: impl Fn(&serde_json::Value) -> bool) -> Vec<serde_json::Value> {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + common::patience(Duration::from_secs(60));
         let mut seen = Vec::new();
         while let Ok(v) = self
             .lines
@@ -218,8 +219,9 @@ fn sighup_switches_the_running_model_and_a_version_that_fails_to_load_is_rolled_
         seq_after > seq_before,
         "sequence numbers go on: {seq_before} then {seq_after}"
     );
-    // Samples of the frames after the switch go under the new version.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Samples of the frames after the switch go under the new version. From files the loop
+    // waits for the writer, so every record's sample is written, at most a queue behind.
+    let deadline = Instant::now() + common::patience(Duration::from_secs(60));
     let images = |version: &str| {
         std::fs::read_dir(store.join(format!("{NAME}@{version}")))
             .map(|d| {

@@ -155,6 +155,10 @@ fn capture_loop<D: CaptureDevice>(mut device: D, shared: &(Mutex<Shared>, Condva
                     mode = m;
                 }
                 Err(e) => {
+                    tracing::debug!(
+                        "{name}: open failed: {e}; next try in {} ms",
+                        backoff.as_millis()
+                    );
                     lost(&mut lock(state), &mut outage, e);
                     if pause(shared, backoff) {
                         break;
@@ -326,12 +330,15 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     /// A device that follows a script: `fail_from..fail_to` (grab numbers) fail, and while
-    /// failing it cannot be reopened until `fail_to` attempts have passed.
+    /// failing it cannot be reopened until `fail_to` attempts have passed. The first failing
+    /// grab waits until `consumer_ready` is set, so the consumer has seen a frame from before
+    /// the outage however late it was scheduled.
     struct Scripted {
         grabs: Arc<AtomicU32>,
         fail_from: u32,
         fail_to: u32,
         period: Duration,
+        consumer_ready: Arc<std::sync::atomic::AtomicBool>,
     }
 
     impl CaptureDevice for Scripted {
@@ -346,6 +353,11 @@ mod tests {
         }
         fn grab(&mut self, _: Duration) -> Result<RgbImage, String> {
             std::thread::sleep(self.period);
+            if self.grabs.load(Ordering::SeqCst) == self.fail_from {
+                while !self.consumer_ready.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
             let n = self.grabs.fetch_add(1, Ordering::SeqCst);
             if (self.fail_from..self.fail_to).contains(&n) {
                 return Err("VIDIOC_DQBUF: No such device".into());
@@ -371,16 +383,27 @@ mod tests {
 
     #[test]
     fn a_slow_consumer_gets_the_newest_frame_and_the_rest_are_counted() {
+        let grabs = Arc::new(AtomicU32::new(0));
         let mut source = LatestFrame::start(Scripted {
-            grabs: Arc::new(AtomicU32::new(0)),
+            grabs: grabs.clone(),
             fail_from: u32::MAX,
             fail_to: u32::MAX,
             period: Duration::from_millis(5),
+            consumer_ready: Arc::default(),
         });
         let first = next(&mut source);
-        std::thread::sleep(Duration::from_millis(200));
-        let second = next(&mut source);
         let n1: u64 = first.id.trim_start_matches("camera-").parse().expect("id");
+        // The consumer is slow until the device has begun eight more grabs: by then the frames
+        // up to n1 + 6 are stored, whatever the scheduler did meanwhile.
+        let waited = Instant::now();
+        while u64::from(grabs.load(Ordering::SeqCst)) < n1 + 8 {
+            assert!(
+                waited.elapsed() < Duration::from_secs(60),
+                "the device stalled"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let second = next(&mut source);
         let n2: u64 = second.id.trim_start_matches("camera-").parse().expect("id");
         assert!(
             n2 > n1 + 5,
@@ -394,15 +417,18 @@ mod tests {
 
     #[test]
     fn a_device_that_fails_is_reopened_and_the_outage_reported_once() {
+        let consumer_ready = Arc::<std::sync::atomic::AtomicBool>::default();
         let mut source = LatestFrame::start(Scripted {
             grabs: Arc::new(AtomicU32::new(0)),
             fail_from: 3,
             fail_to: 6,
             period: Duration::from_millis(2),
+            consumer_ready: consumer_ready.clone(),
         });
         let mut seen = Vec::new();
         while seen.len() < 8 {
             seen.push(next(&mut source).image.get_pixel(0, 0)[0]);
+            consumer_ready.store(true, Ordering::SeqCst);
         }
         let events = source.take_events();
         let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();

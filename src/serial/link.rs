@@ -151,6 +151,11 @@ impl SerialLink {
                 true
             }
             Err(e) => {
+                tracing::debug!(
+                    "serial {}: open failed: {e}; next try in {} ms",
+                    self.settings.path,
+                    self.backoff.as_millis()
+                );
                 let message = format!("{}: cannot open: {e}", self.settings.path);
                 // Once per outage on the log, not once per attempt.
                 if self.stats.last_error.as_deref() != Some(message.as_str()) {

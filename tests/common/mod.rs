@@ -43,6 +43,27 @@ pub fn under_emulator() -> bool {
     std::env::var("LOOKOUT_TEST_RUNNER").is_ok_and(|r| !r.trim().is_empty())
 }
 
+/// How long a test waits for something lookout does before calling it hung: `natively` on
+/// this machine, times `LOOKOUT_TEST_TIME_SCALE` (which `scripts/test-cross` sets for qemu-user,
+/// and says why it is what it is). A wait is only ever a guard against a hang: no verdict
+/// depends on how much of it was used, so a slow or loaded machine never fails a test that a
+/// fast one passes.
+pub fn patience(natively: std::time::Duration) -> std::time::Duration {
+    natively * time_scale()
+}
+
+/// `LOOKOUT_TEST_TIME_SCALE`, 1 when unset; a value that is not a whole number from 1 up is
+/// an error in the runner, said at once rather than taken for 1.
+pub fn time_scale() -> u32 {
+    match std::env::var("LOOKOUT_TEST_TIME_SCALE") {
+        Err(_) => 1,
+        Ok(text) => match text.trim().parse::<u32>() {
+            Ok(scale) if scale >= 1 => scale,
+            _ => panic!("LOOKOUT_TEST_TIME_SCALE={text:?}: expected a whole number from 1 up"),
+        },
+    }
+}
+
 /// A command for the `lookout` binary built for these tests, run from the repository root.
 ///
 /// When the tests run for another architecture under qemu-user (`scripts/test-cross`), the
