@@ -842,13 +842,70 @@ fn cost_derives_every_figure_from_inputs_it_shows() {
     assert_clean_failure(&out, &["--fps", "positive"]);
 }
 
+/// What `select` decided, checked against its own measurements, so that it holds whatever this
+/// machine measured: each row breaks the latency budget exactly when its board time is over
+/// it, the pick is the most accurate row within every budget (within the 0.5-point tolerance,
+/// then the fastest on the board, then the smallest), and the reason names each more accurate
+/// row passed over with what it breaks. Returns the pick's index.
+fn assert_the_pick_follows_from_the_rows(s: &serde_json::Value) -> Option<usize> {
+    let budget = s["budgets"]["latency_ms"].as_f64().expect("latency budget");
+    let rows = s["rows"].as_array().expect("rows");
+    let num = |row: &serde_json::Value, key: &str| row[key].as_f64().expect(key);
+    let fails = |row: &serde_json::Value| -> Vec<String> {
+        row["fails"]
+            .as_array()
+            .expect("fails")
+            .iter()
+            .map(|f| f.as_str().expect("fail").to_owned())
+            .collect()
+    };
+    for row in rows {
+        let says_slow = fails(row).iter().any(|f| f.starts_with("latency "));
+        assert_eq!(num(row, "board_ms") > budget, says_slow, "{row}");
+    }
+    let admissible: Vec<usize> = (0..rows.len())
+        .filter(|&i| fails(&rows[i]).is_empty())
+        .collect();
+    let best = admissible
+        .iter()
+        .map(|&i| num(&rows[i], "accuracy"))
+        .fold(f64::NEG_INFINITY, f64::max);
+    let expected = admissible
+        .iter()
+        .copied()
+        .filter(|&i| num(&rows[i], "accuracy") >= best - 0.5)
+        .min_by(|&a, &b| {
+            num(&rows[a], "board_ms")
+                .total_cmp(&num(&rows[b], "board_ms"))
+                .then(
+                    rows[a]["model_bytes"]
+                        .as_u64()
+                        .cmp(&rows[b]["model_bytes"].as_u64()),
+                )
+        });
+    assert_eq!(s["pick"].as_u64().map(|p| p as usize), expected, "{s}");
+    let reason = s["reason"].as_str().expect("reason");
+    if let Some(pick) = expected {
+        for row in rows {
+            if !fails(row).is_empty() && num(row, "accuracy") > num(&rows[pick], "accuracy") {
+                let model = row["model"].as_str().expect("model");
+                let passed = format!("{model} is more accurate but {}", fails(row).join("; "));
+                assert!(reason.contains(&passed), "{reason}");
+            }
+        }
+    }
+    expected
+}
+
 /// On wide camera views, where objects are small in the frame, a larger input side buys
 /// accuracy with compute. The Zero 2 W and the Pi 5 differ in speed (by their reference times)
-/// and in frame budget (one frame at their cameras' 15 and 30 fps), so `select` picks a
-/// different model for each, and the Zero's reason names the Pi 5's pick and the budget it
-/// breaks there.
+/// and in frame budget (one frame at their cameras' 15 and 30 fps): `select` judges the same
+/// candidates on each board by that board's budgets and estimates. Which model that picks
+/// depends on how fast this machine measured them (on a typical machine the Pi 5 gets the
+/// 320 px model and the Zero a smaller one, README "Choosing a model"), so what is asserted is
+/// that the pick follows from the measurements, not which it is.
 #[test]
-fn select_picks_by_the_board_a_larger_input_for_the_pi_5_than_for_the_zero() {
+fn select_judges_the_same_candidates_by_each_boards_budgets_and_estimates() {
     if under_emulator() {
         // Under qemu one select over wide views took over eight minutes (measured with 640x480
         // views and the 448 px candidate); nothing here is architecture-specific, and the
@@ -882,8 +939,6 @@ fn select_picks_by_the_board_a_larger_input_for_the_pi_5_than_for_the_zero() {
     ];
     let select = |board: &str| {
         let mut args = vec!["select", "--board", board, "--frames", "3", "--json"];
-        // The median of three reference runs: one alone, taken while other tests load the
-        // machine, can be off by a factor of three.
         args.extend(["--reference-runs", "3"]);
         args.extend(["--dataset", views.to_str().expect("utf-8 path")]);
         args.push("--candidates");
@@ -896,29 +951,29 @@ fn select_picks_by_the_board_a_larger_input_for_the_pi_5_than_for_the_zero() {
     let pi5 = select("rpi-5");
     assert_eq!(zero["budgets"]["latency_ms"], 66.7);
     assert_eq!(pi5["budgets"]["latency_ms"], 33.3);
-    let picked = |s: &serde_json::Value| {
-        let rows = s["rows"].as_array().expect("rows");
-        let pick = s["pick"].as_u64().expect("a pick") as usize;
-        rows[pick].clone()
-    };
-    let (on_zero, on_pi5) = (picked(&zero), picked(&pi5));
-    let name = |row: &serde_json::Value| row["model"].as_str().expect("model").to_owned();
-    assert_ne!(name(&on_zero), name(&on_pi5), "{zero}\n{pi5}");
+    let rows = |s: &serde_json::Value| s["rows"].as_array().expect("rows").clone();
+    let (zero_rows, pi5_rows) = (rows(&zero), rows(&pi5));
+    assert_eq!(zero_rows.len(), candidates.len());
+    assert_eq!(pi5_rows.len(), candidates.len());
+    for (on_zero, on_pi5) in zero_rows.iter().zip(&pi5_rows) {
+        // The same model, measured on the same views: the same accuracy on either board, and
+        // its time estimated for each, as neither is this machine.
+        assert_eq!(on_zero["model"], on_pi5["model"]);
+        assert_eq!(
+            on_zero["accuracy"], on_pi5["accuracy"],
+            "{on_zero}\n{on_pi5}"
+        );
+        assert_eq!(on_zero["estimated"], true);
+        assert_eq!(on_pi5["estimated"], true);
+    }
+    // Wider inputs see the small objects better: the 320 px model is the most accurate.
     let accuracy = |row: &serde_json::Value| row["accuracy"].as_f64().expect("accuracy");
-    assert!(accuracy(&on_pi5) > accuracy(&on_zero), "{zero}\n{pi5}");
-    // The Pi 5's pick is measured the same on both; on the Zero it breaks the frame budget.
-    let zero_rows = zero["rows"].as_array().expect("rows");
-    let there = zero_rows
-        .iter()
-        .find(|r| r["model"] == on_pi5["model"])
-        .expect("the same candidate");
-    assert!(there["board_ms"].as_f64().expect("ms") > 66.7, "{there}");
-    let reason = zero["reason"].as_str().expect("reason");
     assert!(
-        reason.contains(&format!("{} is more accurate but latency", name(&on_pi5))),
-        "{reason}"
+        accuracy(&pi5_rows[2]) > accuracy(&pi5_rows[0]),
+        "{pi5_rows:#?}"
     );
-    assert!(reason.contains("> 66.7 ms"), "{reason}");
+    assert_the_pick_follows_from_the_rows(&zero);
+    assert_the_pick_follows_from_the_rows(&pi5);
 }
 
 /// `select` measures each candidate the way `eval` does, judges it against the board's budgets
@@ -940,6 +995,9 @@ fn select_judges_candidates_on_their_measured_accuracy_and_the_board_budgets() {
         "tests/images/detect",
     ];
     args.extend(["--frames", "5", "--max-model-bytes", "95000", "--json"]);
+    // Which candidates meet a latency budget is for this machine's speed to say; a budget
+    // none can break leaves the verdicts to size, which the files decide.
+    args.extend(["--max-latency-ms", "1000000"]);
     args.extend(["--reference-runs", "1"]);
     args.push("--csv");
     let csv_arg = csv.display().to_string();
@@ -957,10 +1015,7 @@ fn select_judges_candidates_on_their_measured_accuracy_and_the_board_budgets() {
         s["budgets"]["model_bytes"], 95000,
         "the flag replaces the profile's"
     );
-    assert_eq!(
-        s["budgets"]["latency_ms"], 33.3,
-        "rpi-5's latency_target_ms"
-    );
+    assert_eq!(s["budgets"]["latency_ms"], 1000000.0, "the flag's");
     let rows = s["rows"].as_array().expect("rows");
     assert_eq!(rows.len(), 3);
     for (row, manifest) in rows.iter().zip(candidates) {
@@ -992,6 +1047,7 @@ fn select_judges_candidates_on_their_measured_accuracy_and_the_board_budgets() {
     let pick = s["pick"].as_u64().expect("a pick") as usize;
     assert!(rows[pick]["fails"].as_array().expect("fails").is_empty());
     assert_ne!(pick, 0, "fp32 is over the size budget");
+    assert_eq!(assert_the_pick_follows_from_the_rows(&s), Some(pick));
     let reason = s["reason"].as_str().expect("reason");
     assert!(
         reason.starts_with(rows[pick]["model"].as_str().expect("model")),
