@@ -207,16 +207,28 @@ fn console_answers_every_command_between_results() {
             .any(|l| l.starts_with("# model shapes-detector@") && l.ends_with("threshold 0.25")),
         "{status:?}"
     );
-    assert!(
-        status
-            .iter()
-            .any(|l| l == "# serial 0 dropped lines, 0 reconnects"),
-        "{status:?}"
-    );
-    assert!(
-        status.iter().any(|l| l == "# last error: none"),
-        "{status:?}"
-    );
+    // Whether a line was dropped depends on whether this test read fast enough (a stalled
+    // reader fills the pseudo-terminal, and a line that waits 0.5 s is dropped): the count is
+    // checked where it is caused, by an unplugged line; here, that the line never went away,
+    // and that the last error is a slow reader's exactly when lines were dropped.
+    let dropped: u64 = status
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("# serial ")?
+                .strip_suffix(" dropped lines, 0 reconnects")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("{status:?}"));
+    let last_error = status
+        .iter()
+        .find_map(|l| l.strip_prefix("# last error: "))
+        .unwrap_or_else(|| panic!("{status:?}"));
+    if dropped == 0 {
+        assert_eq!(last_error, "none", "{status:?}");
+    } else {
+        assert!(last_error.contains("receiver not reading"), "{status:?}");
+    }
     assert_eq!(term.command("pause"), vec!["# ok already paused"]);
 
     // Snapshot of the last frame: a whole PNG of the frame's size.
