@@ -45,15 +45,15 @@ pub fn under_emulator() -> bool {
 
 /// How long a test waits for something lookout does before calling it hung: `natively` on
 /// this machine, times `LOOKOUT_TEST_TIME_SCALE` (which `scripts/test-cross` sets for qemu-user,
-/// and says why it is what it is), but never more than [`MAX_PATIENCE`]. A wait is only ever a
-/// guard against a hang: no verdict depends on how much of it was used, so a slow or loaded
-/// machine never fails a test that a fast one passes.
+/// and says why it is what it is), scaled no further than [`MAX_PATIENCE`]. A wait is only
+/// ever a guard against a hang: no verdict depends on how much of it was used, so a slow or
+/// loaded machine never fails a test that a fast one passes.
 pub fn patience(natively: std::time::Duration) -> std::time::Duration {
     natively.max((natively * time_scale()).min(MAX_PATIENCE))
 }
 
-/// The longest a scaled wait lasts: a hang under qemu fails CI well inside its 90 minutes,
-/// while 15 minutes is still 15 times the longest native deadline (60 s).
+/// The longest a scaled wait lasts: a hang under qemu still fails CI within the hour, while
+/// 15 minutes is 15 times the longest native deadline (60 s).
 pub const MAX_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// `LOOKOUT_TEST_TIME_SCALE`, 1 when unset; a value that is not a whole number from 1 up is
