@@ -173,17 +173,47 @@ fn assert_newest_written_are_kept(store: &Path, cap: u64, written: &[(String, u6
     images
 }
 
-#[test]
-fn from_files_every_frame_is_kept_the_cap_holds_to_the_byte_and_eval_reads_the_store() {
+/// The store's cap in the cap tests: 120 frames of 2-9 KB do not fit in it.
+const CAP: u64 = 60_000;
+
+/// A run of 120 frames from `source` keeping every frame under [`CAP`], which succeeded and
+/// gave every frame its record.
+struct CappedRun {
+    dir: tempfile::TempDir,
+    store: std::path::PathBuf,
+    board: String,
+    /// lookout's log, the writer's kept samples and closing counts included.
+    log: String,
+}
+
+fn run_under_cap(source: &str) -> CappedRun {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("store");
-    let cap = 60_000;
-    let board = board(dir.path(), &store, cap, 0);
-    let out = run(&board, FILES, 120);
+    let board = board(dir.path(), &store, CAP, 0);
+    let out = run(&board, source, 120);
     let log = common::stderr(&out);
     assert!(out.status.success(), "{log}");
-    let records = json_lines(&stdout(&out));
-    assert_eq!(records.len(), 120, "every frame has its record");
+    assert_eq!(
+        json_lines(&stdout(&out)).len(),
+        120,
+        "every frame has its record"
+    );
+    CappedRun {
+        dir,
+        store,
+        board,
+        log,
+    }
+}
+
+#[test]
+fn from_files_every_frame_is_kept_the_cap_holds_to_the_byte_and_eval_reads_the_store() {
+    let CappedRun {
+        dir,
+        store,
+        board,
+        log,
+    } = run_under_cap(FILES);
 
     // Files wait for the writer: every frame was written, in order.
     assert_eq!(counts(&log), (120, 0), "{log}");
@@ -198,8 +228,8 @@ fn from_files_every_frame_is_kept_the_cap_holds_to_the_byte_and_eval_reads_the_s
         })
         .collect();
     assert_eq!(seqs, (0..120).collect::<Vec<u64>>(), "{log}");
-    // 120 frames of 2-9 KB do not fit in 60 KB: the oldest went.
-    let images = assert_newest_written_are_kept(&store, cap, &written);
+    // Not all fit: the oldest went.
+    let images = assert_newest_written_are_kept(&store, CAP, &written);
     assert!((5..120).contains(&images), "{images} images kept");
     let model_dir = store.join("shapes-detector@2.1.0");
     assert_eq!(
@@ -250,18 +280,13 @@ fn from_files_every_frame_is_kept_the_cap_holds_to_the_byte_and_eval_reads_the_s
 /// was written under the cap.
 #[test]
 fn from_a_camera_frames_the_writer_is_too_busy_for_are_counted_and_the_newest_kept() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = dir.path().join("store");
-    let cap = 60_000;
-    let board = board(dir.path(), &store, cap, 0);
-    let out = run(&board, CAMERA, 120);
-    let log = common::stderr(&out);
-    assert!(out.status.success(), "{log}");
-    assert_eq!(
-        json_lines(&stdout(&out)).len(),
-        120,
-        "every frame has its record"
-    );
+    // The folder is bound until the end: `..` would drop it, and the store with it.
+    let CappedRun {
+        dir: _dir,
+        store,
+        log,
+        ..
+    } = run_under_cap(CAMERA);
     let (saved, dropped) = counts(&log);
     assert_eq!(
         saved + dropped,
@@ -271,7 +296,7 @@ fn from_a_camera_frames_the_writer_is_too_busy_for_are_counted_and_the_newest_ke
     let written = written(&log);
     assert_eq!(written.len() as u64, saved, "{log}");
     assert!(saved >= 1, "the first frame finds the writer idle: {log}");
-    assert_newest_written_are_kept(&store, cap, &written);
+    assert_newest_written_are_kept(&store, CAP, &written);
 }
 
 #[test]
