@@ -121,6 +121,25 @@ fn records_follow_the_documented_schema() {
     }
 }
 
+/// The records of the bundled detector and classifier on the test images, as text: what a
+/// program reading lookout's stdout sees, field order included, apart from timing.
+#[test]
+fn records_are_the_recorded_golden_transcript() {
+    for (name, images) in [
+        ("shapes-detector", "tests/images/detect"),
+        ("shapes-classifier", "tests/images/classify"),
+    ] {
+        let manifest = format!("models/{name}.toml");
+        let out = lookout(&["run", "-m", &manifest, "--source", images]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text: String = stdout(&out)
+            .lines()
+            .map(|l| common::without_timing(l) + "\n")
+            .collect();
+        common::assert_golden(&format!("run-{name}.jsonl"), &text);
+    }
+}
+
 #[test]
 fn thresholds_from_the_command_line_apply() {
     let strict = lookout(&["run", "--source", "tests/images/detect", "--score", "1.0"]);

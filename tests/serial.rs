@@ -360,6 +360,73 @@ fn compact_lines_carry_the_same_results_as_json() {
     );
 }
 
+/// Every byte lookout writes on a compact line over the test scenes, and the console's replies
+/// to a fixed script of commands (the ones whose reply does not depend on time), as recorded.
+#[test]
+fn compact_lines_and_console_replies_are_the_recorded_golden_transcript() {
+    let (mut term, _slave, tty) = pair();
+    let sink = format!("serial:{tty}@9600,format=compact,console=off");
+    let mut run = spawn(&[
+        "run",
+        "-m",
+        "models/shapes-detector.toml",
+        "-s",
+        "tests/images/detect",
+        "--sink",
+        &sink,
+    ]);
+    let frames = std::fs::read_dir("tests/images/detect")
+        .expect("images")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "png"))
+        })
+        .count();
+    let mut text = String::new();
+    let mut ends = 0;
+    while ends < frames {
+        let line = term
+            .line(patience(Duration::from_secs(60)))
+            .unwrap_or_else(|| panic!("no line after {ends} frames:\n{text}"));
+        ends += usize::from(line.starts_with("F,"));
+        text.push_str(&line);
+        text.push('\n');
+    }
+    assert!(run.child.wait().expect("exit").success());
+    common::assert_golden("serial-compact.txt", &text);
+
+    let (mut term, _slave, tty) = pair();
+    let sink = format!("serial:{tty}@115200");
+    let _run = spawn_looping(&sink, &[]);
+    term.until(Duration::from_secs(60), is_result);
+    let mut transcript = String::new();
+    let long = "x".repeat(300);
+    for command in [
+        "help",
+        "info",
+        "pause",
+        "pause",
+        "set threshold 7",
+        "set threshold 0.5",
+        "set threshold",
+        "launch rockets",
+        "model",
+        "model use",
+        "model use 2.2.0",
+        long.as_str(),
+        "resume",
+        "resume",
+    ] {
+        transcript.push_str(&format!("> {command}\n"));
+        for line in term.command(command) {
+            transcript.push_str(&line);
+            transcript.push('\n');
+        }
+    }
+    // The pseudo-terminal's number is the one thing that changes from run to run.
+    common::assert_golden("console-replies.txt", &transcript.replace(&tty, "<tty>"));
+}
+
 #[test]
 fn an_unplugged_line_is_reopened_and_the_gap_counted() {
     // A USB-serial adapter that disappears and comes back: the device path is a symlink that

@@ -452,6 +452,54 @@ fn a_version_that_fails_its_trial_frames_is_returned_from_by_itself() {
     );
 }
 
+/// The events of a run through a switch, a trial passed, a trial failed and a version that
+/// does not load, in order, as recorded (timestamps out, the temporary folder as `<dir>`).
+#[test]
+fn events_of_switches_trials_and_rollbacks_are_the_recorded_golden_transcript() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_root, board) = slotted(dir.path(), 5);
+    let slots = |args: &[&str]| model_on(&board, args);
+    let releases = [
+        (release(dir.path(), "2.1.0", false), true),
+        (release(dir.path(), "2.2.0", false), false),
+        (common::nan_release(dir.path(), "2.4.0"), false),
+        (release_with(dir.path(), "2.3.0", false, "yolov5"), false),
+    ];
+    for (manifest, use_it) in &releases {
+        let path = manifest.to_string_lossy();
+        let mut args = vec!["install", &path];
+        if *use_it {
+            args.push("--use");
+        }
+        let out = slots(&args);
+        assert!(out.status.success(), "installs: {}", stderr(&out));
+    }
+    let run = Running::start(&["--model", NAME, "--board", &board]);
+    let mut lines = run.until(|v| v["event"] == "model_trial_passed");
+    assert!(slots(&["use", NAME, "2.2.0"]).status.success());
+    run.hang_up();
+    lines.extend(run.until(|v| v["event"] == "model_trial_passed"));
+    for version in ["2.4.0", "2.3.0"] {
+        assert!(slots(&["use", NAME, version]).status.success());
+        run.hang_up();
+        lines.extend(run.until(|v| v["event"] == "model_rolled_back"));
+    }
+    lines.extend(run.until(|v| v.get("seq").is_some()));
+    let folder = dir.path().to_string_lossy().into_owned();
+    let text: String = lines
+        .iter()
+        .filter(|v| v.get("event").is_some())
+        .map(|v| {
+            let mut v = v.clone();
+            if let Some(map) = v.as_object_mut() {
+                map.remove("timestamp");
+            }
+            format!("{v}\n").replace(&folder, "<dir>")
+        })
+        .collect();
+    common::assert_golden("events-switch-trial-rollback.jsonl", &text);
+}
+
 /// The file operations a power cut can fall between: every call of these that touches the
 /// slots is a point where the install or switch is killed.
 const FILE_CALLS: &str = "mkdir,mkdirat,openat,write,fsync,fdatasync,rename,renameat,renameat2,\

@@ -265,3 +265,99 @@ pub fn export_samples(board: &str, tar: &Path) -> Output {
     assert!(out.status.success(), "{}", stderr(&out));
     out
 }
+
+/// Compares `actual` with the golden transcript `tests/fixtures/golden/<name>`, recorded before
+/// a restructuring so that what lookout says (records, serial lines, console replies, events)
+/// provably stays the same through it. Everything but numbers must match to the byte (field
+/// order, spelling, line endings); numbers must match to 1e-5, so that another x86 CPU's
+/// kernels (AVX-512 against AVX2) cannot fail it while any real change still does. Record
+/// again, after a deliberate change only, with `LOOKOUT_BLESS=1`.
+pub fn assert_golden(name: &str, actual: &str) {
+    let file = repo("tests/fixtures/golden").join(name);
+    if std::env::var_os("LOOKOUT_BLESS").is_some() {
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("golden folder");
+        std::fs::write(&file, actual).expect("write golden transcript");
+        return;
+    }
+    let expected = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("{}: {e} (record with LOOKOUT_BLESS=1)", file.display()));
+    let (want_text, want_numbers) = split_numbers(&expected);
+    let (got_text, got_numbers) = split_numbers(actual);
+    if want_text != got_text || want_numbers.len() != got_numbers.len() {
+        let line = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| split_numbers(a).0 != split_numbers(b).0)
+            .unwrap_or(expected.lines().count().min(actual.lines().count()));
+        panic!(
+            "{}: differs from line {} on\nexpected: {:?}\nactual:   {:?}\n(whole output:\n{actual})",
+            file.display(),
+            line + 1,
+            expected.lines().nth(line),
+            actual.lines().nth(line)
+        );
+    }
+    for (i, (want, got)) in want_numbers.iter().zip(&got_numbers).enumerate() {
+        assert!(
+            (want - got).abs() <= 1e-5 * want.abs().max(1.0),
+            "{}: number {i} is {got}, recorded {want}",
+            file.display()
+        );
+    }
+}
+
+/// The text with every decimal number replaced by `#`, and the numbers.
+fn split_numbers(text: &str) -> (String, Vec<f64>) {
+    let mut skeleton = Vec::with_capacity(text.len());
+    let mut numbers = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let starts_number = bytes[i].is_ascii_digit()
+            || (bytes[i] == b'-' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit));
+        let in_word = i > 0 && (bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
+        if starts_number && !in_word {
+            let start = i;
+            i += 1;
+            while i < bytes.len()
+                && (bytes[i].is_ascii_digit()
+                    || bytes[i] == b'.'
+                    || bytes[i] == b'e'
+                    || bytes[i] == b'E'
+                    || (matches!(bytes[i], b'-' | b'+') && matches!(bytes[i - 1], b'e' | b'E')))
+            {
+                i += 1;
+            }
+            match text[start..i].trim_end_matches('.').parse::<f64>() {
+                Ok(n) => {
+                    numbers.push(n);
+                    skeleton.push(b'#');
+                }
+                Err(_) => skeleton.extend_from_slice(&bytes[start..i]),
+            }
+        } else {
+            skeleton.push(bytes[i]);
+            i += 1;
+        }
+    }
+    (String::from_utf8_lossy(&skeleton).into_owned(), numbers)
+}
+
+/// A JSON record's line without its `timestamp` and `latency_ms` fields, the only ones that
+/// change from run to run; the rest stays as lookout wrote it, field order included.
+pub fn without_timing(line: &str) -> String {
+    let mut out = line.to_owned();
+    for (key, close) in [("\"timestamp\":\"", '"'), ("\"latency_ms\":{", '}')] {
+        if let Some(start) = out.find(key) {
+            let from = start + key.len();
+            if let Some(len) = out[from..].find(close) {
+                let mut end = from + len + 1;
+                if out[end..].starts_with(',') {
+                    end += 1;
+                }
+                out.replace_range(start..end, "");
+            }
+        }
+    }
+    out
+}
