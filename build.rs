@@ -3,52 +3,17 @@
 //! `LOOKOUT_BOARD` (a name in `boards/` or a path to a profile, default `host`) and
 //! `LOOKOUT_MODEL` (a name in `models/` or a path to a manifest, default `shapes-detector`)
 //! choose what the binary is built for. The model is checked against its manifest and the
-//! board's budget by the same code `lookout check` runs; a model that fails does not build.
+//! board's budget by the same code `lookout check` runs (the `lookout-contract` crate); a model that fails does not build.
 //! A model that passes is embedded, with its manifest and the board profile, so the flashed
 //! binary runs alone.
 
+use lookout_contract::budget;
 use std::path::{Path, PathBuf};
-
-#[allow(dead_code)]
-#[path = "src/board.rs"]
-mod board;
-#[allow(dead_code)]
-#[path = "src/budget.rs"]
-mod budget;
-/// The board profile's `[drift]` table, which `board` parses.
-#[allow(dead_code)]
-#[path = "src/drift/config.rs"]
-mod drift;
-#[allow(dead_code)]
-#[path = "src/manifest.rs"]
-mod manifest;
-#[allow(dead_code)]
-#[path = "src/onnx_meta.rs"]
-mod onnx_meta;
-/// The board profile's `[samples]` table, which `board` parses.
-#[allow(dead_code)]
-#[path = "src/samples/config.rs"]
-mod samples;
-/// The board profile's `[models]` table, which `board` parses.
-#[allow(dead_code)]
-#[path = "src/slots/config.rs"]
-mod slots;
 
 const DEFAULT_BOARD: &str = "host";
 const DEFAULT_MODEL: &str = "shapes-detector";
 
 fn main() {
-    for shared in [
-        "board",
-        "budget",
-        "manifest",
-        "onnx_meta",
-        "drift/config",
-        "samples/config",
-        "slots/config",
-    ] {
-        println!("cargo::rerun-if-changed=src/{shared}.rs");
-    }
     println!("cargo::rerun-if-env-changed=LOOKOUT_BOARD");
     println!("cargo::rerun-if-env-changed=LOOKOUT_MODEL");
 

@@ -251,7 +251,7 @@ mod tests {
     use std::path::Path;
 
     /// The Pi 4 profile with its `[perf]` table replaced.
-    fn with_perf(perf: &str) -> Result<Board, crate::board::BoardError> {
+    fn with_perf(perf: &str) -> Result<Board, lookout_contract::ConfigError> {
         let text = std::fs::read_to_string("boards/rpi-4b.toml").expect("profile");
         let start = text.find("[perf]").expect("perf table");
         let end = start + text[start..].find("\n[camera]").expect("camera table");

@@ -18,7 +18,7 @@ use crate::board::{GpioDefaults, GpioRule, Heartbeat};
 use crate::record::FrameRecord;
 use crate::sink::{Sink, SinkError};
 use embedded_hal::digital::OutputPin;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Errors setting up or driving GPIO lines.
@@ -58,46 +58,9 @@ pub enum GpioError {
         /// What is wrong.
         message: String,
     },
-    /// A rules file cannot be read or parsed.
-    #[error("{path}: {message}")]
-    RulesFile {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong, naming the field.
-        message: String,
-    },
-}
-
-/// Rules and heartbeat as loaded from the board profile or a rules file.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RulesFile {
-    chip_label: Option<String>,
-    #[serde(default)]
-    rules: Vec<GpioRule>,
-    #[serde(default)]
-    heartbeat: Option<Heartbeat>,
-}
-
-/// Reads a rules file: the board's `[gpio]` table on its own (`chip_label` optional, defaulting
-/// to the board's).
-pub fn load_rules_file(path: &Path, board: &GpioDefaults) -> Result<GpioDefaults, GpioError> {
-    let fail = |message: String| GpioError::RulesFile {
-        path: path.to_owned(),
-        message,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-    let file: RulesFile =
-        toml::from_str(&text).map_err(|e| fail(e.to_string().trim_end().replace('\n', " ")))?;
-    let config = GpioDefaults {
-        chip_label: file.chip_label.unwrap_or_else(|| board.chip_label.clone()),
-        rules: file.rules,
-        heartbeat: file.heartbeat,
-    };
-    config
-        .check()
-        .map_err(|(field, message)| fail(format!("field `{field}`: {message}")))?;
-    Ok(config)
+    /// A rules file cannot be read, parsed or is inconsistent.
+    #[error(transparent)]
+    RulesFile(#[from] lookout_contract::ConfigError),
 }
 
 /// Refuses rules for labels the model does not have, naming the rule.
@@ -328,7 +291,9 @@ pub fn open_sink(
     let open = || {
         let config = match rest.strip_prefix(':') {
             None if rest.is_empty() => board.gpio.clone(),
-            Some(path) if !path.is_empty() => load_rules_file(Path::new(path), &board.gpio)?,
+            Some(path) if !path.is_empty() => {
+                GpioDefaults::load_rules_file(Path::new(path), &board.gpio)?
+            }
             _ => {
                 return Err(bad(
                     "expected `gpio` (rules from the board profile) or `gpio:RULES.toml`".into(),
@@ -592,21 +557,21 @@ mod tests {
         let mut twice = config(vec![rule("circle", 3), rule("square", 3)], None);
         assert_eq!(
             twice.check().expect_err("same pin"),
-            (
-                "rules[1].pin".into(),
-                "line 3 is already rules[0].pin".into()
-            )
+            lookout_contract::FieldError::new("rules[1].pin", "line 3 is already rules[0].pin")
         );
         twice.rules[1].pin = 4;
         twice.rules[1].min_score = 1.5;
-        assert_eq!(twice.check().expect_err("score").0, "rules[1].min_score");
+        assert_eq!(
+            twice.check().expect_err("score").field,
+            "rules[1].min_score"
+        );
         twice.rules[1].min_score = 0.5;
         twice.heartbeat = Some(Heartbeat {
             pin: 4,
             period_ms: 1000,
             active_low: false,
         });
-        assert_eq!(twice.check().expect_err("hb pin").0, "heartbeat.pin");
+        assert_eq!(twice.check().expect_err("hb pin").field, "heartbeat.pin");
     }
 
     #[test]
@@ -619,7 +584,7 @@ mod tests {
         )
         .expect("write");
         let board = config(vec![], None);
-        let c = load_rules_file(&path, &board).expect("loads");
+        let c = GpioDefaults::load_rules_file(&path, &board).expect("loads");
         assert_eq!(c.chip_label, "pinctrl-bcm2711");
         assert_eq!(
             (c.rules[0].pin, c.rules[0].hold_ms, c.rules[0].min_score),
@@ -631,7 +596,7 @@ mod tests {
             "[[rules]]\nwhen = \"triangle\"\npin = 17\nhold = 3\n",
         )
         .expect("write");
-        let err = load_rules_file(&path, &board)
+        let err = GpioDefaults::load_rules_file(&path, &board)
             .expect_err("unknown field")
             .to_string();
         assert!(err.contains("rules.toml") && err.contains("hold"), "{err}");

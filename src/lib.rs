@@ -21,9 +21,11 @@
 //! on a labelled [`dataset`], measured by [`metrics`]), [`profile`] (reference statistics for
 //! drift monitoring), [`drift`] (the on-device monitor that compares frames with them), [`samples`] (frames kept for retraining), [`slots`] (installed model versions, switched and rolled back atomically), [`reload`] (the running model switched on SIGHUP), and [`service`] (systemd readiness and watchdog).
 
+// The deployment contract, shared with build.rs (crates/lookout-contract), under the paths the
+// runtime has always used.
+pub use lookout_contract::{board, budget, manifest, onnx_meta};
+
 pub mod bench;
-pub mod board;
-pub mod budget;
 pub mod camera;
 pub mod console;
 pub mod cost;
@@ -36,10 +38,8 @@ pub mod estimate;
 pub mod eval;
 pub mod gpio;
 pub mod inspect;
-pub mod manifest;
 pub mod metrics;
 pub mod model;
-pub mod onnx_meta;
 pub mod pipeline;
 pub mod preprocess;
 pub mod profile;

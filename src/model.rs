@@ -6,11 +6,12 @@
 //! (integrity against its manifest, the board's budget, a compatible input), so nothing runs on
 //! a board that would not have been allowed to build for it.
 
-use crate::board::{Board, BoardError};
+use crate::board::Board;
 use crate::budget::{self, CheckError, CheckReport};
 use crate::embedded;
-use crate::manifest::{Manifest, ManifestError};
+use crate::manifest::Manifest;
 use crate::slots::Slots;
+use lookout_contract::ConfigError;
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
@@ -28,13 +29,13 @@ pub struct ModelBundle {
 }
 
 /// The board profile built into the binary.
-pub fn embedded_board() -> Result<Board, BoardError> {
+pub fn embedded_board() -> Result<Board, ConfigError> {
     Board::parse(embedded::BOARD, Path::new(embedded::BOARD_ORIGIN))
 }
 
 /// Loads a board: a profile path, a name in `boards_dir`, or the embedded one when `None`.
 /// Returns the board and the path it is named by in messages.
-pub fn board(arg: Option<&str>, boards_dir: &Path) -> Result<(Board, PathBuf), BoardError> {
+pub fn board(arg: Option<&str>, boards_dir: &Path) -> Result<(Board, PathBuf), ConfigError> {
     match arg {
         None => Ok((embedded_board()?, PathBuf::from(embedded::BOARD_ORIGIN))),
         Some(arg) => {
@@ -101,7 +102,7 @@ pub fn manifest_path_for(arg: &str, models_dir: &Path, installed: &Path) -> Path
 }
 
 /// Reads the manifest beside an ONNX file, if there is one.
-pub fn manifest_beside(onnx_path: &Path) -> Option<Result<Manifest, ManifestError>> {
+pub fn manifest_beside(onnx_path: &Path) -> Option<Result<Manifest, ConfigError>> {
     let manifest_path = onnx_path.with_extension("toml");
     manifest_path
         .exists()

@@ -9,10 +9,11 @@
 //! a new kind of object shows up as a shifted histogram long before anyone reads the results.
 
 use crate::drift::stats::Tally;
-use crate::manifest::{Manifest, ManifestError, Profile};
+use crate::manifest::{Manifest, Profile};
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::preprocess::ImageView;
 use crate::source::{read_frame, SourceError};
+use lookout_contract::ConfigError;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -40,7 +41,7 @@ pub enum ProfileError {
     },
     /// The rewritten manifest does not load back.
     #[error(transparent)]
-    Manifest(#[from] ManifestError),
+    Manifest(#[from] ConfigError),
 }
 
 /// Runs `pipeline` on every image of `files` at the manifest's own thresholds (what a

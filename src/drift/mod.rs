@@ -20,10 +20,9 @@
 //!
 //! and `drift_cleared` when it is over. The console's `status` shows the last window's values.
 
-mod config;
 pub mod stats;
 
-pub use config::DriftConfig;
+pub use crate::board::DriftConfig;
 
 use crate::manifest::Profile;
 use crate::preprocess::ImageView;
@@ -460,7 +459,15 @@ mod tests {
         let bad = |f: fn(&mut DriftConfig)| {
             let mut c = DriftConfig::default();
             f(&mut c);
-            c.check().expect_err("bad").0
+            // As the board profile names it: the table, then the field.
+            match c
+                .check()
+                .expect_err("bad")
+                .in_file(std::path::Path::new("b.toml"), "drift")
+            {
+                lookout_contract::ConfigError::Invalid { field, .. } => field,
+                other => panic!("{other}"),
+            }
         };
         assert_eq!(bad(|c| c.window_frames = 0), "drift.window_frames");
         assert_eq!(bad(|c| c.sample_every = 0), "drift.sample_every");

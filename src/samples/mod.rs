@@ -24,11 +24,10 @@
 //! error (a full disk), collection stops with a `samples_stopped` event, inference goes on, and
 //! it is tried again a minute later (`samples_resumed` when it works).
 
-mod config;
 pub mod export;
 pub mod store;
 
-pub use config::SamplesConfig;
+pub use crate::board::SamplesConfig;
 
 use crate::record::{format_timestamp, EventRecord, FrameRecord};
 use crate::source::Frame;

@@ -21,13 +21,12 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// than waited for (a receiver that stopped reading, CTS held low, XOFF).
 pub const MAX_PENDING: u32 = 4096;
 
-impl From<FlowControl> for serialport::FlowControl {
-    fn from(f: FlowControl) -> Self {
-        match f {
-            FlowControl::None => serialport::FlowControl::None,
-            FlowControl::Hardware => serialport::FlowControl::Hardware,
-            FlowControl::Software => serialport::FlowControl::Software,
-        }
+/// The board profile's handshake as the port driver names it.
+fn port_flow(flow: FlowControl) -> serialport::FlowControl {
+    match flow {
+        FlowControl::None => serialport::FlowControl::None,
+        FlowControl::Hardware => serialport::FlowControl::Hardware,
+        FlowControl::Software => serialport::FlowControl::Software,
     }
 }
 
@@ -115,7 +114,7 @@ impl SerialLink {
             .data_bits(serialport::DataBits::Eight)
             .parity(serialport::Parity::None)
             .stop_bits(serialport::StopBits::One)
-            .flow_control(self.settings.flow.into())
+            .flow_control(port_flow(self.settings.flow))
             .timeout(WRITE_TIMEOUT)
             .open()?;
         Ok(port)

@@ -15,9 +15,7 @@
 //! leaves `current` naming a complete, checked slot. Leftover `.incoming-*` folders and
 //! `*.tmp` links are removed by the next install.
 
-mod config;
-
-pub use config::ModelsConfig;
+pub use crate::board::ModelsConfig;
 
 use crate::board::Board;
 use crate::budget::{check_model, CheckError};

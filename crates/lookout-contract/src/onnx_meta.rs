@@ -4,8 +4,6 @@
 //! pulling tract into the build-dependencies, which would compile it a second time. ONNX is a
 //! protobuf: the messages below declare only the fields lookout reads, with their numbers from
 //! `onnx.proto`, and prost skips the rest (weights included) while decoding.
-//!
-//! This module is also compiled into `build.rs`.
 
 use std::collections::BTreeMap;
 

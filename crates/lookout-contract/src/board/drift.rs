@@ -1,6 +1,7 @@
-//! The board profile's `[drift]` table. Its own file because the build script reads board
-//! profiles too, and needs this without the monitor.
+//! The board profile's `[drift]` table: how the on-device drift monitor (`lookout::drift`)
+//! watches the frames.
 
+use crate::error::FieldError;
 use serde::{Deserialize, Serialize};
 
 /// How drift is watched: the board profile's `[drift]` table.
@@ -40,29 +41,29 @@ impl Default for DriftConfig {
 }
 
 impl DriftConfig {
-    /// Checks the values; returns the offending field (as in the board profile) and why.
-    pub fn check(&self) -> Result<(), (&'static str, String)> {
+    /// Checks the values, naming the field that is wrong.
+    pub fn check(&self) -> Result<(), FieldError> {
         if self.window_frames == 0 {
-            return Err(("drift.window_frames", "must be at least 1".into()));
+            return Err(FieldError::new("window_frames", "must be at least 1"));
         }
         if self.sample_every == 0 {
-            return Err(("drift.sample_every", "must be at least 1".into()));
+            return Err(FieldError::new("sample_every", "must be at least 1"));
         }
         if !(self.alarm_psi.is_finite() && self.alarm_psi > 0.0) {
-            return Err(("drift.alarm_psi", "must be a number over 0".into()));
+            return Err(FieldError::new("alarm_psi", "must be a number over 0"));
         }
         if !(self.clear_psi.is_finite() && self.clear_psi > 0.0 && self.clear_psi <= self.alarm_psi)
         {
-            return Err((
-                "drift.clear_psi",
+            return Err(FieldError::new(
+                "clear_psi",
                 format!("must be over 0 and at most alarm_psi ({})", self.alarm_psi),
             ));
         }
         if self.windows_to_alarm == 0 {
-            return Err(("drift.windows_to_alarm", "must be at least 1".into()));
+            return Err(FieldError::new("windows_to_alarm", "must be at least 1"));
         }
         if self.windows_to_clear == 0 {
-            return Err(("drift.windows_to_clear", "must be at least 1".into()));
+            return Err(FieldError::new("windows_to_clear", "must be at least 1"));
         }
         Ok(())
     }

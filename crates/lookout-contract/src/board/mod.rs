@@ -13,44 +13,25 @@
 //!   Pi 4, `pinctrl-bcm2835` on Pi 3 / Zero 2 W): its `/dev/gpiochipN` number changed between
 //!   kernels on Pi 5.
 //!
-//! This module is also compiled into `build.rs`.
+//! Each table a profile holds is typed in its own module here, named after the part of lookout
+//! that reads it: [`serial`], [`gpio`], [`drift`], [`samples`], [`models`]. Each checks its own
+//! values and says which field is wrong ([`FieldError`](crate::FieldError)); [`Board::parse`]
+//! puts the file and table in front ([`ConfigError`]).
 
-use crate::drift::DriftConfig;
-use crate::samples::SamplesConfig;
-use crate::slots::ModelsConfig;
+pub mod drift;
+pub mod gpio;
+pub mod models;
+pub mod samples;
+pub mod serial;
+
+use crate::error::{parse_toml, read_text, ConfigError};
+pub use drift::DriftConfig;
+pub use gpio::{GpioDefaults, GpioRule, Heartbeat};
+pub use models::ModelsConfig;
+pub use samples::SamplesConfig;
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
-
-/// Errors reading a board profile.
-#[derive(Debug, thiserror::Error)]
-pub enum BoardError {
-    /// The profile does not exist or cannot be read.
-    #[error("{path}: cannot read board profile: {source}")]
-    Read {
-        /// The profile path.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// Malformed TOML or a field of the wrong type or name.
-    #[error("{path}: {message}")]
-    Parse {
-        /// The profile path.
-        path: PathBuf,
-        /// toml's message, naming the key and line.
-        message: String,
-    },
-    /// A field parsed but is inconsistent.
-    #[error("{path}: field `{field}`: {message}")]
-    Invalid {
-        /// The profile path.
-        path: PathBuf,
-        /// The offending field.
-        field: String,
-        /// What is wrong.
-        message: String,
-    },
-}
+pub use serial::{FlowControl, LineFormat, SerialDefaults};
+use std::path::Path;
 
 /// A board profile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,7 +54,9 @@ pub struct Board {
     pub ram_budget_bytes: u64,
     /// Per-frame latency the deployment must meet, in milliseconds.
     pub latency_target_ms: f64,
-    /// Default inference threads.
+    /// Inference threads. Parsed and checked against `cores`, but not read yet: `run` and
+    /// `bench` use one thread (or `--threads` with the `tract-threads` feature) whatever this
+    /// says, until lookout chooses threads from the board.
     #[serde(default = "default_threads")]
     pub threads: usize,
     /// Power draw figures.
@@ -167,204 +150,21 @@ pub struct CameraDefaults {
     pub mode: Option<String>,
 }
 
-/// Default serial settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SerialDefaults {
-    /// Device path of the header UART.
-    pub port: String,
-    /// Baud rate.
-    pub baud: u32,
-    /// How results are written: `json` (default) or `compact`.
-    #[serde(default)]
-    pub format: LineFormat,
-    /// Handshake: `none` (default), `hardware` or `software`.
-    #[serde(default)]
-    pub flow: FlowControl,
-}
-
-/// How results are written on a serial line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LineFormat {
-    /// The same JSON Lines as stdout.
-    #[default]
-    Json,
-    /// `D`/`C`/`F` lines with a CRC-8, for microcontrollers.
-    Compact,
-}
-
-impl std::str::FromStr for LineFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "json" => Ok(Self::Json),
-            "compact" => Ok(Self::Compact),
-            other => Err(format!("format {other:?} is not `json` or `compact`")),
-        }
-    }
-}
-
-/// Hardware handshake on the line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FlowControl {
-    /// No handshake (the Pi header UART without RTS/CTS wired).
-    #[default]
-    None,
-    /// RTS/CTS.
-    Hardware,
-    /// XON/XOFF.
-    Software,
-}
-
-impl std::str::FromStr for FlowControl {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "none" => Ok(Self::None),
-            "hardware" | "rtscts" => Ok(Self::Hardware),
-            "software" | "xonxoff" => Ok(Self::Software),
-            other => Err(format!(
-                "flow {other:?} is not `none`, `hardware` (RTS/CTS) or `software` (XON/XOFF)"
-            )),
-        }
-    }
-}
-
-/// GPIO settings: the chip carrying the header, and what drives its lines.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GpioDefaults {
-    /// Label of the GPIO character device that carries the 40-pin header.
-    pub chip_label: String,
-    /// Lines driven by detections (`[[gpio.rules]]`), used by `--sink gpio`.
-    #[serde(default)]
-    pub rules: Vec<GpioRule>,
-    /// A line that blinks while frames are processed.
-    #[serde(default)]
-    pub heartbeat: Option<Heartbeat>,
-}
-
-/// Drive one line while a label is seen.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GpioRule {
-    /// The label that sets the line (a detection's or one of a classifier's top-k classes).
-    pub when: String,
-    /// Lowest score that counts.
-    #[serde(default = "default_min_score")]
-    pub min_score: f32,
-    /// Line offset on the chip (the BCM GPIO number on a Pi header, not the pin position).
-    pub pin: u32,
-    /// Active means low (relays and LEDs wired to 3.3 V).
-    #[serde(default)]
-    pub active_low: bool,
-    /// How long the line stays active after the label was last seen, in milliseconds.
-    #[serde(default = "default_hold_ms")]
-    pub hold_ms: u64,
-    /// Shortest time from one activation to the next, in milliseconds (debounce).
-    #[serde(default)]
-    pub min_interval_ms: u64,
-}
-
-/// A line that changes level every half period while frames are processed, so a watchdog
-/// or an LED shows the pipeline is alive; it stops changing when frames stop.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Heartbeat {
-    /// Line offset on the chip.
-    pub pin: u32,
-    /// Full blink period in milliseconds.
-    #[serde(default = "default_heartbeat_ms")]
-    pub period_ms: u64,
-    /// Active means low.
-    #[serde(default)]
-    pub active_low: bool,
-}
-
-fn default_min_score() -> f32 {
-    0.5
-}
-
-fn default_hold_ms() -> u64 {
-    500
-}
-
-fn default_heartbeat_ms() -> u64 {
-    1000
-}
-
-impl GpioDefaults {
-    /// Checks the rules on their own (labels are checked against a model when it is known):
-    /// scores in [0, 1], positive hold and period, every line used once. The error names the
-    /// field, e.g. `rules[1].pin`.
-    pub fn check(&self) -> Result<(), (String, String)> {
-        let mut used = std::collections::BTreeMap::new();
-        for (i, rule) in self.rules.iter().enumerate() {
-            let field = |f: &str| format!("rules[{i}].{f}");
-            if !(0.0..=1.0).contains(&rule.min_score) {
-                return Err((
-                    field("min_score"),
-                    format!("{} is not in [0, 1]", rule.min_score),
-                ));
-            }
-            if rule.hold_ms == 0 {
-                return Err((field("hold_ms"), "must be at least 1".into()));
-            }
-            if rule.when.trim().is_empty() {
-                return Err((field("when"), "is empty".into()));
-            }
-            if let Some(other) = used.insert(rule.pin, field("pin")) {
-                return Err((
-                    field("pin"),
-                    format!("line {} is already {other}", rule.pin),
-                ));
-            }
-        }
-        if let Some(h) = &self.heartbeat {
-            if h.period_ms < 2 {
-                return Err(("heartbeat.period_ms".into(), "must be at least 2".into()));
-            }
-            if let Some(other) = used.get(&h.pin) {
-                return Err((
-                    "heartbeat.pin".into(),
-                    format!("line {} is already {other}", h.pin),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
 impl Board {
     /// Reads a profile file.
-    pub fn load(path: &Path) -> Result<Self, BoardError> {
-        let text = std::fs::read_to_string(path).map_err(|source| BoardError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text, path)
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::parse(&read_text(path, "board profile")?, path)
     }
 
     /// Parses profile text; `origin` names it in errors and must be named `<name>.toml`.
-    pub fn parse(text: &str, origin: &Path) -> Result<Self, BoardError> {
-        let board: Board = toml::from_str(text).map_err(|e| BoardError::Parse {
-            path: origin.to_owned(),
-            message: e.to_string().trim_end().replace('\n', " "),
-        })?;
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let board: Board = parse_toml(text, origin)?;
         board.validate(origin)?;
         Ok(board)
     }
 
-    fn validate(&self, path: &Path) -> Result<(), BoardError> {
-        let fail = |field: &str, message: String| {
-            Err(BoardError::Invalid {
-                path: path.to_owned(),
-                field: field.to_owned(),
-                message,
-            })
-        };
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let fail = |field: &str, message: String| Err(ConfigError::invalid(path, field, message));
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
         if self.name != stem {
             return fail(
@@ -375,15 +175,11 @@ impl Board {
         if self.cores == 0 {
             return fail("cores", "must be at least 1".into());
         }
-        if let Err((field, message)) = self.drift.check() {
-            return fail(field, message);
-        }
-        if let Err((field, message)) = self.samples.check() {
-            return fail(field, message);
-        }
-        if let Err((field, message)) = self.models.check() {
-            return fail(field, message);
-        }
+        self.drift.check().map_err(|e| e.in_file(path, "drift"))?;
+        self.samples
+            .check()
+            .map_err(|e| e.in_file(path, "samples"))?;
+        self.models.check().map_err(|e| e.in_file(path, "models"))?;
         if self.threads == 0 || self.threads > self.cores {
             return fail(
                 "threads",
@@ -453,9 +249,7 @@ impl Board {
                 );
             }
         }
-        if let Err((field, message)) = self.gpio.check() {
-            return fail(&format!("gpio.{field}"), message);
-        }
+        self.gpio.check().map_err(|e| e.in_file(path, "gpio"))?;
         Ok(())
     }
 }
@@ -464,8 +258,8 @@ impl Board {
 mod tests {
     use super::*;
 
-    fn boards_dir() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("boards")
+    fn boards_dir() -> std::path::PathBuf {
+        crate::repo_root().join("boards")
     }
 
     fn load(name: &str) -> Board {

@@ -9,43 +9,10 @@
 //! Parsing is strict (unknown keys are errors) because a misspelt key silently falling back to a
 //! default would feed the model the wrong pixels without any visible failure.
 //!
-//! This module is also compiled into `build.rs`, so it depends only on serde, toml, thiserror and
-//! the other modules `build.rs` includes (`onnx_meta`).
-
+use crate::error::{parse_toml, read_text, ConfigError};
 use crate::onnx_meta::QuantForm;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-
-/// Errors reading or validating a manifest. Each names the file and, where it can, the field.
-#[derive(Debug, thiserror::Error)]
-pub enum ManifestError {
-    /// The manifest file could not be read.
-    #[error("{path}: cannot read manifest: {source}")]
-    Read {
-        /// The manifest path.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The TOML is malformed or a field has the wrong type or name.
-    #[error("{path}: {message}")]
-    Parse {
-        /// The manifest path (or `<embedded>`).
-        path: PathBuf,
-        /// toml's message, which names the key and line.
-        message: String,
-    },
-    /// A field parsed but its value is inconsistent.
-    #[error("{path}: field `{field}`: {message}")]
-    Invalid {
-        /// The manifest path (or `<embedded>`).
-        path: PathBuf,
-        /// Dotted path of the offending field, e.g. `preprocess.std`.
-        field: String,
-        /// What is wrong with it.
-        message: String,
-    },
-}
 
 /// A parsed and validated model manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -491,12 +458,8 @@ impl Default for Thresholds {
 
 impl Manifest {
     /// Reads and validates a manifest file.
-    pub fn load(path: &Path) -> Result<Self, ManifestError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let manifest = Self::parse(&text, path)?;
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let manifest = Self::parse(&read_text(path, "manifest")?, path)?;
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
         if manifest.name != stem {
             return Err(invalid(
@@ -509,11 +472,8 @@ impl Manifest {
     }
 
     /// Parses and validates manifest text; `origin` names it in errors.
-    pub fn parse(text: &str, origin: &Path) -> Result<Self, ManifestError> {
-        let manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError::Parse {
-            path: origin.to_owned(),
-            message: e.to_string().trim_end().replace('\n', " "),
-        })?;
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let manifest: Manifest = parse_toml(text, origin)?;
         manifest.validate(origin)?;
         Ok(manifest)
     }
@@ -532,7 +492,7 @@ impl Manifest {
     }
 
     /// Checks everything that can be checked without the ONNX file.
-    pub fn validate(&self, origin: &Path) -> Result<(), ManifestError> {
+    pub fn validate(&self, origin: &Path) -> Result<(), ConfigError> {
         let fail = |field: &str, message: String| Err(invalid(origin, field, message));
         if self.name.is_empty() {
             return fail("name", "is empty".into());
@@ -754,12 +714,8 @@ impl Manifest {
     }
 }
 
-fn invalid(path: &Path, field: &str, message: String) -> ManifestError {
-    ManifestError::Invalid {
-        path: path.to_owned(),
-        field: field.to_owned(),
-        message,
-    }
+fn invalid(path: &Path, field: &str, message: String) -> ConfigError {
+    ConfigError::invalid(path, field, message)
 }
 
 #[cfg(test)]
@@ -790,7 +746,7 @@ range = [-2.1179, 2.64]
 decoder = "yolov8"
 "#;
 
-    fn parse(text: &str) -> Result<Manifest, ManifestError> {
+    fn parse(text: &str) -> Result<Manifest, ConfigError> {
         Manifest::parse(text, Path::new("m.toml"))
     }
 
@@ -801,7 +757,7 @@ decoder = "yolov8"
 
     fn field_error(text: &str) -> (String, String) {
         match parse(text) {
-            Err(ManifestError::Invalid { field, message, .. }) => (field, message),
+            Err(ConfigError::Invalid { field, message, .. }) => (field, message),
             other => panic!("expected a field error, got {other:?}"),
         }
     }
@@ -962,7 +918,7 @@ decoder = "yolov8"
 
     #[test]
     fn shipped_manifests_are_valid() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        let dir = crate::repo_root().join("models");
         let mut count = 0;
         for entry in std::fs::read_dir(&dir).expect("models dir") {
             let path = entry.expect("entry").path();

@@ -1,6 +1,7 @@
-//! The board profile's `[samples]` table. Its own file because the build script reads board
-//! profiles too, and needs this without the collector.
+//! The board profile's `[samples]` table: which frames the sample collector (`lookout::samples`)
+//! keeps for retraining.
 
+use crate::error::FieldError;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -46,28 +47,28 @@ impl Default for SamplesConfig {
 }
 
 impl SamplesConfig {
-    /// Checks the values; returns the offending field (as in the board profile) and why.
-    pub fn check(&self) -> Result<(), (&'static str, String)> {
+    /// Checks the values, naming the field that is wrong.
+    pub fn check(&self) -> Result<(), FieldError> {
         if !(0.0..=1.0).contains(&self.low_confidence) {
-            return Err((
-                "samples.low_confidence",
+            return Err(FieldError::new(
+                "low_confidence",
                 format!("{} is not in [0, 1]", self.low_confidence),
             ));
         }
         if self.max_per_minute == 0 {
-            return Err(("samples.max_per_minute", "must be at least 1".into()));
+            return Err(FieldError::new("max_per_minute", "must be at least 1"));
         }
         if self.max_bytes == 0 {
-            return Err(("samples.max_bytes", "must be at least 1".into()));
+            return Err(FieldError::new("max_bytes", "must be at least 1"));
         }
         if !(1..=100).contains(&self.jpeg_quality) {
-            return Err((
-                "samples.jpeg_quality",
+            return Err(FieldError::new(
+                "jpeg_quality",
                 format!("{} is not in 1..=100", self.jpeg_quality),
             ));
         }
         if self.dir.as_os_str().is_empty() {
-            return Err(("samples.dir", "is empty".into()));
+            return Err(FieldError::new("dir", "is empty"));
         }
         Ok(())
     }

@@ -8,11 +8,10 @@
 //! manifest), the board's model-size budget, a parseable ONNX protobuf, the manifest's input
 //! declared by the graph with a compatible shape and type, no operators outside the standard
 //! ONNX domain, and no external weight files.
-//!
-//! This module is also compiled into `build.rs`.
 
-use crate::board::{Board, BoardError};
-use crate::manifest::{InputDtype, Manifest, ManifestError};
+use crate::board::Board;
+use crate::error::ConfigError;
+use crate::manifest::{InputDtype, Manifest};
 use crate::onnx_meta::{Dim, OnnxMeta, OnnxMetaError};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -20,12 +19,9 @@ use std::path::{Path, PathBuf};
 /// Why a model does not pass the deployment check.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
-    /// The manifest is unreadable or invalid.
+    /// The manifest or board profile is unreadable or invalid.
     #[error(transparent)]
-    Manifest(#[from] ManifestError),
-    /// The board profile is unreadable or invalid.
-    #[error(transparent)]
-    Board(#[from] BoardError),
+    Config(#[from] ConfigError),
     /// The ONNX file cannot be read.
     #[error("{path}: cannot read model: {source}")]
     ReadModel {
@@ -355,7 +351,7 @@ mod tests {
 
     #[test]
     fn shipped_models_pass_on_every_board_they_fit() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = &crate::repo_root();
         for model in ["shapes-detector", "shapes-classifier"] {
             for board in ["host", "rpi-zero-2w", "rpi-3b", "rpi-4b", "rpi-5"] {
                 let (report, manifest, onnx) = check_files(

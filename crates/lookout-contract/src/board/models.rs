@@ -1,6 +1,7 @@
-//! The board profile's `[models]` table. Its own file because the build script reads board
-//! profiles too, and needs this without the slots.
+//! The board profile's `[models]` table: where installed model versions live
+//! (`lookout::slots`) and how long a new one is on trial.
 
+use crate::error::FieldError;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -9,7 +10,7 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelsConfig {
-    /// The installed versions, one folder per model name (see [`crate::slots`]); `--model
+    /// The installed versions, one folder per model name (see `lookout::slots`); `--model
     /// <name>` runs the version in use there.
     pub dir: PathBuf,
     /// Frames a version switched to (or started on) must get through before the version it
@@ -27,10 +28,10 @@ impl Default for ModelsConfig {
 }
 
 impl ModelsConfig {
-    /// Checks the values; returns the offending field (as in the board profile) and why.
-    pub fn check(&self) -> Result<(), (&'static str, String)> {
+    /// Checks the values, naming the field that is wrong.
+    pub fn check(&self) -> Result<(), FieldError> {
         if self.dir.as_os_str().is_empty() {
-            return Err(("models.dir", "is empty".into()));
+            return Err(FieldError::new("dir", "is empty"));
         }
         Ok(())
     }
