@@ -3,9 +3,13 @@
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 use lookout::board::Board;
+use lookout::frames::{camera, source};
+use lookout::lab::{bench, eval};
+use lookout::lifecycle::service;
+use lookout::model::inspect;
 use lookout::model::{self, ModelBundle};
 use lookout::pipeline::{self, Pipeline};
-use lookout::{bench, camera, console, eval, gpio, inspect, serial, service, sink, source};
+use lookout::results::{console, gpio, serial, sink};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tracing_subscriber::filter::Targets;
@@ -99,14 +103,18 @@ struct SlotsArgs {
 
 impl SlotsArgs {
     /// The board, its profile's path, and the slots.
-    fn open(&self) -> Result<(Board, PathBuf, lookout::slots::Slots)> {
+    fn open(&self) -> Result<(Board, PathBuf, lookout::lifecycle::slots::Slots)> {
         let (board, board_file) =
             model::board(self.place.board.as_deref(), &self.place.boards_dir)?;
         let root = self
             .root
             .clone()
             .unwrap_or_else(|| board.models.dir.clone());
-        Ok((board, board_file, lookout::slots::Slots::new(root)))
+        Ok((
+            board,
+            board_file,
+            lookout::lifecycle::slots::Slots::new(root),
+        ))
     }
 }
 
@@ -461,7 +469,7 @@ fn run(args: RunArgs) -> Result<()> {
             let manifest = model::manifest_path_for(arg, &place.models_dir, &board.models.dir);
             tracing::info!("model {arg}: {}", manifest.display());
             let (pipeline, reloader) =
-                lookout::reload::Reloader::start(manifest, &board, board_file)?;
+                lookout::lifecycle::reload::Reloader::start(manifest, &board, board_file)?;
             (pipeline, Some(reloader))
         }
         None => {
@@ -516,10 +524,10 @@ fn run(args: RunArgs) -> Result<()> {
         need,
         args.camera_mode.as_deref(),
     ) {
-        Some(live) => (Box::new(live?), lookout::samples::WhenBusy::Drop),
+        Some(live) => (Box::new(live?), lookout::lifecycle::samples::WhenBusy::Drop),
         None => (
             source::open(&args.source, args.looping)?,
-            lookout::samples::WhenBusy::Wait,
+            lookout::lifecycle::samples::WhenBusy::Wait,
         ),
     };
     let mut sinks: Vec<Box<dyn sink::Sink>> = Vec::new();
@@ -559,7 +567,7 @@ fn run(args: RunArgs) -> Result<()> {
     );
     let mut samples = if board.samples.enabled {
         let m = pipeline.manifest();
-        let collector = lookout::samples::Collector::start(
+        let collector = lookout::lifecycle::samples::Collector::start(
             board.samples.clone(),
             m.id(),
             m.labels.clone(),
@@ -661,7 +669,7 @@ fn check(args: ModelArgs) -> Result<()> {
 }
 
 fn run_bench(args: BenchArgs) -> Result<()> {
-    lookout::engine::set_threads(args.threads).map_err(anyhow::Error::msg)?;
+    lookout::model::engine::set_threads(args.threads).map_err(anyhow::Error::msg)?;
     let (board, board_file) = model::board(args.place.board.as_deref(), &args.place.boards_dir)?;
     let names: Vec<Option<&str>> = if args.models.is_empty() {
         vec![None]
@@ -727,7 +735,7 @@ fn run_bench(args: BenchArgs) -> Result<()> {
 /// `run` would on the board.
 fn bench_model(
     bundle: &ModelBundle,
-    drift: &lookout::drift::DriftConfig,
+    drift: &lookout::lifecycle::drift::DriftConfig,
     frames: &[source::Frame],
     capture_ms: &[f64],
     options: bench::BenchOptions,
@@ -756,7 +764,7 @@ fn bench_model(
 /// scale to a board.
 fn measure_here(
     bundle: &ModelBundle,
-    drift: &lookout::drift::DriftConfig,
+    drift: &lookout::lifecycle::drift::DriftConfig,
     frames: &[source::Frame],
     capture_ms: &[f64],
     timed: usize,
@@ -778,7 +786,7 @@ fn measure_here(
 }
 
 fn run_cost(args: CostArgs) -> Result<()> {
-    lookout::cost::check_rates(args.fps, args.cloud_price, args.kwh_price)?;
+    lookout::lab::cost::check_rates(args.fps, args.cloud_price, args.kwh_price)?;
     let (board, bundle) = load(&args.model)?;
     let spec = args
         .source
@@ -792,10 +800,10 @@ fn run_cost(args: CostArgs) -> Result<()> {
     };
     let sample_bytes = match args.sample_bytes {
         Some(bytes) => bytes,
-        None => lookout::cost::sample_size(&first.image, board.samples.jpeg_quality)
+        None => lookout::lab::cost::sample_size(&first.image, board.samples.jpeg_quality)
             .map_err(|e| anyhow::anyhow!("encoding a sample frame as JPEG: {e}"))?,
     };
-    let probe = lookout::engine::probe(&bundle.onnx, &bundle.origin)?;
+    let probe = lookout::model::engine::probe(&bundle.onnx, &bundle.origin)?;
     let measured = measure_here(
         &bundle,
         &board.drift,
@@ -804,9 +812,9 @@ fn run_cost(args: CostArgs) -> Result<()> {
         args.frames as usize,
     )?;
     let host_frame_ms = measured.pipeline_ms.p50;
-    let estimate = lookout::estimate::Estimator::new(&board, args.reference_runs as usize)
+    let estimate = lookout::lab::estimate::Estimator::new(&board, args.reference_runs as usize)
         .estimate(host_frame_ms, &probe)?;
-    let inputs = lookout::cost::CostInputs {
+    let inputs = lookout::lab::cost::CostInputs {
         model: bundle.manifest.id(),
         fps: args.fps,
         macs: probe.macs,
@@ -821,7 +829,7 @@ fn run_cost(args: CostArgs) -> Result<()> {
         cloud_price_per_1000: args.cloud_price,
         kwh_price: args.kwh_price,
     };
-    let report = lookout::cost::compute(inputs, &board)?;
+    let report = lookout::lab::cost::compute(inputs, &board)?;
     if args.json {
         print_out(serde_json::to_string_pretty(&report)?)
     } else {
@@ -834,7 +842,7 @@ fn run_select(args: SelectArgs) -> Result<()> {
     if !(args.tolerance.is_finite() && args.tolerance >= 0.0) {
         bail!("--tolerance {} must be 0 or more", args.tolerance);
     }
-    let budgets = lookout::select::Budgets {
+    let budgets = lookout::lab::select::Budgets {
         model_bytes: args.max_model_bytes.unwrap_or(board.model_budget_bytes),
         ram_bytes: args.max_ram_bytes.unwrap_or(board.ram_budget_bytes),
         latency_ms: args.max_latency_ms.unwrap_or(board.latency_target_ms),
@@ -870,7 +878,8 @@ fn run_select(args: SelectArgs) -> Result<()> {
         bail!("{}: no images", args.dataset.display());
     }
     // Each reference network is timed when the first candidate of its kind needs it.
-    let mut estimator = lookout::estimate::Estimator::new(&board, args.reference_runs as usize);
+    let mut estimator =
+        lookout::lab::estimate::Estimator::new(&board, args.reference_runs as usize);
     let bar = progress_bar("images");
     let mut candidates = Vec::with_capacity(bundles.len());
     for bundle in &bundles {
@@ -903,12 +912,12 @@ fn run_select(args: SelectArgs) -> Result<()> {
         // The probe tells which reference fits the model; the host profile needs none.
         let estimate = match board.perf {
             Some(_) => {
-                let probe = lookout::engine::probe(&bundle.onnx, &bundle.origin)?;
+                let probe = lookout::model::engine::probe(&bundle.onnx, &bundle.origin)?;
                 estimator.estimate(host_ms, &probe)?
             }
             None => None,
         };
-        candidates.push(lookout::select::Candidate {
+        candidates.push(lookout::lab::select::Candidate {
             model: bundle.manifest.id(),
             origin: bundle.origin.clone(),
             accuracy,
@@ -921,14 +930,14 @@ fn run_select(args: SelectArgs) -> Result<()> {
         });
     }
     bar.finish_and_clear();
-    let selection = lookout::select::select(&board.name, budgets, candidates, args.tolerance);
+    let selection = lookout::lab::select::select(&board.name, budgets, candidates, args.tolerance);
     if let Some(path) = &args.csv {
-        let text = lookout::select::to_csv(&selection)?;
+        let text = lookout::lab::select::to_csv(&selection)?;
         std::fs::write(path, text)
             .map_err(|e| anyhow::anyhow!("{}: cannot write the table: {e}", path.display()))?;
     }
     if let Some(path) = &args.plot {
-        let svg = lookout::select::plot_svg(&selection)
+        let svg = lookout::lab::select::plot_svg(&selection)
             .map_err(|e| anyhow::anyhow!("drawing the plot: {e}"))?;
         std::fs::write(path, svg)
             .map_err(|e| anyhow::anyhow!("{}: cannot write the plot: {e}", path.display()))?;
@@ -987,7 +996,7 @@ fn run_profile(args: ProfileArgs) -> Result<()> {
         (Some(arg), true) => {
             let path =
                 model::manifest_path_for(arg, &args.model.place.models_dir, &board.models.dir);
-            if lookout::slots::Slots::of_current_file(&path).is_some() {
+            if lookout::lifecycle::slots::Slots::of_current_file(&path).is_some() {
                 bail!(
                     "{}: an installed version is never changed; profile the manifest it was \
                      installed from and install that as a new version",
@@ -1005,21 +1014,22 @@ fn run_profile(args: ProfileArgs) -> Result<()> {
     let data = args
         .describe
         .unwrap_or_else(|| format!("{} ({} images)", args.data.display(), files.len()));
-    let profile = lookout::profile::measure(&mut pipeline, &files, data, &mut |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })?;
+    let profile =
+        lookout::lab::profile::measure(&mut pipeline, &files, data, &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })?;
     bar.finish_and_clear();
     match manifest_path {
         Some(path) => {
-            lookout::profile::write_into_manifest(&path, &profile)?;
+            lookout::lab::profile::write_into_manifest(&path, &profile)?;
             print_out(format_args!(
                 "wrote [profile] of {} frames into {}",
                 profile.frames,
                 path.display()
             ))
         }
-        None => print_out(lookout::profile::to_toml(&profile)?.trim_end()),
+        None => print_out(lookout::lab::profile::to_toml(&profile)?.trim_end()),
     }
 }
 
@@ -1038,7 +1048,7 @@ fn export_samples(
                 .dir
         }
     };
-    let summary = lookout::samples::export::export(&dir, model, out)?;
+    let summary = lookout::lifecycle::samples::export::export(&dir, model, out)?;
     print_out(format_args!(
         "{}: {} images, {} label files, {} bytes from {}",
         out.display(),
@@ -1050,7 +1060,7 @@ fn export_samples(
 }
 
 fn manage_models(command: ModelCommand) -> Result<()> {
-    use lookout::slots::Slot;
+    use lookout::lifecycle::slots::Slot;
     let line = |s: &Slot| {
         let mark = if s.current {
             "*"

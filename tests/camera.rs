@@ -32,7 +32,7 @@ fn spawn(args: &[&str]) -> Running {
     let log = tempfile::NamedTempFile::new().expect("log file");
     let mut child = lookout_command()
         .args(args)
-        .env("LOOKOUT_LOG", "info,lookout::camera=debug")
+        .env("LOOKOUT_LOG", "info,lookout::frames::camera=debug")
         .stdout(Stdio::piped())
         .stderr(log.reopen().expect("log file"))
         .spawn()

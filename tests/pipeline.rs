@@ -4,9 +4,9 @@ mod common;
 
 use common::*;
 use lookout::board::Board;
+use lookout::frames::source;
 use lookout::model;
 use lookout::pipeline::Pipeline;
-use lookout::source;
 use std::time::Duration;
 
 fn detector() -> Pipeline {
@@ -23,7 +23,7 @@ fn the_embedded_model_is_the_default_model_checked_for_the_default_board() {
     assert_eq!(board.name, "host");
     let bundle = model::embedded_model(
         &board,
-        std::path::Path::new(lookout::embedded::BOARD_ORIGIN),
+        std::path::Path::new(lookout::model::embedded::BOARD_ORIGIN),
     )
     .expect("embedded model passes");
     assert_eq!(bundle.manifest.name, "shapes-detector");

@@ -44,7 +44,7 @@ fn run(board: &str, source: &str, frames: u64) -> std::process::Output {
     args.extend(["--max-frames", &frames]);
     common::lookout_command()
         .args(&args)
-        .env("LOOKOUT_LOG", "info,lookout::samples=debug")
+        .env("LOOKOUT_LOG", "info,lookout::lifecycle::samples=debug")
         .output()
         .expect("the lookout binary runs")
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{lookout, lookout_command, patience, stdout};
-use lookout::serial::protocol::parse_compact;
+use lookout::results::serial::protocol::parse_compact;
 use serialport::{SerialPort, TTYPort};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -115,7 +115,7 @@ fn spawn(args: &[&str]) -> Running {
     let stderr = log.reopen().expect("log file");
     let child = lookout_command()
         .args(args)
-        .env("LOOKOUT_LOG", "info,lookout::serial=debug")
+        .env("LOOKOUT_LOG", "info,lookout::results::serial=debug")
         .stdout(Stdio::null())
         .stderr(stderr)
         .spawn()

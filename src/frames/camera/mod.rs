@@ -1,0 +1,453 @@
+//! Cameras: capture on its own thread, the pipeline always on the newest frame.
+//!
+//! A [`CaptureDevice`] is anything that can be opened and asked for a frame: a V4L2 camera
+//! through nokhwa ([`v4l`]), or a folder of images played at a frame rate ([`replay`]), which
+//! stands in for a camera in tests and for replaying recorded footage. [`LatestFrame`] runs one
+//! on a capture thread and hands the pipeline only the newest frame: frames the pipeline had no
+//! time for are dropped and counted, never queued, and each frame carries its capture time.
+//!
+//! A device that fails to open, errors, or delivers nothing for [`GRAB_TIMEOUT`] is closed and
+//! reopened with backoff ([`MIN_BACKOFF`] doubling to [`MAX_BACKOFF`]); the outage and the
+//! recovery are reported as events on the sinks (`camera_lost`, `camera_restored`), and the
+//! process keeps running.
+
+pub mod pixels;
+pub mod replay;
+pub mod v4l;
+
+use crate::frames::source::{Frame, FrameSource, SourceError};
+use crate::results::record::EventRecord;
+use image::RgbImage;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+/// A device that delivers nothing for this long counts as gone.
+pub const GRAB_TIMEOUT: Duration = Duration::from_secs(3);
+/// First wait before reopening a failed device.
+pub const MIN_BACKOFF: Duration = Duration::from_millis(200);
+/// Longest wait between two attempts to reopen a device.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How long `next_frame` waits for a new frame before handing control back to the run loop
+/// (so the console stays responsive while a camera is down).
+pub const FRAME_WAIT: Duration = Duration::from_millis(250);
+
+/// Something frames are captured from.
+pub trait CaptureDevice: Send + 'static {
+    /// Opens the device; returns a description of the mode in use (`640x480 YUYV @ 30 fps`).
+    fn open(&mut self) -> Result<String, String>;
+    /// Waits for the next frame, at most `timeout`.
+    fn grab(&mut self, timeout: Duration) -> Result<RgbImage, String>;
+    /// Releases the device (after an error, or at the end).
+    fn close(&mut self);
+    /// What it is, for logs and the console (`camera:/dev/video0`).
+    fn describe(&self) -> String;
+}
+
+/// Counters of a capture thread.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CaptureStats {
+    /// Frames captured.
+    pub captured: u64,
+    /// Frames replaced by a newer one before the pipeline took them.
+    pub dropped: u64,
+    /// Times the device was reopened after failing.
+    pub reconnects: u64,
+}
+
+#[derive(Default)]
+struct Shared {
+    latest: Option<Frame>,
+    stats: CaptureStats,
+    events: Vec<EventRecord>,
+    stop: bool,
+    restart: bool,
+}
+
+/// A [`FrameSource`] over a capture thread with latest-frame semantics.
+pub struct LatestFrame {
+    shared: Arc<(Mutex<Shared>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+    description: String,
+}
+
+fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    // A panic on the capture thread must not take the pipeline with it.
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl LatestFrame {
+    /// Starts capturing from `device` on its own thread.
+    pub fn start<D: CaptureDevice>(device: D) -> Self {
+        let description = device.describe();
+        let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
+        let thread_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("capture".into())
+            .spawn(move || capture_loop(device, &thread_shared))
+            .ok();
+        if thread.is_none() {
+            lock(&shared.0).events.push(EventRecord::now(
+                "camera_lost",
+                &description,
+                "cannot start the capture thread".into(),
+            ));
+        }
+        Self {
+            shared,
+            thread,
+            description,
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> CaptureStats {
+        lock(&self.shared.0).stats.clone()
+    }
+}
+
+/// Waits `duration` unless a stop or restart is asked for first; true when stopping.
+fn pause(shared: &(Mutex<Shared>, Condvar), duration: Duration) -> bool {
+    let (state, wake) = shared;
+    let guard = lock(state);
+    let (guard, _) = wake
+        .wait_timeout_while(guard, duration, |s| !s.stop && !s.restart)
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    guard.stop
+}
+
+fn capture_loop<D: CaptureDevice>(mut device: D, shared: &(Mutex<Shared>, Condvar)) {
+    let (state, ready) = shared;
+    let name = device.describe();
+    let mut open = false;
+    // The mode of the last successful open, and when the current outage began: a device
+    // counts as restored only once it delivers a frame, not when it merely opens.
+    let mut mode = String::new();
+    let mut outage: Option<Instant> = None;
+    let mut backoff = MIN_BACKOFF;
+    let mut count: u64 = 0;
+    let lost = |s: &mut Shared, outage: &mut Option<Instant>, message: String| {
+        if outage.is_none() {
+            tracing::warn!("{name}: {message}; reopening");
+            s.events
+                .push(EventRecord::now("camera_lost", &name, message));
+            *outage = Some(Instant::now());
+        }
+    };
+    loop {
+        {
+            let mut s = lock(state);
+            if s.stop {
+                break;
+            }
+            if std::mem::take(&mut s.restart) && open {
+                device.close();
+                open = false;
+            }
+        }
+        if !open {
+            match device.open() {
+                Ok(m) => {
+                    open = true;
+                    tracing::info!("{name}: capturing {m}");
+                    mode = m;
+                }
+                Err(e) => {
+                    tracing::debug!(
+                        "{name}: open failed: {e}; next try in {} ms",
+                        backoff.as_millis()
+                    );
+                    lost(&mut lock(state), &mut outage, e);
+                    if pause(shared, backoff) {
+                        break;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            }
+        }
+        match device.grab(GRAB_TIMEOUT) {
+            Ok(image) => {
+                let frame = Frame {
+                    id: format!("camera-{count}"),
+                    captured_at: SystemTime::now(),
+                    image,
+                };
+                count += 1;
+                backoff = MIN_BACKOFF;
+                let mut s = lock(state);
+                if let Some(since) = outage.take() {
+                    s.stats.reconnects += 1;
+                    let message = format!("{mode}, after {:.1} s", since.elapsed().as_secs_f64());
+                    tracing::warn!("{name}: restored: {message}");
+                    s.events
+                        .push(EventRecord::now("camera_restored", &name, message));
+                }
+                s.stats.captured += 1;
+                if s.latest.replace(frame).is_some() {
+                    s.stats.dropped += 1;
+                }
+                ready.notify_all();
+            }
+            Err(e) => {
+                device.close();
+                open = false;
+                lost(&mut lock(state), &mut outage, e);
+                if pause(shared, backoff) {
+                    break;
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+    device.close();
+}
+
+impl FrameSource for LatestFrame {
+    fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {
+        let (state, ready) = &*self.shared;
+        let mut s = lock(state);
+        let deadline = Instant::now() + FRAME_WAIT;
+        while s.latest.is_none() {
+            if self.thread.as_ref().is_none_or(|t| t.is_finished()) {
+                return Err(SourceError::Stopped {
+                    name: self.description.clone(),
+                    message: "the capture thread is not running".into(),
+                });
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(SourceError::Waiting {
+                    name: self.description.clone(),
+                });
+            }
+            s = ready
+                .wait_timeout(s, left)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+        }
+        Ok(s.latest.take())
+    }
+
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    fn restart(&mut self) -> Result<(), SourceError> {
+        lock(&self.shared.0).restart = true;
+        self.shared.1.notify_all();
+        Ok(())
+    }
+
+    fn take_events(&mut self) -> Vec<EventRecord> {
+        std::mem::take(&mut lock(&self.shared.0).events)
+    }
+
+    fn dropped_frames(&self) -> u64 {
+        self.stats().dropped
+    }
+}
+
+impl Drop for LatestFrame {
+    fn drop(&mut self) {
+        lock(&self.shared.0).stop = true;
+        // Wakes a capture thread waiting out a backoff; one inside a grab or an open ends
+        // within GRAB_TIMEOUT or the device's open timeout.
+        self.shared.1.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Opens `camera[:N|:/dev/videoN]` or `replay:DIR[@FPS]` as a live source; `None` for other
+/// specs. `need` is the model input (width, height); `mode` a fixed mode from the command line,
+/// which wins over the board's.
+pub fn open_source(
+    spec: &str,
+    board: &crate::board::CameraDefaults,
+    need: (u32, u32),
+    mode: Option<&str>,
+) -> Option<Result<LatestFrame, SourceError>> {
+    let bad = |message: String| SourceError::Spec {
+        spec: spec.to_owned(),
+        message,
+    };
+    if let Some(rest) = spec.strip_prefix("replay:") {
+        let (dir, fps) = match rest.rsplit_once('@') {
+            Some((dir, fps)) => match fps.parse::<f64>() {
+                // Below 0.5 fps a frame would take longer than GRAB_TIMEOUT to come.
+                Ok(f) if (0.5..=1000.0).contains(&f) => (dir, f),
+                _ => {
+                    return Some(Err(bad(format!(
+                        "frame rate {fps:?} is not in [0.5, 1000]"
+                    ))))
+                }
+            },
+            None => (rest, replay::DEFAULT_FPS),
+        };
+        if dir.is_empty() {
+            return Some(Err(bad("expected replay:DIR[@FPS]".into())));
+        }
+        return Some(Ok(LatestFrame::start(replay::Replay::new(dir.into(), fps))));
+    }
+    let rest = spec.strip_prefix("camera")?;
+    let id = match rest.strip_prefix(':') {
+        None if rest.is_empty() => board.device.clone(),
+        Some(id) if !id.is_empty() => id.to_owned(),
+        _ => {
+            return Some(Err(bad(
+                "expected camera, camera:N or camera:/dev/videoN".into()
+            )))
+        }
+    };
+    let id = match id.parse::<u32>() {
+        Ok(n) => v4l::CameraId::Index(n),
+        Err(_) => v4l::CameraId::Path(id),
+    };
+    let fixed = match mode.or(board.mode.as_deref()) {
+        None => None,
+        Some(text) => match text.parse::<v4l::Mode>() {
+            Ok(m) => Some(m),
+            Err(e) => return Some(Err(bad(e))),
+        },
+    };
+    let request = v4l::ModeRequest {
+        fixed,
+        need,
+        aspect: board.width as f64 / board.height.max(1) as f64,
+        min_fps: board.fps.min(15),
+    };
+    Some(Ok(LatestFrame::start(v4l::V4lCamera::new(id, request))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Rgb;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A device that follows a script: `fail_from..fail_to` (grab numbers) fail, and while
+    /// failing it cannot be reopened until `fail_to` attempts have passed. The first failing
+    /// grab waits until `consumer_ready` is set, so the consumer has seen a frame from before
+    /// the outage however late it was scheduled.
+    struct Scripted {
+        grabs: Arc<AtomicU32>,
+        fail_from: u32,
+        fail_to: u32,
+        period: Duration,
+        consumer_ready: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl CaptureDevice for Scripted {
+        fn open(&mut self) -> Result<String, String> {
+            let n = self.grabs.load(Ordering::SeqCst);
+            if (self.fail_from..self.fail_to).contains(&n) {
+                self.grabs.fetch_add(1, Ordering::SeqCst);
+                Err("unplugged".into())
+            } else {
+                Ok("8x8 test".into())
+            }
+        }
+        fn grab(&mut self, _: Duration) -> Result<RgbImage, String> {
+            std::thread::sleep(self.period);
+            if self.grabs.load(Ordering::SeqCst) == self.fail_from {
+                while !self.consumer_ready.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            let n = self.grabs.fetch_add(1, Ordering::SeqCst);
+            if (self.fail_from..self.fail_to).contains(&n) {
+                return Err("VIDIOC_DQBUF: No such device".into());
+            }
+            Ok(RgbImage::from_pixel(8, 8, Rgb([n as u8, 0, 0])))
+        }
+        fn close(&mut self) {}
+        fn describe(&self) -> String {
+            "scripted".into()
+        }
+    }
+
+    fn next(source: &mut LatestFrame) -> Frame {
+        for _ in 0..100 {
+            match source.next_frame() {
+                Ok(Some(f)) => return f,
+                Err(SourceError::Waiting { .. }) => continue,
+                other => panic!("{other:?}"),
+            }
+        }
+        panic!("no frame in 25 s");
+    }
+
+    #[test]
+    fn a_slow_consumer_gets_the_newest_frame_and_the_rest_are_counted() {
+        let grabs = Arc::new(AtomicU32::new(0));
+        let mut source = LatestFrame::start(Scripted {
+            grabs: grabs.clone(),
+            fail_from: u32::MAX,
+            fail_to: u32::MAX,
+            period: Duration::from_millis(5),
+            consumer_ready: Arc::default(),
+        });
+        let first = next(&mut source);
+        let n1: u64 = first.id.trim_start_matches("camera-").parse().expect("id");
+        // The consumer is slow until the device has begun eight more grabs: by then the frames
+        // up to n1 + 6 are stored, whatever the scheduler did meanwhile.
+        let waited = Instant::now();
+        while u64::from(grabs.load(Ordering::SeqCst)) < n1 + 8 {
+            assert!(
+                waited.elapsed() < Duration::from_secs(60),
+                "the device stalled"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let second = next(&mut source);
+        let n2: u64 = second.id.trim_start_matches("camera-").parse().expect("id");
+        assert!(
+            n2 > n1 + 5,
+            "the newest frame, not the next: {n1} then {n2}"
+        );
+        assert!(second.captured_at > first.captured_at);
+        let stats = source.stats();
+        assert!(stats.dropped >= n2 - n1 - 1, "{stats:?}");
+        assert_eq!(source.dropped_frames(), stats.dropped);
+    }
+
+    #[test]
+    fn a_device_that_fails_is_reopened_and_the_outage_reported_once() {
+        let consumer_ready = Arc::<std::sync::atomic::AtomicBool>::default();
+        let mut source = LatestFrame::start(Scripted {
+            grabs: Arc::new(AtomicU32::new(0)),
+            fail_from: 3,
+            fail_to: 6,
+            period: Duration::from_millis(2),
+            consumer_ready: consumer_ready.clone(),
+        });
+        let mut seen = Vec::new();
+        while seen.len() < 8 {
+            seen.push(next(&mut source).image.get_pixel(0, 0)[0]);
+            consumer_ready.store(true, Ordering::SeqCst);
+        }
+        let events = source.take_events();
+        let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+        assert_eq!(kinds, ["camera_lost", "camera_restored"], "{events:?}");
+        assert!(events[0].message.contains("No such device"), "{events:?}");
+        assert!(
+            events[1].message.starts_with("8x8 test, after "),
+            "{events:?}"
+        );
+        assert_eq!(source.stats().reconnects, 1);
+        // Frames from before and after the outage, none from it.
+        assert!(
+            seen.iter().any(|&v| v < 3) && seen.iter().any(|&v| v >= 6),
+            "{seen:?}"
+        );
+        assert!(seen.iter().all(|&v| !(3..6).contains(&v)), "{seen:?}");
+        assert!(
+            source.take_events().is_empty(),
+            "events are handed out once"
+        );
+    }
+}

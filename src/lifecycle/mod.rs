@@ -1,0 +1,17 @@
+//! A deployed model over months: is it still seeing what it was trained on, what to retrain it
+//! with, and how a new version replaces it without a visit.
+//!
+//! - [`drift`]: the on-device monitor comparing frames and outputs with the model's reference
+//!   profile, alarming with hysteresis.
+//! - [`samples`]: frames kept for retraining, within a byte cap, exported as a tar.
+//! - [`slots`]: installed model versions, switched and rolled back with atomic renames.
+//! - [`reload`]: the running model switched between frames when asked
+//!   ([`ModelControl`](reload::ModelControl): SIGHUP or the console), a version on trial, and the
+//!   way back when it fails.
+//! - [`service`]: systemd readiness and watchdog.
+
+pub mod drift;
+pub mod reload;
+pub mod samples;
+pub mod service;
+pub mod slots;

@@ -1,0 +1,141 @@
+//! Finding the model and board to run with: the ones built into the binary, or files.
+//!
+//! A flashed binary carries one model, its manifest and the board profile it was built for
+//! (see `build.rs`), so it runs with no files beside it. `--model` and `--board` replace them
+//! with files; a model from a file passes the same deployment check the build applies
+//! (integrity against its manifest, the board's budget, a compatible input), so nothing runs on
+//! a board that would not have been allowed to build for it.
+
+//!
+//! Also here: [`engine`], the tract model loaded once with its input buffer reused;
+//! [`inspect`], what an ONNX file holds and whether tract runs it; [`embedded`], the model and
+//! board built into the binary.
+
+pub mod embedded;
+pub mod engine;
+pub mod inspect;
+
+use crate::board::Board;
+use crate::budget::{self, CheckError, CheckReport};
+use crate::lifecycle::slots::Slots;
+use crate::manifest::Manifest;
+use lookout_contract::ConfigError;
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+/// A model with its manifest, checked for a board.
+#[derive(Debug, Clone)]
+pub struct ModelBundle {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// The ONNX bytes.
+    pub onnx: Cow<'static, [u8]>,
+    /// Where it came from, for messages (`models/x.toml (embedded)` or a path).
+    pub origin: String,
+    /// The passing check.
+    pub report: CheckReport,
+}
+
+/// The board profile built into the binary.
+pub fn embedded_board() -> Result<Board, ConfigError> {
+    Board::parse(embedded::BOARD, Path::new(embedded::BOARD_ORIGIN))
+}
+
+/// Loads a board: a profile path, a name in `boards_dir`, or the embedded one when `None`.
+/// Returns the board and the path it is named by in messages.
+pub fn board(arg: Option<&str>, boards_dir: &Path) -> Result<(Board, PathBuf), ConfigError> {
+    match arg {
+        None => Ok((embedded_board()?, PathBuf::from(embedded::BOARD_ORIGIN))),
+        Some(arg) => {
+            let path = budget::resolve(arg, boards_dir);
+            Ok((Board::load(&path)?, path))
+        }
+    }
+}
+
+/// The model built into the binary, checked against `board`.
+pub fn embedded_model(board: &Board, board_file: &Path) -> Result<ModelBundle, CheckError> {
+    let origin = Path::new(embedded::MANIFEST_ORIGIN);
+    let manifest = Manifest::parse(embedded::MANIFEST, origin)?;
+    let report = budget::check_model(board, board_file, &manifest, origin, embedded::MODEL)?;
+    Ok(ModelBundle {
+        manifest,
+        onnx: Cow::Borrowed(embedded::MODEL),
+        origin: format!("{} (embedded)", origin.display()),
+        report,
+    })
+}
+
+/// A model from files, checked against `board`. `arg` is a manifest (`.toml`), an ONNX file
+/// with its manifest beside it (same stem), or a name: the version in use of a model installed
+/// in the board's `models.dir`, else `<models_dir>/<name>.toml`.
+pub fn model_from_files(
+    arg: &str,
+    models_dir: &Path,
+    board: &Board,
+    board_file: &Path,
+) -> Result<ModelBundle, CheckError> {
+    let manifest_path = manifest_path_for(arg, models_dir, &board.models.dir);
+    let manifest = Manifest::load(&manifest_path)?;
+    let model_path = manifest.model_path(&manifest_path);
+    let onnx = std::fs::read(&model_path).map_err(|source| CheckError::ReadModel {
+        path: model_path.clone(),
+        source,
+    })?;
+    let report = budget::check_model(board, board_file, &manifest, &manifest_path, &onnx)?;
+    Ok(ModelBundle {
+        manifest,
+        onnx: Cow::Owned(onnx),
+        origin: model_path.display().to_string(),
+        report,
+    })
+}
+
+/// The manifest path for a `--model` argument: an ONNX file's manifest beside it, a manifest,
+/// or for a bare name the version in use of that model in `installed` (see [`crate::lifecycle::slots`])
+/// when one is installed and chosen, else `<models_dir>/<name>.toml`.
+pub fn manifest_path_for(arg: &str, models_dir: &Path, installed: &Path) -> PathBuf {
+    let path = Path::new(arg);
+    if path.extension().is_some_and(|e| e == "onnx") {
+        return path.with_extension("toml");
+    }
+    let resolved = budget::resolve(arg, models_dir);
+    if resolved == path {
+        return resolved;
+    }
+    match Slots::new(installed).through_current(arg) {
+        Ok(Some(current)) => current,
+        _ => resolved,
+    }
+}
+
+/// Reads the manifest beside an ONNX file, if there is one.
+pub fn manifest_beside(onnx_path: &Path) -> Option<Result<Manifest, ConfigError>> {
+    let manifest_path = onnx_path.with_extension("toml");
+    manifest_path
+        .exists()
+        .then(|| Manifest::load(&manifest_path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_is_the_installed_version_in_use_before_a_file_in_the_models_folder() {
+        let work = tempfile::tempdir().expect("tempdir");
+        let installed = work.path().join("installed");
+        let models = Path::new("models");
+        let family = installed.join("det");
+        std::fs::create_dir_all(family.join("1.0")).expect("slot");
+        let by_name = |name| manifest_path_for(name, models, &installed);
+        // Installed but none chosen: the models folder.
+        assert_eq!(by_name("det"), models.join("det.toml"));
+        std::os::unix::fs::symlink("1.0", family.join("current")).expect("link");
+        assert_eq!(by_name("det"), family.join("current/det.toml"));
+        assert_eq!(by_name("other"), models.join("other.toml"));
+        assert_eq!(by_name("x/det.toml"), Path::new("x/det.toml"));
+        assert_eq!(by_name("det.onnx"), Path::new("det.toml"));
+        assert_eq!(by_name(".."), models.join("...toml"));
+    }
+}

@@ -1,0 +1,17 @@
+//! Results: what is made of the model's outputs, and where it goes.
+//!
+//! - [`decode`]: classification top-k, YOLOv5/YOLOv8, SSD/UltraFace, non-maximum suppression.
+//! - [`record`]: the per-frame [`FrameRecord`](record::FrameRecord) and the
+//!   [`EventRecord`](record::EventRecord), and their JSON form.
+//! - [`sink`]: the [`Sink`](sink::Sink) seam, stdout and file sinks, and the
+//!   [`SinkSet`](sink::SinkSet) the run loop hands every record and event to once.
+//! - [`serial`]: the serial line (its protocol in one place, the port, the sink), and
+//!   [`console`], the commands typed on it.
+//! - [`gpio`]: lines driven by rules on the detections, written against embedded-hal.
+
+pub mod console;
+pub mod decode;
+pub mod gpio;
+pub mod record;
+pub mod serial;
+pub mod sink;

@@ -1,0 +1,336 @@
+//! The line formats lookout speaks on a serial line, in one place.
+//!
+//! Three kinds of line share the wire, and a reader tells them apart by the first byte:
+//!
+//! - **JSON Lines** (`format = "json"`, the default): one [`FrameRecord`] object per frame,
+//!   exactly as on stdout. Starts with `{`.
+//! - **Compact lines** (`format = "compact"`), for microcontrollers that should not parse JSON:
+//!   ```text
+//!   D,<seq>,<label_id>,<score_permille>,<x0>,<y0>,<x1>,<y1>*<crc>   one per detection
+//!   C,<seq>,<label_id>,<score_permille>*<crc>                       one per top-k class
+//!   F,<seq>,<count>*<crc>                                           end of frame <seq>
+//!   E,<event>*<crc>                                                 an event, e.g. E,camera_lost
+//!   E,<event>,<stat>,<psi_permille>*<crc>                           drift, e.g. E,drift,brightness,812
+//!   ```
+//!   Fields are decimal integers: `seq` the frame number, `label_id` the index in the model's
+//!   labels (the console's `info` lists them), the score in thousandths (0..=1000), the box in
+//!   whole pixels of the source frame. Every frame ends with exactly one `F` line carrying the
+//!   number of `D` or `C` lines before it, so a receiver knows when a frame is complete and that
+//!   the device is alive even when it sees nothing. `<crc>` is CRC-8/SMBUS (polynomial 0x07,
+//!   initial value 0, no reflection) over every byte before the `*`, as two upper-case hex
+//!   digits; the line ends with `\r\n`.
+//! - **Console replies**: every line starts with `# ` (see [`crate::results::console`]). Results never
+//!   start with `#`, so a program reading results skips those lines, and a person reading the
+//!   console sees them apart.
+
+pub use crate::board::LineFormat;
+use crate::results::record::FrameRecord;
+use std::fmt::Write as _;
+
+const CRC8: crc::Crc<u8> = crc::Crc::<u8>::new(&crc::CRC_8_SMBUS);
+
+/// CRC-8/SMBUS of `bytes`.
+pub fn crc8(bytes: &[u8]) -> u8 {
+    CRC8.checksum(bytes)
+}
+
+/// Appends `body*CC\r\n` to `out`, CC being the CRC-8 of `body`.
+fn push_compact_line(out: &mut String, body: &str) {
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{body}*{:02X}\r\n", crc8(body.as_bytes()));
+}
+
+fn permille(score: f32) -> u32 {
+    (score.clamp(0.0, 1.0) * 1000.0).round() as u32
+}
+
+fn pixel(v: f32) -> i64 {
+    if v.is_finite() {
+        v.round() as i64
+    } else {
+        0
+    }
+}
+
+/// The compact lines of one frame record, each ending in `\r\n`.
+pub fn compact_lines(record: &FrameRecord) -> String {
+    let mut out = String::new();
+    let mut count = 0usize;
+    for d in record.detections.iter().flatten() {
+        let [x0, y0, x1, y1] = d.bbox.map(pixel);
+        let body = format!(
+            "D,{},{},{},{x0},{y0},{x1},{y1}",
+            record.seq,
+            d.label_id,
+            permille(d.score)
+        );
+        push_compact_line(&mut out, &body);
+        count += 1;
+    }
+    for c in record.classes.iter().flatten() {
+        let body = format!("C,{},{},{}", record.seq, c.label_id, permille(c.score));
+        push_compact_line(&mut out, &body);
+        count += 1;
+    }
+    push_compact_line(&mut out, &format!("F,{},{count}", record.seq));
+    out
+}
+
+/// One JSON Lines record, ending in `\n`.
+pub fn json_line(record: &FrameRecord) -> Result<String, serde_json::Error> {
+    let mut line = serde_json::to_string(record)?;
+    line.push('\n');
+    Ok(line)
+}
+
+/// The result lines of one record in `format`.
+pub fn result_lines(record: &FrameRecord, format: LineFormat) -> Result<String, serde_json::Error> {
+    match format {
+        LineFormat::Json => json_line(record),
+        LineFormat::Compact => Ok(compact_lines(record)),
+    }
+}
+
+/// The lines of one event: its JSON object, or `E,<event>*CC`.
+pub fn event_lines(
+    event: &crate::results::record::EventRecord,
+    format: LineFormat,
+) -> Result<String, serde_json::Error> {
+    match format {
+        LineFormat::Json => {
+            let mut line = serde_json::to_string(event)?;
+            line.push('\n');
+            Ok(line)
+        }
+        LineFormat::Compact => {
+            let mut out = String::new();
+            let body = match &event.drift {
+                Some(d) => format!(
+                    "E,{},{},{}",
+                    event.event,
+                    d.stat,
+                    (d.psi * 1000.0).round() as i64
+                ),
+                None => format!("E,{}", event.event),
+            };
+            push_compact_line(&mut out, &body);
+            Ok(out)
+        }
+    }
+}
+
+/// A checked compact line, as a receiver decodes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompactLine {
+    /// `D`, `C` or `F`.
+    pub kind: char,
+    /// The integer fields after the kind.
+    pub fields: Vec<i64>,
+}
+
+/// Parses and checks one compact line (with or without its line ending): what a receiver on a
+/// microcontroller does. The error names what is wrong.
+pub fn parse_compact(line: &str) -> Result<CompactLine, String> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    let (body, crc_text) = line
+        .rsplit_once('*')
+        .ok_or_else(|| format!("{line:?}: no `*<crc>`"))?;
+    let crc = u8::from_str_radix(crc_text, 16)
+        .map_err(|_| format!("{line:?}: CRC {crc_text:?} is not two hex digits"))?;
+    if crc_text.len() != 2 || crc != crc8(body.as_bytes()) {
+        return Err(format!(
+            "{line:?}: CRC {crc_text} does not match {:02X}",
+            crc8(body.as_bytes())
+        ));
+    }
+    let mut parts = body.split(',');
+    let kind = parts.next().unwrap_or_default();
+    if kind == "E" {
+        // Events carry a name, not integers.
+        return Ok(CompactLine {
+            kind: 'E',
+            fields: Vec::new(),
+        });
+    }
+    let want = match kind {
+        "D" => 7,
+        "C" => 3,
+        "F" => 2,
+        _ => return Err(format!("{line:?}: unknown line kind {kind:?}")),
+    };
+    let fields = parts
+        .map(|p| {
+            p.parse::<i64>()
+                .map_err(|_| format!("{line:?}: field {p:?} is not an integer"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if fields.len() != want {
+        return Err(format!(
+            "{line:?}: {kind} needs {want} fields, has {}",
+            fields.len()
+        ));
+    }
+    Ok(CompactLine {
+        kind: kind.chars().next().unwrap_or('?'),
+        fields,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::record::{ClassRecord, DetectionRecord, StageLatency};
+
+    fn record(
+        detections: Option<Vec<DetectionRecord>>,
+        classes: Option<Vec<ClassRecord>>,
+    ) -> FrameRecord {
+        FrameRecord {
+            seq: 42,
+            timestamp: "2026-11-29T03:00:00.000Z".into(),
+            model: "m@1".into(),
+            frame: "f.png".into(),
+            frame_size: [640, 480],
+            latency_ms: StageLatency::default(),
+            classes,
+            detections,
+            outputs: None,
+        }
+    }
+
+    #[test]
+    fn crc8_is_smbus() {
+        // The standard check value of CRC-8/SMBUS.
+        assert_eq!(crc8(b"123456789"), 0xF4);
+        assert_eq!(crc8(b""), 0);
+    }
+
+    #[test]
+    fn the_readme_example_is_what_lookout_writes() {
+        let mut r = record(
+            Some(vec![DetectionRecord {
+                label_id: 2,
+                label: "triangle".into(),
+                score: 0.988,
+                bbox: [10.0, 21.0, 101.0, 200.0],
+            }]),
+            None,
+        );
+        r.seq = 17;
+        assert!(compact_lines(&r).starts_with("D,17,2,988,10,21,101,200*1D\r\n"));
+    }
+
+    #[test]
+    fn detections_become_d_lines_and_one_f_line() {
+        let r = record(
+            Some(vec![
+                DetectionRecord {
+                    label_id: 2,
+                    label: "triangle".into(),
+                    score: 0.9876,
+                    bbox: [10.4, 20.5, 100.6, 200.0],
+                },
+                DetectionRecord {
+                    label_id: 0,
+                    label: "circle".into(),
+                    score: 0.5,
+                    bbox: [-1.2, 0.0, 3.0, f32::NAN],
+                },
+            ]),
+            None,
+        );
+        let text = compact_lines(&r);
+        let lines: Vec<&str> = text.split_inclusive("\r\n").collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(
+            lines[0],
+            format!(
+                "D,42,2,988,10,21,101,200*{:02X}\r\n",
+                crc8(b"D,42,2,988,10,21,101,200")
+            )
+        );
+        assert!(lines[1].starts_with("D,42,0,500,-1,0,3,0*"));
+        assert!(lines[2].starts_with("F,42,2*"));
+        for line in &lines {
+            parse_compact(line).expect("every line checks");
+        }
+        let d = parse_compact(lines[0]).expect("parse");
+        assert_eq!(d.kind, 'D');
+        assert_eq!(d.fields, vec![42, 2, 988, 10, 21, 101, 200]);
+    }
+
+    #[test]
+    fn classes_become_c_lines_and_an_empty_frame_only_f() {
+        let r = record(
+            None,
+            Some(vec![ClassRecord {
+                label_id: 1,
+                label: "square".into(),
+                score: 1.2,
+            }]),
+        );
+        let text = compact_lines(&r);
+        assert!(text.starts_with("C,42,1,1000*"), "{text}");
+        assert!(text.contains("F,42,1*"));
+        let empty = compact_lines(&record(Some(vec![]), None));
+        assert_eq!(empty, format!("F,42,0*{:02X}\r\n", crc8(b"F,42,0")));
+    }
+
+    #[test]
+    fn a_receiver_rejects_damaged_lines() {
+        let good = compact_lines(&record(Some(vec![]), None));
+        assert!(parse_compact(&good).is_ok());
+        let flipped = good.replace("F,42", "F,43");
+        assert!(parse_compact(&flipped)
+            .expect_err("bad crc")
+            .contains("does not match"));
+        assert!(parse_compact("F,42,0")
+            .expect_err("no crc")
+            .contains("no `*<crc>`"));
+        assert!(parse_compact("X,1*00").is_err());
+        assert!(parse_compact(&format!("F,1*{:02X}", crc8(b"F,1")))
+            .expect_err("too few fields")
+            .contains("needs 2 fields"));
+    }
+
+    #[test]
+    fn json_lines_match_stdout() {
+        let r = record(Some(vec![]), None);
+        let line = result_lines(&r, LineFormat::Json).expect("json");
+        assert!(line.ends_with('\n') && line.starts_with('{'));
+        let v: serde_json::Value = serde_json::from_str(&line).expect("parse");
+        assert_eq!(v["seq"], 42);
+    }
+
+    #[test]
+    fn drift_events_carry_the_statistic_and_psi_in_compact_lines() {
+        let event = crate::results::record::EventRecord {
+            event: "drift".into(),
+            timestamp: "2026-12-03T09:00:00.000Z".into(),
+            source: "m@1".into(),
+            message: "brightness".into(),
+            drift: Some(crate::results::record::DriftDetail {
+                stat: "brightness".into(),
+                psi: 0.8124,
+                threshold: 0.25,
+                windows: 3,
+                window: [1800, 2699],
+            }),
+        };
+        let compact = event_lines(&event, LineFormat::Compact).expect("compact");
+        assert_eq!(
+            compact,
+            format!(
+                "E,drift,brightness,812*{:02X}\r\n",
+                crc8(b"E,drift,brightness,812")
+            )
+        );
+        assert_eq!(parse_compact(&compact).expect("checks").kind, 'E');
+        let json: serde_json::Value =
+            serde_json::from_str(&event_lines(&event, LineFormat::Json).expect("json"))
+                .expect("parses");
+        assert_eq!(json["stat"], "brightness");
+        assert_eq!(json["window"], serde_json::json!([1800, 2699]));
+        assert_eq!(json["event"], "drift");
+    }
+}

@@ -1,0 +1,258 @@
+//! Result sinks: where frame records go.
+//!
+//! Everything downstream of decoding hides behind [`Sink`], so the pipeline does not care
+//! whether records end up on stdout, in a file, on a serial line or on GPIO pins. This module
+//! holds the JSON Lines sinks (stdout and file); serial and GPIO sinks implement the same trait
+//! in their own modules.
+
+use crate::results::record::{EventRecord, FrameRecord};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Errors writing records.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The destination cannot be opened.
+    #[error("{path}: cannot open for writing: {source}")]
+    Open {
+        /// The destination.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A write failed (disk full, device gone).
+    #[error("{destination}: write failed: {source}")]
+    Write {
+        /// The destination.
+        destination: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The reader went away (`lookout run | head`): not a failure, the run just ends.
+    #[error("{destination}: reader closed the stream")]
+    Closed {
+        /// The destination.
+        destination: String,
+    },
+    /// The `--sink` text is not understood.
+    #[error("sink {spec:?}: {message}")]
+    Spec {
+        /// What was given.
+        spec: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Something that receives frame records.
+pub trait Sink {
+    /// Delivers one record.
+    fn emit(&mut self, record: &FrameRecord) -> Result<(), SinkError>;
+
+    /// Pushes buffered records out; called at the end of a run.
+    fn flush(&mut self) -> Result<(), SinkError>;
+
+    /// Called while the run is paused, so time-based outputs (a GPIO hold) still end.
+    fn idle(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    /// Delivers an event (a camera lost or restored). Sinks without a way to say it ignore it.
+    fn event(&mut self, event: &EventRecord) -> Result<(), SinkError> {
+        let _ = event;
+        Ok(())
+    }
+}
+
+/// Writes one JSON object per line to any writer, flushing after each record so a reader sees
+/// every frame as it happens.
+#[derive(Debug)]
+pub struct JsonLines<W: Write> {
+    writer: W,
+    destination: String,
+    line: Vec<u8>,
+}
+
+impl<W: Write> JsonLines<W> {
+    /// Wraps a writer; `destination` names it in errors.
+    pub fn new(writer: W, destination: impl Into<String>) -> Self {
+        Self {
+            writer,
+            destination: destination.into(),
+            line: Vec::with_capacity(1024),
+        }
+    }
+
+    fn io_error(&self, source: std::io::Error) -> SinkError {
+        if source.kind() == std::io::ErrorKind::BrokenPipe {
+            SinkError::Closed {
+                destination: self.destination.clone(),
+            }
+        } else {
+            SinkError::Write {
+                destination: self.destination.clone(),
+                source,
+            }
+        }
+    }
+}
+
+impl<W: Write> JsonLines<W> {
+    fn write_json(&mut self, value: &impl serde::Serialize) -> Result<(), SinkError> {
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, value).map_err(|e| SinkError::Write {
+            destination: self.destination.clone(),
+            source: e.into(),
+        })?;
+        self.line.push(b'\n');
+        // One write per record keeps lines whole if another process appends to the same file.
+        if let Err(e) = self.writer.write_all(&self.line) {
+            return Err(self.io_error(e));
+        }
+        self.writer.flush().map_err(|e| self.io_error(e))
+    }
+}
+
+impl<W: Write> Sink for JsonLines<W> {
+    fn emit(&mut self, record: &FrameRecord) -> Result<(), SinkError> {
+        self.write_json(record)
+    }
+
+    fn event(&mut self, event: &EventRecord) -> Result<(), SinkError> {
+        self.write_json(event)
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.writer.flush().map_err(|e| self.io_error(e))
+    }
+}
+
+/// JSON Lines written nowhere: every record is serialised as for a real sink, then dropped.
+/// What `bench` emits to when no sink is named, so the emit stage costs what JSON costs.
+pub fn discard() -> JsonLines<std::io::Sink> {
+    JsonLines::new(std::io::sink(), "nowhere")
+}
+
+/// JSON Lines on standard output.
+pub fn stdout() -> JsonLines<std::io::Stdout> {
+    JsonLines::new(std::io::stdout(), "stdout")
+}
+
+/// JSON Lines appended to a file (created if missing).
+pub fn file(path: &Path) -> Result<JsonLines<BufWriter<File>>, SinkError> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| SinkError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok(JsonLines::new(
+        BufWriter::new(file),
+        path.display().to_string(),
+    ))
+}
+
+/// Opens a sink from its command-line text: `stdout` or `file:PATH`.
+pub fn open(spec: &str) -> Result<Box<dyn Sink>, SinkError> {
+    if spec == "stdout" || spec == "-" {
+        return Ok(Box::new(stdout()));
+    }
+    if let Some(path) = spec.strip_prefix("file:") {
+        if path.is_empty() {
+            return Err(SinkError::Spec {
+                spec: spec.to_owned(),
+                message: "expected file:PATH".into(),
+            });
+        }
+        return Ok(Box::new(file(Path::new(path))?));
+    }
+    Err(SinkError::Spec {
+        spec: spec.to_owned(),
+        message: "expected `stdout`, `file:PATH` or `serial[:PATH][@BAUD][,options]`".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::record::{DetectionRecord, StageLatency};
+
+    fn record(seq: u64) -> FrameRecord {
+        FrameRecord {
+            seq,
+            timestamp: "2026-11-29T03:00:00.000Z".into(),
+            model: "m@1".into(),
+            frame: format!("f{seq}.png"),
+            frame_size: [640, 480],
+            latency_ms: StageLatency {
+                capture: 1.0,
+                pre: 2.0,
+                infer: 3.0,
+                post: 0.5,
+                drift: 0.0,
+            },
+            classes: None,
+            detections: Some(vec![DetectionRecord {
+                label_id: 1,
+                label: "square".into(),
+                score: 0.75,
+                bbox: [1.0, 2.0, 3.0, 4.0],
+            }]),
+            outputs: None,
+        }
+    }
+
+    #[test]
+    fn file_sink_appends_one_json_object_per_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.jsonl");
+        for seq in 0..2 {
+            let mut sink = file(&path).expect("open");
+            sink.emit(&record(seq)).expect("emit");
+            sink.flush().expect("flush");
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        let first: serde_json::Value = serde_json::from_str(lines[0]).expect("json");
+        assert_eq!(first["seq"], 0);
+        assert_eq!(first["frame_size"], serde_json::json!([640, 480]));
+        assert_eq!(first["latency_ms"]["infer"], 3.0);
+        assert_eq!(first["detections"][0]["label"], "square");
+        assert_eq!(
+            first["detections"][0]["box"],
+            serde_json::json!([1.0, 2.0, 3.0, 4.0])
+        );
+        assert!(first.get("classes").is_none());
+        let second: serde_json::Value = serde_json::from_str(lines[1]).expect("json");
+        assert_eq!(second["frame"], "f1.png");
+    }
+
+    #[test]
+    fn unwritable_file_and_bad_spec_are_clear_errors() {
+        let err = open("file:/no/such/dir/out.jsonl").err().expect("fails");
+        assert!(err
+            .to_string()
+            .starts_with("/no/such/dir/out.jsonl: cannot open"));
+        let err = open("serial-ish").err().expect("fails");
+        assert!(err
+            .to_string()
+            .contains("expected `stdout`, `file:PATH` or `serial"));
+    }
+
+    #[test]
+    fn full_disk_is_reported_not_lost() {
+        // /dev/full fails every write with ENOSPC, like a full SD card.
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full exists on Linux");
+        let mut sink = JsonLines::new(full, "/dev/full");
+        let err = sink.emit(&record(0)).expect_err("disk full");
+        assert!(matches!(err, SinkError::Write { .. }));
+        assert!(err.to_string().contains("/dev/full: write failed"));
+    }
+}
