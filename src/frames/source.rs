@@ -156,6 +156,16 @@ impl ImageFiles {
         })
     }
 
+    /// The files given, in that order, described as `label`.
+    pub fn list(label: String, files: Vec<PathBuf>) -> Self {
+        Self {
+            label,
+            files,
+            next: 0,
+            looping: false,
+        }
+    }
+
     /// All image files of a directory (not recursive), sorted by name.
     pub fn directory(path: &Path, looping: bool) -> Result<Self, SourceError> {
         let files = image_files(path)?;

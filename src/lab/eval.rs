@@ -42,6 +42,20 @@ pub enum EvalError {
         /// What failed (boxed: a pipeline error is large and this one is rare).
         source: Box<PipelineError>,
     },
+    /// `--score` given for a classifier, which is ranked over all its classes.
+    #[error("--score applies to detectors; a classifier is ranked over all its classes")]
+    ScoreForClassifier,
+    /// `--score` above the deployment's threshold, which would drop detections it reports.
+    #[error(
+        "--score {score} is above the manifest's threshold {operating}; evaluation needs at least \
+         everything a deployment reports"
+    )]
+    ScoreAboveOperating {
+        /// The score given.
+        score: f32,
+        /// The manifest's threshold.
+        operating: f32,
+    },
     /// A `raw` model has no labels or boxes to compare.
     #[error("model {model} has decoder `raw`: there are no classes or boxes to evaluate")]
     NotEvaluable {
@@ -102,16 +116,13 @@ pub enum EvalReport {
 /// (default [`DEFAULT_EVAL_SCORE`]) and up to 100 per image; classifiers rank every class,
 /// whatever its score (logits may be negative). Returns the manifest's own thresholds, the
 /// deployment's operating point, or why `score` cannot be used.
-pub fn prepare(manifest: &mut Manifest, score: Option<f32>) -> Result<Thresholds, String> {
+pub fn prepare(manifest: &mut Manifest, score: Option<f32>) -> Result<Thresholds, EvalError> {
     let operating = manifest.thresholds;
     let classes = manifest.labels.len();
     match &mut manifest.output {
         OutputSpec::Classify { top_k, .. } => {
             if score.is_some() {
-                return Err(
-                    "--score applies to detectors; a classifier is ranked over all its classes"
-                        .into(),
-                );
+                return Err(EvalError::ScoreForClassifier);
             }
             *top_k = classes;
             manifest.thresholds.score = f32::NEG_INFINITY;
@@ -120,11 +131,10 @@ pub fn prepare(manifest: &mut Manifest, score: Option<f32>) -> Result<Thresholds
             let score = score.unwrap_or(DEFAULT_EVAL_SCORE);
             if score > operating.score {
                 // The operating point needs every detection the deployment would report.
-                return Err(format!(
-                    "--score {score} is above the manifest's threshold {}; evaluation needs at least \
-                     everything a deployment reports",
-                    operating.score
-                ));
+                return Err(EvalError::ScoreAboveOperating {
+                    score,
+                    operating: operating.score,
+                });
             }
             manifest.thresholds.score = score;
             manifest.thresholds.max_detections = COCO_MAX_DETECTIONS;

@@ -15,6 +15,7 @@ pub mod cost;
 pub mod dataset;
 pub mod estimate;
 pub mod eval;
+pub mod measure;
 pub mod metrics;
 pub mod profile;
 pub mod select;

@@ -27,6 +27,15 @@ pub enum EngineError {
     /// A run failed.
     #[error("inference failed: {0}")]
     Run(String),
+    /// `--threads 0`.
+    #[error("--threads must be at least 1")]
+    NoThreads,
+    /// More than one thread asked of a build that runs tract on one.
+    #[error(
+        "--threads {0}: this build runs tract on one thread; build with \
+         `--features tract-threads`, or use --workers for whole frames in parallel"
+    )]
+    ThreadsNotBuilt(usize),
     /// An output cannot be read as f32.
     #[error("output `{name}`: cannot be read as f32: {message}")]
     Output {
@@ -39,9 +48,9 @@ pub enum EngineError {
 
 /// Sets how many threads tract splits each matrix product over, for every model loaded in this
 /// process. One thread needs nothing; more need the `tract-threads` build feature.
-pub fn set_threads(threads: usize) -> Result<(), String> {
+pub fn set_threads(threads: usize) -> Result<(), EngineError> {
     match threads {
-        0 => Err("--threads must be at least 1".into()),
+        0 => Err(EngineError::NoThreads),
         1 => Ok(()),
         #[cfg(feature = "tract-threads")]
         n => {
@@ -50,10 +59,7 @@ pub fn set_threads(threads: usize) -> Result<(), String> {
             Ok(())
         }
         #[cfg(not(feature = "tract-threads"))]
-        n => Err(format!(
-            "--threads {n}: this build runs tract on one thread; build with \
-             `--features tract-threads`, or use --workers for whole frames in parallel"
-        )),
+        n => Err(EngineError::ThreadsNotBuilt(n)),
     }
 }
 

@@ -1,0 +1,103 @@
+//! `lookout bench`: per-stage latency of the pipeline against bare inference.
+
+use super::{load_model, print_out, progress_bar, PlaceArgs};
+use anyhow::Result;
+use clap::Args;
+use lookout::frames::source;
+use lookout::lab::bench;
+use lookout::lab::measure::{self, Preloaded};
+use lookout::model;
+use lookout::results::sink;
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    #[command(flatten)]
+    place: PlaceArgs,
+    /// Models to measure, one after the other: manifests (.toml), .onnx files with their
+    /// manifest beside them, or names in --models-dir. Repeat for several. Default: the model
+    /// built into this binary.
+    #[arg(long = "model", short)]
+    models: Vec<String>,
+    /// Frames to benchmark on (as for `run`); read once into memory.
+    #[arg(long, short, default_value = "pattern:640x480")]
+    source: String,
+    /// Threads that each run whole frames with their own copy of the model; records are put
+    /// back in frame order before they are emitted.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    workers: u32,
+    /// Threads tract splits each matrix product over (builds with the `tract-threads`
+    /// feature).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Where the records go (`stdout`, `file:PATH`); default: serialised as JSON and dropped.
+    #[arg(long)]
+    sink: Option<String>,
+    /// Timed frames.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    frames: u32,
+    /// Untimed frames first.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    warmup: u32,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run_bench(args: BenchArgs) -> Result<()> {
+    lookout::model::engine::set_threads(args.threads)?;
+    let (board, board_file) = model::board(args.place.board.as_deref(), &args.place.boards_dir)?;
+    let names: Vec<Option<&str>> = if args.models.is_empty() {
+        vec![None]
+    } else {
+        args.models.iter().map(|m| Some(m.as_str())).collect()
+    };
+    // Every model is checked before the first is timed: a typo in the last name should not
+    // cost the minutes the others take.
+    let bundles = names
+        .iter()
+        .map(|name| load_model(*name, &args.place, &board, &board_file))
+        .collect::<Result<Vec<_>>>()?;
+    let mut source = source::open(&args.source, false)?;
+    let options = bench::BenchOptions {
+        warmup: args.warmup as usize,
+        frames: args.frames as usize,
+        workers: args.workers as usize,
+    };
+    // Enough distinct frames that decoding varies as in a run, few enough that holding them
+    // does not swamp the peak memory figure.
+    let input = Preloaded::from_source(source.as_mut(), options.frames.min(16))?;
+    let mut sink: Box<dyn sink::Sink> = match &args.sink {
+        Some(spec) => sink::open(spec)?,
+        None => Box::new(sink::discard()),
+    };
+    let bar = progress_bar("frames");
+    let mut reports = Vec::with_capacity(bundles.len());
+    for bundle in bundles {
+        bar.reset();
+        bar.set_length(options.frames as u64);
+        bar.set_message(bundle.manifest.id());
+        let report = measure::bench_model(
+            &bundle,
+            &board.drift,
+            &input,
+            options,
+            sink.as_mut(),
+            &mut |done| bar.set_position(done as u64),
+        )?;
+        reports.push(report);
+    }
+    bar.finish_and_clear();
+    if args.json {
+        return print_out(serde_json::to_string_pretty(&reports)?);
+    }
+    let mut text = reports
+        .iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    if reports.len() > 1 {
+        text.push_str("\n\n");
+        text.push_str(&bench::summary_table(&reports));
+    }
+    print_out(text)
+}

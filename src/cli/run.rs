@@ -1,0 +1,200 @@
+//! `lookout run`: a model on a source, records to the sinks, until the source ends.
+
+use super::{check_unit, pipeline_for, ModelArgs};
+use anyhow::{bail, Context as _, Result};
+use clap::Args;
+use lookout::frames::{camera, source};
+use lookout::lifecycle::service;
+use lookout::model;
+use lookout::pipeline;
+use lookout::results::{console, gpio, serial, sink};
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Frame source: `camera[:N|:/dev/videoN]` (V4L2), `replay:DIR[@FPS]` (a folder played as
+    /// a live camera), an image file, a directory of images (sorted by name), or
+    /// `pattern[:WIDTHxHEIGHT]` for a generated test pattern.
+    #[arg(long, short)]
+    source: String,
+    /// Start a directory over when it ends.
+    #[arg(long = "loop")]
+    looping: bool,
+    /// Where records go: `stdout`, `file:PATH` (JSON Lines),
+    /// `serial[:PATH][@BAUD][,format=json|compact][,flow=none|hardware|software][,console=on|off]`
+    /// (defaults from the board profile; the console listens on the same line unless
+    /// `console=off`), or `gpio` / `gpio:RULES.toml` (lines driven by the board's
+    /// [[gpio.rules]] or a rules file). Repeat for several.
+    #[arg(long = "sink", default_value = "stdout")]
+    sinks: Vec<String>,
+    /// Camera mode, `WIDTHxHEIGHT@FPS FORMAT` (e.g. "640x480@30 YUYV"); default: the board
+    /// profile's, or the smallest mode covering the model input.
+    #[arg(long)]
+    camera_mode: Option<String>,
+    /// Where the console's `snapshot` saves frames.
+    #[arg(long, default_value = "snapshots")]
+    snapshot_dir: PathBuf,
+    /// Stop after this many frames.
+    #[arg(long)]
+    max_frames: Option<u64>,
+    /// Minimum score to report (default: the manifest's).
+    #[arg(long)]
+    score: Option<f32>,
+    /// NMS IoU threshold (default: the manifest's).
+    #[arg(long)]
+    iou: Option<f32>,
+    /// Most detections per frame (default: the manifest's).
+    #[arg(long)]
+    max_detections: Option<usize>,
+}
+
+pub(crate) fn run(args: RunArgs) -> Result<()> {
+    let place = &args.model.place;
+    let (board, board_file) = model::board(place.board.as_deref(), &place.boards_dir)?;
+    // A model from files can be switched on SIGHUP, and a new version returns to the one
+    // before when it fails; the embedded model has nothing to reload.
+    let (mut pipeline, reloader) = match &args.model.model {
+        Some(arg) => {
+            let manifest = model::manifest_path_for(arg, &place.models_dir, &board.models.dir);
+            tracing::info!("model {arg}: {}", manifest.display());
+            let (pipeline, reloader) =
+                lookout::lifecycle::reload::Reloader::start(manifest, &board, board_file)?;
+            (pipeline, Some(reloader))
+        }
+        None => {
+            // Nothing to reload, but SIGHUP must not end the run (its default action).
+            signal_hook::flag::register(
+                signal_hook::consts::SIGHUP,
+                std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            )
+            .context("listening for SIGHUP")?;
+            (
+                pipeline_for(model::embedded_model(&board, &board_file)?)?,
+                None,
+            )
+        }
+    };
+    if pipeline.watch_drift(&board.drift) {
+        let d = &board.drift;
+        tracing::info!(
+            "watching drift: windows of {} frames (one in {}), alarm at PSI {} for {} windows",
+            d.window_frames,
+            d.sample_every,
+            d.alarm_psi,
+            d.windows_to_alarm
+        );
+    } else if board.drift.enabled {
+        tracing::warn!(
+            "{} has no [profile] in its manifest: drift is not watched (`lookout profile` writes one)",
+            pipeline.manifest().id()
+        );
+    }
+    let thresholds = pipeline.thresholds_mut();
+    if let Some(score) = args.score {
+        check_unit("--score", score)?;
+        thresholds.score = score;
+    }
+    if let Some(iou) = args.iou {
+        check_unit("--iou", iou)?;
+        thresholds.iou = iou;
+    }
+    if let Some(max) = args.max_detections {
+        if max == 0 {
+            bail!("--max-detections must be at least 1");
+        }
+        thresholds.max_detections = max;
+    }
+    let input = &pipeline.manifest().input;
+    let need = (input.width() as u32, input.height() as u32);
+    // A live camera's frames go stale while the loop waits; files do not.
+    let (mut source, when_busy): (Box<dyn source::FrameSource>, _) = match camera::open_source(
+        &args.source,
+        &board.camera,
+        need,
+        args.camera_mode.as_deref(),
+    ) {
+        Some(live) => (Box::new(live?), lookout::lifecycle::samples::WhenBusy::Drop),
+        None => (
+            source::open(&args.source, args.looping)?,
+            lookout::lifecycle::samples::WhenBusy::Wait,
+        ),
+    };
+    let mut sinks: Vec<Box<dyn sink::Sink>> = Vec::new();
+    let mut consoles = Vec::new();
+    for spec in &args.sinks {
+        if let Some(gpio) = gpio::open_sink(spec, &board, &pipeline.manifest().labels) {
+            sinks.push(Box::new(gpio?));
+            continue;
+        }
+        if !spec.starts_with("serial") {
+            sinks.push(sink::open(spec)?);
+            continue;
+        }
+        let settings = serial::parse_spec(spec, &board.serial)?;
+        let console = settings.console;
+        let link: serial::SharedLink =
+            std::rc::Rc::new(std::cell::RefCell::new(serial::SerialLink::new(settings)));
+        sinks.push(Box::new(serial::SerialSink::new(link.clone())));
+        if console {
+            let info = console::ConsoleInfo {
+                board: board.name.clone(),
+                sinks: args.sinks.clone(),
+            };
+            consoles.push(
+                console::Console::new(link.clone(), args.snapshot_dir.clone(), info)
+                    .with_link_stats(link),
+            );
+        }
+    }
+    if let Some(notifier) = service::Notifier::from_env() {
+        sinks.push(Box::new(notifier));
+    }
+    tracing::info!(
+        "running {} on {}",
+        pipeline.manifest().id(),
+        source.describe()
+    );
+    let mut samples = if board.samples.enabled {
+        let m = pipeline.manifest();
+        let collector = lookout::lifecycle::samples::Collector::start(
+            board.samples.clone(),
+            m.id(),
+            m.labels.clone(),
+            m.output.is_detector(),
+            when_busy,
+        )
+        .with_context(|| "opening the sample store (board profile [samples])")?;
+        tracing::info!(
+            "keeping samples in {} (at most {} bytes)",
+            board.samples.dir.display(),
+            board.samples.max_bytes
+        );
+        Some(collector)
+    } else {
+        None
+    };
+    let mut steering = (consoles, reloader);
+    let summary = pipeline::run(
+        &mut pipeline,
+        source.as_mut(),
+        &mut sinks,
+        args.max_frames,
+        &mut steering,
+        samples.as_mut(),
+        |e| eprintln!("error: skipped frame: {e}"),
+    )?;
+    if let Some(collector) = samples.as_mut() {
+        collector.finish();
+        tracing::info!("{}", collector.status());
+    }
+    if summary.failed_frames > 0 {
+        bail!(
+            "{} of {} frames could not be read (see the errors above)",
+            summary.failed_frames,
+            summary.frames + summary.failed_frames
+        );
+    }
+    Ok(())
+}
