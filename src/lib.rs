@@ -17,6 +17,7 @@
 //!   retraining, installed versions (slots), switching and rolling back, systemd.
 //! - [`lab`]: measuring and choosing models before deployment: bench, cost, estimate, select,
 //!   eval and its metrics and data sets, reference profiles.
+//! - [`spec`]: which part of lookout a `--source` or `--sink` text belongs to.
 //! - The deployment contract ([`manifest`], [`board`], [`onnx_meta`], [`budget`]) is its own
 //!   crate, `lookout-contract`, shared with the build script; it is re-exported here under the
 //!   paths the rest of lookout uses.
@@ -29,3 +30,4 @@ pub mod lifecycle;
 pub mod model;
 pub mod pipeline;
 pub mod results;
+pub mod spec;

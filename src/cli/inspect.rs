@@ -8,9 +8,9 @@ use std::path::Path;
 pub(crate) fn inspect_model(path: &Path) -> Result<()> {
     let report = inspect::inspect(path)?;
     let manifest = match model::manifest_beside(path) {
-        Some(Ok(m)) => format!("\nmanifest:     {} beside it", m.id()),
-        Some(Err(e)) => format!("\nmanifest:     INVALID: {e}"),
-        None => String::new(),
+        Ok(Some(m)) => format!("\nmanifest:     {} beside it", m.id()),
+        Err(e) => format!("\nmanifest:     INVALID: {e}"),
+        Ok(None) => String::new(),
     };
     print_out(format_args!("{report}{manifest}"))
 }

@@ -1,13 +1,15 @@
 //! `lookout run`: a model on a source, records to the sinks, until the source ends.
 
-use super::{check_unit, pipeline_for, ModelArgs};
+use super::{check_unit, ModelArgs};
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
-use lookout::frames::{camera, source};
+use lookout::frames;
+use lookout::lifecycle::reload::{ModelControl, Reloader};
+use lookout::lifecycle::samples::{Collector, WhenBusy};
 use lookout::lifecycle::service;
 use lookout::model;
-use lookout::pipeline;
-use lookout::results::{console, gpio, serial, sink};
+use lookout::pipeline::{self, Watched};
+use lookout::results::outputs;
 use std::path::PathBuf;
 
 #[derive(Debug, Args)]
@@ -53,30 +55,29 @@ pub(crate) struct RunArgs {
 pub(crate) fn run(args: RunArgs) -> Result<()> {
     let place = &args.model.place;
     let (board, board_file) = model::board(place.board.as_deref(), &place.boards_dir)?;
-    // A model from files can be switched on SIGHUP, and a new version returns to the one
-    // before when it fails; the embedded model has nothing to reload.
-    let (mut pipeline, reloader) = match &args.model.model {
+    // A model from files can be switched (SIGHUP, the console's `model use`), and a new
+    // version returns to the one before when it fails; the embedded model has nothing to
+    // reload, but SIGHUP must not end its run (the signal's default action).
+    let (mut pipeline, reloader, control) = match &args.model.model {
         Some(arg) => {
             let manifest = model::manifest_path_for(arg, &place.models_dir, &board.models.dir);
             tracing::info!("model {arg}: {}", manifest.display());
-            let (pipeline, reloader) =
-                lookout::lifecycle::reload::Reloader::start(manifest, &board, board_file)?;
-            (pipeline, Some(reloader))
+            let (pipeline, reloader) = Reloader::start(manifest, &board, board_file)?;
+            let control = reloader.control();
+            (pipeline, Some(reloader), control)
         }
         None => {
-            // Nothing to reload, but SIGHUP must not end the run (its default action).
-            signal_hook::flag::register(
-                signal_hook::consts::SIGHUP,
-                std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
-            )
-            .context("listening for SIGHUP")?;
-            (
-                pipeline_for(model::embedded_model(&board, &board_file)?)?,
-                None,
-            )
+            let bundle = model::embedded_model(&board, &board_file)?;
+            let control = ModelControl::fixed(bundle.origin.clone());
+            control
+                .listen_for_sighup()
+                .context("listening for SIGHUP")?;
+            let pipeline =
+                Watched::load(bundle.manifest, &bundle.onnx, &bundle.origin, &board.drift)?;
+            (pipeline, None, control)
         }
     };
-    if pipeline.watch_drift(&board.drift) {
+    if pipeline.watches_drift() {
         let d = &board.drift;
         tracing::info!(
             "watching drift: windows of {} frames (one in {}), alarm at PSI {} for {} windows",
@@ -108,46 +109,23 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
     }
     let input = &pipeline.manifest().input;
     let need = (input.width() as u32, input.height() as u32);
-    // A live camera's frames go stale while the loop waits; files do not.
-    let (mut source, when_busy): (Box<dyn source::FrameSource>, _) = match camera::open_source(
+    let frames::Opened { mut source, live } = frames::open_source(
         &args.source,
+        args.looping,
         &board.camera,
         need,
         args.camera_mode.as_deref(),
-    ) {
-        Some(live) => (Box::new(live?), lookout::lifecycle::samples::WhenBusy::Drop),
-        None => (
-            source::open(&args.source, args.looping)?,
-            lookout::lifecycle::samples::WhenBusy::Wait,
-        ),
-    };
-    let mut sinks: Vec<Box<dyn sink::Sink>> = Vec::new();
-    let mut consoles = Vec::new();
-    for spec in &args.sinks {
-        if let Some(gpio) = gpio::open_sink(spec, &board, &pipeline.manifest().labels) {
-            sinks.push(Box::new(gpio?));
-            continue;
-        }
-        if !spec.starts_with("serial") {
-            sinks.push(sink::open(spec)?);
-            continue;
-        }
-        let settings = serial::parse_spec(spec, &board.serial)?;
-        let console = settings.console;
-        let link: serial::SharedLink =
-            std::rc::Rc::new(std::cell::RefCell::new(serial::SerialLink::new(settings)));
-        sinks.push(Box::new(serial::SerialSink::new(link.clone())));
-        if console {
-            let info = console::ConsoleInfo {
-                board: board.name.clone(),
-                sinks: args.sinks.clone(),
-            };
-            consoles.push(
-                console::Console::new(link.clone(), args.snapshot_dir.clone(), info)
-                    .with_link_stats(link),
-            );
-        }
-    }
+    )?;
+    let outputs::Outputs {
+        mut sinks,
+        consoles,
+    } = outputs::open(
+        &args.sinks,
+        &board,
+        &pipeline.manifest().labels,
+        &args.snapshot_dir,
+        &control,
+    )?;
     if let Some(notifier) = service::Notifier::from_env() {
         sinks.push(Box::new(notifier));
     }
@@ -158,7 +136,9 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
     );
     let mut samples = if board.samples.enabled {
         let m = pipeline.manifest();
-        let collector = lookout::lifecycle::samples::Collector::start(
+        // A live source's frames go stale while the loop waits for the writer; files do not.
+        let when_busy = if live { WhenBusy::Drop } else { WhenBusy::Wait };
+        let collector = Collector::start(
             board.samples.clone(),
             m.id(),
             m.labels.clone(),

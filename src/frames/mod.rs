@@ -9,3 +9,46 @@
 pub mod camera;
 pub mod preprocess;
 pub mod source;
+
+use crate::board::CameraDefaults;
+use source::{FrameSource, SourceError};
+
+/// A source opened from its `--source` text.
+pub struct Opened {
+    /// The source.
+    pub source: Box<dyn FrameSource>,
+    /// Whether it is live (a camera, a replayed folder): its frames go stale while the run
+    /// waits, so nothing downstream should make it wait. Files do not go stale.
+    pub live: bool,
+}
+
+/// Opens a `--source` text: `camera[:N|:/dev/videoN]` and `replay:DIR[@FPS]` as live sources
+/// (the board's `[camera]` settings, the model input `need` as (width, height), and a fixed
+/// `mode` from the command line choose the camera's mode), anything else as files or the
+/// test pattern ([`source::open`]), `looping` folders.
+pub fn open_source(
+    spec: &str,
+    looping: bool,
+    camera_defaults: &CameraDefaults,
+    need: (u32, u32),
+    mode: Option<&str>,
+) -> Result<Opened, SourceError> {
+    let live = |source: camera::LatestFrame| Opened {
+        source: Box::new(source),
+        live: true,
+    };
+    Ok(match crate::spec::scheme(spec, &["replay:", "camera"]) {
+        Some(("replay:", rest)) => live(camera::open_replay(spec, rest)?),
+        Some((_, rest)) => live(camera::open_camera(
+            spec,
+            rest,
+            camera_defaults,
+            need,
+            mode,
+        )?),
+        None => Opened {
+            source: source::open(spec, looping)?,
+            live: false,
+        },
+    })
+}

@@ -8,7 +8,7 @@
 //! model alone is run as often on one input. The ratio of the medians is lookout's overhead.
 
 use crate::frames::source::{Frame, FrameSource, SourceError};
-use crate::pipeline::{millis, Pipeline, PipelineError};
+use crate::pipeline::{millis, PipelineError, Watched};
 use crate::results::record::{FrameRecord, StageLatency};
 use crate::results::sink::{Sink, SinkError};
 use serde::Serialize;
@@ -192,7 +192,7 @@ type Outcome = (usize, Result<FrameRecord, PipelineError>);
 /// in sequence order; `progress` hears how many have been emitted. `model_bytes` is the ONNX
 /// file's size, for the footprint.
 pub fn run(
-    load: &(dyn Fn() -> Result<Pipeline, PipelineError> + Sync),
+    load: &(dyn Fn() -> Result<Watched, PipelineError> + Sync),
     input: &[Frame],
     capture_ms: &[f64],
     options: BenchOptions,
@@ -289,13 +289,13 @@ struct Shared<'a> {
 /// there are none left or the collector says stop. Returns its pipeline and, for `bare`, the
 /// bare-inference times (see [`bare_inference`]).
 fn worker(
-    load: &(dyn Fn() -> Result<Pipeline, PipelineError> + Sync),
+    load: &(dyn Fn() -> Result<Watched, PipelineError> + Sync),
     input: &[Frame],
     options: BenchOptions,
     shared: Shared<'_>,
     bare: bool,
     results: mpsc::SyncSender<Outcome>,
-) -> Result<(Pipeline, Vec<f64>), BenchError> {
+) -> Result<(Watched, Vec<f64>), BenchError> {
     let Shared {
         next_seq,
         stop,
@@ -335,8 +335,8 @@ fn worker(
 /// taken against. Timed on the thread that ran the pipeline's frames, right after them: timed
 /// from another thread afterwards, the same runs measured 20-60 % slower here (a colder core
 /// and cache), which made the pipeline look faster than its own model.
-fn bare_inference(pipeline: &mut Pipeline, options: BenchOptions) -> Result<Vec<f64>, BenchError> {
-    let engine = pipeline.engine_mut();
+fn bare_inference(pipeline: &mut Watched, options: BenchOptions) -> Result<Vec<f64>, BenchError> {
+    let engine = pipeline.pipeline_mut().engine_mut();
     let mut times = Vec::with_capacity(options.frames);
     for i in 0..options.warmup + options.frames {
         let started = Instant::now();

@@ -16,7 +16,7 @@ use crate::lifecycle::drift::DriftConfig;
 use crate::manifest::OutputSpec;
 use crate::model::engine::{self, EngineError};
 use crate::model::ModelBundle;
-use crate::pipeline::{Pipeline, PipelineError};
+use crate::pipeline::{Pipeline, PipelineError, Watched};
 use crate::results::sink::{self, Sink};
 use std::path::{Path, PathBuf};
 
@@ -86,10 +86,8 @@ impl Preloaded {
 }
 
 /// A pipeline for `bundle` as `run` builds it on a board: drift watched as `drift` says.
-pub fn load_pipeline(bundle: &ModelBundle, drift: &DriftConfig) -> Result<Pipeline, PipelineError> {
-    let mut pipeline = Pipeline::new(bundle.manifest.clone(), &bundle.onnx, &bundle.origin)?;
-    pipeline.watch_drift(drift);
-    Ok(pipeline)
+pub fn load_pipeline(bundle: &ModelBundle, drift: &DriftConfig) -> Result<Watched, PipelineError> {
+    Watched::load(bundle.manifest.clone(), &bundle.onnx, &bundle.origin, drift)
 }
 
 /// Benchmarks one model: each worker loads its own pipeline ([`load_pipeline`]); records go

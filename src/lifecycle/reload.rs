@@ -1,10 +1,12 @@
 //! Switching the running model without a restart, and returning to the one before when the
 //! new one fails.
 //!
-//! `run --model` starts through a [`Reloader`]. On SIGHUP it loads the manifest it was started
-//! with again — through a slot's `current` link (see [`crate::lifecycle::slots`]) that is the version in
-//! use now — checks it as an install is checked, and swaps it in between two frames; sequence
-//! numbers go on.
+//! `run --model` starts through a [`Reloader`]. Asked to switch — by SIGHUP or by the console's
+//! `model use`, both through its [`ModelControl`] — it loads the manifest it was started with
+//! again (through a slot's `current` link, see [`crate::lifecycle::slots`], that is the version
+//! in use now), checks it as an install is checked, and swaps it in between two frames;
+//! sequence numbers go on. The signal handler only sets the control's flag; the switch itself
+//! happens on the run loop's thread, between frames.
 //!
 //! A version is on trial for its first `trial_frames` frames (board `[models]`), whether it was
 //! switched to or started on. Until it gets through them, what it replaced is kept: the
@@ -20,10 +22,10 @@
 //! (`model_rolled_back`), so a restart does not pick the broken one up again.
 
 use crate::board::Board;
-use crate::budget::{check_model, CheckError};
-use crate::lifecycle::slots::Slots;
-use crate::manifest::Manifest;
-use crate::pipeline::{Pipeline, PipelineError, RunControl, Steering};
+use crate::budget::CheckError;
+use crate::lifecycle::slots::{Slot, SlotError, Slots};
+use crate::model;
+use crate::pipeline::{PipelineError, RunControl, Steering, Watched};
 use crate::results::record::EventRecord;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,10 +45,91 @@ pub enum LoadError {
     Signal(std::io::Error),
 }
 
+/// Why the console's `model use` cannot switch.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelUseError {
+    /// The run's model is not an installed model's version in use, so there is no slot to
+    /// switch.
+    #[error(
+        "{0} is not an installed model's version in use; run --model <name> with the model \
+         installed (`lookout model install`)"
+    )]
+    NotInstalled(String),
+    /// The slot refused the version (not installed, or the switch failed).
+    #[error(transparent)]
+    Slot(#[from] SlotError),
+}
+
+/// The handle by which a run's model is switched: the console's `model use` and SIGHUP both
+/// ask through it, and the [`Reloader`] answers between frames. Cloned freely; every clone
+/// asks the same reloader.
+#[derive(Debug, Clone)]
+pub struct ModelControl {
+    requested: Arc<AtomicBool>,
+    /// The installed model the run follows (its slots and name), when it is one.
+    installed: Option<(Slots, String)>,
+    /// The model file the run follows, for messages.
+    running: String,
+}
+
+impl ModelControl {
+    /// A control for a run that follows the manifest at `manifest` (a slot's `current`
+    /// version, or any manifest) whose model file is `running`.
+    pub fn following(manifest: &Path, running: String) -> Self {
+        Self {
+            requested: Arc::new(AtomicBool::new(false)),
+            installed: Slots::of_current_file(manifest),
+            running,
+        }
+    }
+
+    /// A control for a model that cannot be switched (the one built into the binary).
+    pub fn fixed(running: String) -> Self {
+        Self {
+            requested: Arc::new(AtomicBool::new(false)),
+            installed: None,
+            running,
+        }
+    }
+
+    /// Makes SIGHUP ask for a switch (and not end the process, its default action). The
+    /// handler only sets a flag, which the run loop's thread reads between frames.
+    pub fn listen_for_sighup(&self) -> std::io::Result<()> {
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, self.requested.clone()).map(|_| ())
+    }
+
+    /// Asks for the model the run follows to be loaded again before the next frame.
+    pub fn request_switch(&self) {
+        self.requested.store(true, Ordering::SeqCst);
+    }
+
+    /// Points the installed model's `current` at `version` and asks for the switch: what the
+    /// console's `model use` does.
+    pub fn use_version(&self, version: &str) -> Result<Slot, ModelUseError> {
+        let (slots, name) = self
+            .installed
+            .as_ref()
+            .ok_or_else(|| ModelUseError::NotInstalled(self.running.clone()))?;
+        let slot = slots.use_version(name, version)?;
+        self.request_switch();
+        Ok(slot)
+    }
+
+    /// Whether a switch was asked for since the last call.
+    fn take_request(&self) -> bool {
+        self.requested.swap(false, Ordering::SeqCst)
+    }
+
+    /// The installed model the run follows, when it is one.
+    fn installed(&self) -> Option<(&Slots, &str)> {
+        self.installed.as_ref().map(|(s, n)| (s, n.as_str()))
+    }
+}
+
 /// What a version on trial returns to when it fails.
 enum Fallback {
     /// The pipeline that ran before the switch, kept loaded.
-    Loaded(Box<Pipeline>),
+    Loaded(Box<Watched>),
     /// A slot's version (its manifest), loaded when needed: the trial at start-up.
     Installed(PathBuf),
 }
@@ -60,54 +143,64 @@ struct Trial {
     fallback: Option<Fallback>,
 }
 
-/// Reloads the model between frames when asked (SIGHUP), and returns to the version before
-/// when a new one fails its trial.
+/// Reloads the model between frames when asked (its [`ModelControl`]), and returns to the
+/// version before when a new one fails its trial.
 pub struct Reloader {
     manifest: PathBuf,
     board: Board,
     board_file: PathBuf,
-    requested: Arc<AtomicBool>,
+    control: ModelControl,
     trial: Option<Trial>,
     /// The run's frame count when last asked, for a trial begun on a fault.
     frames: u64,
+    /// What happened at start-up, told before the first frame.
+    startup_events: Vec<EventRecord>,
 }
 
 impl Reloader {
     /// Loads the model of `manifest`, checked against the board profile at `board_file` and
     /// watched for drift as `board` says, and listens for SIGHUP. When the manifest is a slot's
     /// `current` version and that fails to load, the slot's `good` version (else `previous`) is
-    /// started instead (the pipeline's first events say so); otherwise, or when that fails
-    /// too, the first failure is the error.
+    /// started instead (the run's first events say so); otherwise, or when that fails too, the
+    /// first failure is the error.
     pub fn start(
         manifest: PathBuf,
         board: &Board,
         board_file: PathBuf,
-    ) -> Result<(Pipeline, Self), LoadError> {
-        let requested = Arc::new(AtomicBool::new(false));
-        signal_hook::flag::register(signal_hook::consts::SIGHUP, requested.clone())
-            .map_err(LoadError::Signal)?;
+    ) -> Result<(Watched, Self), LoadError> {
+        let running = model_file(&manifest);
+        let control = ModelControl::following(&manifest, running);
+        control.listen_for_sighup().map_err(LoadError::Signal)?;
         let mut reloader = Self {
             manifest,
             board: board.clone(),
             board_file,
-            requested,
+            control,
             trial: None,
             frames: 0,
+            startup_events: Vec::new(),
         };
         let (fallback, proven) = reloader.start_fallback();
         let version = reloader.version_in_use();
+        let mut events = Vec::new();
         match reloader.load(&reloader.manifest) {
-            Ok(mut pipeline) => {
+            Ok(pipeline) => {
                 if !proven {
-                    reloader.begin_trial(&mut pipeline, 0, fallback.map(Fallback::Installed));
+                    reloader.begin_trial(
+                        &pipeline,
+                        &mut events,
+                        0,
+                        fallback.map(Fallback::Installed),
+                    );
                 }
+                reloader.startup_events = events;
                 Ok((pipeline, reloader))
             }
             Err(e) => {
                 let Some(fallback) = fallback else {
                     return Err(e);
                 };
-                let mut pipeline = match reloader.load(&fallback) {
+                let pipeline = match reloader.load(&fallback) {
                     Ok(pipeline) => pipeline,
                     Err(second) => {
                         tracing::error!("{} fails to load too: {second}", fallback.display());
@@ -116,17 +209,23 @@ impl Reloader {
                 };
                 let failed = reloader.describe(version.as_deref());
                 tracing::warn!("{failed} fails to load, starting the version before it: {e}");
-                pipeline.push_event(EventRecord::now(
+                events.push(EventRecord::now(
                     "model_load_failed",
                     &failed,
                     format!("{e}; {} runs instead", pipeline.manifest().id()),
                 ));
-                reloader.point_back(&mut pipeline, version.as_deref());
+                reloader.point_back(&pipeline, &mut events, version.as_deref());
                 // It has to get through a trial of its own to be `good`; with nothing behind it.
-                reloader.begin_trial(&mut pipeline, 0, None);
+                reloader.begin_trial(&pipeline, &mut events, 0, None);
+                reloader.startup_events = events;
                 Ok((pipeline, reloader))
             }
         }
+    }
+
+    /// The handle the console's `model use` asks through (SIGHUP already does).
+    pub fn control(&self) -> ModelControl {
+        self.control.clone()
     }
 
     /// At start-up, for a slot's `current` version: what it returns to if it fails (the last
@@ -134,15 +233,15 @@ impl Reloader {
     /// it got through its trial itself, so needs none. A manifest outside the slots has
     /// nothing to return to and nothing to prove.
     fn start_fallback(&self) -> (Option<PathBuf>, bool) {
-        let Some((slots, name)) = Slots::of_current_file(&self.manifest) else {
+        let Some((slots, name)) = self.control.installed() else {
             return (None, true);
         };
-        let current = slots.current(&name).ok().flatten();
-        let good = slots.good(&name).ok().flatten();
+        let current = slots.current(name).ok().flatten();
+        let good = slots.good(name).ok().flatten();
         let proven = good.is_some() && good == current;
         // A version that got through its trial may still fail to load later (a damaged card):
         // then `previous` is what is left.
-        let fallback = [good, slots.previous(&name).ok().flatten()]
+        let fallback = [good, slots.previous(name).ok().flatten()]
             .into_iter()
             .flatten()
             .find(|candidate| Some(candidate) != current.as_ref());
@@ -151,14 +250,14 @@ impl Reloader {
 
     /// The version the slot's `current` names now, when the manifest is a slot's.
     fn version_in_use(&self) -> Option<String> {
-        let (slots, name) = Slots::of_current_file(&self.manifest)?;
-        slots.in_use(&name).ok().flatten()
+        let (slots, name) = self.control.installed()?;
+        slots.in_use(name).ok().flatten()
     }
 
     /// The model the manifest names, for messages: `name@version` of a slot's (the manifest
     /// itself may be what cannot be read), else the manifest's path.
     fn describe(&self, version: Option<&str>) -> String {
-        match (Slots::of_current_file(&self.manifest), version) {
+        match (self.control.installed(), version) {
             (Some((_, name)), Some(version)) => format!("{name}@{version}"),
             _ => self.manifest.display().to_string(),
         }
@@ -166,11 +265,17 @@ impl Reloader {
 
     /// Puts the model that now runs on trial from the run's frame count `frames`, returning to
     /// `fallback` if it fails; with no trial frames it counts as through at once.
-    fn begin_trial(&mut self, running: &mut Pipeline, frames: u64, fallback: Option<Fallback>) {
+    fn begin_trial(
+        &mut self,
+        running: &Watched,
+        events: &mut Vec<EventRecord>,
+        frames: u64,
+        fallback: Option<Fallback>,
+    ) {
         let frames_on_trial = self.board.models.trial_frames;
         if frames_on_trial == 0 {
             self.trial = None;
-            self.mark_good(running);
+            self.mark_good(running, events);
         } else {
             self.trial = Some(Trial {
                 ends_at: frames + frames_on_trial,
@@ -180,41 +285,35 @@ impl Reloader {
     }
 
     /// When the manifest is a slot's, records the running version as the one to return to.
-    fn mark_good(&self, running: &mut Pipeline) {
-        let Some((slots, name)) = Slots::of_current_file(&self.manifest) else {
+    fn mark_good(&self, running: &Watched, events: &mut Vec<EventRecord>) {
+        let Some((slots, name)) = self.control.installed() else {
             return;
         };
-        if let Err(e) = slots.mark_good(&name, &running.manifest().version) {
+        if let Err(e) = slots.mark_good(name, &running.manifest().version) {
             let id = running.manifest().id();
-            running.push_event(EventRecord::now("model_mark_failed", &id, e.to_string()));
+            events.push(EventRecord::now("model_mark_failed", &id, e.to_string()));
         }
     }
 
-    /// A pipeline for the model of `manifest`, checked as an install is, watching drift. Its
-    /// origin is named as if through the manifest the run follows (a slot's `current`), where
-    /// the console's `model use` finds the slot.
-    fn load(&self, manifest_path: &Path) -> Result<Pipeline, LoadError> {
-        let manifest = Manifest::load(manifest_path).map_err(CheckError::from)?;
-        let model_path = manifest.model_path(manifest_path);
-        let onnx = std::fs::read(&model_path).map_err(|source| CheckError::ReadModel {
-            path: model_path.clone(),
-            source,
-        })?;
-        check_model(
-            &self.board,
-            &self.board_file,
-            &manifest,
-            manifest_path,
-            &onnx,
-        )?;
-        let origin = manifest.model_path(&self.manifest).display().to_string();
-        let mut pipeline = Pipeline::new(manifest, &onnx, &origin)?;
-        pipeline.watch_drift(&self.board.drift);
-        Ok(pipeline)
+    /// A pipeline for the model of `manifest_path`, checked as an install is, watching drift.
+    /// Its origin is named as if through the manifest the run follows (a slot's `current`).
+    fn load(&self, manifest_path: &Path) -> Result<Watched, LoadError> {
+        let bundle = model::load_checked(manifest_path, &self.board, &self.board_file)?;
+        let origin = bundle
+            .manifest
+            .model_path(&self.manifest)
+            .display()
+            .to_string();
+        Ok(Watched::load(
+            bundle.manifest,
+            &bundle.onnx,
+            &origin,
+            &self.board.drift,
+        )?)
     }
 
     /// Swaps in the model the manifest names now; `frames` is the run's frame count.
-    fn reload(&mut self, running: &mut Pipeline, frames: u64) {
+    fn reload(&mut self, running: &mut Watched, events: &mut Vec<EventRecord>, frames: u64) {
         let was = running.manifest().id();
         let version = self.version_in_use();
         match self.load(&self.manifest) {
@@ -228,8 +327,8 @@ impl Reloader {
                     Some(kept) => kept,
                     None => Fallback::Loaded(Box::new(replaced)),
                 };
-                self.begin_trial(running, frames, Some(fallback));
-                running.push_event(EventRecord::now(
+                self.begin_trial(running, events, frames, Some(fallback));
+                events.push(EventRecord::now(
                     "model_switched",
                     &now,
                     format!("{was} replaced by {now}"),
@@ -239,27 +338,26 @@ impl Reloader {
             Err(e) => {
                 let failed = self.describe(version.as_deref());
                 tracing::warn!("{failed} fails to load, {was} keeps running: {e}");
-                running.push_event(EventRecord::now(
+                events.push(EventRecord::now(
                     "model_load_failed",
                     &failed,
                     // The error names the file.
                     format!("{e}; {was} keeps running"),
                 ));
-                self.point_back(running, version.as_deref());
+                self.point_back(running, events, version.as_deref());
             }
         }
     }
 
     /// When the manifest is a slot's, points `current` at the running version again, unless
     /// it names another version than `failed` by now (someone chose one since).
-    fn point_back(&self, running: &mut Pipeline, failed: Option<&str>) {
-        let (Some((slots, name)), Some(failed)) = (Slots::of_current_file(&self.manifest), failed)
-        else {
+    fn point_back(&self, running: &Watched, events: &mut Vec<EventRecord>, failed: Option<&str>) {
+        let (Some((slots, name)), Some(failed)) = (self.control.installed(), failed) else {
             return;
         };
         let id = running.manifest().id();
         let version = running.manifest().version.clone();
-        let event = match slots.return_to(&name, &version, failed) {
+        let event = match slots.return_to(name, &version, failed) {
             Ok(true) => EventRecord::now(
                 "model_rolled_back",
                 &id,
@@ -271,7 +369,16 @@ impl Reloader {
             }
             Err(e) => EventRecord::now("model_rollback_failed", &id, e.to_string()),
         };
-        running.push_event(event);
+        events.push(event);
+    }
+}
+
+/// The model file beside the manifest a run follows, as messages and the console name it.
+fn model_file(manifest: &Path) -> String {
+    // The manifest may be what cannot be read: its model file is named after it.
+    match crate::manifest::Manifest::load(manifest) {
+        Ok(m) => m.model_path(manifest).display().to_string(),
+        Err(_) => manifest.with_extension("onnx").display().to_string(),
     }
 }
 
@@ -279,14 +386,15 @@ impl Steering for Reloader {
     fn between_frames(&mut self, control: RunControl<'_>) {
         let frames = control.stats.frames;
         self.frames = frames;
-        if self.requested.swap(false, Ordering::SeqCst) {
-            self.reload(control.pipeline, frames);
+        control.events.append(&mut self.startup_events);
+        if self.control.take_request() {
+            self.reload(control.pipeline, control.events, frames);
         }
         if self.trial.as_ref().is_some_and(|t| frames >= t.ends_at) {
             self.trial = None;
-            self.mark_good(control.pipeline);
+            self.mark_good(control.pipeline, control.events);
             let id = control.pipeline.manifest().id();
-            control.pipeline.push_event(EventRecord::now(
+            control.events.push(EventRecord::now(
                 "model_trial_passed",
                 &id,
                 format!(
@@ -297,7 +405,12 @@ impl Steering for Reloader {
         }
     }
 
-    fn model_failed(&mut self, running: &mut Pipeline, error: &PipelineError) -> bool {
+    fn model_failed(
+        &mut self,
+        running: &mut Watched,
+        events: &mut Vec<EventRecord>,
+        error: &PipelineError,
+    ) -> bool {
         let Some(fallback) = self.trial.take().and_then(|t| t.fallback) else {
             return false;
         };
@@ -308,7 +421,7 @@ impl Steering for Reloader {
             Fallback::Installed(manifest) => match self.load(&manifest) {
                 Ok(pipeline) => pipeline,
                 Err(e) => {
-                    running.push_event(EventRecord::now(
+                    events.push(EventRecord::now(
                         "model_rollback_failed",
                         &failed,
                         format!("{}: {e}", manifest.display()),
@@ -321,20 +434,15 @@ impl Steering for Reloader {
         let now = back.manifest().id();
         *running = back;
         tracing::warn!("{failed} failed a trial frame, {now} runs again: {error}");
-        running.push_event(EventRecord::now(
+        events.push(EventRecord::now(
             "model_trial_failed",
             &failed,
             format!("{error}; {now} runs again"),
         ));
-        self.point_back(running, Some(&failed_version));
+        self.point_back(running, events, Some(&failed_version));
         // The version returned to goes on a trial of its own with nothing behind it: one that
         // never got through a trial becomes `good` that way.
-        self.begin_trial(running, self.frames, None);
+        self.begin_trial(running, events, self.frames, None);
         true
     }
-}
-
-/// Asks the reloader of this process to switch before the next frame, as SIGHUP does.
-pub fn request() -> std::io::Result<()> {
-    signal_hook::low_level::raise(signal_hook::consts::SIGHUP)
 }

@@ -76,13 +76,24 @@ pub fn model_from_files(
     board_file: &Path,
 ) -> Result<ModelBundle, CheckError> {
     let manifest_path = manifest_path_for(arg, models_dir, &board.models.dir);
-    let manifest = Manifest::load(&manifest_path)?;
-    let model_path = manifest.model_path(&manifest_path);
+    load_checked(&manifest_path, board, board_file)
+}
+
+/// The model of the manifest at `manifest_path` (its ONNX file beside it), checked against
+/// `board` as an install or a build checks it: what `--model` loads at start-up and the
+/// reloader loads on a switch.
+pub fn load_checked(
+    manifest_path: &Path,
+    board: &Board,
+    board_file: &Path,
+) -> Result<ModelBundle, CheckError> {
+    let manifest = Manifest::load(manifest_path)?;
+    let model_path = manifest.model_path(manifest_path);
     let onnx = std::fs::read(&model_path).map_err(|source| CheckError::ReadModel {
         path: model_path.clone(),
         source,
     })?;
-    let report = budget::check_model(board, board_file, &manifest, &manifest_path, &onnx)?;
+    let report = budget::check_model(board, board_file, &manifest, manifest_path, &onnx)?;
     Ok(ModelBundle {
         manifest,
         onnx: Cow::Owned(onnx),
@@ -109,12 +120,13 @@ pub fn manifest_path_for(arg: &str, models_dir: &Path, installed: &Path) -> Path
     }
 }
 
-/// Reads the manifest beside an ONNX file, if there is one.
-pub fn manifest_beside(onnx_path: &Path) -> Option<Result<Manifest, ConfigError>> {
+/// Reads the manifest beside an ONNX file; `None` when there is none.
+pub fn manifest_beside(onnx_path: &Path) -> Result<Option<Manifest>, ConfigError> {
     let manifest_path = onnx_path.with_extension("toml");
-    manifest_path
-        .exists()
-        .then(|| Manifest::load(&manifest_path))
+    if !manifest_path.exists() {
+        return Ok(None);
+    }
+    Manifest::load(&manifest_path).map(Some)
 }
 
 #[cfg(test)]

@@ -19,7 +19,8 @@
 //! [`MAX_LINE`] bytes, or one that is not UTF-8, is answered with an error and otherwise ignored.
 //! Nothing typed can stop the process.
 
-use crate::pipeline::{Pipeline, PipelineError, RunControl, Steering};
+use crate::lifecycle::reload::ModelControl;
+use crate::pipeline::{RunControl, Steering};
 use crate::results::serial::SharedLink;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -195,19 +196,23 @@ pub struct Console<P: ConsolePort> {
     input: Vec<u8>,
     snapshot_dir: PathBuf,
     info: ConsoleInfo,
+    /// Where `model use` asks for a switch.
+    model: ModelControl,
     /// The link's counters for `status`, when the port is a serial link.
     link: Option<SharedLink>,
 }
 
 impl<P: ConsolePort> Console<P> {
-    /// A console reading from and replying on `port`; snapshots go to `snapshot_dir`.
-    pub fn new(port: P, snapshot_dir: PathBuf, info: ConsoleInfo) -> Self {
+    /// A console reading from and replying on `port`; snapshots go to `snapshot_dir`, and
+    /// `model use` asks `model` for the switch.
+    pub fn new(port: P, snapshot_dir: PathBuf, info: ConsoleInfo, model: ModelControl) -> Self {
         Self {
             port,
             assembler: LineAssembler::default(),
             input: Vec::with_capacity(MAX_LINE),
             snapshot_dir,
             info,
+            model,
             link: None,
         }
     }
@@ -271,7 +276,7 @@ impl<P: ConsolePort> Console<P> {
             Command::RebootPipeline => {
                 let result = control
                     .pipeline
-                    .reload()
+                    .rebuild()
                     .map_err(|e| format!("reboot-pipeline: model: {e}"))
                     .and_then(|()| {
                         control
@@ -283,7 +288,16 @@ impl<P: ConsolePort> Console<P> {
                 self.reply("", result);
             }
             Command::ModelUse(version) => {
-                let result = use_version(control.pipeline.origin(), &version);
+                let result = self
+                    .model
+                    .use_version(&version)
+                    .map(|slot| {
+                        format!(
+                            "model use {}@{}: switching before the next frame",
+                            slot.name, slot.version
+                        )
+                    })
+                    .map_err(|e| format!("model use: {e}"));
                 self.reply("", result);
             }
         }
@@ -382,66 +396,6 @@ impl<P: ConsolePort> Steering for Console<P> {
         }
         self.input = input;
     }
-}
-
-/// Two steerings in turn (the consoles, then the model reloader).
-impl<A: Steering, B: Steering> Steering for (A, B) {
-    fn between_frames(&mut self, mut control: RunControl<'_>) {
-        self.0.between_frames(control.reborrow());
-        self.1.between_frames(control);
-    }
-
-    fn model_failed(&mut self, pipeline: &mut Pipeline, error: &PipelineError) -> bool {
-        self.0.model_failed(pipeline, error) || self.1.model_failed(pipeline, error)
-    }
-}
-
-/// A steering that may be absent.
-impl<S: Steering> Steering for Option<S> {
-    fn between_frames(&mut self, control: RunControl<'_>) {
-        if let Some(s) = self {
-            s.between_frames(control);
-        }
-    }
-
-    fn model_failed(&mut self, pipeline: &mut Pipeline, error: &PipelineError) -> bool {
-        self.as_mut()
-            .is_some_and(|s| s.model_failed(pipeline, error))
-    }
-}
-
-/// Several steerings in turn (a console on each of several serial lines).
-impl<S: Steering> Steering for Vec<S> {
-    fn between_frames(&mut self, mut control: RunControl<'_>) {
-        for s in self.iter_mut() {
-            s.between_frames(control.reborrow());
-        }
-    }
-
-    fn model_failed(&mut self, pipeline: &mut Pipeline, error: &PipelineError) -> bool {
-        self.iter_mut().any(|s| s.model_failed(pipeline, error))
-    }
-}
-
-/// Points the running model's slot at `version` and asks the reloader to switch before the
-/// next frame. `origin` is the running model's file.
-fn use_version(origin: &str, version: &str) -> Result<String, String> {
-    let (slots, name) = crate::lifecycle::slots::Slots::of_current_file(Path::new(origin))
-        .ok_or_else(|| {
-            format!(
-                "model use: {origin} is not an installed model's version in use; run \
-             --model <name> with the model installed (`lookout model install`)"
-            )
-        })?;
-    let slot = slots
-        .use_version(&name, version)
-        .map_err(|e| format!("model use: {e}"))?;
-    crate::lifecycle::reload::request()
-        .map_err(|e| format!("model use: asking for the switch: {e}"))?;
-    Ok(format!(
-        "model use {}@{}: switching before the next frame",
-        slot.name, slot.version
-    ))
 }
 
 /// Writes `frame` as `snapshot-<frame id>-<unix ms>.png` in `dir`, whole or not at all.

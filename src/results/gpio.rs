@@ -275,43 +275,40 @@ pub fn open_header_lines(
     Ok((rules, heartbeat))
 }
 
-/// Opens `gpio` (the board profile's rules) or `gpio:RULES.toml` as a sink on the board's header
-/// lines, checking the rules against the model's `labels` before any line is touched; `None` for
-/// other specs.
+/// Opens `gpio` (the board profile's rules) or `gpio:RULES.toml` (`rest` is what follows
+/// `gpio`) as a sink on the board's header lines, checking the rules against the model's
+/// `labels` before any line is touched.
 pub fn open_sink(
     spec: &str,
+    rest: &str,
     board: &crate::board::Board,
     labels: &[String],
-) -> Option<Result<GpioSink<linux_embedded_hal::CdevPin>, GpioError>> {
-    let rest = spec.strip_prefix("gpio")?;
+) -> Result<GpioSink<linux_embedded_hal::CdevPin>, GpioError> {
     let bad = |message: String| GpioError::Spec {
         spec: spec.to_owned(),
         message,
     };
-    let open = || {
-        let config = match rest.strip_prefix(':') {
-            None if rest.is_empty() => board.gpio.clone(),
-            Some(path) if !path.is_empty() => {
-                GpioDefaults::load_rules_file(Path::new(path), &board.gpio)?
-            }
-            _ => {
-                return Err(bad(
-                    "expected `gpio` (rules from the board profile) or `gpio:RULES.toml`".into(),
-                ))
-            }
-        };
-        if config.rules.is_empty() && config.heartbeat.is_none() {
-            return Err(bad(format!(
-                "no GPIO rules: add [[gpio.rules]] to board {} or pass gpio:RULES.toml",
-                board.name
-            )));
+    let config = match rest.strip_prefix(':') {
+        None if rest.is_empty() => board.gpio.clone(),
+        Some(path) if !path.is_empty() => {
+            GpioDefaults::load_rules_file(Path::new(path), &board.gpio)?
         }
-        check_labels(&config, labels)?;
-        let (pins, heartbeat) = open_header_lines(&config)?;
-        let rules = GpioRules::new(&config, labels, pins, heartbeat)?;
-        Ok(GpioSink::new(rules, config.chip_label))
+        _ => {
+            return Err(bad(
+                "expected `gpio` (rules from the board profile) or `gpio:RULES.toml`".into(),
+            ))
+        }
     };
-    Some(open())
+    if config.rules.is_empty() && config.heartbeat.is_none() {
+        return Err(bad(format!(
+            "no GPIO rules: add [[gpio.rules]] to board {} or pass gpio:RULES.toml",
+            board.name
+        )));
+    }
+    check_labels(&config, labels)?;
+    let (pins, heartbeat) = open_header_lines(&config)?;
+    let rules = GpioRules::new(&config, labels, pins, heartbeat)?;
+    Ok(GpioSink::new(rules, config.chip_label))
 }
 
 /// The GPIO sink: every frame record goes through the rules; time is measured from when the

@@ -175,6 +175,80 @@ pub fn open(spec: &str) -> Result<Box<dyn Sink>, SinkError> {
     })
 }
 
+/// Every sink of a run, handed each record and event once, in the order given.
+///
+/// A sink whose reader went away ([`SinkError::Closed`]) stops the delivery there, and the
+/// error says so: the run loop ends quietly on it rather than feeding the sinks after it.
+#[derive(Default)]
+pub struct SinkSet {
+    sinks: Vec<Box<dyn Sink>>,
+}
+
+impl SinkSet {
+    /// The sinks, delivered to in this order.
+    pub fn new(sinks: Vec<Box<dyn Sink>>) -> Self {
+        Self { sinks }
+    }
+
+    /// Adds a sink after the others.
+    pub fn push(&mut self, sink: Box<dyn Sink>) {
+        self.sinks.push(sink);
+    }
+
+    /// How many sinks there are.
+    pub fn len(&self) -> usize {
+        self.sinks.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.sinks.is_empty()
+    }
+
+    /// Hands a frame record to every sink.
+    pub fn record(&mut self, record: &FrameRecord) -> Result<(), SinkError> {
+        self.each(|sink| sink.emit(record))
+    }
+
+    /// Hands each event to every sink, in order.
+    pub fn events(
+        &mut self,
+        events: impl IntoIterator<Item = EventRecord>,
+    ) -> Result<(), SinkError> {
+        for event in events {
+            self.each(|sink| sink.event(&event))?;
+        }
+        Ok(())
+    }
+
+    /// Lets every sink run its clocks while no frame comes (a GPIO hold ends on time).
+    pub fn idle(&mut self) -> Result<(), SinkError> {
+        self.each(|sink| sink.idle())
+    }
+
+    /// Flushes every sink, even after one fails, so that each releases what it holds (GPIO
+    /// lines); a sink whose reader went away is not an error here. Returns the first error.
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        let mut flushed = Ok(());
+        for sink in &mut self.sinks {
+            match sink.flush() {
+                Ok(()) | Err(SinkError::Closed { .. }) => {}
+                Err(e) => flushed = flushed.and(Err(e)),
+            }
+        }
+        flushed
+    }
+
+    fn each(
+        &mut self,
+        mut deliver: impl FnMut(&mut dyn Sink) -> Result<(), SinkError>,
+    ) -> Result<(), SinkError> {
+        self.sinks
+            .iter_mut()
+            .try_for_each(|sink| deliver(sink.as_mut()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,5 +328,76 @@ mod tests {
         let err = sink.emit(&record(0)).expect_err("disk full");
         assert!(matches!(err, SinkError::Write { .. }));
         assert!(err.to_string().contains("/dev/full: write failed"));
+    }
+
+    /// A sink that notes what it was handed and fails as told.
+    struct Noting {
+        name: &'static str,
+        log: std::rc::Rc<std::cell::RefCell<Vec<String>>>,
+        fail: Option<fn() -> SinkError>,
+    }
+
+    impl Sink for Noting {
+        fn emit(&mut self, record: &FrameRecord) -> Result<(), SinkError> {
+            self.log
+                .borrow_mut()
+                .push(format!("{} record {}", self.name, record.seq));
+            self.fail.map_or(Ok(()), |f| Err(f()))
+        }
+        fn flush(&mut self) -> Result<(), SinkError> {
+            self.log.borrow_mut().push(format!("{} flush", self.name));
+            self.fail.map_or(Ok(()), |f| Err(f()))
+        }
+        fn event(&mut self, event: &EventRecord) -> Result<(), SinkError> {
+            self.log
+                .borrow_mut()
+                .push(format!("{} event {}", self.name, event.event));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_sink_set_delivers_once_in_order_and_stops_where_a_reader_left() {
+        let log = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let closed = || SinkError::Closed {
+            destination: "b".into(),
+        };
+        let noting = |name, fail| -> Box<dyn Sink> {
+            Box::new(Noting {
+                name,
+                log: log.clone(),
+                fail,
+            })
+        };
+        let mut set = SinkSet::new(vec![
+            noting("a", None),
+            noting("b", Some(closed)),
+            noting("c", None),
+        ]);
+        set.events([
+            EventRecord::now("x", "s", "m".to_owned()),
+            EventRecord::now("y", "s", "m".to_owned()),
+        ])
+        .expect("events go everywhere");
+        let err = set.record(&record(7)).expect_err("b's reader left");
+        assert!(matches!(err, SinkError::Closed { .. }));
+        set.flush()
+            .expect("a closed reader is no error when flushing");
+        assert_eq!(
+            *log.borrow(),
+            [
+                "a event x",
+                "b event x",
+                "c event x",
+                "a event y",
+                "b event y",
+                "c event y",
+                "a record 7",
+                "b record 7",
+                "a flush",
+                "b flush",
+                "c flush"
+            ]
+        );
     }
 }

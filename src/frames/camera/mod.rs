@@ -262,46 +262,45 @@ impl Drop for LatestFrame {
     }
 }
 
-/// Opens `camera[:N|:/dev/videoN]` or `replay:DIR[@FPS]` as a live source; `None` for other
-/// specs. `need` is the model input (width, height); `mode` a fixed mode from the command line,
-/// which wins over the board's.
-pub fn open_source(
-    spec: &str,
-    board: &crate::board::CameraDefaults,
-    need: (u32, u32),
-    mode: Option<&str>,
-) -> Option<Result<LatestFrame, SourceError>> {
+/// Opens `replay:DIR[@FPS]` (`rest` is what follows `replay:`) as a live source: a folder
+/// played at a camera's pace, with its newest-frame semantics.
+pub fn open_replay(spec: &str, rest: &str) -> Result<LatestFrame, SourceError> {
     let bad = |message: String| SourceError::Spec {
         spec: spec.to_owned(),
         message,
     };
-    if let Some(rest) = spec.strip_prefix("replay:") {
-        let (dir, fps) = match rest.rsplit_once('@') {
-            Some((dir, fps)) => match fps.parse::<f64>() {
-                // Below 0.5 fps a frame would take longer than GRAB_TIMEOUT to come.
-                Ok(f) if (0.5..=1000.0).contains(&f) => (dir, f),
-                _ => {
-                    return Some(Err(bad(format!(
-                        "frame rate {fps:?} is not in [0.5, 1000]"
-                    ))))
-                }
-            },
-            None => (rest, replay::DEFAULT_FPS),
-        };
-        if dir.is_empty() {
-            return Some(Err(bad("expected replay:DIR[@FPS]".into())));
-        }
-        return Some(Ok(LatestFrame::start(replay::Replay::new(dir.into(), fps))));
+    let (dir, fps) = match rest.rsplit_once('@') {
+        Some((dir, fps)) => match fps.parse::<f64>() {
+            // Below 0.5 fps a frame would take longer than GRAB_TIMEOUT to come.
+            Ok(f) if (0.5..=1000.0).contains(&f) => (dir, f),
+            _ => return Err(bad(format!("frame rate {fps:?} is not in [0.5, 1000]"))),
+        },
+        None => (rest, replay::DEFAULT_FPS),
+    };
+    if dir.is_empty() {
+        return Err(bad("expected replay:DIR[@FPS]".into()));
     }
-    let rest = spec.strip_prefix("camera")?;
+    Ok(LatestFrame::start(replay::Replay::new(dir.into(), fps)))
+}
+
+/// Opens `camera[:N|:/dev/videoN]` (`rest` is what follows `camera`) as a live source. `need`
+/// is the model input (width, height); `mode` a fixed mode from the command line, which wins
+/// over the board's.
+pub fn open_camera(
+    spec: &str,
+    rest: &str,
+    board: &crate::board::CameraDefaults,
+    need: (u32, u32),
+    mode: Option<&str>,
+) -> Result<LatestFrame, SourceError> {
+    let bad = |message: String| SourceError::Spec {
+        spec: spec.to_owned(),
+        message,
+    };
     let id = match rest.strip_prefix(':') {
         None if rest.is_empty() => board.device.clone(),
         Some(id) if !id.is_empty() => id.to_owned(),
-        _ => {
-            return Some(Err(bad(
-                "expected camera, camera:N or camera:/dev/videoN".into()
-            )))
-        }
+        _ => return Err(bad("expected camera, camera:N or camera:/dev/videoN".into())),
     };
     let id = match id.parse::<u32>() {
         Ok(n) => v4l::CameraId::Index(n),
@@ -311,7 +310,7 @@ pub fn open_source(
         None => None,
         Some(text) => match text.parse::<v4l::Mode>() {
             Ok(m) => Some(m),
-            Err(e) => return Some(Err(bad(e))),
+            Err(e) => return Err(bad(e)),
         },
     };
     let request = v4l::ModeRequest {
@@ -320,7 +319,7 @@ pub fn open_source(
         aspect: board.width as f64 / board.height.max(1) as f64,
         min_fps: board.fps.min(15),
     };
-    Some(Ok(LatestFrame::start(v4l::V4lCamera::new(id, request))))
+    Ok(LatestFrame::start(v4l::V4lCamera::new(id, request)))
 }
 
 #[cfg(test)]

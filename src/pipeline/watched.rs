@@ -1,0 +1,142 @@
+//! A pipeline as a board runs it: its frames watched for drift, its model kept to build it
+//! again.
+
+use super::{millis, Pipeline, PipelineError};
+use crate::frames::source::Frame;
+use crate::lifecycle::drift::{DriftConfig, DriftMonitor};
+use crate::manifest::{Manifest, Thresholds};
+use crate::results::record::{EventRecord, FrameRecord};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A [`Pipeline`] with what running it on a board adds: a [`DriftMonitor`] when the manifest
+/// has a reference profile and the board watches drift, and the model's bytes, so the
+/// console's `reboot-pipeline` can build it again without reading a file.
+pub struct Watched {
+    pipeline: Pipeline,
+    drift: Option<DriftMonitor>,
+    onnx: Arc<[u8]>,
+    origin: String,
+}
+
+impl Watched {
+    /// Builds the pipeline of `manifest` and `onnx` (from `origin`, for messages) and watches
+    /// its frames as `drift` says.
+    pub fn load(
+        manifest: Manifest,
+        onnx: &[u8],
+        origin: &str,
+        drift: &DriftConfig,
+    ) -> Result<Self, PipelineError> {
+        let pipeline = Pipeline::new(manifest, onnx, origin)?;
+        let drift = match (&pipeline.manifest().profile, drift.enabled) {
+            (Some(profile), true) => {
+                let m = pipeline.manifest();
+                Some(DriftMonitor::new(
+                    drift.clone(),
+                    profile.clone(),
+                    m.id(),
+                    m.labels.len(),
+                    m.output.is_detector(),
+                ))
+            }
+            _ => None,
+        };
+        Ok(Self {
+            pipeline,
+            drift,
+            onnx: onnx.into(),
+            origin: origin.to_owned(),
+        })
+    }
+
+    /// Turns one frame into a record, as [`Pipeline::process`], and shows the frame and
+    /// record to the drift monitor (its time is the record's `drift` latency).
+    pub fn process(
+        &mut self,
+        frame: &Frame,
+        capture: Duration,
+    ) -> Result<FrameRecord, PipelineError> {
+        let mut record = self.pipeline.process(frame, capture)?;
+        if let Some(monitor) = &mut self.drift {
+            let started = Instant::now();
+            // The view is the pre-processor's own buffer (or the frame): nothing is copied.
+            if let Some(view) = self.pipeline.model_view(frame) {
+                monitor.observe(&view, &record);
+            }
+            record.latency_ms.drift = millis(started.elapsed());
+            record.latency_ms = record.latency_ms.rounded_to_microseconds();
+        }
+        Ok(record)
+    }
+
+    /// Builds the model again from its bytes, as at start-up: a fresh engine, pre-processor
+    /// and decoder. The thresholds in force and the frame numbers carry over; drift watching
+    /// goes on where it was.
+    pub fn rebuild(&mut self) -> Result<(), PipelineError> {
+        let manifest = self.pipeline.manifest().clone();
+        let mut fresh = Pipeline::new(manifest, &self.onnx, &self.origin)?;
+        fresh.continue_after(&self.pipeline);
+        *fresh.thresholds_mut() = *self.pipeline.thresholds();
+        self.pipeline = fresh;
+        Ok(())
+    }
+
+    /// Takes over from `old` (a model being replaced): frame numbers go on from its.
+    pub fn continue_after(&mut self, old: &Watched) {
+        self.pipeline.continue_after(&old.pipeline);
+    }
+
+    /// Whether drift is watched (the manifest has a `[profile]` and the board wants it).
+    pub fn watches_drift(&self) -> bool {
+        self.drift.is_some()
+    }
+
+    /// The drift monitor, when drift is watched.
+    pub fn drift(&self) -> Option<&DriftMonitor> {
+        self.drift.as_ref()
+    }
+
+    /// Whether drift is watched and a statistic is drifting now.
+    pub fn drifting(&self) -> bool {
+        self.drift.as_ref().is_some_and(DriftMonitor::drifting)
+    }
+
+    /// Drift alarms and clears raised since the last call, oldest first.
+    pub fn take_events(&mut self) -> Vec<EventRecord> {
+        self.drift
+            .as_mut()
+            .map(DriftMonitor::take_events)
+            .unwrap_or_default()
+    }
+
+    /// The pipeline.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// The pipeline, to number a frame again or reach the engine.
+    pub fn pipeline_mut(&mut self) -> &mut Pipeline {
+        &mut self.pipeline
+    }
+
+    /// Where the model came from (a path, or the embedded manifest), for reports.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The model's manifest.
+    pub fn manifest(&self) -> &Manifest {
+        self.pipeline.manifest()
+    }
+
+    /// Thresholds in force.
+    pub fn thresholds(&self) -> &Thresholds {
+        self.pipeline.thresholds()
+    }
+
+    /// Thresholds in force, to change.
+    pub fn thresholds_mut(&mut self) -> &mut Thresholds {
+        self.pipeline.thresholds_mut()
+    }
+}
