@@ -17,6 +17,8 @@
 //!   retraining, installed versions (slots), switching and rolling back, systemd.
 //! - [`lab`]: measuring and choosing models before deployment: bench, cost, estimate, select,
 //!   eval and its metrics and data sets, reference profiles.
+//! - [`reconnect`]: the backoff between attempts to reopen a camera or serial port that went
+//!   away.
 //! - [`spec`]: which part of lookout a `--source` or `--sink` text belongs to.
 //! - The deployment contract ([`manifest`], [`board`], [`onnx_meta`], [`budget`]) is its own
 //!   crate, `lookout-contract`, shared with the build script; it is re-exported here under the
@@ -29,5 +31,6 @@ pub mod lab;
 pub mod lifecycle;
 pub mod model;
 pub mod pipeline;
+pub mod reconnect;
 pub mod results;
 pub mod spec;

@@ -5,8 +5,7 @@ use anyhow::{bail, Result};
 use lookout::frames::camera;
 
 pub(crate) fn list_cameras() -> Result<()> {
-    let cameras =
-        camera::v4l::list_cameras().map_err(|e| anyhow::anyhow!("listing cameras: {e}"))?;
+    let cameras = camera::v4l::list_cameras()?;
     if cameras.is_empty() {
         bail!(
             "no camera found: plug in a USB (UVC) camera and check `ls /dev/video*` and that this user \

@@ -1,7 +1,7 @@
 //! `lookout select`: the model for a board, measured and judged against its budgets.
 
 use super::{load_model, print_out, progress_bar, PlaceArgs};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use lookout::lab::estimate::Estimator;
 use lookout::lab::measure::{self, Preloaded};
@@ -101,13 +101,12 @@ pub(crate) fn run_select(args: SelectArgs) -> Result<()> {
     if let Some(path) = &args.csv {
         let text = select::to_csv(&selection)?;
         std::fs::write(path, text)
-            .map_err(|e| anyhow::anyhow!("{}: cannot write the table: {e}", path.display()))?;
+            .with_context(|| format!("{}: cannot write the table", path.display()))?;
     }
     if let Some(path) = &args.plot {
-        let svg =
-            select::plot_svg(&selection).map_err(|e| anyhow::anyhow!("drawing the plot: {e}"))?;
+        let svg = select::plot_svg(&selection)?;
         std::fs::write(path, svg)
-            .map_err(|e| anyhow::anyhow!("{}: cannot write the plot: {e}", path.display()))?;
+            .with_context(|| format!("{}: cannot write the plot", path.display()))?;
     }
     if args.json {
         print_out(serde_json::to_string_pretty(&selection)?)

@@ -318,17 +318,22 @@ pub fn to_csv(selection: &Selection) -> Result<String, csv::Error> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// The plot could not be drawn (plotters' drawing error, which carries its backend's type).
+#[derive(Debug, thiserror::Error)]
+#[error("drawing the plot: {0}")]
+pub struct PlotError(String);
+
 /// Draws the candidates as an SVG: accuracy against board latency, one labelled point each
 /// (file size in the label), the Pareto front joined by a line, candidates over a budget in
 /// grey, the pick ringed, and the latency budget as a vertical line.
-pub fn plot_svg(selection: &Selection) -> Result<String, String> {
+pub fn plot_svg(selection: &Selection) -> Result<String, PlotError> {
     use plotters::prelude::*;
     use plotters::style::text_anchor::{HPos, Pos, VPos};
     let rows = &selection.rows;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (900, 600)).into_drawing_area();
-        let err = |e: &dyn std::fmt::Display| e.to_string();
+        let err = |e: &dyn std::fmt::Display| PlotError(e.to_string());
         root.fill(&WHITE).map_err(|e| err(&e))?;
         let latency_max = rows
             .iter()

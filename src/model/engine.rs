@@ -24,9 +24,32 @@ pub enum EngineError {
         /// tract's error chain.
         message: String,
     },
-    /// A run failed.
-    #[error("inference failed: {0}")]
-    Run(String),
+    /// A run failed inside tract.
+    #[error("{origin}: inference failed: {message}")]
+    Run {
+        /// The model.
+        origin: String,
+        /// tract's error chain.
+        message: String,
+    },
+    /// The model returned another number of outputs than its graph declares.
+    #[error("{origin}: inference failed: the model returned {returned} outputs, its graph declares {declared}")]
+    OutputCount {
+        /// The model.
+        origin: String,
+        /// Outputs returned.
+        returned: usize,
+        /// Outputs declared.
+        declared: usize,
+    },
+    /// The input tensor cannot be written in place.
+    #[error("{origin}: input buffer: {message}")]
+    InputBuffer {
+        /// The model.
+        origin: String,
+        /// What tract said, or that the tensor is not one contiguous buffer.
+        message: String,
+    },
     /// `--threads 0`.
     #[error("--threads must be at least 1")]
     NoThreads,
@@ -37,8 +60,10 @@ pub enum EngineError {
     )]
     ThreadsNotBuilt(usize),
     /// An output cannot be read as f32.
-    #[error("output `{name}`: cannot be read as f32: {message}")]
+    #[error("{origin}: output `{name}`: cannot be read as f32: {message}")]
     Output {
+        /// The model.
+        origin: String,
         /// Output name.
         name: String,
         /// tract's message.
@@ -61,6 +86,16 @@ pub fn set_threads(threads: usize) -> Result<(), EngineError> {
         #[cfg(not(feature = "tract-threads"))]
         n => Err(EngineError::ThreadsNotBuilt(n)),
     }
+}
+
+/// The input tensor, copied first if tract still holds it (counted in `reallocations`).
+fn exclusive<'a>(input: &'a mut Arc<Tensor>, reallocations: &mut u64) -> &'a mut Tensor {
+    if Arc::get_mut(input).is_none() {
+        *reallocations += 1;
+        *input = Arc::new((**input).clone());
+    }
+    // The branch above guarantees a single owner.
+    Arc::make_mut(input)
 }
 
 /// Names and concrete shapes of a model's outputs, in graph order.
@@ -86,6 +121,8 @@ pub struct Output {
 
 /// A loaded, optimized model ready to run.
 pub struct Engine {
+    /// The model, for errors.
+    origin: String,
     state: TypedSimpleState,
     input: Arc<Tensor>,
     input_dtype: InputDtype,
@@ -116,12 +153,18 @@ impl Engine {
         let state = TypedSimpleState::new(&plan).map_err(load_err)?;
         let input = Tensor::zero_dt(datum, &spec.shape).map_err(load_err)?;
         Ok(Engine {
+            origin: origin.to_owned(),
             state,
             input: Arc::new(input),
             input_dtype: spec.dtype,
             output_shapes,
             input_reallocations: 0,
         })
+    }
+
+    /// Where the model came from, as errors name it.
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 
     /// Names and concrete shapes of the outputs, in graph order.
@@ -137,9 +180,17 @@ impl Engine {
     /// The input buffer, to be filled in place before [`Engine::run`].
     pub fn input_mut(&mut self) -> Result<InputBuffer<'_>, EngineError> {
         let dtype = self.input_dtype;
-        let tensor = self.exclusive_input();
-        let not_plain = || EngineError::Run("input tensor is not a contiguous buffer".into());
-        let tract_err = |e: anyhow::Error| EngineError::Run(format!("input buffer: {e:#}"));
+        let tensor = exclusive(&mut self.input, &mut self.input_reallocations);
+        // Borrowed, not cloned: this runs every frame, and the errors almost never.
+        let origin = &self.origin;
+        let not_plain = || EngineError::InputBuffer {
+            origin: origin.clone(),
+            message: "the tensor is not one contiguous buffer".into(),
+        };
+        let tract_err = |e: anyhow::Error| EngineError::InputBuffer {
+            origin: origin.clone(),
+            message: format!("{e:#}"),
+        };
         Ok(match dtype {
             InputDtype::F32 => InputBuffer::F32(
                 tensor
@@ -169,27 +220,21 @@ impl Engine {
         self.input.as_bytes().as_ptr() as usize
     }
 
-    fn exclusive_input(&mut self) -> &mut Tensor {
-        if Arc::get_mut(&mut self.input).is_none() {
-            self.input_reallocations += 1;
-            self.input = Arc::new((*self.input).clone());
-        }
-        // The branch above guarantees a single owner.
-        Arc::make_mut(&mut self.input)
-    }
-
     /// Runs the model on the current input; returns the outputs as f32.
     pub fn run(&mut self) -> Result<Vec<Output>, EngineError> {
         let outputs = self
             .state
             .run(tvec![TValue::from_const(self.input.clone())])
-            .map_err(|e| EngineError::Run(format!("{e:#}")))?;
+            .map_err(|e| EngineError::Run {
+                origin: self.origin.clone(),
+                message: format!("{e:#}"),
+            })?;
         if outputs.len() != self.output_shapes.len() {
-            return Err(EngineError::Run(format!(
-                "the model returned {} outputs, its graph declares {}",
-                outputs.len(),
-                self.output_shapes.len()
-            )));
+            return Err(EngineError::OutputCount {
+                origin: self.origin.clone(),
+                returned: outputs.len(),
+                declared: self.output_shapes.len(),
+            });
         }
         outputs
             .into_iter()
@@ -202,6 +247,7 @@ impl Engine {
                     tensor
                         .cast_to::<f32>()
                         .map_err(|e| EngineError::Output {
+                            origin: self.origin.clone(),
                             name: name.clone(),
                             message: format!("{e:#}"),
                         })?

@@ -192,6 +192,7 @@ impl Pipeline {
                 .try_as_plain_ram()
                 .and_then(|v| v.as_slice::<f32>())
                 .map_err(|e| EngineError::Output {
+                    origin: self.engine.origin().to_owned(),
                     name: output.name.clone(),
                     message: format!("{e:#}"),
                 })?;

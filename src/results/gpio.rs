@@ -63,8 +63,11 @@ pub enum GpioError {
     RulesFile(#[from] lookout_contract::ConfigError),
 }
 
+/// A GPIO operation's result.
+pub type Result<T> = std::result::Result<T, GpioError>;
+
 /// Refuses rules for labels the model does not have, naming the rule.
-pub fn check_labels(config: &GpioDefaults, labels: &[String]) -> Result<(), GpioError> {
+pub fn check_labels(config: &GpioDefaults, labels: &[String]) -> Result<()> {
     for (index, rule) in config.rules.iter().enumerate() {
         if !labels.iter().any(|l| l == &rule.when) {
             return Err(GpioError::UnknownLabel {
@@ -88,7 +91,7 @@ struct RuleState {
 
 impl RuleState {
     /// Drives this rule's line to `active` (honouring active_low) and remembers it.
-    fn drive<P: OutputPin>(&mut self, pin: &mut P, active: bool) -> Result<(), GpioError> {
+    fn drive<P: OutputPin>(&mut self, pin: &mut P, active: bool) -> Result<()> {
         level(
             pin,
             active,
@@ -106,12 +109,7 @@ pub struct GpioRules<P: OutputPin> {
     heartbeat: Option<(Heartbeat, P, bool, Duration)>,
 }
 
-fn level<P: OutputPin>(
-    pin: &mut P,
-    active: bool,
-    active_low: bool,
-    what: &str,
-) -> Result<(), GpioError> {
+fn level<P: OutputPin>(pin: &mut P, active: bool, active_low: bool, what: &str) -> Result<()> {
     let high = active != active_low;
     let result = if high { pin.set_high() } else { pin.set_low() };
     result.map_err(|e| GpioError::Device {
@@ -128,7 +126,7 @@ impl<P: OutputPin> GpioRules<P> {
         labels: &[String],
         rule_pins: Vec<P>,
         heartbeat_pin: Option<P>,
-    ) -> Result<Self, GpioError> {
+    ) -> Result<Self> {
         check_labels(config, labels)?;
         let mut rules = Vec::new();
         for (rule, mut pin) in config.rules.iter().cloned().zip(rule_pins) {
@@ -159,7 +157,7 @@ impl<P: OutputPin> GpioRules<P> {
     }
 
     /// Applies one frame's results, seen at `now` (time since start).
-    pub fn on_frame(&mut self, record: &FrameRecord, now: Duration) -> Result<(), GpioError> {
+    pub fn on_frame(&mut self, record: &FrameRecord, now: Duration) -> Result<()> {
         // Holds that ran out since the last call end first, so a sighting after a gap starts a
         // new activation (subject to min_interval) instead of extending a stale one.
         self.expire(now)?;
@@ -197,7 +195,7 @@ impl<P: OutputPin> GpioRules<P> {
     }
 
     /// Ends holds that have run out by `now`, with or without a frame.
-    pub fn expire(&mut self, now: Duration) -> Result<(), GpioError> {
+    pub fn expire(&mut self, now: Duration) -> Result<()> {
         for (state, pin) in &mut self.rules {
             if state.active && now >= state.until {
                 state.drive(pin, false)?;
@@ -207,7 +205,7 @@ impl<P: OutputPin> GpioRules<P> {
     }
 
     /// Sets every line inactive (at exit).
-    pub fn release(&mut self) -> Result<(), GpioError> {
+    pub fn release(&mut self) -> Result<()> {
         for (state, pin) in &mut self.rules {
             state.drive(pin, false)?;
         }
@@ -223,13 +221,10 @@ impl<P: OutputPin> GpioRules<P> {
 /// "lookout", in the order [`GpioRules::new`] takes them.
 pub fn open_header_lines(
     config: &GpioDefaults,
-) -> Result<
-    (
-        Vec<linux_embedded_hal::CdevPin>,
-        Option<linux_embedded_hal::CdevPin>,
-    ),
-    GpioError,
-> {
+) -> Result<(
+    Vec<linux_embedded_hal::CdevPin>,
+    Option<linux_embedded_hal::CdevPin>,
+)> {
     use linux_embedded_hal::gpio_cdev::{self, LineRequestFlags};
     let device = |what: String, e: gpio_cdev::Error| GpioError::Device {
         what,
@@ -257,7 +252,7 @@ pub fn open_header_lines(
         });
     };
     let chip_name = chip.path().display().to_string();
-    let mut open = |pin: u32| -> Result<linux_embedded_hal::CdevPin, GpioError> {
+    let mut open = |pin: u32| -> Result<linux_embedded_hal::CdevPin> {
         let what = format!("{chip_name} ({}) line {pin}", config.chip_label);
         let line = chip.get_line(pin).map_err(|e| device(what.clone(), e))?;
         // Requested at level 0; GpioRules::new then sets each line's inactive level.
@@ -270,7 +265,7 @@ pub fn open_header_lines(
         .rules
         .iter()
         .map(|r| open(r.pin))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>>>()?;
     let heartbeat = config.heartbeat.as_ref().map(|h| open(h.pin)).transpose()?;
     Ok((rules, heartbeat))
 }
@@ -283,7 +278,7 @@ pub fn open_sink(
     rest: &str,
     board: &crate::board::Board,
     labels: &[String],
-) -> Result<GpioSink<linux_embedded_hal::CdevPin>, GpioError> {
+) -> Result<GpioSink<linux_embedded_hal::CdevPin>> {
     let bad = |message: String| GpioError::Spec {
         spec: spec.to_owned(),
         message,
@@ -345,17 +340,17 @@ impl<P: OutputPin> Drop for GpioSink<P> {
 }
 
 impl<P: OutputPin> Sink for GpioSink<P> {
-    fn emit(&mut self, record: &FrameRecord) -> Result<(), SinkError> {
+    fn emit(&mut self, record: &FrameRecord) -> std::result::Result<(), SinkError> {
         let now = self.started.elapsed();
         self.rules.on_frame(record, now).map_err(|e| self.error(e))
     }
 
-    fn idle(&mut self) -> Result<(), SinkError> {
+    fn idle(&mut self) -> std::result::Result<(), SinkError> {
         let now = self.started.elapsed();
         self.rules.expire(now).map_err(|e| self.error(e))
     }
 
-    fn flush(&mut self) -> Result<(), SinkError> {
+    fn flush(&mut self) -> std::result::Result<(), SinkError> {
         self.rules.release().map_err(|e| self.error(e))
     }
 }

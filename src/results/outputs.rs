@@ -18,6 +18,9 @@ pub enum OutputError {
     /// A GPIO sink.
     #[error(transparent)]
     Gpio(#[from] GpioError),
+    /// A serial line.
+    #[error(transparent)]
+    Serial(#[from] serial::Error),
 }
 
 /// What the sinks of a run are: where records and events go, and the consoles listening on

@@ -16,6 +16,7 @@ pub mod replay;
 pub mod v4l;
 
 use crate::frames::source::{Frame, FrameSource, SourceError};
+use crate::reconnect::Backoff;
 use crate::results::record::EventRecord;
 use image::RgbImage;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -32,12 +33,126 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// (so the console stays responsive while a camera is down).
 pub const FRAME_WAIT: Duration = Duration::from_millis(250);
 
+/// Why a camera could not be opened or read. Each names the device (`camera:/dev/video0`,
+/// `replay:DIR`); none ends a run: the capture thread reports it as `camera_lost` and reopens.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The driver refused to open the device (absent, busy, no permission).
+    #[error("{device}: {message}")]
+    Open {
+        /// The device.
+        device: String,
+        /// The driver's message.
+        message: String,
+    },
+    /// The device opened but its modes cannot be read.
+    #[error("{device}: listing modes: {message}")]
+    Modes {
+        /// The device.
+        device: String,
+        /// The driver's message.
+        message: String,
+    },
+    /// The mode fixed by the board profile or `--camera-mode` is not one the camera has.
+    #[error("{device} has no mode {wanted}; it has: {available}")]
+    NoSuchMode {
+        /// The device.
+        device: String,
+        /// The mode asked for.
+        wanted: v4l::Mode,
+        /// The modes it has, comma-separated.
+        available: String,
+    },
+    /// No mode of the camera is one lookout can convert.
+    #[error("{device} offers no mode lookout can decode")]
+    NoDecodableMode {
+        /// The device.
+        device: String,
+    },
+    /// Setting or starting a mode failed.
+    #[error("{device}: {step} {mode}: {message}")]
+    Start {
+        /// The device.
+        device: String,
+        /// `setting` or `starting`.
+        step: &'static str,
+        /// The mode.
+        mode: v4l::Mode,
+        /// The driver's message.
+        message: String,
+    },
+    /// The thread that talks to the device could not be started.
+    #[error("{device}: cannot start its thread: {source}")]
+    Thread {
+        /// The device.
+        device: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The device did not finish opening in time (a driver stuck in an ioctl).
+    #[error("{device}: did not open within {seconds} s")]
+    OpenTimeout {
+        /// The device.
+        device: String,
+        /// The limit.
+        seconds: u64,
+    },
+    /// A frame was asked of a device that is not open.
+    #[error("{device}: not open")]
+    NotOpen {
+        /// The device.
+        device: String,
+    },
+    /// The driver failed to deliver a frame (unplugged: `VIDIOC_DQBUF: No such device`).
+    #[error("{device}: {message}")]
+    Frame {
+        /// The device.
+        device: String,
+        /// The driver's message.
+        message: String,
+    },
+    /// A frame's bytes do not make a picture of its mode.
+    #[error("{device}: {source}")]
+    Pixels {
+        /// The device.
+        device: String,
+        /// What does not add up.
+        source: pixels::PixelError,
+    },
+    /// Nothing came within the grab timeout.
+    #[error("{device}: no frame for {seconds} s")]
+    NoFrame {
+        /// The device.
+        device: String,
+        /// The timeout.
+        seconds: f64,
+    },
+    /// The device's thread stopped delivering.
+    #[error("{device}: capture stopped")]
+    Stopped {
+        /// The device.
+        device: String,
+    },
+    /// A replayed folder or one of its images cannot be read.
+    #[error(transparent)]
+    Replay(#[from] SourceError),
+    /// A replayed folder's next frame is not due within the grab timeout.
+    #[error("no frame within {0} ms")]
+    NotDue(u128),
+    /// Listing the cameras failed.
+    #[error("listing cameras: {0}")]
+    List(String),
+}
+
+/// A camera operation's result.
+pub type Result<T> = std::result::Result<T, Error>;
+
 /// Something frames are captured from.
 pub trait CaptureDevice: Send + 'static {
     /// Opens the device; returns a description of the mode in use (`640x480 YUYV @ 30 fps`).
-    fn open(&mut self) -> Result<String, String>;
+    fn open(&mut self) -> Result<String>;
     /// Waits for the next frame, at most `timeout`.
-    fn grab(&mut self, timeout: Duration) -> Result<RgbImage, String>;
+    fn grab(&mut self, timeout: Duration) -> Result<RgbImage>;
     /// Releases the device (after an error, or at the end).
     fn close(&mut self);
     /// What it is, for logs and the console (`camera:/dev/video0`).
@@ -126,7 +241,7 @@ fn capture_loop<D: CaptureDevice>(mut device: D, shared: &(Mutex<Shared>, Condva
     // counts as restored only once it delivers a frame, not when it merely opens.
     let mut mode = String::new();
     let mut outage: Option<Instant> = None;
-    let mut backoff = MIN_BACKOFF;
+    let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
     let mut count: u64 = 0;
     let lost = |s: &mut Shared, outage: &mut Option<Instant>, message: String| {
         if outage.is_none() {
@@ -155,15 +270,15 @@ fn capture_loop<D: CaptureDevice>(mut device: D, shared: &(Mutex<Shared>, Condva
                     mode = m;
                 }
                 Err(e) => {
+                    let wait = backoff.next_wait();
                     tracing::debug!(
                         "{name}: open failed: {e}; next try in {} ms",
-                        backoff.as_millis()
+                        wait.as_millis()
                     );
-                    lost(&mut lock(state), &mut outage, e);
-                    if pause(shared, backoff) {
+                    lost(&mut lock(state), &mut outage, e.to_string());
+                    if pause(shared, wait) {
                         break;
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
             }
@@ -176,7 +291,7 @@ fn capture_loop<D: CaptureDevice>(mut device: D, shared: &(Mutex<Shared>, Condva
                     image,
                 };
                 count += 1;
-                backoff = MIN_BACKOFF;
+                backoff.reset();
                 let mut s = lock(state);
                 if let Some(since) = outage.take() {
                     s.stats.reconnects += 1;
@@ -194,11 +309,10 @@ fn capture_loop<D: CaptureDevice>(mut device: D, shared: &(Mutex<Shared>, Condva
             Err(e) => {
                 device.close();
                 open = false;
-                lost(&mut lock(state), &mut outage, e);
-                if pause(shared, backoff) {
+                lost(&mut lock(state), &mut outage, e.to_string());
+                if pause(shared, backoff.next_wait()) {
                     break;
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }
@@ -206,7 +320,7 @@ fn capture_loop<D: CaptureDevice>(mut device: D, shared: &(Mutex<Shared>, Condva
 }
 
 impl FrameSource for LatestFrame {
-    fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {
+    fn next_frame(&mut self) -> std::result::Result<Option<Frame>, SourceError> {
         let (state, ready) = &*self.shared;
         let mut s = lock(state);
         let deadline = Instant::now() + FRAME_WAIT;
@@ -235,7 +349,7 @@ impl FrameSource for LatestFrame {
         self.description.clone()
     }
 
-    fn restart(&mut self) -> Result<(), SourceError> {
+    fn restart(&mut self) -> std::result::Result<(), SourceError> {
         lock(&self.shared.0).restart = true;
         self.shared.1.notify_all();
         Ok(())
@@ -264,7 +378,7 @@ impl Drop for LatestFrame {
 
 /// Opens `replay:DIR[@FPS]` (`rest` is what follows `replay:`) as a live source: a folder
 /// played at a camera's pace, with its newest-frame semantics.
-pub fn open_replay(spec: &str, rest: &str) -> Result<LatestFrame, SourceError> {
+pub fn open_replay(spec: &str, rest: &str) -> std::result::Result<LatestFrame, SourceError> {
     let bad = |message: String| SourceError::Spec {
         spec: spec.to_owned(),
         message,
@@ -292,7 +406,7 @@ pub fn open_camera(
     board: &crate::board::CameraDefaults,
     need: (u32, u32),
     mode: Option<&str>,
-) -> Result<LatestFrame, SourceError> {
+) -> std::result::Result<LatestFrame, SourceError> {
     let bad = |message: String| SourceError::Spec {
         spec: spec.to_owned(),
         message,
@@ -341,16 +455,19 @@ mod tests {
     }
 
     impl CaptureDevice for Scripted {
-        fn open(&mut self) -> Result<String, String> {
+        fn open(&mut self) -> Result<String> {
             let n = self.grabs.load(Ordering::SeqCst);
             if (self.fail_from..self.fail_to).contains(&n) {
                 self.grabs.fetch_add(1, Ordering::SeqCst);
-                Err("unplugged".into())
+                Err(Error::Open {
+                    device: "scripted".into(),
+                    message: "unplugged".into(),
+                })
             } else {
                 Ok("8x8 test".into())
             }
         }
-        fn grab(&mut self, _: Duration) -> Result<RgbImage, String> {
+        fn grab(&mut self, _: Duration) -> Result<RgbImage> {
             std::thread::sleep(self.period);
             if self.grabs.load(Ordering::SeqCst) == self.fail_from {
                 while !self.consumer_ready.load(Ordering::SeqCst) {
@@ -359,7 +476,10 @@ mod tests {
             }
             let n = self.grabs.fetch_add(1, Ordering::SeqCst);
             if (self.fail_from..self.fail_to).contains(&n) {
-                return Err("VIDIOC_DQBUF: No such device".into());
+                return Err(Error::Frame {
+                    device: "scripted".into(),
+                    message: "VIDIOC_DQBUF: No such device".into(),
+                });
             }
             Ok(RgbImage::from_pixel(8, 8, Rgb([n as u8, 0, 0])))
         }

@@ -7,6 +7,34 @@
 use super::v4l::PixelFormat;
 use image::RgbImage;
 
+/// A frame whose bytes do not make a picture of its mode.
+#[derive(Debug, thiserror::Error)]
+pub enum PixelError {
+    /// Fewer bytes than the mode needs (a truncated buffer from the driver).
+    #[error("{format} frame of {width}x{height} needs {need} bytes, got {got}")]
+    Short {
+        /// The pixel format.
+        format: PixelFormat,
+        /// Frame width.
+        width: u32,
+        /// Frame height.
+        height: u32,
+        /// Bytes the mode needs.
+        need: usize,
+        /// Bytes there were.
+        got: usize,
+    },
+    /// YUYV shares chroma between pixel pairs.
+    #[error("YUYV needs an even width, got {0}")]
+    OddWidth(u32),
+    /// NV12 shares chroma between 2x2 blocks.
+    #[error("NV12 needs even sides, got {0}x{1}")]
+    OddSides(u32, u32),
+    /// An MJPEG frame that is not a decodable JPEG.
+    #[error("MJPEG frame: {0}")]
+    Jpeg(#[from] image::ImageError),
+}
+
 fn clamp(v: i32) -> u8 {
     v.clamp(0, 255) as u8
 }
@@ -29,14 +57,17 @@ pub fn to_rgb(
     width: u32,
     height: u32,
     bytes: &[u8],
-) -> Result<RgbImage, String> {
+) -> Result<RgbImage, PixelError> {
     let (w, h) = (width as usize, height as usize);
     let need = |n: usize| {
         if bytes.len() < n {
-            Err(format!(
-                "{format} frame of {width}x{height} needs {n} bytes, got {}",
-                bytes.len()
-            ))
+            Err(PixelError::Short {
+                format,
+                width,
+                height,
+                need: n,
+                got: bytes.len(),
+            })
         } else {
             Ok(())
         }
@@ -45,7 +76,7 @@ pub fn to_rgb(
     match format {
         PixelFormat::Yuyv => {
             if w % 2 != 0 {
-                return Err(format!("YUYV needs an even width, got {width}"));
+                return Err(PixelError::OddWidth(width));
             }
             need(w * h * 2)?;
             for (quad, pixels) in bytes
@@ -60,7 +91,7 @@ pub fn to_rgb(
         }
         PixelFormat::Nv12 => {
             if w % 2 != 0 || h % 2 != 0 {
-                return Err(format!("NV12 needs even sides, got {width}x{height}"));
+                return Err(PixelError::OddSides(width, height));
             }
             need(w * h * 3 / 2)?;
             let (luma, chroma) = bytes.split_at(w * h);
@@ -84,8 +115,7 @@ pub fn to_rgb(
             out.as_mut().copy_from_slice(&bytes[..w * h * 3]);
         }
         PixelFormat::Mjpeg => {
-            let decoded = image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
-                .map_err(|e| format!("MJPEG frame: {e}"))?;
+            let decoded = image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)?;
             return Ok(decoded.into_rgb8());
         }
     }
@@ -165,15 +195,18 @@ mod tests {
     #[test]
     fn short_or_odd_frames_are_errors_not_panics() {
         let err = to_rgb(PixelFormat::Yuyv, 4, 2, &[0; 10]).expect_err("short");
-        assert_eq!(err, "YUYV frame of 4x2 needs 16 bytes, got 10");
+        assert_eq!(err.to_string(), "YUYV frame of 4x2 needs 16 bytes, got 10");
         assert!(to_rgb(PixelFormat::Yuyv, 3, 2, &[0; 12])
             .expect_err("odd")
+            .to_string()
             .contains("even width"));
         assert!(to_rgb(PixelFormat::Nv12, 4, 3, &[0; 18])
             .expect_err("odd")
+            .to_string()
             .contains("even sides"));
         assert!(to_rgb(PixelFormat::Mjpeg, 4, 4, &[0xff, 0xd8, 0])
             .expect_err("bad")
+            .to_string()
             .starts_with("MJPEG frame"));
     }
 }

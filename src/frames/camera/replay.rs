@@ -6,8 +6,8 @@
 //! Useful to replay recorded footage at its real pace, and it is how the tests make a camera
 //! fail and recover.
 
-use super::CaptureDevice;
-use crate::frames::source::{image_files, read_frame};
+use super::{CaptureDevice, Error, Result};
+use crate::frames::source::{image_files, read_frame, SourceError};
 use image::RgbImage;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -39,8 +39,8 @@ impl Replay {
 }
 
 impl CaptureDevice for Replay {
-    fn open(&mut self) -> Result<String, String> {
-        self.files = image_files(&self.dir).map_err(|e| e.to_string())?;
+    fn open(&mut self) -> Result<String> {
+        self.files = image_files(&self.dir)?;
         self.due = Instant::now();
         Ok(format!(
             "{} images at {:.1} fps",
@@ -49,19 +49,21 @@ impl CaptureDevice for Replay {
         ))
     }
 
-    fn grab(&mut self, timeout: Duration) -> Result<RgbImage, String> {
+    fn grab(&mut self, timeout: Duration) -> Result<RgbImage> {
         let wait = self.due.saturating_duration_since(Instant::now());
         if wait > timeout {
-            return Err(format!("no frame within {} ms", timeout.as_millis()));
+            return Err(Error::NotDue(timeout.as_millis()));
         }
         std::thread::sleep(wait);
         self.due = self.due.max(Instant::now() - self.period) + self.period;
         let path = self
             .files
             .get(self.next % self.files.len().max(1))
-            .ok_or_else(|| format!("{}: no images", self.dir.display()))?;
+            .ok_or_else(|| SourceError::EmptyDirectory {
+                path: self.dir.clone(),
+            })?;
         self.next += 1;
-        read_frame(path).map(|f| f.image).map_err(|e| e.to_string())
+        Ok(read_frame(path)?.image)
     }
 
     fn close(&mut self) {

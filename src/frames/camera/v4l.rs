@@ -13,7 +13,7 @@
 //! stops delivering is given up on after the grab timeout (its worker is left to end when the
 //! driver returns) and a fresh one is opened.
 
-use super::CaptureDevice;
+use super::{CaptureDevice, Error, Result};
 use image::RgbImage;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -55,7 +55,7 @@ impl std::fmt::Display for PixelFormat {
 
 impl std::str::FromStr for PixelFormat {
     type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
         match s.to_ascii_uppercase().as_str() {
             "YUYV" | "YUY2" => Ok(Self::Yuyv),
             "NV12" => Ok(Self::Nv12),
@@ -95,7 +95,7 @@ impl std::fmt::Display for Mode {
 impl std::str::FromStr for Mode {
     type Err = String;
     /// `WIDTHxHEIGHT@FPS FORMAT`, e.g. `640x480@30 YUYV`.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
         let bad = || {
             format!("camera mode {s:?} is not WIDTHxHEIGHT@FPS FORMAT, e.g. \"640x480@30 YUYV\"")
         };
@@ -186,7 +186,7 @@ pub struct ModeRequest {
 
 mod native {
     //! Everything that touches nokhwa.
-    use super::{CameraId, Mode, PixelFormat};
+    use super::{CameraId, Error, Mode, PixelFormat, Result};
     use nokhwa::pixel_format::RgbFormat;
     use nokhwa::utils::{
         ApiBackend, CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType,
@@ -235,38 +235,60 @@ mod native {
         CameraFormat::new(Resolution::new(m.width, m.height), format, m.fps)
     }
 
-    pub fn open(id: &CameraId) -> Result<(Camera, Vec<Mode>), String> {
+    pub fn open(id: &CameraId) -> Result<(Camera, Vec<Mode>)> {
         let requested = RequestedFormat::new::<RgbFormat>(RequestedFormatType::None);
         let mut camera = Camera::with_backend(index(id), requested, ApiBackend::Video4Linux)
-            .map_err(|e| format!("{id}: {e}"))?;
+            .map_err(|e| Error::Open {
+                device: id.to_string(),
+                message: e.to_string(),
+            })?;
         let modes = camera
             .compatible_camera_formats()
-            .map_err(|e| format!("{id}: listing modes: {e}"))?
+            .map_err(|e| Error::Modes {
+                device: id.to_string(),
+                message: e.to_string(),
+            })?
             .iter()
             .filter_map(to_mode)
             .collect();
         Ok((camera, modes))
     }
 
-    pub fn start(camera: &mut Camera, mode: &Mode) -> Result<(), String> {
+    pub fn start(id: &CameraId, camera: &mut Camera, mode: &Mode) -> Result<()> {
+        let failed = |step| {
+            move |e: nokhwa::NokhwaError| Error::Start {
+                device: id.to_string(),
+                step,
+                mode: *mode,
+                message: e.to_string(),
+            }
+        };
         let requested =
             RequestedFormat::new::<RgbFormat>(RequestedFormatType::Exact(to_format(mode)));
         camera
             .set_camera_requset(requested)
-            .map_err(|e| format!("setting {mode}: {e}"))?;
-        camera
-            .open_stream()
-            .map_err(|e| format!("starting {mode}: {e}"))
+            .map_err(failed("setting"))?;
+        camera.open_stream().map_err(failed("starting"))
     }
 
-    pub fn frame(camera: &mut Camera, mode: &Mode) -> Result<image::RgbImage, String> {
-        let buffer = camera.frame_raw().map_err(|e| e.to_string())?;
-        super::super::pixels::to_rgb(mode.format, mode.width, mode.height, &buffer)
+    pub fn frame(id: &CameraId, camera: &mut Camera, mode: &Mode) -> Result<image::RgbImage> {
+        let device = || id.to_string();
+        let buffer = camera.frame_raw().map_err(|e| Error::Frame {
+            device: device(),
+            message: e.to_string(),
+        })?;
+        super::super::pixels::to_rgb(mode.format, mode.width, mode.height, &buffer).map_err(
+            |source| Error::Pixels {
+                device: device(),
+                source,
+            },
+        )
     }
 
     /// Every camera V4L2 lists, with its modes (or why they could not be read).
-    pub fn list() -> Result<Vec<super::CameraListing>, String> {
-        let cameras = nokhwa::query(ApiBackend::Video4Linux).map_err(|e| e.to_string())?;
+    pub fn list() -> Result<Vec<super::CameraListing>> {
+        let cameras =
+            nokhwa::query(ApiBackend::Video4Linux).map_err(|e| Error::List(e.to_string()))?;
         Ok(cameras
             .into_iter()
             .map(|info| {
@@ -275,7 +297,7 @@ mod native {
                     CameraIndex::String(s) => CameraId::Path(s.clone()),
                 };
                 super::CameraListing {
-                    modes: open(&id).map(|(_, modes)| modes),
+                    modes: open(&id).map(|(_, modes)| modes).map_err(|e| e.to_string()),
                     id: id.to_string(),
                     name: info.human_name(),
                 }
@@ -292,16 +314,16 @@ pub struct CameraListing {
     /// The driver's name for it.
     pub name: String,
     /// Its modes, or why they could not be read (busy, no permission).
-    pub modes: Result<Vec<Mode>, String>,
+    pub modes: std::result::Result<Vec<Mode>, String>,
 }
 
 /// Every camera on the machine.
-pub fn list_cameras() -> Result<Vec<CameraListing>, String> {
+pub fn list_cameras() -> Result<Vec<CameraListing>> {
     native::list()
 }
 
 struct Worker {
-    frames: Receiver<Result<RgbImage, String>>,
+    frames: Receiver<Result<RgbImage>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -327,7 +349,7 @@ impl V4lCamera {
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl CaptureDevice for V4lCamera {
-    fn open(&mut self) -> Result<String, String> {
+    fn open(&mut self) -> Result<String> {
         self.close();
         let (setup_tx, setup_rx) = mpsc::sync_channel(1);
         let (frame_tx, frame_rx) = mpsc::sync_channel(2);
@@ -341,15 +363,18 @@ impl CaptureDevice for V4lCamera {
                         Some(m) if modes.contains(&m) => m,
                         Some(m) => {
                             let list: Vec<String> = modes.iter().map(Mode::to_string).collect();
-                            return Err(format!(
-                                "{id} has no mode {m}; it has: {}",
-                                list.join(", ")
-                            ));
+                            return Err(Error::NoSuchMode {
+                                device: id.to_string(),
+                                wanted: m,
+                                available: list.join(", "),
+                            });
                         }
                         None => choose_mode(&modes, request.need, request.aspect, request.min_fps)
-                            .ok_or_else(|| format!("{id} offers no mode lookout can decode"))?,
+                            .ok_or_else(|| Error::NoDecodableMode {
+                                device: id.to_string(),
+                            })?,
                     };
-                    native::start(&mut camera, &mode)?;
+                    native::start(&id, &mut camera, &mode)?;
                     Ok((camera, mode))
                 });
                 let (mut camera, mode) = match opened {
@@ -363,14 +388,17 @@ impl CaptureDevice for V4lCamera {
                     }
                 };
                 while !worker_stop.load(Ordering::SeqCst) {
-                    let frame = native::frame(&mut camera, &mode);
+                    let frame = native::frame(&id, &mut camera, &mode);
                     let failed = frame.is_err();
                     if frame_tx.send(frame).is_err() || failed {
                         break;
                     }
                 }
             })
-            .map_err(|e| format!("{}: cannot start its thread: {e}", self.id))?;
+            .map_err(|source| Error::Thread {
+                device: self.id.to_string(),
+                source,
+            })?;
         match setup_rx.recv_timeout(OPEN_TIMEOUT) {
             Ok(Ok(mode)) => {
                 self.worker = Some(Worker {
@@ -382,28 +410,27 @@ impl CaptureDevice for V4lCamera {
             Ok(Err(e)) => Err(e),
             Err(_) => {
                 stop.store(true, Ordering::SeqCst);
-                Err(format!(
-                    "{}: did not open within {} s",
-                    self.id,
-                    OPEN_TIMEOUT.as_secs()
-                ))
+                Err(Error::OpenTimeout {
+                    device: self.id.to_string(),
+                    seconds: OPEN_TIMEOUT.as_secs(),
+                })
             }
         }
     }
 
-    fn grab(&mut self, timeout: Duration) -> Result<RgbImage, String> {
+    fn grab(&mut self, timeout: Duration) -> Result<RgbImage> {
+        let device = || self.id.to_string();
         let worker = self
             .worker
             .as_ref()
-            .ok_or_else(|| format!("{}: not open", self.id))?;
+            .ok_or_else(|| Error::NotOpen { device: device() })?;
         match worker.frames.recv_timeout(timeout) {
-            Ok(frame) => frame.map_err(|e| format!("{}: {e}", self.id)),
-            Err(RecvTimeoutError::Timeout) => Err(format!(
-                "{}: no frame for {} s",
-                self.id,
-                timeout.as_secs_f64()
-            )),
-            Err(RecvTimeoutError::Disconnected) => Err(format!("{}: capture stopped", self.id)),
+            Ok(frame) => frame,
+            Err(RecvTimeoutError::Timeout) => Err(Error::NoFrame {
+                device: device(),
+                seconds: timeout.as_secs_f64(),
+            }),
+            Err(RecvTimeoutError::Disconnected) => Err(Error::Stopped { device: device() }),
         }
     }
 

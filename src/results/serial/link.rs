@@ -7,6 +7,7 @@
 //! too. Reads never wait.
 
 use crate::board::{FlowControl, LineFormat};
+use crate::reconnect::Backoff;
 use serialport::SerialPort;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -62,7 +63,7 @@ pub struct LinkStats {
 pub struct SerialLink {
     settings: SerialSettings,
     port: Option<Box<dyn SerialPort>>,
-    backoff: Duration,
+    backoff: Backoff,
     next_attempt: Instant,
     /// When the current outage began; `None` while connected or before the first open.
     down_since: Option<Instant>,
@@ -83,7 +84,7 @@ impl SerialLink {
         let mut link = Self {
             settings,
             port: None,
-            backoff: MIN_BACKOFF,
+            backoff: Backoff::new(MIN_BACKOFF, MAX_BACKOFF),
             next_attempt: Instant::now(),
             down_since: Some(Instant::now()),
             dropped_in_outage: 0,
@@ -150,10 +151,11 @@ impl SerialLink {
                 true
             }
             Err(e) => {
+                let wait = self.backoff.next_wait();
                 tracing::debug!(
                     "serial {}: open failed: {e}; next try in {} ms",
                     self.settings.path,
-                    self.backoff.as_millis()
+                    wait.as_millis()
                 );
                 let message = format!("{}: cannot open: {e}", self.settings.path);
                 // Once per outage on the log, not once per attempt.
@@ -164,8 +166,7 @@ impl SerialLink {
                     );
                 }
                 self.stats.last_error = Some(message);
-                self.next_attempt = now + self.backoff;
-                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                self.next_attempt = now + wait;
                 false
             }
         }
@@ -181,8 +182,7 @@ impl SerialLink {
         self.broken_line = false;
         self.stalled = false;
         self.down_since = Some(Instant::now());
-        self.next_attempt = Instant::now() + self.backoff;
-        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        self.next_attempt = Instant::now() + self.backoff.next_wait();
     }
 
     /// Writes whole lines; returns false when they were dropped (port down, write failed or
@@ -222,7 +222,7 @@ impl SerialLink {
             Ok(()) => {
                 self.broken_line = false;
                 self.stalled = false;
-                self.backoff = MIN_BACKOFF;
+                self.backoff.reset();
                 true
             }
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {

@@ -23,13 +23,30 @@ use crate::results::sink::{Sink, SinkError};
 use std::cell::RefCell;
 use std::rc::Rc;
 
+/// Why a serial line cannot be set up. (A port that cannot be opened is not one: the link
+/// keeps trying with backoff, and says why on the log and in the console's `status`.)
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The `--sink serial...` text is not understood.
+    #[error("sink {spec:?}: {message}")]
+    Spec {
+        /// What was given.
+        spec: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A serial set-up's result.
+pub type Result<T> = std::result::Result<T, Error>;
+
 /// A link shared by the sink that writes results and the console that answers on it. The
 /// frame loop is single-threaded, so a `RefCell` is enough.
 pub type SharedLink = Rc<RefCell<SerialLink>>;
 
 /// Parses `serial[:PATH][@BAUD][,key=value...]` with the board's defaults for what is left out.
-pub fn parse_spec(spec: &str, defaults: &SerialDefaults) -> Result<SerialSettings, SinkError> {
-    let bad = |message: String| SinkError::Spec {
+pub fn parse_spec(spec: &str, defaults: &SerialDefaults) -> Result<SerialSettings> {
+    let bad = |message: String| Error::Spec {
         spec: spec.to_owned(),
         message,
     };
@@ -105,7 +122,7 @@ impl SerialSink {
 }
 
 impl Sink for SerialSink {
-    fn emit(&mut self, record: &FrameRecord) -> Result<(), SinkError> {
+    fn emit(&mut self, record: &FrameRecord) -> std::result::Result<(), SinkError> {
         let mut link = self.link.borrow_mut();
         let text = protocol::result_lines(record, link.settings().format).map_err(|e| {
             SinkError::Write {
@@ -117,7 +134,10 @@ impl Sink for SerialSink {
         Ok(())
     }
 
-    fn event(&mut self, event: &crate::results::record::EventRecord) -> Result<(), SinkError> {
+    fn event(
+        &mut self,
+        event: &crate::results::record::EventRecord,
+    ) -> std::result::Result<(), SinkError> {
         let mut link = self.link.borrow_mut();
         let text =
             protocol::event_lines(event, link.settings().format).map_err(|e| SinkError::Write {
@@ -128,7 +148,7 @@ impl Sink for SerialSink {
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), SinkError> {
+    fn flush(&mut self) -> std::result::Result<(), SinkError> {
         Ok(())
     }
 }
