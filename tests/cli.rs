@@ -922,7 +922,7 @@ fn assert_the_pick_follows_from_the_rows(s: &serde_json::Value) -> Option<usize>
 /// and in frame budget (one frame at their cameras' 15 and 30 fps): `select` judges the same
 /// candidates on each board by that board's budgets and estimates. Which model that picks
 /// depends on how fast this machine measured them (on a typical machine the Pi 5 gets the
-/// 320 px model and the Zero a smaller one, README "Choosing a model"), so what is asserted is
+/// 320 px model and the Zero a smaller one, docs/choosing-a-model.md), so what is asserted is
 /// that the pick follows from the measurements, not which it is.
 #[test]
 fn select_judges_the_same_candidates_by_each_boards_budgets_and_estimates() {

@@ -1,6 +1,6 @@
 //! `lookout run --sink gpio` as a person meets it on a machine without GPIO: every mistake is
 //! one clear error line before any frame. (The rule engine's exact pin sequences are tested
-//! against embedded-hal-mock pins in src/gpio.rs.)
+//! against embedded-hal-mock pins in src/results/gpio.rs.)
 
 mod common;
 

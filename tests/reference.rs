@@ -181,8 +181,8 @@ fn classifier_matches_the_reference_scores() {
     }
 }
 
-/// The Python pipeline lookout's speed is compared with (`tools/python_pipeline.py`, README
-/// "Speed") does the same work: the same detections as lookout on the test scenes.
+/// The Python pipeline lookout's speed is compared with (`tools/python_pipeline.py`,
+/// docs/choosing-a-model.md, "Speed, measured") does the same work: the same detections as lookout on the test scenes.
 #[test]
 fn the_python_pipeline_compared_with_does_the_same_work() {
     let manifest = "models/shapes-detector.toml";

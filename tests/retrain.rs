@@ -2,7 +2,7 @@
 //! `lookout samples export` packs them, `tools/retrain` (JAX) trains the next version from them
 //! and the original renders with a new reference profile, and that version passes the
 //! deployment check, installs into a slot and runs. A short training: this checks the
-//! mechanics; what retraining buys is measured by `tools/drift-loop` (README, "Retraining").
+//! mechanics; what retraining buys is measured by `tools/drift-loop` (docs/operations.md, "Retraining").
 
 mod common;
 

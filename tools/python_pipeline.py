@@ -6,7 +6,7 @@ pre-processing, onnxruntime inference, numpy decoding, one JSON line per frame.
         --source tests/images/detect --frames 500 [--threads 1] [--records]
 
 What a developer would write first with the usual tools, and what `lookout bench` is
-measured against on the same images and thread count (README, "Speed"). Like `lookout
+measured against on the same images and thread count (docs/choosing-a-model.md, "Speed, measured"). Like `lookout
 bench`, it reads and decodes the images once, then cycles over them in memory, so the
 figures are the pipeline's and not the disk's. Each frame: letterbox resize and
 normalisation exactly as the manifest says (tools/preprocess.py, the reference the

@@ -13,7 +13,7 @@ Writes two ONNX graphs (opset 13, standard ai.onnx ops only), each with input `i
 
 ncnn's benchncnn times both networks (`mobilenet_v2`, `resnet18`) with random weights on every
 board lookout has a profile for; lookout times them here and scales a model's measured latency
-by the ratio of the one whose kind of convolution the model uses (src/estimate.rs). They are
+by the ratio of the one whose kind of convolution the model uses (src/lab/estimate.rs). They are
 yardsticks for latency, not classifiers: their outputs mean nothing.
 
 Why the weights are `ConstantOfShape`: every weight tensor is made inside the graph by a

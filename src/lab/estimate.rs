@@ -20,7 +20,7 @@
 //! Why two: how a CPU's speed on depthwise convolutions compares with its speed on dense ones
 //! depends on the CPU and the framework, so the board/here ratio depends on the kind of model.
 //! The boards run ResNet-18 2.0 to 2.4 times as long as MobileNetV2 (ncnn's figures); this
-//! machine, with tract, about 2.6 times (README, "Latency on a board"), so MobileNetV2's ratio
+//! machine, with tract, about 2.6 times (docs/choosing-a-model.md, "Latency on a board"), so MobileNetV2's ratio
 //! put a dense model 1.1 to 1.3 times slower on a board than ResNet-18's does. A model is
 //! scaled by the reference of its kind, the nearer calibration point. A model with any grouped
 //! convolution counts as MobileNetV2's kind, even if most of its arithmetic is dense: a

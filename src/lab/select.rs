@@ -271,7 +271,7 @@ impl std::fmt::Display for Selection {
         if self.rows.iter().any(|r| r.candidate.estimated) {
             writeln!(
                 f,
-                "~ estimated from this machine's time (README, \"Latency on a board\")"
+                "~ estimated from this machine's time (docs/choosing-a-model.md, \"Latency on a board\")"
             )?;
         }
         write!(f, "pick: {}", self.reason)

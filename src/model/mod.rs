@@ -87,17 +87,11 @@ pub fn load_checked(
     board: &Board,
     board_file: &Path,
 ) -> Result<ModelBundle, CheckError> {
-    let manifest = Manifest::load(manifest_path)?;
-    let model_path = manifest.model_path(manifest_path);
-    let onnx = std::fs::read(&model_path).map_err(|source| CheckError::ReadModel {
-        path: model_path.clone(),
-        source,
-    })?;
-    let report = budget::check_model(board, board_file, &manifest, manifest_path, &onnx)?;
+    let (report, manifest, onnx) = budget::check_manifest_file(board, board_file, manifest_path)?;
     Ok(ModelBundle {
+        origin: manifest.model_path(manifest_path).display().to_string(),
         manifest,
         onnx: Cow::Owned(onnx),
-        origin: model_path.display().to_string(),
         report,
     })
 }

@@ -179,14 +179,24 @@ pub fn check_files(
     board_file: &Path,
     manifest_path: &Path,
 ) -> Result<(CheckReport, Manifest, Vec<u8>), CheckError> {
-    let board = Board::load(board_file)?;
+    check_manifest_file(&Board::load(board_file)?, board_file, manifest_path)
+}
+
+/// Loads the manifest at `manifest_path`, reads the model it names beside it, and checks both
+/// against `board` (loaded from `board_file`): what the build, `lookout check`, `run --model`
+/// and a model switch all do with a manifest on disk.
+pub fn check_manifest_file(
+    board: &Board,
+    board_file: &Path,
+    manifest_path: &Path,
+) -> Result<(CheckReport, Manifest, Vec<u8>), CheckError> {
     let manifest = Manifest::load(manifest_path)?;
     let model_path = manifest.model_path(manifest_path);
     let onnx = std::fs::read(&model_path).map_err(|source| CheckError::ReadModel {
         path: model_path.clone(),
         source,
     })?;
-    let report = check_model(&board, board_file, &manifest, manifest_path, &onnx)?;
+    let report = check_model(board, board_file, &manifest, manifest_path, &onnx)?;
     Ok((report, manifest, onnx))
 }
 

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 pub struct SamplesConfig {
     /// Keep samples at all.
     pub enabled: bool,
-    /// The sample store (README, "Samples").
+    /// The sample store (docs/operations.md, "Samples").
     pub dir: PathBuf,
     /// Keep a frame when something was reported with a score under this: the model was
     /// unsure, and a person's label is worth most there (0: off).
