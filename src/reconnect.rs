@@ -35,11 +35,6 @@ impl Backoff {
         wait
     }
 
-    /// What [`next_wait`](Self::next_wait) will return, without counting an attempt.
-    pub fn peek(&self) -> Duration {
-        self.next
-    }
-
     /// The longest wait.
     pub fn ceiling(&self) -> Duration {
         self.max
@@ -61,7 +56,6 @@ mod tests {
         let mut b = Backoff::new(ms(200), ms(1000));
         let waits: Vec<Duration> = (0..5).map(|_| b.next_wait()).collect();
         assert_eq!(waits, [ms(200), ms(400), ms(800), ms(1000), ms(1000)]);
-        assert_eq!(b.peek(), ms(1000));
         b.reset();
         assert_eq!(b.next_wait(), ms(200));
         assert_eq!(b.ceiling(), ms(1000));

@@ -4,6 +4,7 @@ use super::{load, print_out, ModelArgs};
 use anyhow::Result;
 use clap::Args;
 use lookout::frames::source;
+use lookout::lab::cost;
 use lookout::lab::measure::{self, CostRequest, Preloaded};
 
 #[derive(Debug, Args)]
@@ -42,6 +43,8 @@ pub(crate) struct CostArgs {
 }
 
 pub(crate) fn run_cost(args: CostArgs) -> Result<()> {
+    // A bad rate is refused before the model is loaded and anything is timed.
+    cost::check_rates(args.fps, args.cloud_price, args.kwh_price)?;
     let (board, bundle) = load(&args.model)?;
     let spec = args
         .source

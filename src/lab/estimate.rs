@@ -59,7 +59,7 @@ impl Reference {
     /// Every reference.
     pub const ALL: [Reference; 2] = [Reference::MobileNetV2, Reference::ResNet18];
 
-    /// The network's name, as in the board profiles' comments and the README.
+    /// The network's name, as in the board profiles' comments and docs/choosing-a-model.md.
     pub fn name(self) -> &'static str {
         match self {
             Reference::MobileNetV2 => "MobileNetV2",

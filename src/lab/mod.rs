@@ -1,9 +1,9 @@
 //! The lab: measuring and choosing models before they go on a board.
 //!
-//! - [`bench`]: per-stage latency of the real pipeline against bare inference, on workers.
+//! - [`bench`](mod@bench): per-stage latency of the real pipeline against bare inference, on workers.
 //! - [`estimate`]: a latency measured here scaled to a board not at hand, by reference networks.
 //! - [`cost`]: what running a model at a frame rate costs on a board.
-//! - [`select`]: the model for a board, from accuracy, latency and size, with the reason.
+//! - [`select`](mod@select): the model for a board, from accuracy, latency and size, with the reason.
 //! - [`eval`] with [`metrics`] and [`dataset`]: accuracy on a labelled set (mAP, top-k).
 //! - [`profile`]: reference statistics of a model's inputs and outputs, which drift monitoring
 //!   compares a device's frames against.

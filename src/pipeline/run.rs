@@ -278,13 +278,6 @@ fn run_frames(
     let mut consecutive_failures = 0;
     let mut events: Vec<EventRecord> = Vec::new();
     while max_frames.is_none_or(|max| summary.frames + summary.failed_frames < max) {
-        for event in source.take_events() {
-            stats.last_error = Some(format!(
-                "{}: {}: {}",
-                event.source, event.event, event.message
-            ));
-            events.push(event);
-        }
         steering.between_frames(RunControl {
             pipeline,
             source,
@@ -294,6 +287,16 @@ fn run_frames(
             samples: samples.as_deref(),
             events: &mut events,
         });
+        // The source's events (taken after steering, so one raised meanwhile is told now)
+        // go before what steering did.
+        let from_source = source.take_events();
+        for event in &from_source {
+            stats.last_error = Some(format!(
+                "{}: {}: {}",
+                event.source, event.event, event.message
+            ));
+        }
+        events.splice(0..0, from_source);
         sinks.events(events.drain(..))?;
         if paused {
             sinks.idle()?;

@@ -162,7 +162,7 @@ impl SerialLink {
                 if self.stats.last_error.as_deref() != Some(message.as_str()) {
                     tracing::warn!(
                         "serial {message}; retrying every {} s at most",
-                        MAX_BACKOFF.as_secs()
+                        self.backoff.ceiling().as_secs()
                     );
                 }
                 self.stats.last_error = Some(message);

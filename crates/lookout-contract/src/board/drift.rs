@@ -1,5 +1,5 @@
-//! The board profile's `[drift]` table: how the on-device drift monitor (`lookout::drift`)
-//! watches the frames.
+//! The board profile's `[drift]` table: how the on-device drift monitor
+//! (`lookout::lifecycle::drift`) watches the frames.
 
 use crate::error::FieldError;
 use serde::{Deserialize, Serialize};

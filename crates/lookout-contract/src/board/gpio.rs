@@ -1,5 +1,6 @@
 //! The board profile's `[gpio]` table, or a rules file holding the same: the header's GPIO chip
-//! and the lines driven by detections. The runtime's rule engine (`lookout::gpio`) drives them.
+//! and the lines driven by detections. The runtime's rule engine (`lookout::results::gpio`)
+//! drives them.
 
 use crate::error::{parse_toml, read_text, ConfigError, FieldError};
 use serde::{Deserialize, Serialize};

@@ -101,7 +101,7 @@ pub struct Power {
 }
 
 /// The board's published times for reference networks, with where the figures come from: what
-/// a latency measured on another machine is scaled by ([`crate::estimate`]).
+/// a latency measured on another machine is scaled by (`lookout::lab::estimate`).
 ///
 /// Two references, because boards and machines differ more on some kinds of convolution than
 /// on others: MobileNetV2 1.0 at 224x224 (fp32, 300.8 M multiply-accumulates, mostly 1x1 and

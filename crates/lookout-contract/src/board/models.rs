@@ -1,5 +1,5 @@
 //! The board profile's `[models]` table: where installed model versions live
-//! (`lookout::slots`) and how long a new one is on trial.
+//! (`lookout::lifecycle::slots`) and how long a new one is on trial.
 
 use crate::error::FieldError;
 use serde::{Deserialize, Serialize};
@@ -10,7 +10,7 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelsConfig {
-    /// The installed versions, one folder per model name (see `lookout::slots`); `--model
+    /// The installed versions, one folder per model name (see `lookout::lifecycle::slots`); `--model
     /// <name>` runs the version in use there.
     pub dir: PathBuf,
     /// Frames a version switched to (or started on) must get through before the version it

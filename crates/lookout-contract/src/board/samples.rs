@@ -1,5 +1,5 @@
-//! The board profile's `[samples]` table: which frames the sample collector (`lookout::samples`)
-//! keeps for retraining.
+//! The board profile's `[samples]` table: which frames the sample collector
+//! (`lookout::lifecycle::samples`) keeps for retraining.
 
 use crate::error::FieldError;
 use serde::{Deserialize, Serialize};

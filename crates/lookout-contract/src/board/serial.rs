@@ -1,6 +1,6 @@
 //! The board profile's `[serial]` table: the header UART and how results are written on it.
-//! The runtime's serial line (`lookout::serial`) reads it; the formats themselves are specified
-//! there.
+//! The runtime's serial line (`lookout::results::serial`) reads it; the formats themselves are
+//! specified there.
 
 use serde::{Deserialize, Serialize};
 
