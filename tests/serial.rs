@@ -303,16 +303,12 @@ fn console_answers_every_command_between_results() {
     );
 }
 
-#[test]
-fn compact_lines_carry_the_same_results_as_json() {
-    let images = "tests/images/detect";
-    let json = lookout(&["run", "-m", "models/shapes-detector.toml", "-s", images]);
-    assert!(json.status.success());
-    let records = common::json_lines(&stdout(&json));
-
-    let (mut term, _slave, tty) = pair();
+/// `lookout run` of the bundled detector over `images` once, writing compact lines (no
+/// console) at 9600 baud to a pseudo-terminal whose other end is returned.
+fn compact_run_over(images: &str) -> (Terminal, TTYPort, Running) {
+    let (term, slave, tty) = pair();
     let sink = format!("serial:{tty}@9600,format=compact,console=off");
-    let mut run = spawn(&[
+    let run = spawn(&[
         "run",
         "-m",
         "models/shapes-detector.toml",
@@ -321,6 +317,17 @@ fn compact_lines_carry_the_same_results_as_json() {
         "--sink",
         &sink,
     ]);
+    (term, slave, run)
+}
+
+#[test]
+fn compact_lines_carry_the_same_results_as_json() {
+    let images = "tests/images/detect";
+    let json = lookout(&["run", "-m", "models/shapes-detector.toml", "-s", images]);
+    assert!(json.status.success());
+    let records = common::json_lines(&stdout(&json));
+
+    let (mut term, _slave, mut run) = compact_run_over(images);
     let mut frames = Vec::new();
     let mut current = Vec::new();
     while frames.len() < records.len() {
@@ -364,17 +371,7 @@ fn compact_lines_carry_the_same_results_as_json() {
 /// to a fixed script of commands (the ones whose reply does not depend on time), as recorded.
 #[test]
 fn compact_lines_and_console_replies_are_the_recorded_golden_transcript() {
-    let (mut term, _slave, tty) = pair();
-    let sink = format!("serial:{tty}@9600,format=compact,console=off");
-    let mut run = spawn(&[
-        "run",
-        "-m",
-        "models/shapes-detector.toml",
-        "-s",
-        "tests/images/detect",
-        "--sink",
-        &sink,
-    ]);
+    let (mut term, _slave, mut run) = compact_run_over("tests/images/detect");
     let frames = std::fs::read_dir("tests/images/detect")
         .expect("images")
         .filter(|e| {
