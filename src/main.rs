@@ -51,6 +51,10 @@ enum Command {
     /// Installed model versions: install (checked against the board's budget), use, rollback.
     #[command(subcommand)]
     Model(cli::model::ModelCommand),
+    /// Try a model in this process and answer on one line (lookout starts itself with this to
+    /// try a model before loading it).
+    #[command(hide = true)]
+    VerifyModel(cli::verify::VerifyArgs),
 }
 
 /// The log filter from `LOOKOUT_LOG` (`warn` when unset), as `level` or `target=level,...`.
@@ -104,28 +108,13 @@ fn main() -> ExitCode {
         Command::Profile(args) => cli::profile::run_profile(args),
         Command::Samples(command) => cli::samples::samples(command),
         Command::Model(command) => cli::model::manage_models(command),
+        Command::VerifyModel(args) => cli::verify::verify_model(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            eprintln!("error: {}", cli::one_line(&e));
             ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its causes on one line. Library errors already quote their cause in their
-/// message, so a cause whose text is already there is not repeated.
-fn one_line(error: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if !line.contains(&text) {
-            if !line.is_empty() {
-                line.push_str(": ");
-            }
-            line.push_str(&text);
-        }
-    }
-    line
 }

@@ -23,11 +23,46 @@ fn release_with(dir: &Path, version: &str, corrupt: bool, decoder: &str) -> Path
     common::variant_release(dir, version, corrupt, decoder)
 }
 
+/// Breaks an installed version in its slot: its manifest's decoder becomes `yolov5`, which
+/// cannot read the model's outputs, as a manifest edited by hand on the card would leave it.
+/// `model install` loads and runs every model once before it installs it, so a version that
+/// fails to load can only come about this way.
+fn break_installed_decoder(root: &Path, version: &str) {
+    let manifest = root.join(NAME).join(version).join(format!("{NAME}.toml"));
+    let text = std::fs::read_to_string(&manifest).expect("installed manifest");
+    assert!(text.contains("decoder = \"yolov8\""), "{text}");
+    std::fs::write(
+        &manifest,
+        text.replace("decoder = \"yolov8\"", "decoder = \"yolov5\""),
+    )
+    .expect("rewrite installed manifest");
+}
+
 fn model(args: &[&str], root: &Path) -> std::process::Output {
     let mut all = vec!["model"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--root", root.to_str().expect("utf-8 path")]);
     lookout(&all)
+}
+
+/// `model install` loads the model and runs a frame through it in a child process first: a
+/// model whose outputs its decoder cannot read passes the static check (hash, budget, graph)
+/// but is refused, and nothing is installed.
+#[test]
+fn install_refuses_a_model_that_does_not_load_and_installs_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("models");
+    let broken = release_with(dir.path(), "2.3.0", false, "yolov5");
+    let out = model(&["install", &broken.to_string_lossy()], &root);
+    common::assert_clean_failure(
+        &out,
+        &[
+            "installing",
+            "shapes-detector-int8-weights.onnx: output `output0`: yolov5 expects [1, N, 5+3], got [1, 7, 256]",
+        ],
+    );
+    let list = stdout(&model(&["list"], &root));
+    assert!(list.starts_with("no model installed"), "{list}");
 }
 
 #[test]
@@ -159,7 +194,7 @@ fn sighup_switches_the_running_model_and_a_version_that_fails_to_load_is_rolled_
     let root = dir.path().join("models");
     let v1 = release(dir.path(), "2.1.0", false);
     let v2 = release(dir.path(), "2.2.0", false);
-    let broken = release_with(dir.path(), "2.3.0", false, "yolov5");
+    let broken = release(dir.path(), "2.3.0", false);
     for (manifest, use_it) in [(&v1, true), (&v2, false), (&broken, false)] {
         let mut args = vec![
             "install".to_owned(),
@@ -176,6 +211,7 @@ fn sighup_switches_the_running_model_and_a_version_that_fails_to_load_is_rolled_
             stderr(&out)
         );
     }
+    break_installed_decoder(&root, "2.3.0");
     let current = root.join(NAME).join("current").join(format!("{NAME}.toml"));
     // Samples kept of every frame, to see them filed under the version that saw them.
     let store = dir.path().join("samples");
@@ -411,9 +447,10 @@ fn a_version_that_fails_its_trial_frames_is_returned_from_by_itself() {
     assert!(list.contains(&format!("* {NAME}@2.2.0")), "{list}");
 
     // A version that fails to load at start-up: the one before it starts instead.
-    let broken = release_with(dir.path(), "2.3.0", false, "yolov5");
+    let broken = release(dir.path(), "2.3.0", false);
     let out = slots(&["install", &broken.to_string_lossy(), "--use"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    break_installed_decoder(&root, "2.3.0");
     let (run, lines) = started_by_name(&board, "2.2.0");
     assert_eq!(
         kinds(&lines),
@@ -457,13 +494,13 @@ fn a_version_that_fails_its_trial_frames_is_returned_from_by_itself() {
 #[test]
 fn events_of_switches_trials_and_rollbacks_are_the_recorded_golden_transcript() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_root, board) = slotted(dir.path(), 5);
+    let (root, board) = slotted(dir.path(), 5);
     let slots = |args: &[&str]| model_on(&board, args);
     let releases = [
         (release(dir.path(), "2.1.0", false), true),
         (release(dir.path(), "2.2.0", false), false),
         (common::nan_release(dir.path(), "2.4.0"), false),
-        (release_with(dir.path(), "2.3.0", false, "yolov5"), false),
+        (release(dir.path(), "2.3.0", false), false),
     ];
     for (manifest, use_it) in &releases {
         let path = manifest.to_string_lossy();
@@ -474,6 +511,7 @@ fn events_of_switches_trials_and_rollbacks_are_the_recorded_golden_transcript() 
         let out = slots(&args);
         assert!(out.status.success(), "installs: {}", stderr(&out));
     }
+    break_installed_decoder(&root, "2.3.0");
     let run = Running::start(&["--model", NAME, "--board", &board]);
     let mut lines = run.until(|v| v["event"] == "model_trial_passed");
     assert!(slots(&["use", NAME, "2.2.0"]).status.success());

@@ -1,14 +1,31 @@
 //! `lookout check`: a model against its manifest and a board's budget, as the build checks it.
 
-use super::{load, print_out, ModelArgs};
+use super::{load, print_out, verifier, ModelArgs};
 use anyhow::Result;
 
 pub(crate) fn check(args: ModelArgs) -> Result<()> {
     let (_, bundle) = load(&args)?;
+    // A model from files is loaded and run once, in a child process: the static check alone
+    // passed models tract cannot load. The built-in one was checked when it was built.
+    let runs = match &args.model {
+        Some(model) => {
+            let v = verifier(&args.place)?.run_once(model)?;
+            let nan = if v.finite {
+                ""
+            } else {
+                " (its outputs on it hold NaN or infinity: a run would refuse them)"
+            };
+            format!(
+                "; runs: loaded in {:.0} ms, a black frame through it in {:.1} ms{nan}",
+                v.load_ms, v.run_ms
+            )
+        }
+        None => String::new(),
+    };
     let r = &bundle.report;
     print_out(format_args!(
         "ok: {} ({}, {} bytes, sha256 {}) fits board {} ({}): {:.2}% of its {}-byte model budget; \
-         quantization: {}",
+         quantization: {}{runs}",
         r.model,
         bundle.origin,
         r.model_bytes,

@@ -13,6 +13,7 @@ pub(crate) mod profile;
 pub(crate) mod run;
 pub(crate) mod samples;
 pub(crate) mod select;
+pub(crate) mod verify;
 
 use anyhow::{bail, Result};
 use clap::Args;
@@ -101,4 +102,36 @@ pub(crate) fn pipeline_for(bundle: ModelBundle) -> Result<lookout::pipeline::Pip
         &bundle.onnx,
         &bundle.origin,
     )?)
+}
+
+/// The error and its causes on one line. Library errors already quote their cause in their
+/// message, so a cause whose text is already there is not repeated.
+pub(crate) fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
+/// A verifier of models (`lookout::model::verify`) whose children look boards and models up
+/// where this command does.
+pub(crate) fn verifier(place: &PlaceArgs) -> Result<lookout::model::verify::Verifier> {
+    let mut common: Vec<std::ffi::OsString> = vec![
+        "--boards-dir".into(),
+        place.boards_dir.clone().into(),
+        "--models-dir".into(),
+        place.models_dir.clone().into(),
+    ];
+    if let Some(board) = &place.board {
+        common.push("--board".into());
+        common.push(board.into());
+    }
+    Ok(lookout::model::verify::Verifier::this_binary(common)?)
 }

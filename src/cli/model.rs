@@ -95,7 +95,13 @@ pub(crate) fn manage_models(command: ModelCommand) -> Result<()> {
             slots,
             use_it,
         } => {
-            let (board, board_file, slots) = slots.open()?;
+            let (board, board_file, slots_dir) = slots.open()?;
+            // Loaded and run once in a child process first: a model tract cannot load, or
+            // that makes it panic, is never installed where a running service would load it.
+            super::verifier(&slots.place)?
+                .run_once(&manifest.to_string_lossy())
+                .with_context(|| format!("installing {}", manifest.display()))?;
+            let slots = slots_dir;
             let installed = slots
                 .install(&board, &board_file, &manifest)
                 .with_context(|| format!("installing {}", manifest.display()))?;

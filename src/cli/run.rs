@@ -62,7 +62,8 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
         Some(arg) => {
             let manifest = model::manifest_path_for(arg, &place.models_dir, &board.models.dir);
             tracing::info!("model {arg}: {}", manifest.display());
-            let (pipeline, reloader) = Reloader::start(manifest, &board, board_file)?;
+            let verifier = super::verifier(place)?;
+            let (pipeline, reloader) = Reloader::start(manifest, &board, board_file, verifier)?;
             let control = reloader.control();
             (pipeline, Some(reloader), control)
         }

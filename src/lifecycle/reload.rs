@@ -25,6 +25,7 @@ use crate::board::Board;
 use crate::budget::CheckError;
 use crate::lifecycle::slots::{Slot, SlotError, Slots};
 use crate::model;
+use crate::model::verify::{Verifier, VerifyError};
 use crate::pipeline::{PipelineError, RunControl, Steering, Watched};
 use crate::results::record::EventRecord;
 use std::path::{Path, PathBuf};
@@ -40,6 +41,10 @@ pub enum LoadError {
     /// The model cannot be built into a pipeline (its outputs do not fit its decoder).
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// The model fails to load or run in a child process (tract's reason, or a panic, an
+    /// allocation or a time limit that would have taken this process down).
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
     /// SIGHUP cannot be listened for.
     #[error("listening for SIGHUP: {0}")]
     Signal(std::io::Error),
@@ -149,6 +154,8 @@ pub struct Reloader {
     manifest: PathBuf,
     board: Board,
     board_file: PathBuf,
+    /// Tries each model in a child process before it is loaded here.
+    verifier: Verifier,
     control: ModelControl,
     trial: Option<Trial>,
     /// The run's frame count when last asked, for a trial begun on a fault.
@@ -162,11 +169,13 @@ impl Reloader {
     /// watched for drift as `board` says, and listens for SIGHUP. When the manifest is a slot's
     /// `current` version and that fails to load, the slot's `good` version (else `previous`) is
     /// started instead (the run's first events say so); otherwise, or when that fails too, the
-    /// first failure is the error.
+    /// first failure is the error. Every model is tried by `verifier` (in a child process)
+    /// before it is loaded in this one.
     pub fn start(
         manifest: PathBuf,
         board: &Board,
         board_file: PathBuf,
+        verifier: Verifier,
     ) -> Result<(Watched, Self), LoadError> {
         let running = model_file(&manifest);
         let control = ModelControl::following(&manifest, running);
@@ -175,6 +184,7 @@ impl Reloader {
             manifest,
             board: board.clone(),
             board_file,
+            verifier,
             control,
             trial: None,
             frames: 0,
@@ -298,6 +308,7 @@ impl Reloader {
     /// A pipeline for the model of `manifest_path`, checked as an install is, watching drift.
     /// Its origin is named as if through the manifest the run follows (a slot's `current`).
     fn load(&self, manifest_path: &Path) -> Result<Watched, LoadError> {
+        self.verifier.run_once(&manifest_path.to_string_lossy())?;
         let bundle = model::load_checked(manifest_path, &self.board, &self.board_file)?;
         let origin = bundle
             .manifest

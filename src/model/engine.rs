@@ -354,7 +354,11 @@ fn decluttered(
     origin: &str,
 ) -> Result<TypedModel, EngineError> {
     let load_err = |e| load_error(origin, e);
+    // value_info are hints about intermediate tensors, which tract infers itself. Exporters
+    // write them with symbolic sizes (Paddle's `DynamicDimension.0` batch) that contradict the
+    // input lookout fixes; onnxruntime tolerates that, and so must lookout.
     tract_onnx::onnx()
+        .with_ignore_value_info(true)
         .model_for_read(&mut std::io::Cursor::new(onnx))
         .map_err(load_err)?
         .with_input_fact(0, InferenceFact::dt_shape(datum, shape))

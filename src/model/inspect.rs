@@ -47,8 +47,12 @@ pub struct Inspection {
     pub tract: Result<engine::Probe, String>,
 }
 
-/// Inspects an ONNX file.
-pub fn inspect(path: &Path) -> Result<Inspection, InspectError> {
+/// Inspects an ONNX file. `trial` tries it where a panic inside tract cannot take this process
+/// down (a child process: [`crate::model::verify`]); only a model that passes it is probed here.
+pub fn inspect(
+    path: &Path,
+    trial: impl FnOnce(&Path) -> Result<(), String>,
+) -> Result<Inspection, InspectError> {
     let onnx = std::fs::read(path).map_err(|source| InspectError::Read {
         path: path.to_owned(),
         source,
@@ -57,7 +61,9 @@ pub fn inspect(path: &Path) -> Result<Inspection, InspectError> {
         path: path.to_owned(),
         source,
     })?;
-    let tract = engine::probe(&onnx, &path.display().to_string()).map_err(|e| e.to_string());
+    let tract = trial(path).and_then(|()| {
+        engine::probe(&onnx, &path.display().to_string()).map_err(|e| e.to_string())
+    });
     Ok(Inspection {
         path: path.to_owned(),
         bytes: onnx.len() as u64,

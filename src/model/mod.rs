@@ -8,12 +8,14 @@
 
 //!
 //! Also here: [`engine`], the tract model loaded once with its input buffer reused;
-//! [`inspect`], what an ONNX file holds and whether tract runs it; [`embedded`], the model and
-//! board built into the binary.
+//! [`inspect`], what an ONNX file holds and whether tract runs it; [`verify`], a model tried in
+//! a child process before this one loads it; [`embedded`], the model and board built into the
+//! binary.
 
 pub mod embedded;
 pub mod engine;
 pub mod inspect;
+pub mod verify;
 
 use crate::board::Board;
 use crate::budget::{self, CheckError, CheckReport};

@@ -82,6 +82,9 @@ pub fn lookout_command() -> Command {
         Some(emulator) => {
             let mut c = Command::new(emulator);
             c.args(words).arg(bin);
+            // lookout starts itself to try a model (model::verify); without a binfmt handler
+            // the kernel cannot start that ARM child either.
+            c.env("LOOKOUT_CHILD_RUNNER", &runner);
             c
         }
         None => Command::new(bin),

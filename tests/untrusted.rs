@@ -1,0 +1,140 @@
+//! Models lookout did not make, as tract meets them: each is tried in a child process (`lookout
+//! verify-model`) before `check`, `inspect`, `model install` or `run` trusts it, so a model that
+//! makes tract panic is that model's error, one line, never an abort; a model tract refuses is
+//! refused by `check` with tract's reason; and an exporter's conflicting `value_info` no longer
+//! stops a model onnxruntime runs. The models are built by `tools/odd-models`.
+
+mod common;
+
+use common::{assert_clean_failure, json_lines, lookout, repo, stderr, stdout};
+use std::path::{Path, PathBuf};
+
+/// `tests/fixtures/odd-models/<name>.onnx` copied into `dir` with a manifest written for it:
+/// the bundled classifier's (same input and output), renamed, its hash and size the file's.
+fn with_manifest(dir: &Path, name: &str) -> PathBuf {
+    let onnx = std::fs::read(repo(&format!("tests/fixtures/odd-models/{name}.onnx")))
+        .expect("odd model (tools/odd-models writes them)");
+    std::fs::write(dir.join(format!("{name}.onnx")), &onnx).expect("copy model");
+    let text = std::fs::read_to_string(repo("models/shapes-classifier.toml")).expect("manifest");
+    let text = text[..text.find("[profile]").unwrap_or(text.len())]
+        .replace("shapes-classifier", name)
+        .replace("quantization = \"int8-weights\"", "quantization = \"fp32\"");
+    let text = rewrite(
+        &text,
+        "sha256",
+        &format!("{:?}", lookout::budget::sha256_hex(&onnx)),
+    );
+    let text = rewrite(&text, "bytes", &onnx.len().to_string());
+    let manifest = dir.join(format!("{name}.toml"));
+    std::fs::write(&manifest, text).expect("write manifest");
+    manifest
+}
+
+/// `text` with the value of the first `key = ...` line replaced.
+fn rewrite(text: &str, key: &str, value: &str) -> String {
+    let mut done = false;
+    text.lines()
+        .map(|line| {
+            if !done && line.starts_with(&format!("{key} = ")) {
+                done = true;
+                format!("{key} = {value}")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_model_that_makes_tract_panic_is_its_error_everywhere_never_an_abort() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = with_manifest(dir.path(), "maxpool-zero-kernel");
+    let onnx = dir.path().join("maxpool-zero-kernel.onnx");
+
+    // inspect reports what the file declares, and tract's verdict as the model's.
+    let out = lookout(&["inspect", &onnx.to_string_lossy()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("operators:    Conv×1, Flatten×1, GlobalAveragePool×1, MaxPool×1, Relu×1"),
+        "{text}"
+    );
+    let verdict = text
+        .lines()
+        .find(|l| l.starts_with("tract:"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        verdict.contains("REFUSED:")
+            && verdict.contains("maxpool-zero-kernel.onnx: tract crashes on this model (a panic: ")
+            && verdict.contains(", at tract-core-0.23.9/src/ops/cnn/"),
+        "{verdict}"
+    );
+
+    // check, install and run refuse it with one line naming the file, and exit 1.
+    let path = manifest.to_string_lossy().into_owned();
+    let needles = ["maxpool-zero-kernel.onnx: tract crashes on this model (a panic: "];
+    for args in [
+        vec!["check", "-m", path.as_str()],
+        vec!["run", "-m", path.as_str(), "-s", "tests/images/classify"],
+    ] {
+        let out = lookout(&args);
+        assert_clean_failure(&out, &needles);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+    }
+    let root = dir.path().join("slots");
+    let root = root.to_string_lossy();
+    let out = lookout(&["model", "install", &path, "--root", &root]);
+    assert_clean_failure(&out, &["installing", needles[0]]);
+    let list = stdout(&lookout(&["model", "list", "--root", &root]));
+    assert!(list.starts_with("no model installed"), "{list}");
+}
+
+#[test]
+fn check_refuses_a_model_tract_cannot_load_with_tracts_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = with_manifest(dir.path(), "gemm-one-input");
+    let out = lookout(&["check", "-m", &manifest.to_string_lossy()]);
+    assert_clean_failure(
+        &out,
+        &[
+            "gemm-one-input.onnx: tract cannot load the model",
+            "Gemm",
+            "Wrong input number",
+        ],
+    );
+}
+
+#[test]
+fn a_symbolic_batch_in_value_info_no_longer_stops_a_model_onnxruntime_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = with_manifest(dir.path(), "value-info-batch");
+    let path = manifest.to_string_lossy();
+    let out = lookout(&["check", "-m", &path]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("ok: value-info-batch@2.1.0") && text.contains("; runs: loaded in "),
+        "{text}"
+    );
+    let out = lookout(&["run", "-m", &path, "-s", "tests/images/classify"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let records = json_lines(&stdout(&out));
+    let images = std::fs::read_dir(repo("tests/images/classify"))
+        .expect("images")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "png"))
+        })
+        .count();
+    assert_eq!(records.len(), images);
+    for r in &records {
+        let classes = r["classes"].as_array().expect("classes");
+        assert_eq!(classes.len(), 3, "{r}");
+        let total: f64 = classes
+            .iter()
+            .map(|c| c["score"].as_f64().expect("score"))
+            .sum();
+        assert!((total - 1.0).abs() < 1e-4, "softmax over 3 classes: {r}");
+    }
+}
