@@ -138,3 +138,22 @@ fn a_symbolic_batch_in_value_info_no_longer_stops_a_model_onnxruntime_runs() {
         assert!((total - 1.0).abs() < 1e-4, "softmax over 3 classes: {r}");
     }
 }
+
+#[test]
+fn inspect_shows_the_labels_an_export_carries_in_its_metadata() {
+    let out = lookout(&["inspect", "tests/fixtures/odd-models/names-metadata.onnx"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("\nmetadata:     imgsz, names, task\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nlabels:       3 from metadata `names`: cat, dog's bowl, bird\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tract:        loads and optimizes; outputs logits [1, 3]"),
+        "{text}"
+    );
+}

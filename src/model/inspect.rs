@@ -105,6 +105,27 @@ impl std::fmt::Display for Inspection {
                 o.shape_text()
             )?;
         }
+        if !m.metadata.is_empty() {
+            let keys: Vec<&str> = m.metadata.keys().map(String::as_str).collect();
+            writeln!(f, "metadata:     {}", keys.join(", "))?;
+        }
+        if let Some((labels, key)) = m.metadata_labels() {
+            const SHOWN: usize = 10;
+            let mut shown = labels
+                .iter()
+                .take(SHOWN)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
+            if labels.len() > SHOWN {
+                shown.push_str(", …");
+            }
+            writeln!(
+                f,
+                "labels:       {} from metadata `{key}`: {shown}",
+                labels.len()
+            )?;
+        }
         writeln!(f, "parameters:   {}", m.parameters)?;
         let types: Vec<String> = m
             .initializer_types

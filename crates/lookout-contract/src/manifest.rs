@@ -278,9 +278,26 @@ pub struct Preprocess {
     /// Per-channel divisor applied last (one value per channel).
     pub std: Vec<f32>,
     /// The lowest and highest input values over all channels (pixels 0 and 255 through
-    /// scale/mean/std); checked against them so that a manifest cannot silently disagree with
-    /// itself.
-    pub range: [f32; 2],
+    /// scale/mean/std). Optional: derived when absent ([`Preprocess::input_range`]); when
+    /// written, checked against scale/mean/std, so that a manifest cannot silently disagree
+    /// with itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<[f32; 2]>,
+}
+
+impl Preprocess {
+    /// The lowest and highest values the model's input takes over all channels: pixels 0 and
+    /// 255 through scale, mean and std (the first `channels` of them).
+    pub fn input_range(&self, channels: usize) -> [f32; 2] {
+        let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+        for c in 0..channels.min(self.mean.len()).min(self.std.len()) {
+            let a = (0.0 * self.scale - self.mean[c]) / self.std[c];
+            let b = (255.0 * self.scale - self.mean[c]) / self.std[c];
+            lo = lo.min(a.min(b));
+            hi = hi.max(a.max(b));
+        }
+        [lo, hi]
+    }
 }
 
 fn default_pad_value() -> u8 {
@@ -554,11 +571,8 @@ impl Manifest {
         if let Some(bad) = pre.mean.iter().find(|m| !m.is_finite()) {
             return fail("preprocess.mean", format!("contains {bad}, must be finite"));
         }
-        if pre.range.iter().any(|r| !r.is_finite()) {
-            return fail(
-                "preprocess.range",
-                format!("{:?} must be finite", pre.range),
-            );
+        if let Some(range) = pre.range.filter(|r| r.iter().any(|v| !v.is_finite())) {
+            return fail("preprocess.range", format!("{range:?} must be finite"));
         }
         if let Some(bad) = pre.std.iter().find(|s| !(s.is_finite() && **s != 0.0)) {
             return fail(
@@ -582,21 +596,15 @@ impl Manifest {
                 "u8 inputs take raw pixels: scale must be 1, mean 0 and std 1".into(),
             );
         }
-        let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-        for c in 0..channels {
-            let a = (0.0 * pre.scale - pre.mean[c]) / pre.std[c];
-            let b = (255.0 * pre.scale - pre.mean[c]) / pre.std[c];
-            lo = lo.min(a.min(b));
-            hi = hi.max(a.max(b));
-        }
+        let [lo, hi] = pre.input_range(channels);
         let tol = 1e-3 * (1.0 + hi.abs().max(lo.abs()));
-        if (lo - pre.range[0]).abs() > tol || (hi - pre.range[1]).abs() > tol {
+        if let Some(range) = pre
+            .range
+            .filter(|r| (lo - r[0]).abs() > tol || (hi - r[1]).abs() > tol)
+        {
             return fail(
                 "preprocess.range",
-                format!(
-                    "is {:?} but scale/mean/std map pixels 0..255 to [{lo}, {hi}]",
-                    pre.range
-                ),
+                format!("is {range:?} but scale/mean/std map pixels 0..255 to [{lo}, {hi}]"),
             );
         }
         if self.labels.is_empty() && !matches!(self.output, OutputSpec::Raw) {
@@ -887,6 +895,22 @@ decoder = "yolov8"
             let (got, message) = field_error(&text);
             assert_eq!(got, field, "{message}");
         }
+    }
+
+    #[test]
+    fn range_is_derived_when_absent_and_checked_when_written() {
+        let without = with("range = [-2.1179, 2.64]\n", "");
+        assert!(!without.contains("range ="), "{without}");
+        let m = parse(&without).expect("a manifest without range is valid");
+        assert_eq!(m.preprocess.range, None);
+        let [lo, hi] = m.preprocess.input_range(3);
+        // ImageNet's mean and std: (0 - 0.485) / 0.229 and (1 - 0.406) / 0.225.
+        assert!(
+            (lo - -2.117_904).abs() < 1e-4 && (hi - 2.64).abs() < 1e-4,
+            "{lo} {hi}"
+        );
+        let written = parse(&BASE.replace("range = [-2.1179, 2.64]", "range = [-2.0, 2.64]"));
+        assert!(written.is_err(), "a written range is still checked");
     }
 
     #[test]

@@ -30,6 +30,16 @@ struct ModelProto {
     graph: Option<GraphProto>,
     #[prost(message, repeated, tag = "8")]
     opset_import: Vec<OperatorSetIdProto>,
+    #[prost(message, repeated, tag = "14")]
+    metadata_props: Vec<StringStringEntryProto>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct StringStringEntryProto {
+    #[prost(string, tag = "1")]
+    key: String,
+    #[prost(string, tag = "2")]
+    value: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -221,6 +231,9 @@ pub struct OnnxMeta {
     pub initializer_types: BTreeMap<&'static str, usize>,
     /// Whether any initializer lives in an external file (lookout embeds single files only).
     pub external_data: bool,
+    /// The file's own metadata (`metadata_props`): exporters write what the graph does not say
+    /// there, e.g. Ultralytics `names`, `imgsz`, `task`, `stride`, or a Paddle `character` list.
+    pub metadata: BTreeMap<String, String>,
 }
 
 impl OnnxMeta {
@@ -272,7 +285,36 @@ impl OnnxMeta {
             parameters,
             initializer_types,
             external_data: graph.initializer.iter().any(|t| t.data_location == 1),
+            metadata: model
+                .metadata_props
+                .into_iter()
+                .map(|p| (p.key, p.value))
+                .collect(),
         })
+    }
+
+    /// The class labels the file's metadata carries, in class order, and the key they came
+    /// from: Ultralytics `names` (a Python dict literal, `{0: 'person', 1: 'bicycle'}`), or a
+    /// `character`/`labels`/`classes` list (Paddle writes one label per line). `None` when
+    /// there is none, or it cannot be read.
+    pub fn metadata_labels(&self) -> Option<(Vec<String>, &'static str)> {
+        if let Some(names) = self.metadata.get("names") {
+            return python_dict_labels(names).map(|l| (l, "names"));
+        }
+        for key in ["character", "labels", "classes"] {
+            if let Some(text) = self.metadata.get(key) {
+                let labels: Vec<String> = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                if !labels.is_empty() {
+                    return Some((labels, key));
+                }
+            }
+        }
+        None
     }
 
     /// Operators outside the standard `ai.onnx` domain (e.g. `com.microsoft::QLinearAdd`), which
@@ -304,6 +346,37 @@ impl OnnxMeta {
             QuantForm::Fp32
         }
     }
+}
+
+/// The values of a Python dict literal with integer keys 0..n, in key order: how Ultralytics
+/// writes `names` (`{0: 'person', 1: "it's"}`). `None` unless every key 0..n is there once.
+fn python_dict_labels(text: &str) -> Option<Vec<String>> {
+    let body = text.trim().strip_prefix('{')?.strip_suffix('}')?;
+    let mut labels: BTreeMap<usize, String> = BTreeMap::new();
+    let mut rest = body.trim();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once(':')?;
+        let key: usize = key.trim().parse().ok()?;
+        let after = after.trim_start();
+        let quote = after.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+        let mut value = String::new();
+        let mut chars = after[1..].char_indices();
+        let end = loop {
+            let (i, c) = chars.next()?;
+            match c {
+                '\\' => value.push(chars.next()?.1),
+                c if c == quote => break i + 2,
+                c => value.push(c),
+            }
+        };
+        if labels.insert(key, value).is_some() {
+            return None;
+        }
+        rest = after[end..].trim_start();
+        rest = rest.strip_prefix(',').unwrap_or(rest).trim_start();
+    }
+    let n = labels.len();
+    (labels.keys().copied().eq(0..n)).then(|| labels.into_values().collect())
 }
 
 fn is_standard_domain(domain: &str) -> bool {
@@ -358,6 +431,22 @@ mod tests {
     use super::*;
     use prost::Message;
 
+    #[test]
+    fn ultralytics_names_are_read_in_class_order() {
+        assert_eq!(
+            python_dict_labels("{0: 'person', 1: \"it's\", 2: 'traffic light'}"),
+            Some(vec!["person".into(), "it's".into(), "traffic light".into()])
+        );
+        assert_eq!(
+            python_dict_labels("{1: 'b', 0: 'a'}"),
+            Some(vec!["a".into(), "b".into()])
+        );
+        assert_eq!(python_dict_labels("{0: 'a', 2: 'c'}"), None, "a gap");
+        assert_eq!(python_dict_labels("{0: 'a', 0: 'b'}"), None, "a key twice");
+        assert_eq!(python_dict_labels("['a', 'b']"), None, "not a dict");
+        assert_eq!(python_dict_labels("{0: 'unterminated}"), None);
+    }
+
     fn value_info(name: &str, elem_type: i32, dims: &[Option<i64>]) -> ValueInfoProto {
         ValueInfoProto {
             name: name.into(),
@@ -387,6 +476,7 @@ mod tests {
                 domain: String::new(),
                 version: 13,
             }],
+            metadata_props: vec![],
             graph: Some(GraphProto {
                 node: ops
                     .iter()
@@ -461,6 +551,7 @@ mod tests {
             producer_version: String::new(),
             graph: None,
             opset_import: vec![],
+            metadata_props: vec![],
         }
         .encode_to_vec();
         assert!(matches!(

@@ -705,7 +705,7 @@ mod tests {
             mean: mean.to_vec(),
             std: std.to_vec(),
             // Not read by the pre-processor; the manifest checks it.
-            range: [0.0, 255.0],
+            range: Some([0.0, 255.0]),
         }
     }
 
