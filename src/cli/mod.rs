@@ -133,5 +133,6 @@ pub(crate) fn verifier(place: &PlaceArgs) -> Result<lookout::model::verify::Veri
         common.push("--board".into());
         common.push(board.into());
     }
-    Ok(lookout::model::verify::Verifier::this_binary(common)?)
+    Ok(lookout::model::verify::Verifier::this_binary(common)?
+        .with_heartbeat(lookout::lifecycle::service::still_working))
 }

@@ -37,7 +37,7 @@ pub(crate) fn verify_model(args: VerifyArgs) -> Result<()> {
 }
 
 fn try_model(args: &VerifyArgs) -> Result<verify::Verified> {
-    verify::cap_memory(args.memory_mb).context("capping the verification's memory")?;
+    verify::limit_this_process(args.memory_mb);
     let started = Instant::now();
     if let Some(onnx) = &args.onnx {
         let bytes = std::fs::read(onnx).with_context(|| format!("{}", onnx.display()))?;

@@ -50,6 +50,19 @@ pub enum LoadError {
     Signal(std::io::Error),
 }
 
+impl LoadError {
+    /// Whether the model itself failed (rather than its trial's circumstances: a process that
+    /// could not start, was killed, or ran out of time on a busy board). Only a model fault
+    /// points a slot's `current` back for good.
+    pub fn is_model_fault(&self) -> bool {
+        match self {
+            Self::Verify(e) => e.is_model_fault(),
+            Self::Check(_) | Self::Pipeline(_) => true,
+            Self::Signal(_) => false,
+        }
+    }
+}
+
 /// Why the console's `model use` cannot switch.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelUseError {
@@ -224,7 +237,11 @@ impl Reloader {
                     &failed,
                     format!("{e}; {} runs instead", pipeline.manifest().id()),
                 ));
-                reloader.point_back(&pipeline, &mut events, version.as_deref());
+                // Only a model at fault is given up on; one whose trial could not be held (the
+                // board too busy, the child killed) stays `current`, to be tried again.
+                if e.is_model_fault() {
+                    reloader.point_back(&pipeline, &mut events, version.as_deref());
+                }
                 // It has to get through a trial of its own to be `good`; with nothing behind it.
                 reloader.begin_trial(&pipeline, &mut events, 0, None);
                 reloader.startup_events = events;
@@ -355,7 +372,9 @@ impl Reloader {
                     // The error names the file.
                     format!("{e}; {was} keeps running"),
                 ));
-                self.point_back(running, events, version.as_deref());
+                if e.is_model_fault() {
+                    self.point_back(running, events, version.as_deref());
+                }
             }
         }
     }

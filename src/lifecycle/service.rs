@@ -141,6 +141,29 @@ impl Sink for Notifier {
     }
 }
 
+/// Tells systemd the service is busy but alive while a model is tried in a child process
+/// (`model::verify`): feeds the watchdog, and before `READY=1` extends the start timeout by
+/// [`BUSY_EXTENSION`], so that a slow load is neither killed by the watchdog nor by the start
+/// timeout. Nothing when not run under systemd.
+pub fn still_working() {
+    if let Some(path) = std::env::var_os("NOTIFY_SOCKET") {
+        busy_to(&path);
+    }
+}
+
+/// [`still_working`] to the socket at `path`.
+fn busy_to(path: &std::ffi::OsStr) {
+    if let Ok(notifier) = Notifier::connect(path, None) {
+        notifier.send(&format!(
+            "WATCHDOG=1\nEXTEND_TIMEOUT_USEC={}\nSTATUS=trying a model\n",
+            BUSY_EXTENSION.as_micros()
+        ));
+    }
+}
+
+/// How much longer each [`still_working`] gives the start-up.
+pub const BUSY_EXTENSION: Duration = Duration::from_secs(30);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,5 +263,18 @@ mod tests {
         n.alive_at(start + Duration::from_secs(3600));
         n.idle().expect("idle");
         assert!(nothing_waiting(&systemd));
+    }
+
+    #[test]
+    fn a_trial_in_progress_feeds_the_watchdog_and_extends_the_start() {
+        let (n, systemd, dir) = pair(None);
+        drop(n);
+        busy_to(dir.path().join("notify").as_os_str());
+        let mut buf = [0u8; 256];
+        let len = systemd.recv(&mut buf).expect("a datagram");
+        assert_eq!(
+            std::str::from_utf8(&buf[..len]).expect("text"),
+            "WATCHDOG=1\nEXTEND_TIMEOUT_USEC=30000000\nSTATUS=trying a model\n"
+        );
     }
 }

@@ -15,9 +15,13 @@
 //!   failed under the memory limit, or no answer within the time limit: the model's error,
 //!   with the panic's message.
 //!
-//! The child's address space is capped (`RLIMIT_AS`, [`DEFAULT_MEMORY_MB`], or
-//! `LOOKOUT_VERIFY_MEMORY_MB`) and its time limited ([`DEFAULT_TIME`], or
-//! `LOOKOUT_VERIFY_SECONDS`). Where lookout itself runs under an emulator (its ARM tests under
+//! The child's time is limited ([`DEFAULT_TIME`], or `LOOKOUT_VERIFY_SECONDS`); while it
+//! works, the parent's heartbeat (the systemd watchdog, when run as the service) keeps being
+//! fed, so a long load is not taken for a hung service. The child's address space is capped
+//! (soft `RLIMIT_AS`, [`DEFAULT_MEMORY_MB`] or `LOOKOUT_VERIFY_MEMORY_MB`, never above the hard
+//! limit): that stops a runaway allocation on a 64-bit board with memory to spare. On a small
+//! board the kernel's out-of-memory killer comes first, so the child also makes itself its first
+//! choice (`oom_score_adj` 1000): the child dies, not the service. Where lookout itself runs under an emulator (its ARM tests under
 //! qemu-user, with no binfmt handler), `LOOKOUT_CHILD_RUNNER` names the emulator to start the
 //! child with; the memory cap is not applied then, since the emulator reserves address space
 //! of its own.
@@ -66,6 +70,13 @@ pub enum VerifyError {
         /// The limit.
         seconds: u64,
     },
+    /// The child was killed (SIGKILL) by someone else than the parent: on Linux most likely
+    /// the out-of-memory killer, which the child volunteers for.
+    #[error("{model}: the verification process was killed, most likely for want of memory")]
+    Killed {
+        /// The model.
+        model: String,
+    },
     /// The child ended some other way (killed by a signal, an unexpected exit code).
     #[error("{model}: the verification process ended abnormally ({status}): {message}")]
     Abnormal {
@@ -84,6 +95,19 @@ pub enum VerifyError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+impl VerifyError {
+    /// Whether the model itself is at fault (refused, crashes tract, needs more memory than
+    /// allowed), rather than the circumstances of the trial (the process could not start, was
+    /// killed, or the board was too busy to finish in time): only then is a version given up
+    /// on for good.
+    pub fn is_model_fault(&self) -> bool {
+        matches!(
+            self,
+            Self::Refused(_) | Self::Panicked { .. } | Self::OutOfMemory { .. }
+        )
+    }
 }
 
 /// What the child measured.
@@ -107,7 +131,12 @@ pub struct Verifier {
     common: Vec<OsString>,
     memory_mb: u64,
     time: Duration,
+    /// Called every few seconds while a child works (the systemd watchdog).
+    heartbeat: Option<fn()>,
 }
+
+/// How often the heartbeat is called while a child works.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 
 impl Verifier {
     /// Children of this very binary, with `common` arguments (e.g. `--board X`) and the limits
@@ -129,15 +158,32 @@ impl Verifier {
             0
         };
         let time = number("LOOKOUT_VERIFY_SECONDS")
+            .filter(|&s| s > 0)
             .map(Duration::from_secs)
             .unwrap_or(DEFAULT_TIME);
+        // /proc/self/exe runs this very image even after a package upgrade replaced the file
+        // (the new binary might speak another verify-model); under an emulator it would name
+        // the emulator, so the path is taken there.
+        let own_image = std::path::Path::new("/proc/self/exe");
+        let exe = if runner.is_empty() && own_image.exists() {
+            own_image.to_owned()
+        } else {
+            std::env::current_exe()?
+        };
         Ok(Self {
-            exe: std::env::current_exe()?,
+            exe,
             runner,
             common,
             memory_mb,
             time,
+            heartbeat: None,
         })
+    }
+
+    /// Calls `beat` every few seconds while a child works.
+    pub fn with_heartbeat(mut self, beat: fn()) -> Self {
+        self.heartbeat = Some(beat);
+        self
     }
 
     /// Tries the model `--model ARG` names (a manifest, an ONNX file with its manifest beside
@@ -210,15 +256,29 @@ impl Verifier {
                 .map(|p| Box::new(p) as Box<dyn Read + Send>),
         );
         let started = Instant::now();
+        let mut last_beat = started;
         let status = loop {
-            match child.try_wait().map_err(spawn)? {
-                Some(status) => break Some(status),
-                None if started.elapsed() > self.time => {
+            match child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if started.elapsed() <= self.time => {
+                    if let Some(beat) = self
+                        .heartbeat
+                        .filter(|_| last_beat.elapsed() >= HEARTBEAT_EVERY)
+                    {
+                        beat();
+                        last_beat = Instant::now();
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                // Out of time, or the child cannot be waited for: it is stopped either way.
+                outcome => {
                     let _ = child.kill();
                     let _ = child.wait();
+                    if let Err(e) = outcome {
+                        return Err(spawn(e));
+                    }
                     break None;
                 }
-                None => std::thread::sleep(Duration::from_millis(20)),
             }
         };
         let stdout = stdout.join().unwrap_or_default();
@@ -242,6 +302,13 @@ fn classify(
     memory_mb: u64,
 ) -> Result<Verified, VerifyError> {
     use std::os::unix::process::ExitStatusExt;
+    let first_line = |text: &str| {
+        text.lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim()
+            .to_owned()
+    };
     let last_line = |text: &str| {
         text.lines()
             .rev()
@@ -258,7 +325,7 @@ fn classify(
         });
     }
     if status.code() == Some(REFUSED) {
-        return Err(VerifyError::Refused(last_line(stdout)));
+        return Err(VerifyError::Refused(stdout.trim().replace('\n', " ")));
     }
     if stderr.contains("memory allocation of") {
         return Err(VerifyError::OutOfMemory {
@@ -272,6 +339,17 @@ fn classify(
             message,
         });
     }
+    if status.signal() == Some(9) {
+        return Err(VerifyError::Killed {
+            model: model.to_owned(),
+        });
+    }
+    // An argument the child did not take (exit 2) says so on its first line.
+    let said = if status.code() == Some(2) {
+        first_line(stderr)
+    } else {
+        last_line(stderr)
+    };
     let how = match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit {code}"),
         (None, Some(signal)) => format!("signal {signal}"),
@@ -280,7 +358,7 @@ fn classify(
     Err(VerifyError::Abnormal {
         model: model.to_owned(),
         status: how,
-        message: last_line(stderr),
+        message: said,
     })
 }
 
@@ -333,26 +411,44 @@ pub fn answer(verified: Verified) -> String {
     )
 }
 
-/// Caps this process's address space at `mb` megabytes (0: no cap): what the child does first.
-pub fn cap_memory(mb: u64) -> std::io::Result<()> {
-    if mb == 0 {
-        return Ok(());
+/// What the child does first: volunteers for the out-of-memory killer, and caps its address
+/// space at `mb` megabytes (0: no cap) as a soft limit under whatever hard limit it inherited.
+/// Neither is fatal when refused (a container may forbid both): the trial still runs.
+pub fn limit_this_process(mb: u64) {
+    if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "1000") {
+        tracing::debug!("verify-model: oom_score_adj: {e}");
     }
-    let bytes = mb.saturating_mul(1 << 20);
-    rustix::process::setrlimit(
-        rustix::process::Resource::As,
-        rustix::process::Rlimit {
-            current: Some(bytes),
-            maximum: Some(bytes),
+    if mb == 0 {
+        return;
+    }
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let hard = getrlimit(Resource::As).maximum;
+    let wanted = mb.saturating_mul(1 << 20);
+    let soft = hard.map_or(wanted, |h| wanted.min(h));
+    if let Err(e) = setrlimit(
+        Resource::As,
+        Rlimit {
+            current: Some(soft),
+            maximum: hard,
         },
-    )
-    .map_err(std::io::Error::from)
+    ) {
+        tracing::debug!("verify-model: RLIMIT_AS {soft}: {e}");
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::process::ExitStatusExt;
+
+    fn refused_is_fault() -> bool {
+        VerifyError::Refused("x".into()).is_model_fault()
+            && !VerifyError::TimedOut {
+                model: "m".into(),
+                seconds: 1,
+            }
+            .is_model_fault()
+    }
 
     #[test]
     fn answers_are_read_back() {
@@ -392,9 +488,18 @@ mod tests {
             Err(VerifyError::OutOfMemory { limit_mb: 64, .. })
         ));
         let killed = classify("m", signal(9), "", "", 64).expect_err("killed");
+        assert!(matches!(killed, VerifyError::Killed { .. }), "{killed}");
+        assert!(!killed.is_model_fault());
+        let usage = classify("m", exit(2), "", "error: unexpected argument '--x' found\n\nUsage: lookout\n\nFor more information, try '--help'.\n", 64);
         assert_eq!(
-            killed.to_string(),
-            "m: the verification process ended abnormally (signal 9): "
+            usage.expect_err("usage").to_string(),
+            "m: the verification process ended abnormally (exit 2): error: unexpected argument '--x' found"
         );
+        let segv = classify("m", signal(11), "", "", 64).expect_err("segv");
+        assert_eq!(
+            segv.to_string(),
+            "m: the verification process ended abnormally (signal 11): "
+        );
+        assert!(refused_is_fault());
     }
 }
