@@ -157,3 +157,39 @@ fn inspect_shows_the_labels_an_export_carries_in_its_metadata() {
         "{text}"
     );
 }
+
+/// Models lookout cannot feed or read are refused by `check` with one line naming the file and
+/// the manifest field (or the output) that does not fit, before anything loads them.
+#[test]
+fn models_lookout_cannot_feed_or_read_are_refused_naming_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, needles) in [
+        (
+            "two-inputs",
+            &["two-inputs.onnx: the graph has 2 inputs; lookout feeds exactly one image", "field `input.name`"][..],
+        ),
+        (
+            "string-input",
+            &["string-input.onnx: input \"images\" is string in the graph, not float", "field `input.dtype`"][..],
+        ),
+        (
+            "zero-input",
+            &["zero-input.toml: field `input.shape`: [1, 3, 0, 0] has a zero dimension"][..],
+        ),
+        (
+            "four-classes",
+            &["four-classes.onnx: output `logits`: classify expects [1, 3] (one score per label), got [1, 4]"][..],
+        ),
+    ] {
+        let manifest = with_manifest(dir.path(), name);
+        if name == "zero-input" {
+            // The manifest says what the graph declares.
+            let text = std::fs::read_to_string(&manifest).expect("manifest");
+            std::fs::write(&manifest, text.replace("shape = [1, 3, 64, 64]", "shape = [1, 3, 0, 0]"))
+                .expect("rewrite");
+        }
+        let out = lookout(&["check", "-m", &manifest.to_string_lossy()]);
+        assert_clean_failure(&out, needles);
+        assert_eq!(out.status.code(), Some(1), "{name}");
+    }
+}
