@@ -193,3 +193,30 @@ fn models_lookout_cannot_feed_or_read_are_refused_naming_the_field() {
         assert_eq!(out.status.code(), Some(1), "{name}");
     }
 }
+
+/// A manifest whose labels are not the ones the export carries (here in Ultralytics `names`)
+/// is refused, naming both; with the carried labels it passes.
+#[test]
+fn labels_that_disagree_with_the_models_metadata_are_refused_naming_both() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = with_manifest(dir.path(), "names-metadata");
+    let out = lookout(&["check", "-m", &manifest.to_string_lossy()]);
+    assert_clean_failure(
+        &out,
+        &[
+            "names-metadata.toml field `labels` is [\"circle\", \"square\", \"triangle\"]",
+            "names-metadata.onnx says in its metadata `names`: [\"cat\", \"dog's bowl\", \"bird\"]",
+        ],
+    );
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    std::fs::write(
+        &manifest,
+        text.replace(
+            "labels = [\"circle\", \"square\", \"triangle\"]",
+            "labels = [\"cat\", \"dog's bowl\", \"bird\"]",
+        ),
+    )
+    .expect("rewrite");
+    let out = lookout(&["check", "-m", &manifest.to_string_lossy()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

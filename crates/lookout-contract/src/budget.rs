@@ -22,6 +22,23 @@ pub enum CheckError {
     /// The manifest or board profile is unreadable or invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The manifest's labels are not the ones the model file carries in its metadata (a
+    /// guessed order is the usual cause: every result would be named wrongly).
+    #[error(
+        "{manifest} field `labels` is [{labels}] but {path} says in its metadata `{key}`: [{carried}]"
+    )]
+    Labels {
+        /// The manifest path.
+        manifest: PathBuf,
+        /// The ONNX path.
+        path: PathBuf,
+        /// The metadata key (`names`, `character`, …).
+        key: &'static str,
+        /// The manifest's labels, comma-separated (the first that differ, and around them).
+        labels: String,
+        /// The file's labels, the same way.
+        carried: String,
+    },
     /// The ONNX file cannot be read.
     #[error("{path}: cannot read model: {source}")]
     ReadModel {
@@ -200,6 +217,32 @@ pub fn check_manifest_file(
     Ok((report, manifest, onnx))
 }
 
+/// `labels` around where they first differ from `other` (a COCO list is 80 long), quoted.
+fn excerpt(labels: &[String], other: &[String]) -> String {
+    let first = labels
+        .iter()
+        .zip(other)
+        .position(|(a, b)| a != b)
+        .unwrap_or(labels.len().min(other.len()));
+    let start = first.saturating_sub(2);
+    let end = (first + 3).min(labels.len());
+    let mut parts: Vec<String> = labels[start..end]
+        .iter()
+        .map(|l| format!("{l:?}"))
+        .collect();
+    if start > 0 {
+        parts.insert(0, format!("…{start} more"));
+    }
+    if end < labels.len() {
+        parts.push(format!(
+            "…{} more ({} in all)",
+            labels.len() - end,
+            labels.len()
+        ));
+    }
+    parts.join(", ")
+}
+
 /// Checks model bytes against their manifest and a board. Paths are used in messages only.
 pub fn check_model(
     board: &Board,
@@ -242,6 +285,17 @@ pub fn check_model(
         source,
     })?;
     check_input(&meta, manifest, manifest_path, &model_path)?;
+    if let Some((carried, key)) = meta.metadata_labels() {
+        if carried != manifest.labels {
+            return Err(CheckError::Labels {
+                manifest: manifest_path.to_owned(),
+                path: model_path,
+                key,
+                labels: excerpt(&manifest.labels, &carried),
+                carried: excerpt(&carried, &manifest.labels),
+            });
+        }
+    }
     let foreign = meta.foreign_ops();
     if !foreign.is_empty() {
         return Err(CheckError::ForeignOps {
@@ -342,6 +396,19 @@ fn check_input(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_label_list_is_shown_around_its_first_difference() {
+        let coco: Vec<String> = (0..80).map(|i| format!("c{i}")).collect();
+        let mut guessed = coco.clone();
+        guessed.swap(40, 41);
+        assert_eq!(
+            excerpt(&guessed, &coco),
+            "…38 more, \"c38\", \"c39\", \"c41\", \"c40\", \"c42\", …37 more (80 in all)"
+        );
+        let short = vec!["a".to_owned(), "b".to_owned()];
+        assert_eq!(excerpt(&short, &coco), "\"a\", \"b\"");
+    }
 
     #[test]
     fn names_resolve_in_the_directory_paths_stay_paths() {
