@@ -1143,3 +1143,78 @@ fn select_judges_candidates_on_their_measured_accuracy_and_the_board_budgets() {
     ]);
     assert_clean_failure(&out, &["mix detectors and classifiers"]);
 }
+
+/// The `raw` decoder reports each output's first values: the bundled classifier read raw gives
+/// its logits, whose softmax is exactly what the classify decoder reports for the same image;
+/// fewer values than the output holds are flagged.
+#[test]
+fn raw_records_carry_the_output_values_the_classify_decoder_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let onnx = repo("models/shapes-classifier.onnx");
+    std::fs::copy(&onnx, dir.path().join("shapes-classifier.onnx")).expect("copy model");
+    let text = std::fs::read_to_string(repo("models/shapes-classifier.toml")).expect("manifest");
+    let text = &text[..text.find("[profile]").unwrap_or(text.len())];
+    let raw_with = |values: usize| {
+        let manifest = dir.path().join("shapes-classifier.toml");
+        std::fs::write(
+            &manifest,
+            text.replace(
+                "decoder = \"classify\"\nsoftmax = true\ntop_k = 3",
+                &format!("decoder = \"raw\"\nvalues = {values}"),
+            ),
+        )
+        .expect("write manifest");
+        let out = lookout(&[
+            "run",
+            "-m",
+            &manifest.to_string_lossy(),
+            "-s",
+            "tests/images/classify",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        json_lines(&stdout(&out))
+    };
+    let classified = json_lines(&stdout(&lookout(&[
+        "run",
+        "-m",
+        "models/shapes-classifier.toml",
+        "-s",
+        "tests/images/classify",
+    ])));
+    let raw = raw_with(3);
+    assert_eq!(raw.len(), classified.len());
+    for (r, c) in raw.iter().zip(&classified) {
+        assert_eq!(r["outputs"], serde_json::json!([[1, 3]]), "{r}");
+        let out = &r["values"][0];
+        assert_eq!(out["name"], "logits", "{r}");
+        assert_eq!(out["truncated"], false, "{r}");
+        let logits: Vec<f64> = out["values"]
+            .as_array()
+            .expect("values")
+            .iter()
+            .map(|v| v.as_f64().expect("number"))
+            .collect();
+        assert_eq!(logits.len(), 3);
+        let top = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = logits.iter().map(|l| (l - top).exp()).sum();
+        for class in c["classes"].as_array().expect("classes") {
+            let id = class["label_id"].as_u64().expect("id") as usize;
+            let softmax = (logits[id] - top).exp() / sum;
+            let score = class["score"].as_f64().expect("score");
+            assert!(
+                (softmax - score).abs() < 1e-5,
+                "{softmax} vs {score}: {r} {c}"
+            );
+        }
+    }
+    let cut = raw_with(2);
+    assert_eq!(
+        cut[0]["values"][0]["values"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(cut[0]["values"][0]["truncated"], true);
+    assert!(
+        raw_with(0)[0].get("values").is_none(),
+        "values = 0: shapes only"
+    );
+}

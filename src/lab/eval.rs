@@ -153,7 +153,7 @@ pub fn evaluate(
 ) -> Result<EvalReport, EvalError> {
     let manifest = pipeline.manifest().clone();
     match manifest.output {
-        OutputSpec::Raw => Err(EvalError::NotEvaluable {
+        OutputSpec::Raw { .. } => Err(EvalError::NotEvaluable {
             model: manifest.id(),
         }),
         OutputSpec::Classify { .. } => {

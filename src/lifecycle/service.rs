@@ -224,6 +224,7 @@ mod tests {
             classes: None,
             detections: Some(Vec::new()),
             outputs: None,
+            values: None,
         };
         n.emit(&record).expect("emit");
         assert_eq!(read(&systemd), "WATCHDOG=1\nSTATUS=42 frames processed\n");

@@ -224,7 +224,7 @@ impl Pipeline {
                 .cloned()
                 .unwrap_or_else(|| format!("class{id}"))
         };
-        let (mut classes, mut detections, mut shapes) = (None, None, None);
+        let (mut classes, mut detections, mut shapes, mut raw_values) = (None, None, None, None);
         match decoded {
             Decoded::Classes(list) => {
                 classes = Some(
@@ -250,7 +250,10 @@ impl Pipeline {
                         .collect(),
                 )
             }
-            Decoded::Raw { shapes: s } => shapes = Some(s),
+            Decoded::Raw { shapes: s, values } => {
+                shapes = Some(s);
+                raw_values = Some(values).filter(|v| !v.is_empty());
+            }
         }
         let post_done = Instant::now();
 
@@ -270,6 +273,7 @@ impl Pipeline {
             classes,
             detections,
             outputs: shapes,
+            values: raw_values,
         };
         record.latency_ms = record.latency_ms.rounded_to_microseconds();
         Ok(record)

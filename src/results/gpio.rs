@@ -385,6 +385,7 @@ mod tests {
                     .collect(),
             ),
             outputs: None,
+            values: None,
         }
     }
 

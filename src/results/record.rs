@@ -90,6 +90,10 @@ pub struct FrameRecord {
     /// Output tensor shapes (raw decoder only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outputs: Option<Vec<Vec<usize>>>,
+    /// Each output's first values, with whether there are more (raw decoder only, unless the
+    /// manifest's `values` is 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<crate::results::decode::RawValues>>,
 }
 
 /// Something that happened outside any one frame (a camera lost or restored), reported on

@@ -276,6 +276,7 @@ mod tests {
                 bbox: [1.0, 2.0, 3.0, 4.0],
             }]),
             outputs: None,
+            values: None,
         }
     }
 

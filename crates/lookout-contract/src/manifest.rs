@@ -416,9 +416,22 @@ pub enum OutputSpec {
         #[serde(default)]
         score_activation: ScoreActivation,
     },
-    /// Report the output tensors' shapes only; decoding is left to the application.
-    Raw,
+    /// Report the output tensors as they are, decoding left to the application: each output's
+    /// shape, and its first `values` values in row-major order (flagged when there are more).
+    Raw {
+        /// Values reported per output (0: shapes only).
+        #[serde(default = "default_raw_values")]
+        values: usize,
+    },
 }
+
+fn default_raw_values() -> usize {
+    32
+}
+
+/// The most values a `raw` record carries per output: a JSON line per frame must stay small
+/// enough for a serial line and a log.
+pub const MAX_RAW_VALUES: usize = 4096;
 
 fn default_top_k() -> usize {
     5
@@ -607,7 +620,15 @@ impl Manifest {
                 format!("is {range:?} but scale/mean/std map pixels 0..255 to [{lo}, {hi}]"),
             );
         }
-        if self.labels.is_empty() && !matches!(self.output, OutputSpec::Raw) {
+        if let OutputSpec::Raw { values } = self.output {
+            if values > MAX_RAW_VALUES {
+                return fail(
+                    "output.values",
+                    format!("{values} is more than {MAX_RAW_VALUES} values per output per frame"),
+                );
+            }
+        }
+        if self.labels.is_empty() && !matches!(self.output, OutputSpec::Raw { .. }) {
             return fail("labels", "is empty".into());
         }
         if let Some(profile) = &self.profile {
@@ -895,6 +916,15 @@ decoder = "yolov8"
             let (got, message) = field_error(&text);
             assert_eq!(got, field, "{message}");
         }
+    }
+
+    #[test]
+    fn raw_values_default_and_are_bounded() {
+        let raw = with("decoder = \"yolov8\"", "decoder = \"raw\"");
+        let m = parse(&raw).expect("raw with the default");
+        assert_eq!(m.output, OutputSpec::Raw { values: 32 });
+        let over = with("decoder = \"yolov8\"", "decoder = \"raw\"\nvalues = 4097");
+        assert_eq!(field_error(&over).0, "output.values");
     }
 
     #[test]

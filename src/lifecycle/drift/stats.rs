@@ -267,6 +267,7 @@ pub(crate) mod tests {
             classes,
             detections,
             outputs: None,
+            values: None,
         }
     }
 

@@ -125,6 +125,17 @@ pub struct ClassScore {
     pub score: f32,
 }
 
+/// The first values of one output, for the `raw` decoder.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RawValues {
+    /// The output's name.
+    pub name: String,
+    /// Its first values, row-major.
+    pub values: Vec<f32>,
+    /// Whether it holds more than these.
+    pub truncated: bool,
+}
+
 /// The decoded result of one frame.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decoded {
@@ -132,10 +143,12 @@ pub enum Decoded {
     Classes(Vec<ClassScore>),
     /// Detections after NMS, best first.
     Detections(Vec<Detection>),
-    /// The output shapes, for the `raw` decoder.
+    /// The outputs as they are, for the `raw` decoder.
     Raw {
         /// Shape of each output, in the model's output order.
         shapes: Vec<Vec<usize>>,
+        /// Each output's first values, row-major, in the same order.
+        values: Vec<RawValues>,
     },
 }
 
@@ -210,7 +223,10 @@ enum Kind {
     Classify(Classifier),
     Yolo(Yolo),
     Ssd(Box<Ssd>),
-    Raw,
+    Raw {
+        /// Values reported per output.
+        values: usize,
+    },
 }
 
 impl Decoder {
@@ -264,7 +280,7 @@ impl Decoder {
                 geometry,
                 &shapes,
             )?)),
-            OutputSpec::Raw => Kind::Raw,
+            OutputSpec::Raw { values } => Kind::Raw { values: *values },
         };
         Ok(Self {
             kind,
@@ -292,10 +308,23 @@ impl Decoder {
             }
             Kind::Yolo(yolo) => yolo.candidates(outputs, thresholds.score, &mut self.candidates)?,
             Kind::Ssd(ssd) => ssd.candidates(outputs, thresholds.score, &mut self.candidates)?,
-            Kind::Raw => {
+            Kind::Raw { values } => {
+                let per_output = *values;
                 return Ok(Decoded::Raw {
                     shapes: outputs.iter().map(|o| o.shape.to_vec()).collect(),
-                })
+                    values: if per_output == 0 {
+                        Vec::new()
+                    } else {
+                        outputs
+                            .iter()
+                            .map(|o| RawValues {
+                                name: o.name.to_owned(),
+                                values: o.data.iter().take(per_output).copied().collect(),
+                                truncated: o.data.len() > per_output,
+                            })
+                            .collect()
+                    },
+                });
             }
         }
         Ok(Decoded::Detections(self.nms.run(
@@ -603,7 +632,8 @@ mod tests {
 
     #[test]
     fn data_length_is_checked_even_for_raw_and_overflow_saturates() {
-        let mut d = Decoder::new(&OutputSpec::Raw, 0, 1, 1, &[]).expect("raw takes anything");
+        let mut d = Decoder::new(&OutputSpec::Raw { values: 32 }, 0, 1, 1, &[])
+            .expect("raw takes anything");
         let huge = [usize::MAX, 2];
         let view = OutputView {
             name: "x",
@@ -624,7 +654,7 @@ mod tests {
     #[test]
     fn raw_reports_the_shapes_in_order() {
         let mut d = Decoder::new(
-            &OutputSpec::Raw,
+            &OutputSpec::Raw { values: 32 },
             0,
             1,
             1,
@@ -646,12 +676,10 @@ mod tests {
             },
         ];
         let got = d.decode(&views, &Thresholds::default()).expect("decodes");
-        assert_eq!(
-            got,
-            Decoded::Raw {
-                shapes: vec![vec![1, 2], vec![3]]
-            }
-        );
+        let Decoded::Raw { shapes, .. } = got else {
+            panic!("{got:?}");
+        };
+        assert_eq!(shapes, vec![vec![1, 2], vec![3]]);
     }
 
     #[test]

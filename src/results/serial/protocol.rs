@@ -195,6 +195,7 @@ mod tests {
             classes,
             detections,
             outputs: None,
+            values: None,
         }
     }
 
