@@ -316,8 +316,8 @@ fn corrupt_model_with_a_matching_manifest_is_not_onnx() {
     std::fs::write(&onnx, &garbage).expect("write");
     let text = std::fs::read_to_string(&manifest).expect("manifest");
     let sha = lookout::budget::sha256_hex(&garbage);
-    let text = rewrite_key(&text, "sha256", &format!("{sha:?}"));
-    let text = rewrite_key(&text, "bytes", "300");
+    let text = common::rewrite_key(&text, "sha256", &format!("{sha:?}"));
+    let text = common::rewrite_key(&text, "bytes", "300");
     std::fs::write(&manifest, text).expect("write");
     let out = lookout(&["check", "--model", manifest.to_str().expect("utf8")]);
     assert_clean_failure(&out, &["shapes-detector.onnx", "not a valid ONNX protobuf"]);
@@ -332,19 +332,6 @@ fn run_on_pattern(manifest: &Path) -> std::process::Output {
         "--source",
         "pattern",
     ])
-}
-
-fn rewrite_key(toml: &str, key: &str, value: &str) -> String {
-    toml.lines()
-        .map(|l| {
-            if l.trim_start().starts_with(&format!("{key} =")) {
-                format!("{key} = {value}")
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[test]
@@ -368,7 +355,7 @@ fn manifest_with_a_wrong_field_names_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let manifest = copy_model("shapes-detector", dir.path());
         let text = std::fs::read_to_string(&manifest).expect("manifest");
-        let edited = rewrite_key(&text, key, value);
+        let edited = common::rewrite_key(&text, key, value);
         assert_ne!(edited, text, "key {key} present in the manifest");
         std::fs::write(&manifest, edited).expect("write");
         let out = lookout(&["check", "--model", manifest.to_str().expect("utf8")]);
@@ -408,7 +395,7 @@ fn a_manifest_claiming_the_wrong_quantization_is_refused() {
         ),
     ];
     for (value, needles) in cases {
-        let edited = rewrite_key(&text, "quantization", &value);
+        let edited = common::rewrite_key(&text, "quantization", &value);
         assert_ne!(edited, text);
         std::fs::write(&manifest, edited).expect("write");
         let out = lookout(&["check", "--model", manifest.to_str().expect("utf8")]);
@@ -737,7 +724,11 @@ fn a_decoder_that_does_not_fit_the_outputs_fails_at_load_naming_both() {
     let dir = tempfile::tempdir().expect("tempdir");
     let manifest = copy_model("shapes-detector", dir.path());
     let text = std::fs::read_to_string(&manifest).expect("manifest");
-    std::fs::write(&manifest, rewrite_key(&text, "decoder", "\"yolov5\"")).expect("write");
+    std::fs::write(
+        &manifest,
+        common::rewrite_key(&text, "decoder", "\"yolov5\""),
+    )
+    .expect("write");
     let out = run_on_pattern(&manifest);
     assert_clean_failure(
         &out,

@@ -19,31 +19,15 @@ fn with_manifest(dir: &Path, name: &str) -> PathBuf {
     let text = text[..text.find("[profile]").unwrap_or(text.len())]
         .replace("shapes-classifier", name)
         .replace("quantization = \"int8-weights\"", "quantization = \"fp32\"");
-    let text = rewrite(
+    let text = common::rewrite_key(
         &text,
         "sha256",
         &format!("{:?}", lookout::budget::sha256_hex(&onnx)),
     );
-    let text = rewrite(&text, "bytes", &onnx.len().to_string());
+    let text = common::rewrite_key(&text, "bytes", &onnx.len().to_string());
     let manifest = dir.join(format!("{name}.toml"));
     std::fs::write(&manifest, text).expect("write manifest");
     manifest
-}
-
-/// `text` with the value of the first `key = ...` line replaced.
-fn rewrite(text: &str, key: &str, value: &str) -> String {
-    let mut done = false;
-    text.lines()
-        .map(|line| {
-            if !done && line.starts_with(&format!("{key} = ")) {
-                done = true;
-                format!("{key} = {value}")
-            } else {
-                line.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[test]

@@ -364,3 +364,17 @@ pub fn without_timing(line: &str) -> String {
     }
     out
 }
+
+/// TOML text with the value of every `key = …` line replaced by `value`.
+pub fn rewrite_key(toml: &str, key: &str, value: &str) -> String {
+    toml.lines()
+        .map(|l| {
+            if l.trim_start().starts_with(&format!("{key} =")) {
+                format!("{key} = {value}")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
