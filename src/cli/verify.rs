@@ -18,6 +18,9 @@ pub(crate) struct VerifyArgs {
     /// An ONNX file alone, loaded and optimized at its declared input shape (as `inspect`).
     #[arg(long, conflicts_with = "model")]
     onnx: Option<PathBuf>,
+    /// The model file as the parent names it in messages (a slot's `current/`).
+    #[arg(long)]
+    named: Option<String>,
     /// Address-space cap in MB (0: none).
     #[arg(long, default_value_t = 0)]
     memory_mb: u64,
@@ -48,7 +51,10 @@ fn try_model(args: &VerifyArgs) -> Result<verify::Verified> {
             finite: true,
         });
     }
-    let (_, bundle) = load(&args.model)?;
+    let (_, mut bundle) = load(&args.model)?;
+    if let Some(named) = &args.named {
+        bundle.origin = named.clone();
+    }
     let mut pipeline = Pipeline::new(bundle.manifest, &bundle.onnx, &bundle.origin)?;
     let loaded = started.elapsed();
     let input = &pipeline.manifest().input;

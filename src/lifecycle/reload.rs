@@ -325,8 +325,21 @@ impl Reloader {
     /// A pipeline for the model of `manifest_path`, checked as an install is, watching drift.
     /// Its origin is named as if through the manifest the run follows (a slot's `current`).
     fn load(&self, manifest_path: &Path) -> Result<Watched, LoadError> {
-        self.verifier.run_once(&manifest_path.to_string_lossy())?;
-        let bundle = model::load_checked(manifest_path, &self.board, &self.board_file)?;
+        // The version a slot's `current` names now, resolved once: what is tried in the child
+        // is what is loaded here, even if `model use` moves the link in between.
+        // A manifest outside the slots is named as given.
+        let resolved = match self.control.installed() {
+            Some(_) => {
+                std::fs::canonicalize(manifest_path).unwrap_or_else(|_| manifest_path.to_owned())
+            }
+            None => manifest_path.to_owned(),
+        };
+        let named = crate::manifest::Manifest::load(&resolved)
+            .map(|m| m.model_path(&self.manifest).display().to_string())
+            .ok();
+        self.verifier
+            .run_once_as(&resolved.to_string_lossy(), named.as_deref())?;
+        let bundle = model::load_checked(&resolved, &self.board, &self.board_file)?;
         let origin = bundle
             .manifest
             .model_path(&self.manifest)

@@ -189,12 +189,23 @@ impl Verifier {
     /// Tries the model `--model ARG` names (a manifest, an ONNX file with its manifest beside
     /// it, or a name), as `run` would load it for the board, with one black frame.
     pub fn run_once(&self, model: &str) -> Result<Verified, VerifyError> {
+        self.run_once_as(model, None)
+    }
+
+    /// [`run_once`](Self::run_once), the model file named `named` in the child's messages (a
+    /// slot's version tried by its real folder, named as the run follows it, `current/`).
+    pub fn run_once_as(&self, model: &str, named: Option<&str>) -> Result<Verified, VerifyError> {
         let mut args: Vec<OsString> = vec!["--model".into(), model.into()];
+        if let Some(named) = named {
+            args.push("--named".into());
+            args.push(named.into());
+        }
         args.extend(self.common.iter().cloned());
         // Errors name the ONNX file when the manifest says which (reading it is safe here).
         let path = std::path::Path::new(model);
-        let named = match crate::manifest::Manifest::load(path) {
-            Ok(m) if path.extension().is_some_and(|e| e == "toml") => {
+        let named = match (named, crate::manifest::Manifest::load(path)) {
+            (Some(named), _) => named.to_owned(),
+            (None, Ok(m)) if path.extension().is_some_and(|e| e == "toml") => {
                 m.model_path(path).display().to_string()
             }
             _ => model.to_owned(),
