@@ -204,3 +204,80 @@ fn labels_that_disagree_with_the_models_metadata_are_refused_naming_both() {
     let out = lookout(&["check", "-m", &manifest.to_string_lossy()]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// A fully convolutional model whose input sizes are all symbolic runs at the size its manifest
+/// fixes, and its raw outputs are onnxruntime's on the same input (a frame already at the input
+/// size, so pre-processing is only the scaling to 0..1).
+#[test]
+fn symbolic_input_sizes_are_fixed_by_the_manifest_and_agree_with_onnxruntime() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let onnx = std::fs::read(repo("tests/fixtures/odd-models/dynamic-hw.onnx")).expect("model");
+    std::fs::write(dir.path().join("dynamic-hw.onnx"), &onnx).expect("copy");
+    let manifest = dir.path().join("dynamic-hw.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "name = \"dynamic-hw\"\nversion = \"1.0.0\"\nlabels = []\n\n[model]\n\
+             file = \"dynamic-hw.onnx\"\nsha256 = {:?}\nbytes = {}\n\n[input]\nname = \"images\"\n\
+             shape = [1, 48, 64, 3]\ndtype = \"f32\"\nlayout = \"nhwc\"\n\n[preprocess]\n\
+             resize = \"stretch\"\ninterpolation = \"bilinear\"\ncolor = \"rgb\"\n\
+             scale = 0.00392156862745098\nmean = [0.0, 0.0, 0.0]\nstd = [1.0, 1.0, 1.0]\n\n\
+             [output]\ndecoder = \"raw\"\nvalues = 16\n",
+            lookout::budget::sha256_hex(&onnx),
+            onnx.len()
+        ),
+    )
+    .expect("manifest");
+    // A frame at the input size: 64x48, a gradient in each channel.
+    let frame = dir.path().join("frame.png");
+    image::RgbImage::from_fn(64, 48, |x, y| {
+        image::Rgb([(x * 4) as u8, (y * 5) as u8, ((x + y) * 2) as u8])
+    })
+    .save(&frame)
+    .expect("frame");
+    let out = lookout(&[
+        "run",
+        "-m",
+        &manifest.to_string_lossy(),
+        "-s",
+        &frame.to_string_lossy(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let record = &json_lines(&stdout(&out))[0];
+    // 48x64 → Conv (same) → MaxPool 3x3 stride 2 → 23x31.
+    assert_eq!(
+        record["outputs"],
+        serde_json::json!([[1, 4, 23, 31]]),
+        "{record}"
+    );
+    let ours: Vec<f64> = record["values"][0]["values"]
+        .as_array()
+        .expect("values")
+        .iter()
+        .map(|v| v.as_f64().expect("number"))
+        .collect();
+    assert_eq!(ours.len(), 16);
+    let script = "import sys, numpy as np, onnxruntime as ort\n\
+                  from PIL import Image\n\
+                  x = np.asarray(Image.open(sys.argv[2]).convert('RGB'), np.float32)[None] / 255.0\n\
+                  y = ort.InferenceSession(sys.argv[1]).run(None, {'images': x})[0]\n\
+                  print(' '.join(repr(float(v)) for v in y.reshape(-1)[:16]))";
+    let reference = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(dir.path().join("dynamic-hw.onnx"))
+        .arg(&frame)
+        .output()
+        .expect("python3 runs (scripts/setup installs onnxruntime)");
+    assert!(reference.status.success(), "{}", stderr(&reference));
+    let theirs: Vec<f64> = stdout(&reference)
+        .split_whitespace()
+        .map(|v| v.parse().expect("number"))
+        .collect();
+    assert_eq!(theirs.len(), 16);
+    for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+        assert!(
+            (a - b).abs() < 1e-5,
+            "value {i}: {a} here, {b} in onnxruntime"
+        );
+    }
+}
