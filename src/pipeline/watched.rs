@@ -110,11 +110,6 @@ impl Watched {
             .unwrap_or_default()
     }
 
-    /// The pipeline.
-    pub fn pipeline(&self) -> &Pipeline {
-        &self.pipeline
-    }
-
     /// The pipeline, to number a frame again or reach the engine.
     pub fn pipeline_mut(&mut self) -> &mut Pipeline {
         &mut self.pipeline

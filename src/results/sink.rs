@@ -195,16 +195,6 @@ impl SinkSet {
         self.sinks.push(sink);
     }
 
-    /// How many sinks there are.
-    pub fn len(&self) -> usize {
-        self.sinks.len()
-    }
-
-    /// Whether there is none.
-    pub fn is_empty(&self) -> bool {
-        self.sinks.is_empty()
-    }
-
     /// Hands a frame record to every sink.
     pub fn record(&mut self, record: &FrameRecord) -> Result<(), SinkError> {
         self.each(|sink| sink.emit(record))

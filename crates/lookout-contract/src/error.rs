@@ -51,13 +51,6 @@ impl ConfigError {
             message: message.into(),
         }
     }
-
-    /// The path of the file the error is about.
-    pub fn path(&self) -> &Path {
-        match self {
-            Self::Read { path, .. } | Self::Parse { path, .. } | Self::Invalid { path, .. } => path,
-        }
-    }
 }
 
 /// A field of one table that is wrong, as the table's own check finds it: the field's name
