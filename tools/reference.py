@@ -18,8 +18,17 @@ Decoding rules, chosen to be simple enough to re-implement exactly:
             drop scores < thresholds.score, keep top_k.
   yolov8    [1, 4+C, N]: cx, cy, w, h, C class scores; a candidate's class is
             its best-scoring class (ties: lower id).
+            With keypoints = [K, D] (pose), K*D more rows follow the class
+            scores: x, y (and a visibility score when D = 3) per keypoint, in
+            box_units; D = 2 gives visibility 1.
   yolov5    [1, N, 5+C]: cx, cy, w, h, objectness, C class scores;
             score = objectness * best class score.
+  end2end   [1, N, 6 (+K*D)]: rows of x0, y0, x1, y1, score, class (as a float),
+            then keypoints as for yolov8. NMS ran in the graph: a row is kept
+            when score >= thresholds.score, the class rounds to a label index
+            within 1e-3 and the box is finite with x1 > x0 and y1 > y0; kept
+            rows are ranked (score desc, ties by row) and cut at
+            max_detections, never suppressed.
   ssd       two outputs found by name: `scores` [1, N, C] and `boxes` [1, N, 4]
             ([1, N, K >= 4] for anchor-offsets; values after the 4th, e.g.
             keypoints, are ignored). score = the value, or sigmoid(value) with
@@ -39,11 +48,12 @@ Decoding rules, chosen to be simple enough to re-implement exactly:
             count must equal N. Box values are in box_units (default
             "normalized", x by W and y by H to input pixels; prior-based
             encodings must be normalized).
-  then      drop score < thresholds.score; class-aware greedy NMS in model-input
+  then      drop score < thresholds.score; (except end2end) class-aware greedy NMS in model-input
             coordinates (sort by score desc, ties by candidate index; suppress a
             box whose IoU with a kept box of the same class is > thresholds.iou);
             keep at most max_detections; map to source pixels
-            (x - pad) / scale + crop offset, clamp to the image.
+            (x - pad) / scale + crop offset, clamp to the image; keypoints map
+            and clamp the same way.
 """
 import argparse
 import json
@@ -184,18 +194,43 @@ def ssd_candidates(outs, m):
     return boxes[rows], s[rows, classes], classes
 
 
+def keypoint_array(values, spec, W, H):
+    """[N, K*D] keypoint values -> [N, K, 3] (x, y, visibility) in model px."""
+    k, d = spec["keypoints"]
+    kp = np.asarray(values, np.float64).reshape(len(values), k, d)
+    scale = np.array([W, H]) if spec.get("box_units", "pixels") == "normalized" else np.array([1.0, 1.0])
+    xy = kp[:, :, :2] * scale
+    vis = kp[:, :, 2:3] if d == 3 else np.ones((len(values), k, 1))
+    return np.concatenate([xy, vis], axis=2)
+
+
 def candidates(out, m):
-    """Raw output -> (boxes [N,4] x0,y0,x1,y1 model px, scores [N], classes [N]).
+    """Raw output -> (boxes [N,4] x0,y0,x1,y1 model px, scores [N], classes [N],
+    keypoints [N, K, 3] or None).
 
     `out` is the one output array, or for ssd a dict of all outputs by name."""
     spec = m["output"]
     _, H, W = input_geometry(m)
     if spec["decoder"] == "ssd":
-        return ssd_candidates(out, m)
+        return ssd_candidates(out, m) + (None,)
     a = np.asarray(out, np.float64)
+    extra = spec["keypoints"][0] * spec["keypoints"][1] if "keypoints" in spec else 0
+    units = np.array([W, H, W, H]) if spec.get("box_units", "pixels") == "normalized" else np.ones(4)
+    if spec["decoder"] == "end2end":
+        a = a[0]  # [N, 6 + K*D]
+        boxes = a[:, :4] * units
+        scores, cls = a[:, 4], a[:, 5]
+        classes = np.rint(cls)
+        usable = ((classes >= 0) & (classes < len(m["labels"])) & (np.abs(cls - classes) < 1e-3)
+                  & np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+                  & np.isfinite(scores))
+        scores = np.where(usable, scores, -np.inf)
+        classes = np.where(usable, classes, 0).astype(np.int64)
+        kp = keypoint_array(a[:, 6:], spec, W, H) if extra else None
+        return boxes, scores, classes, kp
     if spec["decoder"] == "yolov8":
-        a = a[0].T  # [N, 4+C]
-        cls_scores = a[:, 4:]
+        a = a[0].T  # [N, 4+C (+K*D)]
+        cls_scores = a[:, 4:a.shape[1] - extra]
     elif spec["decoder"] == "yolov5":
         a = a[0]  # [N, 5+C]
         cls_scores = a[:, 5:] * a[:, 4:5]
@@ -207,7 +242,8 @@ def candidates(out, m):
     if spec.get("box_units", "pixels") == "normalized":
         cx, w, cy, h = cx * W, w * W, cy * H, h * H
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-    return boxes, scores, classes
+    kp = keypoint_array(a[:, a.shape[1] - extra:], spec, W, H) if extra else None
+    return boxes, scores, classes, kp
 
 
 def iou(a, b):
@@ -240,10 +276,17 @@ def to_source(box, t, w, h):
 
 def decode_detect(out, m, t, w, h):
     th = m.get("thresholds", {})
-    boxes, scores, classes = candidates(out, m)
-    keep = nms(boxes, scores, classes, th.get("score", 0.25), th.get("iou", 0.45), th.get("max_detections", 100))
-    return [{"label_id": int(classes[i]), "label": m["labels"][int(classes[i])], "score": float(scores[i]),
-             "box": to_source(boxes[i], t, w, h)} for i in keep]
+    boxes, scores, classes, kp = candidates(out, m)
+    iou_th = float("inf") if m["output"]["decoder"] == "end2end" else th.get("iou", 0.45)
+    keep = nms(boxes, scores, classes, th.get("score", 0.25), iou_th, th.get("max_detections", 100))
+    found = []
+    for i in keep:
+        rec = {"label_id": int(classes[i]), "label": m["labels"][int(classes[i])], "score": float(scores[i]),
+               "box": to_source(boxes[i], t, w, h)}
+        if kp is not None:
+            rec["keypoints"] = [to_source([x, y, x, y], t, w, h)[:2] + [float(v)] for x, y, v in kp[i]]
+        found.append(rec)
+    return found
 
 
 def session(m):

@@ -10,6 +10,14 @@ writes, beside manifests with matching sha256:
                                           boxes [1, N, 4] as normalised corners
   OUT_DIR/shapes-detector-priors.onnx    SSD with boxes encoded as offsets against priors
                                           (one 16 px prior per stride-8 cell, variances 0.1/0.2)
+  OUT_DIR/shapes-detector-pose.onnx      YOLOv8-pose [1, 4+C+2*3, N]: two keypoints per candidate,
+                                          its box's top-left and bottom-right corners, each with
+                                          the candidate's best score as visibility
+  OUT_DIR/shapes-detector-e2e.onnx       end-to-end [1, 100, 6]: ONNX NonMaxSuppression inside the
+                                          graph (class-aware, IoU 0.45, score 0.25, as the
+                                          manifest's thresholds), rows x0, y0, x1, y1, score,
+                                          class, zero-padded to 100
+  OUT_DIR/shapes-detector-e2e-pose.onnx  the same with the two keypoints: [1, 100, 6+2*3]
 
 The trained network is unchanged; only operators appended after its output differ, and each
 layout is constructed so that a correct decoder finds the same boxes and scores as the YOLOv8
@@ -142,6 +150,71 @@ def ssd_priors(model, classes, n, width, height):
     output(graph, "boxes", [1, n, 4])
 
 
+def pixel_corners(graph):
+    """box (cx, cy, w, h in pixels) -> p0, p1 [1, N, 2] corner points in pixels."""
+    add = graph.node.append
+    add(helper.make_node("Slice", ["box", "s0", ints(graph, "s2", [2]), "axis2"], ["xy"]))
+    add(helper.make_node("Slice", ["box", "s2", "s4", "axis2"], ["wh"]))
+    add(helper.make_node("Mul", ["wh", const(graph, "half", 0.5)], ["halfwh"]))
+    add(helper.make_node("Sub", ["xy", "halfwh"], ["p0"]))
+    add(helper.make_node("Add", ["xy", "halfwh"], ["p1"]))
+
+
+def corner_keypoints(graph):
+    """kp [1, N, 6]: the box's corners as two keypoints, the best score as their visibility."""
+    pixel_corners(graph)
+    graph.node.append(helper.make_node("Concat", ["p0", "best", "p1", "best"], ["kp"], axis=2))
+
+
+def pose(model, classes, n):
+    graph = model.graph
+    split_candidates(graph, classes)
+    corner_keypoints(graph)
+    add = graph.node.append
+    add(helper.make_node("Transpose", ["kp"], ["kp_t"], perm=[0, 2, 1]))
+    add(helper.make_node("Concat", ["v8", "kp_t"], ["output0"], axis=1))
+    output(graph, "output0", [1, 4 + classes + 6, n])
+
+
+E2E_ROWS = 100
+
+
+def end2end(model, classes, n, keypoints):
+    graph = model.graph
+    split_candidates(graph, classes)
+    corner_keypoints(graph)
+    add = graph.node.append
+    add(helper.make_node("Concat", ["p0", "p1"], ["xyxy"], axis=2))  # [1, N, 4] pixels
+    add(helper.make_node("Transpose", ["cls"], ["cls_t"], perm=[0, 2, 1]))  # [1, C, N]
+    add(helper.make_node("NonMaxSuppression",
+                         ["xyxy", "cls_t", ints(graph, "max_out", [E2E_ROWS]),
+                          const(graph, "iou_th", [0.45]), const(graph, "score_th", [0.25])],
+                         ["selected"], center_point_box=0))  # [M, 3]: batch, class, box
+    axis1 = ints(graph, "axis1", [1])
+    add(helper.make_node("Slice", ["selected", ints(graph, "c1", [1]), ints(graph, "c2", [2]), axis1], ["sel_cls"]))
+    add(helper.make_node("Slice", ["selected", "c2", ints(graph, "c3", [3]), axis1], ["sel_box"]))
+    add(helper.make_node("Squeeze", ["sel_box", axis1], ["box_idx"]))  # [M]
+    add(helper.make_node("Squeeze", ["xyxy", ints(graph, "axis0", [0])], ["xyxy0"]))  # [N, 4]
+    add(helper.make_node("Gather", ["xyxy0", "box_idx"], ["sel_xyxy"], axis=0))  # [M, 4]
+    add(helper.make_node("GatherND", ["cls_t", "selected"], ["sel_score"]))  # [M]
+    add(helper.make_node("Unsqueeze", ["sel_score", axis1], ["sel_score1"]))
+    add(helper.make_node("Cast", ["sel_cls"], ["sel_clsf"], to=onnx.TensorProto.FLOAT))
+    parts = ["sel_xyxy", "sel_score1", "sel_clsf"]
+    width = 6
+    if keypoints:
+        add(helper.make_node("Squeeze", ["kp", "axis0"], ["kp0"]))  # [N, 6]
+        add(helper.make_node("Gather", ["kp0", "box_idx"], ["sel_kp"], axis=0))
+        parts.append("sel_kp")
+        width += 6
+    add(helper.make_node("Concat", parts, ["rows"], axis=1))  # [M, width]
+    # Zero rows after the selected ones, then the first E2E_ROWS: a fixed [E2E_ROWS, width].
+    add(helper.make_node("Pad", ["rows", ints(graph, "pads", [0, 0, E2E_ROWS, 0])], ["padded"]))
+    add(helper.make_node("Slice", ["padded", "s0", ints(graph, "rows_end", [E2E_ROWS]),
+                                   ints(graph, "axis0b", [0])], ["fixed"]))
+    add(helper.make_node("Unsqueeze", ["fixed", "axis0"], ["output0"]))
+    output(graph, "output0", [1, E2E_ROWS, width])
+
+
 def manifest_text(base, name, file_bytes, output_section, labels):
     sha = hashlib.sha256(file_bytes).hexdigest()
     text = re.sub(r'(?m)^name = ".*"$', f'name = "{name}"', base, count=1)
@@ -180,6 +253,11 @@ def main():
                    'box_units = "normalized"\nbackground_class = 0\n'
                    f'priors = {{ steps = [{PRIOR_STEP}], min_sizes = [[{PRIOR_SIZE}]], '
                    f'variance = [{VARIANCE[0]}, {VARIANCE[1]}] }}', ["background"] + labels),
+        "pose": (lambda m: pose(m, classes, n), 'decoder = "yolov8"\nbox_units = "pixels"\nkeypoints = [2, 3]',
+                 labels),
+        "e2e": (lambda m: end2end(m, classes, n, False), 'decoder = "end2end"\nbox_units = "pixels"', labels),
+        "e2e-pose": (lambda m: end2end(m, classes, n, True),
+                     'decoder = "end2end"\nbox_units = "pixels"\nkeypoints = [2, 3]', labels),
     }
     for suffix, (build, output_section, variant_labels) in variants.items():
         model, _ = load_headless(onnx_path)

@@ -352,7 +352,7 @@ def coco_map(dets_per_image, gts_per_image, num_classes):
 def detections(out, m):
     """Raw detector output [4+C, N] -> rows (x0, y0, x1, y1, score, class) for mAP,
     decoded by tools/reference.py at a near-zero score threshold."""
-    boxes, scores, classes = reference.candidates(out[None], m)
+    boxes, scores, classes, _ = reference.candidates(out[None], m)
     keep = reference.nms(boxes, scores, classes, MAP_SCORE_TH, m["thresholds"]["iou"], MAP_MAX_DET)
     return np.array([[*boxes[k], scores[k], classes[k]] for k in keep], np.float64).reshape(-1, 6)
 

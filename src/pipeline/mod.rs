@@ -18,11 +18,11 @@ mod watched;
 pub use run::{run, RunControl, RunStats, RunSummary, Steering, Unsteered, FPS_WINDOW, PAUSE_POLL};
 pub use watched::Watched;
 
-use crate::frames::preprocess::{ImageView, PreprocessError, Preprocessor};
+use crate::frames::preprocess::{ImageView, InputTransform, PreprocessError, Preprocessor};
 use crate::frames::source::{Frame, SourceError};
 use crate::manifest::{Manifest, Thresholds};
 use crate::model::engine::{Engine, EngineError, InputBuffer};
-use crate::results::decode::{DecodeError, Decoded, Decoder, OutputView};
+use crate::results::decode::{DecodeError, Decoded, Decoder, Detection, Keypoint, OutputView};
 use crate::results::record::{
     format_timestamp, ClassRecord, DetectionRecord, FrameRecord, StageLatency,
 };
@@ -240,12 +240,16 @@ impl Pipeline {
             Decoded::Detections(list) => {
                 detections = Some(
                     list.into_iter()
-                        .map(|d| DetectionRecord {
-                            label_id: d.class_id,
-                            label: label(d.class_id),
-                            score: d.score,
-                            bbox: transform
-                                .box_to_source([d.bbox.x0, d.bbox.y0, d.bbox.x1, d.bbox.y1]),
+                        .map(|d| detection_record(&d, None, &transform, label(d.class_id)))
+                        .collect(),
+                )
+            }
+            Decoded::Poses(list) => {
+                detections = Some(
+                    list.into_iter()
+                        .map(|p| {
+                            let name = label(p.detection.class_id);
+                            detection_record(&p.detection, Some(&p.keypoints), &transform, name)
                         })
                         .collect(),
                 )
@@ -288,6 +292,34 @@ impl Pipeline {
     /// image before padding and normalisation.
     pub fn model_view<'a>(&'a self, frame: &'a Frame) -> Option<ImageView<'a>> {
         self.preprocessor.model_view(&frame.image)
+    }
+}
+
+/// A detection (and a pose model's keypoints) in source-frame pixels.
+fn detection_record(
+    d: &Detection,
+    keypoints: Option<&[Keypoint]>,
+    transform: &InputTransform,
+    label: String,
+) -> DetectionRecord {
+    let (w, h) = (
+        transform.source_width as f32,
+        transform.source_height as f32,
+    );
+    DetectionRecord {
+        label_id: d.class_id,
+        label,
+        score: d.score,
+        bbox: transform.box_to_source([d.bbox.x0, d.bbox.y0, d.bbox.x1, d.bbox.y1]),
+        keypoints: keypoints.map(|points| {
+            points
+                .iter()
+                .map(|k| {
+                    let (x, y) = transform.to_source(k.x, k.y);
+                    [x.clamp(0.0, w), y.clamp(0.0, h), k.score]
+                })
+                .collect()
+        }),
     }
 }
 

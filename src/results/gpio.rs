@@ -381,6 +381,7 @@ mod tests {
                         label: (*label).into(),
                         score: *score,
                         bbox: [0.0; 4],
+                        keypoints: None,
                     })
                     .collect(),
             ),

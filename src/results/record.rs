@@ -64,6 +64,11 @@ pub struct DetectionRecord {
     /// `[x0, y0, x1, y1]` in source-frame pixels.
     #[serde(rename = "box")]
     pub bbox: [f32; 4],
+    /// Pose models only: `[x, y, score]` per keypoint in the model's order, x and y in
+    /// source-frame pixels (clamped to the frame like the box), score the model's visibility
+    /// (1 when it gives none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keypoints: Option<Vec<[f32; 3]>>,
 }
 
 /// Everything reported about one frame.

@@ -264,6 +264,7 @@ mod tests {
                 label: "square".into(),
                 score: 0.75,
                 bbox: [1.0, 2.0, 3.0, 4.0],
+                keypoints: None,
             }]),
             outputs: None,
             values: None,

@@ -389,11 +389,27 @@ pub enum OutputSpec {
         #[serde(default)]
         box_units: BoxUnits,
     },
-    /// YOLOv8 layout `[1, 4 + C, N]`: cx, cy, w, h, class scores.
+    /// YOLOv8 layout `[1, 4 + C, N]`: cx, cy, w, h, class scores; with `keypoints`, the pose
+    /// layout `[1, 4 + C + K·D, N]` (YOLOv8-pose: `[1, 5 + 3K, N]`).
     Yolov8 {
-        /// Units of cx, cy, w, h.
+        /// Units of cx, cy, w, h (and of keypoint x, y).
         #[serde(default)]
         box_units: BoxUnits,
+        /// `[K, D]`: K keypoints of D values (x, y and, when D = 3, a visibility score).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        keypoints: Option<[usize; 2]>,
+    },
+    /// End-to-end detectors that run non-maximum suppression inside the graph (YOLOv10,
+    /// Ultralytics `nms=True` exports): `[1, N, 6]` rows of x0, y0, x1, y1, score, class; with
+    /// `keypoints`, `[1, N, 6 + K·D]`. Rows are final detections: lookout ranks them and applies
+    /// the score threshold and `max_detections`, never its own NMS.
+    End2end {
+        /// Units of the corners (and of keypoint x, y).
+        #[serde(default)]
+        box_units: BoxUnits,
+        /// `[K, D]` as for `yolov8`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        keypoints: Option<[usize; 2]>,
     },
     /// SSD / UltraFace: a scores tensor `[1, N, C]` and a boxes tensor `[1, N, 4]`.
     Ssd {
@@ -446,8 +462,28 @@ impl OutputSpec {
     pub fn is_detector(&self) -> bool {
         matches!(
             self,
-            Self::Yolov5 { .. } | Self::Yolov8 { .. } | Self::Ssd { .. }
+            Self::Yolov5 { .. } | Self::Yolov8 { .. } | Self::End2end { .. } | Self::Ssd { .. }
         )
+    }
+
+    /// `[K, D]` of a pose model's keypoints, `None` for every other model.
+    pub fn keypoints(&self) -> Option<[usize; 2]> {
+        match self {
+            Self::Yolov8 { keypoints, .. } | Self::End2end { keypoints, .. } => *keypoints,
+            _ => None,
+        }
+    }
+
+    /// The manifest's name of the decoder.
+    pub fn decoder_name(&self) -> &'static str {
+        match self {
+            Self::Classify { .. } => "classify",
+            Self::Yolov5 { .. } => "yolov5",
+            Self::Yolov8 { .. } => "yolov8",
+            Self::End2end { .. } => "end2end",
+            Self::Ssd { .. } => "ssd",
+            Self::Raw { .. } => "raw",
+        }
     }
 }
 
@@ -636,6 +672,16 @@ impl Manifest {
                 .check(self.labels.len())
                 .or_else(|(field, message)| fail(field, message))?;
         }
+        if let Some([count, values]) = self.output.keypoints() {
+            if count == 0 || !(values == 2 || values == 3) {
+                return fail(
+                    "output.keypoints",
+                    format!(
+                        "[{count}, {values}] must be [K, 2] or [K, 3] with at least one keypoint"
+                    ),
+                );
+            }
+        }
         match &self.output {
             OutputSpec::Classify { top_k, .. } if *top_k == 0 => {
                 return fail("output.top_k", "must be at least 1".into());
@@ -805,7 +851,8 @@ decoder = "yolov8"
         assert_eq!(
             m.output,
             OutputSpec::Yolov8 {
-                box_units: BoxUnits::Pixels
+                box_units: BoxUnits::Pixels,
+                keypoints: None
             }
         );
         assert_eq!(
@@ -915,6 +962,33 @@ decoder = "yolov8"
         for (text, field) in cases {
             let (got, message) = field_error(&text);
             assert_eq!(got, field, "{message}");
+        }
+    }
+
+    #[test]
+    fn pose_and_end_to_end_outputs_parse_and_keypoints_are_checked() {
+        let m = parse(&with(
+            "decoder = \"yolov8\"",
+            "decoder = \"end2end\"\nkeypoints = [17, 3]",
+        ))
+        .expect("valid");
+        assert_eq!(
+            m.output,
+            OutputSpec::End2end {
+                box_units: BoxUnits::Pixels,
+                keypoints: Some([17, 3])
+            }
+        );
+        assert!(m.output.is_detector());
+        assert_eq!(m.output.decoder_name(), "end2end");
+        for bad in ["[0, 3]", "[17, 4]", "[17, 1]"] {
+            let text = with(
+                "decoder = \"yolov8\"",
+                &format!("decoder = \"yolov8\"\nkeypoints = {bad}"),
+            );
+            let (field, message) = field_error(&text);
+            assert_eq!(field, "output.keypoints");
+            assert!(message.contains("[K, 2] or [K, 3]"), "{message}");
         }
     }
 

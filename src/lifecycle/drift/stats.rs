@@ -277,6 +277,7 @@ pub(crate) mod tests {
             label: String::new(),
             score,
             bbox: [0.0; 4],
+            keypoints: None,
         }
     }
 

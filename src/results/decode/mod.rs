@@ -10,13 +10,18 @@
 //!   optionally softmaxed, reported as the top `top_k`.
 //! - `yolov8` (`yolo.rs`): `[1, 4 + C, N]` (or the transposed `[1, N, 4 + C]`): cx, cy, w, h, then
 //!   C class scores.
+//!   With `keypoints = [K, D]`, the pose layout `[1, 4 + C + K·D, N]` (YOLOv8-pose).
 //! - `yolov5` (`yolo.rs`): `[1, N, 5 + C]`: cx, cy, w, h, objectness, C class probabilities.
+//! - `end2end` (`end2end.rs`): `[1, N, 6]` (or `[1, N, 6 + K·D]` with keypoints): rows of
+//!   x0, y0, x1, y1, score, class from a graph that ran its own NMS (YOLOv10, Ultralytics
+//!   `nms=True`); ranked and thresholded, never suppressed again.
 //! - `ssd` (`ssd.rs`): a scores tensor `[1, N, C]` and a boxes tensor `[1, N, 4]` found by name,
 //!   boxes either as corners or as SSD offsets against UltraFace-style priors
 //!   ([`generate_priors`]).
-//! - `raw`: no decoding, only the output shapes are reported.
+//! - `raw`: no decoding: each output's shape and first values.
 //!
 //! Detectors then go through class-aware greedy non-maximum suppression ([`nms()`], [`Nms`]).
+//! Pose models carry each candidate's keypoints beside it and report those of the kept boxes.
 //!
 //! The layout is checked against the model's declared output shapes once, in [`Decoder::new`], so
 //! a manifest that does not fit its model fails at load with a message naming the tensor, the
@@ -25,6 +30,7 @@
 //! malformed tensor must give an error, never a panic on a device nobody is watching.
 
 mod classify;
+mod end2end;
 mod nms;
 mod ssd;
 mod yolo;
@@ -34,6 +40,7 @@ pub use ssd::{generate_priors, Prior};
 
 use crate::manifest::{BoxUnits, OutputSpec, Thresholds};
 use classify::Classifier;
+use end2end::End2end;
 use ssd::Ssd;
 use yolo::Yolo;
 
@@ -116,6 +123,26 @@ pub struct Detection {
     pub bbox: BBox,
 }
 
+/// One keypoint of a pose model, in the units of its detection's box.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Keypoint {
+    /// Horizontal position.
+    pub x: f32,
+    /// Vertical position.
+    pub y: f32,
+    /// Visibility score (the model's third value); 1 for models that give x and y only.
+    pub score: f32,
+}
+
+/// One detection of a pose model with its keypoints, in the model's keypoint order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pose {
+    /// The box, class and score.
+    pub detection: Detection,
+    /// Its keypoints.
+    pub keypoints: Vec<Keypoint>,
+}
+
 /// One class of a classification result.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ClassScore {
@@ -143,6 +170,8 @@ pub enum Decoded {
     Classes(Vec<ClassScore>),
     /// Detections after NMS, best first.
     Detections(Vec<Detection>),
+    /// Detections of a pose model after NMS, best first, each with its keypoints.
+    Poses(Vec<Pose>),
     /// The outputs as they are, for the `raw` decoder.
     Raw {
         /// Shape of each output, in the model's output order.
@@ -215,6 +244,8 @@ pub struct Decoder {
     kind: Kind,
     /// Candidates of the current frame, kept between frames so that their storage is reused.
     candidates: Vec<Detection>,
+    /// Keypoints of the candidates of a pose model, K per candidate in candidate order.
+    keypoints: Vec<Keypoint>,
     nms: Nms,
 }
 
@@ -222,6 +253,7 @@ pub struct Decoder {
 enum Kind {
     Classify(Classifier),
     Yolo(Yolo),
+    End2end(End2end),
     Ssd(Box<Ssd>),
     Raw {
         /// Values reported per output.
@@ -253,12 +285,27 @@ impl Decoder {
             OutputSpec::Classify { softmax, top_k } => {
                 Kind::Classify(Classifier::new(*softmax, *top_k, num_classes, &shapes)?)
             }
-            OutputSpec::Yolov5 { box_units } => {
-                Kind::Yolo(Yolo::new(yolo::Version::V5, *box_units, geometry, &shapes)?)
-            }
-            OutputSpec::Yolov8 { box_units } => {
-                Kind::Yolo(Yolo::new(yolo::Version::V8, *box_units, geometry, &shapes)?)
-            }
+            OutputSpec::Yolov5 { box_units } => Kind::Yolo(Yolo::new(
+                yolo::Version::V5,
+                *box_units,
+                None,
+                geometry,
+                &shapes,
+            )?),
+            OutputSpec::Yolov8 {
+                box_units,
+                keypoints,
+            } => Kind::Yolo(Yolo::new(
+                yolo::Version::V8,
+                *box_units,
+                *keypoints,
+                geometry,
+                &shapes,
+            )?),
+            OutputSpec::End2end {
+                box_units,
+                keypoints,
+            } => Kind::End2end(End2end::new(*box_units, *keypoints, geometry, &shapes)?),
             OutputSpec::Ssd {
                 scores,
                 boxes,
@@ -285,6 +332,7 @@ impl Decoder {
         Ok(Self {
             kind,
             candidates: Vec::new(),
+            keypoints: Vec::new(),
             nms: Nms::new(),
         })
     }
@@ -300,13 +348,31 @@ impl Decoder {
             check_len(view)?;
         }
         self.candidates.clear();
+        self.keypoints.clear();
+        // IoU above which a box suppresses another, and keypoints per candidate.
+        let (iou, per_candidate) = match &self.kind {
+            Kind::End2end(e) => (f32::INFINITY, e.keypoints_per_candidate()),
+            Kind::Yolo(y) => (thresholds.iou, y.keypoints_per_candidate()),
+            _ => (thresholds.iou, 0),
+        };
         match &mut self.kind {
             Kind::Classify(classifier) => {
                 return classifier
                     .decode(outputs, thresholds.score)
                     .map(Decoded::Classes)
             }
-            Kind::Yolo(yolo) => yolo.candidates(outputs, thresholds.score, &mut self.candidates)?,
+            Kind::Yolo(yolo) => yolo.candidates(
+                outputs,
+                thresholds.score,
+                &mut self.candidates,
+                &mut self.keypoints,
+            )?,
+            Kind::End2end(e) => e.candidates(
+                outputs,
+                thresholds.score,
+                &mut self.candidates,
+                &mut self.keypoints,
+            )?,
             Kind::Ssd(ssd) => ssd.candidates(outputs, thresholds.score, &mut self.candidates)?,
             Kind::Raw { values } => {
                 let per_output = *values;
@@ -327,11 +393,26 @@ impl Decoder {
                 });
             }
         }
-        Ok(Decoded::Detections(self.nms.run(
-            &self.candidates,
-            thresholds.iou,
-            thresholds.max_detections,
-        )))
+        let kept = self
+            .nms
+            .kept(&self.candidates, iou, thresholds.max_detections);
+        if per_candidate == 0 {
+            return Ok(Decoded::Detections(
+                kept.into_iter().map(|i| self.candidates[i]).collect(),
+            ));
+        }
+        Ok(Decoded::Poses(
+            kept.into_iter()
+                .map(|i| Pose {
+                    detection: self.candidates[i],
+                    keypoints: self
+                        .keypoints
+                        .get(i * per_candidate..(i + 1) * per_candidate)
+                        .map(<[Keypoint]>::to_vec)
+                        .unwrap_or_default(),
+                })
+                .collect(),
+        ))
     }
 }
 
@@ -376,14 +457,58 @@ impl Geometry {
     }
 }
 
-/// Pushes a candidate if its score and box are usable. Non-finite scores are dropped here so
-/// that NMS and sorting only ever see real numbers.
-fn push_candidate(out: &mut Vec<Detection>, class_id: usize, score: f32, bbox: BBox) {
-    if score.is_finite() && bbox.is_valid() {
+/// Pushes a candidate if its score and box are usable, and says whether it did (a pose
+/// decoder then pushes its keypoints, keeping them aligned). Non-finite scores are dropped
+/// here so that NMS and sorting only ever see real numbers.
+fn push_candidate(out: &mut Vec<Detection>, class_id: usize, score: f32, bbox: BBox) -> bool {
+    let usable = score.is_finite() && bbox.is_valid();
+    if usable {
         out.push(Detection {
             class_id,
             score,
             bbox,
+        });
+    }
+    usable
+}
+
+/// Checks a keypoint spec `[K, D]` and gives K·D, the values each candidate carries for them.
+fn keypoint_values(
+    decoder: &'static str,
+    keypoints: Option<[usize; 2]>,
+) -> Result<usize, DecodeError> {
+    match keypoints {
+        None => Ok(0),
+        Some([count, values @ (2 | 3)]) if count > 0 => Ok(count.saturating_mul(values)),
+        Some(bad) => Err(DecodeError::Spec {
+            decoder,
+            message: format!("keypoints {bad:?} must be [K, 2] or [K, 3] with K >= 1"),
+        }),
+    }
+}
+
+/// Appends the keypoints stored as `values` (x, y[, score] per keypoint, `dims` values each),
+/// scaled by `scale` to model-input pixels.
+fn push_keypoints(
+    out: &mut Vec<Keypoint>,
+    values: impl Iterator<Item = f32>,
+    dims: usize,
+    scale: (f32, f32),
+) {
+    let mut values = values;
+    loop {
+        let (Some(x), Some(y)) = (values.next(), values.next()) else {
+            return;
+        };
+        let score = if dims == 3 {
+            values.next().unwrap_or(0.0)
+        } else {
+            1.0
+        };
+        out.push(Keypoint {
+            x: x * scale.0,
+            y: y * scale.1,
+            score,
         });
     }
 }
@@ -505,6 +630,7 @@ mod tests {
     fn yolov8() -> OutputSpec {
         OutputSpec::Yolov8 {
             box_units: BoxUnits::Pixels,
+            keypoints: None,
         }
     }
 

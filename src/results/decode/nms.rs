@@ -32,6 +32,21 @@ impl Nms {
         iou_threshold: f32,
         max_detections: usize,
     ) -> Vec<Detection> {
+        self.kept(candidates, iou_threshold, max_detections)
+            .into_iter()
+            .map(|i| candidates[i])
+            .collect()
+    }
+
+    /// As [`run`](Self::run), but the indices of the kept candidates in `candidates`, best
+    /// first: what a decoder needs to find what else it holds per candidate (keypoints). An
+    /// `iou_threshold` of infinity suppresses nothing: ranking and `max_detections` only.
+    pub fn kept(
+        &mut self,
+        candidates: &[Detection],
+        iou_threshold: f32,
+        max_detections: usize,
+    ) -> Vec<usize> {
         self.ranked.clear();
         self.ranked.extend(
             candidates
@@ -44,16 +59,17 @@ impl Nms {
         // as deterministic as a stable one.
         self.ranked
             .sort_unstable_by(|(ia, a), (ib, b)| best_first(a.score, *ia, b.score, *ib));
-        let mut kept: Vec<Detection> = Vec::with_capacity(max_detections.min(self.ranked.len()));
-        for (_, candidate) in &self.ranked {
+        let mut kept: Vec<usize> = Vec::with_capacity(max_detections.min(self.ranked.len()));
+        for (index, candidate) in &self.ranked {
             if kept.len() >= max_detections {
                 break;
             }
-            let suppressed = kept.iter().any(|k| {
+            let suppressed = kept.iter().any(|&k| {
+                let k = &candidates[k];
                 k.class_id == candidate.class_id && k.bbox.iou(&candidate.bbox) > iou_threshold
             });
             if !suppressed {
-                kept.push(*candidate);
+                kept.push(*index);
             }
         }
         kept

@@ -4,9 +4,13 @@
 //! candidate per *column*, and its class scores are final; some exports transpose it to
 //! `[1, N, 4 + C]`, which is accepted too. YOLOv5 is `[1, N, 5 + C]`, one candidate per *row*,
 //! with an objectness that multiplies every class probability.
+//!
+//! A YOLOv8-pose head is the YOLOv8 layout with K·D more values per candidate after the class
+//! scores: K keypoints of x, y (and a visibility score when D = 3), in the units of the box.
 
 use super::{
-    push_candidate, single_shape, single_view, BBox, DecodeError, Detection, Geometry, OutputView,
+    keypoint_values, push_candidate, push_keypoints, single_shape, single_view, BBox, DecodeError,
+    Detection, Geometry, Keypoint, OutputView,
 };
 use crate::manifest::BoxUnits;
 
@@ -27,18 +31,20 @@ impl Version {
         }
     }
 
-    /// Values per candidate.
-    fn attributes(self, num_classes: usize) -> usize {
+    /// Values per candidate, `extra` of them keypoint values.
+    fn attributes(self, num_classes: usize, extra: usize) -> usize {
         match self {
             Version::V5 => num_classes.saturating_add(5),
             Version::V8 => num_classes.saturating_add(4),
         }
+        .saturating_add(extra)
     }
 
-    fn expected(self, num_classes: usize) -> String {
-        match self {
-            Version::V5 => format!("[1, N, 5+{num_classes}]"),
-            Version::V8 => format!("[1, 4+{num_classes}, N]"),
+    fn expected(self, num_classes: usize, keypoints: Option<[usize; 2]>) -> String {
+        match (self, keypoints) {
+            (Version::V5, _) => format!("[1, N, 5+{num_classes}]"),
+            (Version::V8, None) => format!("[1, 4+{num_classes}, N]"),
+            (Version::V8, Some([k, d])) => format!("[1, 4+{num_classes}+{k}*{d}, N]"),
         }
     }
 }
@@ -60,6 +66,10 @@ enum Layout {
 pub(super) struct Yolo {
     version: Version,
     num_classes: usize,
+    /// `[K, D]` of a pose head.
+    keypoints: Option<[usize; 2]>,
+    /// K·D: keypoint values per candidate after the class scores (0 without keypoints).
+    keypoint_values: usize,
     /// Factors from the head's box units to model-input pixels.
     scale: (f32, f32),
     /// Best class score per candidate for the column layout; reused between frames.
@@ -73,6 +83,7 @@ impl Yolo {
     pub(super) fn new(
         version: Version,
         units: BoxUnits,
+        keypoints: Option<[usize; 2]>,
         geometry: Geometry,
         shapes: &[(&str, &[usize])],
     ) -> Result<Self, DecodeError> {
@@ -81,6 +92,8 @@ impl Yolo {
         let yolo = Self {
             version,
             num_classes: geometry.num_classes,
+            keypoints,
+            keypoint_values: keypoint_values(version.name(), keypoints)?,
             scale: geometry.scale(units),
             best: Vec::new(),
             best_class: Vec::new(),
@@ -89,24 +102,33 @@ impl Yolo {
         Ok(yolo)
     }
 
+    /// Keypoints each candidate carries (K, or 0 for a plain detector).
+    pub(super) fn keypoints_per_candidate(&self) -> usize {
+        self.keypoints.map_or(0, |[k, _]| k)
+    }
+
     /// Appends this frame's candidates scoring at least `threshold` to `out`, in candidate order
-    /// (which NMS uses to break score ties). The data length has been checked against the shape.
+    /// (which NMS uses to break score ties), and a pose head's keypoints for each of them to
+    /// `keypoints`. The data length has been checked against the shape.
     pub(super) fn candidates(
         &mut self,
         outputs: &[OutputView<'_>],
         threshold: f32,
         out: &mut Vec<Detection>,
+        keypoints: &mut Vec<Keypoint>,
     ) -> Result<(), DecodeError> {
         let view = single_view(self.version.name(), outputs)?;
         match self.layout(view.name, view.shape)? {
             Layout::Rows => {
                 // `attributes` >= 5 here (at least one class), so chunks_exact cannot panic.
-                let attributes = self.version.attributes(self.num_classes);
+                let attributes = self
+                    .version
+                    .attributes(self.num_classes, self.keypoint_values);
                 for row in view.data.chunks_exact(attributes) {
-                    self.row(row, threshold, out);
+                    self.row(row, threshold, out, keypoints);
                 }
             }
-            Layout::Columns { count } => self.columns(view.data, count, threshold, out),
+            Layout::Columns { count } => self.columns(view.data, count, threshold, out, keypoints),
         }
         Ok(())
     }
@@ -115,22 +137,31 @@ impl Yolo {
     /// ultralytics one `[1, 4 + C, N]` wins when both fit (N == 4 + C), since that is what an
     /// unmodified export produces.
     fn layout(&self, name: &str, shape: &[usize]) -> Result<Layout, DecodeError> {
-        let attributes = self.version.attributes(self.num_classes);
+        let attributes = self
+            .version
+            .attributes(self.num_classes, self.keypoint_values);
         match (self.version, shape) {
             (Version::V8, &[1, a, count]) if a == attributes => Ok(Layout::Columns { count }),
             (Version::V8 | Version::V5, &[1, _, a]) if a == attributes => Ok(Layout::Rows),
             _ => Err(DecodeError::Shape {
                 output: name.to_owned(),
                 decoder: self.version.name(),
-                expected: self.version.expected(self.num_classes),
+                expected: self.version.expected(self.num_classes, self.keypoints),
                 got: shape.to_vec(),
             }),
         }
     }
 
     /// One candidate stored contiguously.
-    fn row(&self, row: &[f32], threshold: f32, out: &mut Vec<Detection>) {
-        let (cx, cy, w, h, class_id, score) = match (self.version, row) {
+    fn row(
+        &self,
+        row: &[f32],
+        threshold: f32,
+        out: &mut Vec<Detection>,
+        keypoints: &mut Vec<Keypoint>,
+    ) {
+        let (scores, points) = row.split_at(row.len() - self.keypoint_values);
+        let (cx, cy, w, h, class_id, score) = match (self.version, scores) {
             (Version::V8, &[cx, cy, w, h, ref classes @ ..]) => {
                 let (class_id, score) = argmax(classes.iter().copied());
                 (cx, cy, w, h, class_id, score)
@@ -141,20 +172,37 @@ impl Yolo {
             }
             _ => return,
         };
-        if score >= threshold {
-            push_candidate(out, class_id, score, self.bbox(cx, cy, w, h));
+        if score >= threshold
+            && push_candidate(out, class_id, score, self.bbox(cx, cy, w, h))
+            && self.keypoint_values > 0
+        {
+            push_keypoints(keypoints, points.iter().copied(), self.dims(), self.scale);
         }
+    }
+
+    /// D: values per keypoint.
+    fn dims(&self) -> usize {
+        self.keypoints.map_or(0, |[_, d]| d)
     }
 
     /// All candidates of the column layout. Scanning class row by class row keeps memory access
     /// sequential (a column walk would stride through the whole tensor for every candidate),
     /// which matters on a Pi's small caches with 8400 candidates.
-    fn columns(&mut self, data: &[f32], count: usize, threshold: f32, out: &mut Vec<Detection>) {
+    fn columns(
+        &mut self,
+        data: &[f32],
+        count: usize,
+        threshold: f32,
+        out: &mut Vec<Detection>,
+        keypoints: &mut Vec<Keypoint>,
+    ) {
         if count == 0 {
             // No candidates; also chunks_exact(0) would panic.
             return;
         }
-        let mut rows = data.chunks_exact(count);
+        // The keypoint rows come last; class scores are the rows between the box and them.
+        let (head, points) = data.split_at(data.len() - self.keypoint_values * count);
+        let mut rows = head.chunks_exact(count);
         let (Some(cx), Some(cy), Some(w), Some(h)) =
             (rows.next(), rows.next(), rows.next(), rows.next())
         else {
@@ -180,9 +228,16 @@ impl Yolo {
         }
         let boxes = cx.iter().zip(cy).zip(w).zip(h);
         let scores = self.best.iter().zip(&self.best_class);
-        for ((((&cx, &cy), &w), &h), (&score, &class_id)) in boxes.zip(scores) {
-            if score >= threshold {
-                push_candidate(out, class_id, score, self.bbox(cx, cy, w, h));
+        for (candidate, ((((&cx, &cy), &w), &h), (&score, &class_id))) in
+            boxes.zip(scores).enumerate()
+        {
+            if score >= threshold
+                && push_candidate(out, class_id, score, self.bbox(cx, cy, w, h))
+                && self.keypoint_values > 0
+            {
+                // Strided, but only for candidates above the threshold.
+                let values = points.iter().skip(candidate).step_by(count).copied();
+                push_keypoints(keypoints, values, self.dims(), self.scale);
             }
         }
     }
@@ -214,7 +269,10 @@ mod tests {
     fn spec(version: Version, box_units: BoxUnits) -> OutputSpec {
         match version {
             Version::V5 => OutputSpec::Yolov5 { box_units },
-            Version::V8 => OutputSpec::Yolov8 { box_units },
+            Version::V8 => OutputSpec::Yolov8 {
+                box_units,
+                keypoints: None,
+            },
         }
     }
 
@@ -473,6 +531,70 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "output `output0`: yolov8 expects [1, 4+3, N], got [1, 8, 2]"
+        );
+    }
+
+    #[test]
+    fn pose_keypoints_belong_to_the_boxes_nms_keeps_in_both_layouts() {
+        // YOLOv8-pose, one class, two keypoints of (x, y, visibility):
+        // c0 (20,20,10,10, .9) kept with keypoints (18,19,.8) (22,21,.7);
+        // c1 (21,20,10,10, .8) suppressed by c0 (IoU 0.82);
+        // c2 (60,60,10,10, .6) kept with keypoints (58,59,.5) (62,61,.4);
+        // c3 (80,80,10,10, .1) under the threshold.
+        let candidates: [[f32; 11]; 4] = [
+            [
+                20.0, 20.0, 10.0, 10.0, 0.9, 18.0, 19.0, 0.8, 22.0, 21.0, 0.7,
+            ],
+            [21.0, 20.0, 10.0, 10.0, 0.8, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+            [
+                60.0, 60.0, 10.0, 10.0, 0.6, 58.0, 59.0, 0.5, 62.0, 61.0, 0.4,
+            ],
+            [80.0, 80.0, 10.0, 10.0, 0.1, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0],
+        ];
+        let spec = OutputSpec::Yolov8 {
+            box_units: BoxUnits::Pixels,
+            keypoints: Some([2, 3]),
+        };
+        let columns: Vec<f32> = (0..11)
+            .flat_map(|a| candidates.iter().map(move |c| c[a]))
+            .collect();
+        let rows: Vec<f32> = candidates.iter().flatten().copied().collect();
+        for (shape, data) in [(vec![1, 11, 4], columns), (vec![1, 4, 11], rows)] {
+            let mut decoder = Decoder::new(&spec, 1, 100, 100, &[("out".into(), shape.clone())])
+                .expect("shape fits");
+            let view = OutputView {
+                name: "out",
+                shape: &shape,
+                data: &data,
+            };
+            let Decoded::Poses(got) = decoder
+                .decode(&[view], &Thresholds::default())
+                .expect("decodes")
+            else {
+                panic!("poses expected");
+            };
+            let summary: Vec<(f32, Vec<[f32; 3]>)> = got
+                .iter()
+                .map(|p| {
+                    (
+                        p.detection.score,
+                        p.keypoints.iter().map(|k| [k.x, k.y, k.score]).collect(),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                summary,
+                [
+                    (0.9, vec![[18.0, 19.0, 0.8], [22.0, 21.0, 0.7]]),
+                    (0.6, vec![[58.0, 59.0, 0.5], [62.0, 61.0, 0.4]]),
+                ],
+                "{shape:?}"
+            );
+        }
+        let err = Decoder::new(&spec, 1, 64, 64, &[("out".into(), vec![1, 5, 8400])]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "output `out`: yolov8 expects [1, 4+1+2*3, N], got [1, 5, 8400]"
         );
     }
 

@@ -7,6 +7,7 @@
 //! - **Compact lines** (`format = "compact"`), for microcontrollers that should not parse JSON:
 //!   ```text
 //!   D,<seq>,<label_id>,<score_permille>,<x0>,<y0>,<x1>,<y1>*<crc>   one per detection
+//!   K,<seq>,<index>,<x>,<y>,<score_permille>,...*<crc>              a pose model's keypoints
 //!   C,<seq>,<label_id>,<score_permille>*<crc>                       one per top-k class
 //!   F,<seq>,<count>*<crc>                                           end of frame <seq>
 //!   E,<event>*<crc>                                                 an event, e.g. E,camera_lost
@@ -16,7 +17,10 @@
 //!   labels (the console's `info` lists them), the score in thousandths (0..=1000), the box in
 //!   whole pixels of the source frame. Every frame ends with exactly one `F` line carrying the
 //!   number of `D` or `C` lines before it, so a receiver knows when a frame is complete and that
-//!   the device is alive even when it sees nothing. `<crc>` is CRC-8/SMBUS (polynomial 0x07,
+//!   the device is alive even when it sees nothing. A pose model's detection is followed by one
+//!   `K` line: `index` is the detection's place among the frame's `D` lines (from 0), then
+//!   x, y (whole source pixels) and visibility (thousandths) of each keypoint in the model's
+//!   order; `K` lines are not counted in `F`. `<crc>` is CRC-8/SMBUS (polynomial 0x07,
 //!   initial value 0, no reflection) over every byte before the `*`, as two upper-case hex
 //!   digits; the line ends with `\r\n`.
 //! - **Console replies**: every line starts with `# ` (see [`crate::results::console`]). Results never
@@ -56,7 +60,7 @@ fn pixel(v: f32) -> i64 {
 pub fn compact_lines(record: &FrameRecord) -> String {
     let mut out = String::new();
     let mut count = 0usize;
-    for d in record.detections.iter().flatten() {
+    for (index, d) in record.detections.iter().flatten().enumerate() {
         let [x0, y0, x1, y1] = d.bbox.map(pixel);
         let body = format!(
             "D,{},{},{},{x0},{y0},{x1},{y1}",
@@ -66,6 +70,13 @@ pub fn compact_lines(record: &FrameRecord) -> String {
         );
         push_compact_line(&mut out, &body);
         count += 1;
+        if let Some(points) = &d.keypoints {
+            let mut body = format!("K,{},{index}", record.seq);
+            for [x, y, score] in points {
+                let _ = write!(body, ",{},{},{}", pixel(*x), pixel(*y), permille(*score));
+            }
+            push_compact_line(&mut out, &body);
+        }
     }
     for c in record.classes.iter().flatten() {
         let body = format!("C,{},{},{}", record.seq, c.label_id, permille(c.score));
@@ -156,6 +167,8 @@ pub fn parse_compact(line: &str) -> Result<CompactLine, String> {
         "D" => 7,
         "C" => 3,
         "F" => 2,
+        // seq, index, then three values per keypoint.
+        "K" => (body.split(',').count() - 1).max(5),
         _ => return Err(format!("{line:?}: unknown line kind {kind:?}")),
     };
     let fields = parts
@@ -164,7 +177,7 @@ pub fn parse_compact(line: &str) -> Result<CompactLine, String> {
                 .map_err(|_| format!("{line:?}: field {p:?} is not an integer"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    if fields.len() != want {
+    if fields.len() != want || (kind == "K" && (want - 2) % 3 != 0) {
         return Err(format!(
             "{line:?}: {kind} needs {want} fields, has {}",
             fields.len()
@@ -214,6 +227,7 @@ mod tests {
                 label: "triangle".into(),
                 score: 0.988,
                 bbox: [10.0, 21.0, 101.0, 200.0],
+                keypoints: None,
             }]),
             None,
         );
@@ -230,12 +244,14 @@ mod tests {
                     label: "triangle".into(),
                     score: 0.9876,
                     bbox: [10.4, 20.5, 100.6, 200.0],
+                    keypoints: None,
                 },
                 DetectionRecord {
                     label_id: 0,
                     label: "circle".into(),
                     score: 0.5,
                     bbox: [-1.2, 0.0, 3.0, f32::NAN],
+                    keypoints: None,
                 },
             ]),
             None,
@@ -258,6 +274,47 @@ mod tests {
         let d = parse_compact(lines[0]).expect("parse");
         assert_eq!(d.kind, 'D');
         assert_eq!(d.fields, vec![42, 2, 988, 10, 21, 101, 200]);
+    }
+
+    #[test]
+    fn a_pose_detection_is_followed_by_its_keypoints_line() {
+        let r = record(
+            Some(vec![
+                DetectionRecord {
+                    label_id: 0,
+                    label: "person".into(),
+                    score: 0.9,
+                    bbox: [10.0, 20.0, 110.0, 220.0],
+                    keypoints: Some(vec![[50.4, 30.6, 0.95], [60.0, 31.0, 0.0]]),
+                },
+                DetectionRecord {
+                    label_id: 0,
+                    label: "person".into(),
+                    score: 0.5,
+                    bbox: [200.0, 20.0, 300.0, 220.0],
+                    keypoints: Some(vec![[250.0, 40.0, 1.0], [f32::NAN, 41.0, 0.5]]),
+                },
+            ]),
+            None,
+        );
+        let text = compact_lines(&r);
+        let lines: Vec<&str> = text.split_inclusive("\r\n").collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        assert!(lines[0].starts_with("D,42,0,900,10,20,110,220*"));
+        assert_eq!(
+            lines[1],
+            format!(
+                "K,42,0,50,31,950,60,31,0*{:02X}\r\n",
+                crc8(b"K,42,0,50,31,950,60,31,0")
+            )
+        );
+        assert!(lines[2].starts_with("D,42,0,500,200,20,300,220*"));
+        assert!(lines[3].starts_with("K,42,1,250,40,1000,0,41,500*"));
+        // K lines are not counted: two detections.
+        assert!(lines[4].starts_with("F,42,2*"));
+        for line in &lines {
+            parse_compact(line).expect("every line checks");
+        }
     }
 
     #[test]
