@@ -28,6 +28,10 @@ enum Command {
         /// The ONNX file.
         model: PathBuf,
     },
+    /// Write the manifest for an ONNX file you already have (an Ultralytics, torchvision,
+    /// TFLite-converted export...): input, labels, decoder and pre-processing read from the file
+    /// where it says them, guesses marked; then check it.
+    Import(cli::import::ImportArgs),
     /// Check a model against its manifest and a board's budget (the check the build runs).
     Check(cli::ModelArgs),
     /// Measure per-stage latency of the pipeline against bare inference.
@@ -100,6 +104,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cli::run::run(args),
         Command::Cameras => cli::cameras::list_cameras(),
         Command::Inspect { model } => cli::inspect::inspect_model(&model),
+        Command::Import(args) => cli::import::import_model(args),
         Command::Check(args) => cli::check::check(args),
         Command::Bench(args) => cli::bench::run_bench(args),
         Command::Cost(args) => cli::cost::run_cost(args),

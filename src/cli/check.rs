@@ -4,7 +4,13 @@ use super::{load, print_out, verifier, ModelArgs};
 use anyhow::Result;
 
 pub(crate) fn check(args: ModelArgs) -> Result<()> {
-    let (_, bundle) = load(&args)?;
+    print_out(verdict(&args)?)
+}
+
+/// The deployment check's one-line verdict (`import` runs it too): the static check, and for a
+/// model from files, one black frame through it.
+pub(crate) fn verdict(args: &ModelArgs) -> Result<String> {
+    let (_, bundle) = load(args)?;
     // A model from files is loaded and run once, in a child process: the static check alone
     // passed models tract cannot load. The built-in one was checked when it was built.
     let runs = match &args.model {
@@ -23,7 +29,7 @@ pub(crate) fn check(args: ModelArgs) -> Result<()> {
         None => String::new(),
     };
     let r = &bundle.report;
-    print_out(format_args!(
+    Ok(format!(
         "ok: {} ({}, {} bytes, sha256 {}) fits board {} ({}): {:.2}% of its {}-byte model budget; \
          quantization: {}{runs}",
         r.model,

@@ -7,6 +7,7 @@ pub(crate) mod cameras;
 pub(crate) mod check;
 pub(crate) mod cost;
 pub(crate) mod eval;
+pub(crate) mod import;
 pub(crate) mod inspect;
 pub(crate) mod model;
 pub(crate) mod profile;

@@ -14,6 +14,7 @@
 
 pub mod embedded;
 pub mod engine;
+pub mod import;
 pub mod inspect;
 pub mod verify;
 

@@ -66,6 +66,8 @@ struct GraphProto {
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct NodeProto {
+    #[prost(string, repeated, tag = "2")]
+    output: Vec<String>,
     #[prost(string, tag = "4")]
     op_type: String,
     #[prost(string, tag = "7")]
@@ -80,6 +82,8 @@ struct TensorProto {
     data_type: i32,
     #[prost(string, tag = "8")]
     name: String,
+    #[prost(message, repeated, tag = "13")]
+    external_data: Vec<StringStringEntryProto>,
     #[prost(int32, tag = "14")]
     data_location: i32,
 }
@@ -231,6 +235,12 @@ pub struct OnnxMeta {
     pub initializer_types: BTreeMap<&'static str, usize>,
     /// Whether any initializer lives in an external file (lookout embeds single files only).
     pub external_data: bool,
+    /// The external data files the initializers name (`location`), each once, in the order
+    /// they first appear; as written in the file, not yet checked.
+    pub external_files: Vec<String>,
+    /// For each graph output, the operator that produces it (`Softmax`, `Concat`, …); absent
+    /// for an output no node produces (a graph input or initializer passed through).
+    pub output_ops: BTreeMap<String, String>,
     /// The file's own metadata (`metadata_props`): exporters write what the graph does not say
     /// there, e.g. Ultralytics `names`, `imgsz`, `task`, `stride`, or a Paddle `character` list.
     pub metadata: BTreeMap<String, String>,
@@ -269,6 +279,30 @@ impl OnnxMeta {
                 .entry(elem_type_name(t.data_type))
                 .or_insert(0) += 1;
         }
+        let mut external_files: Vec<String> = Vec::new();
+        for t in graph.initializer.iter().filter(|t| t.data_location == 1) {
+            let location = t
+                .external_data
+                .iter()
+                .find(|e| e.key == "location")
+                .map(|e| e.value.clone())
+                .unwrap_or_default();
+            if !external_files.contains(&location) {
+                external_files.push(location);
+            }
+        }
+        let output_ops = graph
+            .output
+            .iter()
+            .filter_map(|o| {
+                let node = graph
+                    .node
+                    .iter()
+                    .rev()
+                    .find(|n| n.output.contains(&o.name))?;
+                Some((o.name.clone(), node.op_type.clone()))
+            })
+            .collect();
         Ok(OnnxMeta {
             ir_version: model.ir_version,
             producer: format!("{} {}", model.producer_name, model.producer_version)
@@ -284,7 +318,9 @@ impl OnnxMeta {
             ops,
             parameters,
             initializer_types,
-            external_data: graph.initializer.iter().any(|t| t.data_location == 1),
+            external_data: !external_files.is_empty(),
+            external_files,
+            output_ops,
             metadata: model
                 .metadata_props
                 .into_iter()
@@ -480,7 +516,14 @@ mod tests {
             graph: Some(GraphProto {
                 node: ops
                     .iter()
-                    .map(|(domain, op)| NodeProto {
+                    .enumerate()
+                    .map(|(i, (domain, op))| NodeProto {
+                        // The last node produces the graph's output.
+                        output: if i + 1 == ops.len() {
+                            vec!["y".into()]
+                        } else {
+                            vec![format!("t{i}")]
+                        },
                         op_type: (*op).into(),
                         domain: (*domain).into(),
                     })
@@ -490,6 +533,7 @@ mod tests {
                     dims: vec![8, 3, 3, 3],
                     data_type: initializer_type,
                     name: "w".into(),
+                    external_data: vec![],
                     data_location: 0,
                 }],
                 input: vec![
@@ -515,6 +559,8 @@ mod tests {
         assert_eq!(meta.opsets.get(""), Some(&13));
         assert_eq!(meta.quant_form(), QuantForm::Fp32);
         assert!(meta.foreign_ops().is_empty());
+        assert_eq!(meta.output_ops.get("y").map(String::as_str), Some("Conv"));
+        assert!(!meta.external_data && meta.external_files.is_empty());
     }
 
     #[test]

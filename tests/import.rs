@@ -1,0 +1,322 @@
+//! `lookout import` as a user meets it: a bare ONNX file in a folder, a manifest written beside
+//! it from what the file says (graph, metadata, a labels.txt), guesses marked, the deployment
+//! check run on the result; and the files it cannot describe refused with one line naming the
+//! file and the field, writing nothing.
+
+mod common;
+
+use common::{assert_clean_failure, json_lines, lookout, repo, stderr, stdout};
+use lookout::manifest::{Layout, Manifest, OutputSpec, ResizeMode};
+use std::path::{Path, PathBuf};
+
+/// `src` (a repository path) copied into `dir`, returning the copy.
+fn bare(src: &str, dir: &Path) -> PathBuf {
+    let from = repo(src);
+    let to = dir.join(from.file_name().expect("file name"));
+    std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+    to
+}
+
+fn import(model: &Path, flags: &[&str]) -> std::process::Output {
+    let model = model.to_string_lossy().into_owned();
+    let mut args = vec!["import", model.as_str()];
+    args.extend_from_slice(flags);
+    lookout(&args)
+}
+
+#[test]
+fn a_detector_without_metadata_gets_its_guesses_marked_and_flags_make_it_the_shipped_manifest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let onnx = bare("models/shapes-detector.onnx", dir.path());
+    let out = import(&onnx, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = stdout(&out);
+    let manifest_path = dir.path().join("shapes-detector.toml");
+    assert!(
+        report.starts_with(&format!("wrote {}", manifest_path.display())),
+        "{report}"
+    );
+    // What the graph says is read; what it cannot say is a marked guess.
+    assert!(
+        report.contains("`output0` [1, 7, 256]: 4 box values + C class scores"),
+        "{report}"
+    );
+    assert!(report.contains("3 value(s) are guesses"), "{report}");
+    let check = report.lines().last().expect("check line");
+    assert!(
+        check.starts_with("check: ok: shapes-detector@1 (")
+            && check.contains("fits board host")
+            && check.contains("runs: loaded in"),
+        "{check}"
+    );
+    let text = std::fs::read_to_string(&manifest_path).expect("manifest written");
+    for guessed in [
+        "labels = [",
+        "resize = ",
+        "color = ",
+        "scale = ",
+        "mean = ",
+        "std = ",
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(guessed))
+            .unwrap_or_else(|| panic!("{guessed} in {text}"));
+        assert!(line.contains("# GUESS:"), "{line}");
+    }
+    let m = Manifest::load(&manifest_path).expect("the manifest written validates");
+    assert_eq!(m.input.name, "images");
+    assert_eq!(m.input.shape, [1, 3, 128, 128]);
+    assert_eq!(m.input.layout, Layout::Nchw);
+    assert_eq!(m.labels, ["class0", "class1", "class2"]);
+    assert!(matches!(
+        m.output,
+        OutputSpec::Yolov8 {
+            keypoints: None,
+            ..
+        }
+    ));
+    assert_eq!(m.preprocess.resize, ResizeMode::Stretch);
+    assert_eq!(m.model.bytes, std::fs::metadata(&onnx).expect("size").len());
+
+    // Stated with flags and a labels file, the imported manifest detects exactly what the
+    // shipped one does.
+    let labels = dir.path().join("names.txt");
+    std::fs::write(&labels, "circle\nsquare\ntriangle\n").expect("labels");
+    let out = import(
+        &onnx,
+        &[
+            "--force",
+            "--labels",
+            &labels.to_string_lossy(),
+            "--resize",
+            "letterbox",
+            "--color",
+            "rgb",
+            "--scale",
+            "0.00392156862745098",
+            "--mean",
+            "0,0,0",
+            "--std",
+            "1,1,1",
+            "--decoder",
+            "yolov8",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("guesses"), "{}", stdout(&out));
+    let text = std::fs::read_to_string(&manifest_path).expect("manifest");
+    assert!(!text.contains("GUESS"), "{text}");
+    let detections = |manifest: &str| -> Vec<serde_json::Value> {
+        let out = lookout(&[
+            "run",
+            "--model",
+            manifest,
+            "--source",
+            "tests/images/detect",
+        ]);
+        assert!(out.status.success(), "{manifest}: {}", stderr(&out));
+        json_lines(&stdout(&out))
+            .into_iter()
+            .map(|r| r["detections"].clone())
+            .collect()
+    };
+    let shipped = detections("models/shapes-detector.toml");
+    assert!(shipped
+        .iter()
+        .any(|d| d.as_array().is_some_and(|a| !a.is_empty())));
+    assert_eq!(detections(&manifest_path.to_string_lossy()), shipped);
+}
+
+#[test]
+fn labels_come_from_the_files_metadata_or_a_labels_txt_and_two_that_disagree_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Ultralytics-style `names` in the metadata.
+    let onnx = bare("tests/fixtures/odd-models/names-metadata.onnx", dir.path());
+    let out = import(&onnx, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out)
+            .contains("labels          3 (\"cat\", \"dog's bowl\", \"bird\") [metadata `names`]"),
+        "{}",
+        stdout(&out)
+    );
+    let m = Manifest::load(&dir.path().join("names-metadata.toml")).expect("manifest");
+    assert_eq!(m.labels, ["cat", "dog's bowl", "bird"]);
+    assert!(matches!(
+        m.output,
+        OutputSpec::Classify {
+            softmax: true,
+            top_k: 3
+        }
+    ));
+
+    // A labels.txt beside it that says otherwise: an error naming both, nothing written.
+    std::fs::remove_file(dir.path().join("names-metadata.toml")).expect("remove");
+    std::fs::write(dir.path().join("labels.txt"), "cat\ndog\nbird\n").expect("labels.txt");
+    let out = import(&onnx, &[]);
+    assert_clean_failure(
+        &out,
+        &[
+            "names-metadata.onnx: labels: ",
+            "labels.txt has 3 labels [\"cat\", \"dog\", \"bird\"]",
+            "the file's metadata `names` has 3 [\"cat\", \"dog's bowl\", \"bird\"]",
+        ],
+    );
+    assert!(!dir.path().join("names-metadata.toml").exists());
+
+    // Without metadata, labels.txt beside the model names the classes.
+    let onnx = bare("models/shapes-classifier.onnx", dir.path());
+    std::fs::write(dir.path().join("labels.txt"), "circle\nsquare\ntriangle\n").expect("labels");
+    let out = import(&onnx, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let m = Manifest::load(&dir.path().join("shapes-classifier.toml")).expect("manifest");
+    assert_eq!(m.labels, ["circle", "square", "triangle"]);
+    // Its graph ends in Gemm, not Softmax: its scores are logits.
+    assert!(matches!(
+        m.output,
+        OutputSpec::Classify { softmax: true, .. }
+    ));
+
+    // As many labels as the output has classes, or an error naming both counts.
+    let onnx = bare("tests/fixtures/odd-models/four-classes.onnx", dir.path());
+    let out = import(&onnx, &[]);
+    assert_clean_failure(
+        &out,
+        &[
+            "four-classes.onnx: labels: 3 labels from ",
+            "labels.txt, but `logits` [1, 4] holds 4 classes for the classify decoder",
+        ],
+    );
+    assert!(!dir.path().join("four-classes.toml").exists());
+}
+
+#[test]
+fn symbolic_sizes_are_asked_for_and_fixed_by_size() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let onnx = bare("tests/fixtures/odd-models/dynamic-hw.onnx", dir.path());
+    let out = import(&onnx, &[]);
+    assert_clean_failure(
+        &out,
+        &[
+            "dynamic-hw.onnx: input: `images` is [N, H, W, 3]",
+            "give --size WIDTHxHEIGHT",
+        ],
+    );
+    assert!(!dir.path().join("dynamic-hw.toml").exists());
+    let out = import(&onnx, &["--size", "96x64"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = stdout(&out);
+    assert!(
+        report.contains("batch symbolic `N`, fixed to 1; 96x64 --size"),
+        "{report}"
+    );
+    assert!(report.contains("check: ok: dynamic-hw@1"), "{report}");
+    let m = Manifest::load(&dir.path().join("dynamic-hw.toml")).expect("manifest");
+    assert_eq!(m.input.shape, [1, 64, 96, 3]);
+    assert_eq!(m.input.layout, Layout::Nhwc);
+}
+
+#[test]
+fn files_import_cannot_describe_are_refused_naming_the_file_and_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases: [(&str, &[&str]); 3] = [
+        (
+            "two-inputs",
+            &["two-inputs.onnx: input: the graph has 2 inputs (`images` [1, 3, 64, 64], `"],
+        ),
+        (
+            "string-input",
+            &["string-input.onnx: input: `images` is string; lookout feeds float or uint8 pixels"],
+        ),
+        (
+            "zero-input",
+            &["zero-input.onnx: input: `images` is [1, 3, 0, 0]: dimension 2 is 0"],
+        ),
+    ];
+    for (name, needles) in cases {
+        let onnx = bare(
+            &format!("tests/fixtures/odd-models/{name}.onnx"),
+            dir.path(),
+        );
+        assert_clean_failure(&import(&onnx, &[]), needles);
+        assert!(!dir.path().join(format!("{name}.toml")).exists(), "{name}");
+    }
+    // Not ONNX at all: random bytes, and a real model cut short.
+    let noise = dir.path().join("noise.onnx");
+    let bytes: Vec<u8> = (0u32..4096)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(&noise, bytes).expect("noise");
+    assert_clean_failure(
+        &import(&noise, &[]),
+        &["noise.onnx: not a valid ONNX protobuf"],
+    );
+    let whole = std::fs::read(repo("models/shapes-detector.onnx")).expect("model");
+    let cut = dir.path().join("cut.onnx");
+    std::fs::write(&cut, &whole[..whole.len() / 2]).expect("cut");
+    assert_clean_failure(&import(&cut, &[]), &["cut.onnx: not a valid ONNX protobuf"]);
+    // A flag that does not fit the input.
+    let onnx = bare("models/shapes-classifier.onnx", dir.path());
+    assert_clean_failure(
+        &import(&onnx, &["--mean", "0.5,0.5"]),
+        &["shapes-classifier.onnx: --mean: has 2 values, the input has 3 channels"],
+    );
+    assert!(!dir.path().join("shapes-classifier.toml").exists());
+}
+
+#[test]
+fn a_manifest_already_there_is_kept_unless_forced_and_dry_run_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let onnx = bare("models/shapes-classifier.onnx", dir.path());
+    let manifest = dir.path().join("shapes-classifier.toml");
+    std::fs::write(&manifest, "# mine\n").expect("write");
+    assert_clean_failure(
+        &import(&onnx, &[]),
+        &["shapes-classifier.toml: a manifest is already there; --force replaces it"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(&manifest).expect("kept"),
+        "# mine\n"
+    );
+    let out = import(&onnx, &["--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("name = \"shapes-classifier\""));
+    assert_eq!(
+        std::fs::read_to_string(&manifest).expect("kept"),
+        "# mine\n"
+    );
+    let out = import(&onnx, &["--force", "--model-version", "3.0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let m = Manifest::load(&manifest).expect("replaced");
+    assert_eq!(m.version, "3.0");
+}
+
+#[test]
+fn a_model_tract_cannot_run_fails_the_import_check_with_tracts_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, reason) in [
+        ("gemm-one-input", "Wrong input number"),
+        (
+            "maxpool-zero-kernel",
+            "tract crashes on this model (a panic: ",
+        ),
+    ] {
+        let onnx = bare(
+            &format!("tests/fixtures/odd-models/{name}.onnx"),
+            dir.path(),
+        );
+        let out = import(&onnx, &[]);
+        assert!(!out.status.success(), "{name}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(
+            err.contains(&format!(
+                "the deployment check of {} failed (the manifest stays written, to edit)",
+                dir.path().join(format!("{name}.toml")).display()
+            )) && err.contains(reason),
+            "{name}: {err}"
+        );
+        assert!(stdout(&out).starts_with("wrote "), "{name}");
+    }
+}
