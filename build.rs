@@ -36,6 +36,22 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if !manifest.model.external.is_empty() {
+        eprintln!(
+            "error: {} keeps weights in external data files ({}); a model built into the binary \
+             must be one file: install it with `lookout model install` instead, or re-export it \
+             without external data",
+            manifest_file.display(),
+            manifest
+                .model
+                .external
+                .iter()
+                .map(|f| f.file.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        std::process::exit(1);
+    }
     let model_file = manifest.model_path(&manifest_file);
     println!("cargo::rerun-if-changed={}", model_file.display());
     println!(

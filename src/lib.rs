@@ -24,7 +24,7 @@
 //!   crate, `lookout-contract`, shared with the build script; it is re-exported here under the
 //!   paths the rest of lookout uses.
 
-pub use lookout_contract::{board, budget, manifest, onnx_meta};
+pub use lookout_contract::{board, budget, external, manifest, onnx_meta};
 
 pub mod frames;
 pub mod lab;

@@ -320,3 +320,146 @@ fn a_model_tract_cannot_run_fails_the_import_check_with_tracts_reason() {
         assert!(stdout(&out).starts_with("wrote "), "{name}");
     }
 }
+
+/// A model with its weights in `external-data.onnx.data` beside it: import lists the file with
+/// its sha256, the check inlines it and runs the model, its scores are onnxruntime's on the
+/// same file, an install copies the file into the slot, and a changed file is refused by hash.
+#[test]
+fn weights_stored_beside_the_model_are_listed_checked_and_run_like_onnxruntime() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let onnx = bare("tests/fixtures/odd-models/external-data.onnx", dir.path());
+    let data = bare(
+        "tests/fixtures/odd-models/external-data.onnx.data",
+        dir.path(),
+    );
+    std::fs::write(dir.path().join("labels.txt"), "circle\nsquare\ntriangle\n").expect("labels");
+    let out = import(
+        &onnx,
+        &["--resize", "stretch", "--mean", "0,0,0", "--std", "1,1,1"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = stdout(&out);
+    assert!(
+        report.contains("model.external  external-data.onnx.data [graph]: initializers stored beside the file (336 bytes)"),
+        "{report}"
+    );
+    assert!(report.contains("check: ok: external-data@1"), "{report}");
+    let manifest = dir.path().join("external-data.toml");
+    let m = Manifest::load(&manifest).expect("manifest");
+    assert_eq!(m.model.external.len(), 1);
+    assert_eq!(m.model.external[0].file, "external-data.onnx.data");
+    assert_eq!(m.model.external[0].bytes, 336);
+
+    // Its scores against onnxruntime's, which reads the external file itself.
+    let manifest_arg = manifest.to_string_lossy().into_owned();
+    let out = lookout(&[
+        "run",
+        "--model",
+        &manifest_arg,
+        "--source",
+        "tests/images/classify",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ours = json_lines(&stdout(&out));
+    let theirs = json_lines(&stdout(&common::python_tool(
+        "reference.py",
+        ["--manifest", manifest_arg.as_str(), "tests/images/classify"],
+    )));
+    assert_eq!(ours.len(), theirs.len());
+    assert!(!ours.is_empty());
+    for (a, b) in ours.iter().zip(&theirs) {
+        let (a, b) = (
+            a["classes"].as_array().expect("ours"),
+            b["classes"].as_array().expect("theirs"),
+        );
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert_eq!(x["label_id"], y["label_id"]);
+            let (x, y) = (
+                x["score"].as_f64().expect("score"),
+                y["score"].as_f64().expect("score"),
+            );
+            assert!((x - y).abs() < 1e-4, "{x} vs onnxruntime {y}");
+        }
+    }
+
+    // Installed, the external file goes into the slot with the model, and the slot runs.
+    let root = dir.path().join("slots");
+    let root_arg = root.to_string_lossy().into_owned();
+    let out = lookout(&[
+        "model",
+        "install",
+        &manifest_arg,
+        "--use",
+        "--root",
+        &root_arg,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let slot = root.join("external-data").join("1");
+    assert_eq!(
+        std::fs::read(slot.join("external-data.onnx.data")).expect("copied"),
+        std::fs::read(&data).expect("original")
+    );
+    let current = root.join("external-data/current/external-data.toml");
+    let out = lookout(&[
+        "run",
+        "--model",
+        &current.to_string_lossy(),
+        "--source",
+        "tests/images/classify",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json_lines(&stdout(&out)).len(), ours.len());
+
+    // A weights file that changed after the import is refused, naming it.
+    let mut bytes = std::fs::read(&data).expect("data");
+    bytes[100] ^= 0x40;
+    std::fs::write(&data, bytes).expect("tamper");
+    assert_clean_failure(
+        &lookout(&["check", "--model", &manifest_arg]),
+        &[
+            "external-data.onnx.data: sha256 is ",
+            "field `model.external` says sha256 ",
+        ],
+    );
+}
+
+#[test]
+fn external_data_outside_the_models_folder_is_never_opened() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let folder = dir.path().join("model");
+    std::fs::create_dir(&folder).expect("dir");
+    // The file the model names, one level up: where it says, but outside its folder.
+    bare(
+        "tests/fixtures/odd-models/external-data.onnx.data",
+        dir.path(),
+    );
+    let onnx = bare("tests/fixtures/odd-models/external-outside.onnx", &folder);
+    assert_clean_failure(
+        &import(&onnx, &[]),
+        &["external-outside.onnx: external data: names \"../external-data.onnx.data\", which is not a regular file inside the model's folder"],
+    );
+    let out = lookout(&["inspect", &onnx.to_string_lossy()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let verdict = text
+        .lines()
+        .find(|l| l.starts_with("tract:"))
+        .expect("verdict");
+    assert!(
+        verdict.contains("REFUSED") && verdict.contains("names external data \"../external-data.onnx.data\", which is not a file inside the model's folder"),
+        "{verdict}"
+    );
+
+    // Nor through a link inside the folder that leads out of it.
+    let linked = bare("tests/fixtures/odd-models/external-data.onnx", &folder);
+    std::os::unix::fs::symlink(
+        dir.path().join("external-data.onnx.data"),
+        folder.join("external-data.onnx.data"),
+    )
+    .expect("symlink");
+    assert_clean_failure(
+        &import(&linked, &[]),
+        &["external-data.onnx: external data: names \"external-data.onnx.data\", which is not a regular file inside the model's folder"],
+    );
+}

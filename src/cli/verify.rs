@@ -44,7 +44,10 @@ fn try_model(args: &VerifyArgs) -> Result<verify::Verified> {
     let started = Instant::now();
     if let Some(onnx) = &args.onnx {
         let bytes = std::fs::read(onnx).with_context(|| format!("{}", onnx.display()))?;
-        engine::probe(&bytes, &onnx.display().to_string())?;
+        let meta = lookout::onnx_meta::OnnxMeta::parse(&bytes)
+            .with_context(|| format!("{}", onnx.display()))?;
+        let whole = lookout::model::inspect::whole_model(&bytes, &meta, onnx)?;
+        engine::probe(&whole, &onnx.display().to_string())?;
         return Ok(verify::Verified {
             load_ms: millis(started.elapsed()),
             run_ms: 0.0,

@@ -14,8 +14,8 @@
 
 use crate::budget::sha256_hex;
 use crate::manifest::{
-    BoxEncoding, BoxUnits, ColorOrder, InputDtype, InputSpec, Layout, Manifest, OutputSpec,
-    ResizeMode,
+    BoxEncoding, BoxUnits, ColorOrder, ExternalFile, InputDtype, InputSpec, Layout, Manifest,
+    OutputSpec, ResizeMode,
 };
 use crate::onnx_meta::{Dim, OnnxMeta, TensorDecl};
 use std::fmt::Write as _;
@@ -214,6 +214,7 @@ pub fn import(model: &Path, options: &ImportOptions) -> Result<Imported, ImportE
         .to_owned();
     let ultralytics = Ultralytics::from_meta(&meta);
     let mut notes = Vec::new();
+    let external = external_files(model, &meta, &mut notes)?;
 
     let input = input_spec(&meta, ultralytics.as_ref(), options, &mut notes)
         .map_err(|m| field("input", m))?;
@@ -276,6 +277,7 @@ pub fn import(model: &Path, options: &ImportOptions) -> Result<Imported, ImportE
         &header,
         &labels,
         (&sha256_hex(&bytes), bytes.len() as u64),
+        &external,
         &input,
         &preprocess,
         &output,
@@ -291,6 +293,58 @@ pub fn import(model: &Path, options: &ImportOptions) -> Result<Imported, ImportE
         manifest,
         notes,
     })
+}
+
+/// The external data files the model reads, each inside its folder, with sha256 and size.
+fn external_files(
+    model: &Path,
+    meta: &OnnxMeta,
+    notes: &mut Vec<Note>,
+) -> Result<Vec<ExternalFile>, ImportError> {
+    let mut files = Vec::new();
+    let dir = model
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    for location in &meta.external_files {
+        let path = dir.join(location);
+        let outside = || ImportError::Field {
+            path: model.to_owned(),
+            field: "external data".into(),
+            message: format!(
+                "names {location:?}, which is not a regular file inside the model's folder"
+            ),
+        };
+        if !crate::external::plain_location(location) {
+            return Err(outside());
+        }
+        let read = |source| ImportError::Read {
+            path: path.clone(),
+            source,
+        };
+        let real = path.canonicalize().map_err(read)?;
+        if !real.starts_with(dir.canonicalize().map_err(read)?) || !real.is_file() {
+            return Err(outside());
+        }
+        let bytes = std::fs::read(&real).map_err(read)?;
+        files.push(ExternalFile {
+            file: location.clone(),
+            sha256: sha256_hex(&bytes),
+            bytes: bytes.len() as u64,
+        });
+    }
+    if !files.is_empty() {
+        let total: u64 = files.iter().map(|f| f.bytes).sum();
+        notes.push(Note {
+            field: "model.external",
+            value: meta.external_files.join(", "),
+            origin: Origin::Graph,
+            reason: format!(
+                "initializers stored beside the file ({total} bytes), listed with their sha256"
+            ),
+        });
+    }
+    Ok(files)
 }
 
 /// The input tensor from the graph, sizes left symbolic filled from metadata or `--size`.
@@ -1000,6 +1054,7 @@ fn render(
     header: &Header<'_>,
     labels: &[String],
     (sha256, bytes): (&str, u64),
+    external: &[ExternalFile],
     input: &InputSpec,
     pixels: &Pixels,
     output: &OutputSpec,
@@ -1055,6 +1110,20 @@ fn render(
     let _ = writeln!(t, "file = {}", quoted(header.file));
     let _ = writeln!(t, "sha256 = {}", quoted(sha256));
     let _ = writeln!(t, "bytes = {bytes}");
+    if !external.is_empty() {
+        let items: Vec<String> = external
+            .iter()
+            .map(|f| {
+                format!(
+                    "{{ file = {}, sha256 = {}, bytes = {} }}",
+                    quoted(&f.file),
+                    quoted(&f.sha256),
+                    f.bytes
+                )
+            })
+            .collect();
+        let _ = writeln!(t, "external = [\n    {},\n]", items.join(",\n    "));
+    }
     let _ = writeln!(t, "\n[input]");
     let _ = writeln!(t, "name = {}", quoted(&input.name));
     let _ = writeln!(

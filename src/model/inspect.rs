@@ -62,7 +62,8 @@ pub fn inspect(
         source,
     })?;
     let tract = trial(path).and_then(|()| {
-        engine::probe(&onnx, &path.display().to_string()).map_err(|e| e.to_string())
+        let whole = whole_model(&onnx, &meta, path).map_err(|e| e.to_string())?;
+        engine::probe(&whole, &path.display().to_string()).map_err(|e| e.to_string())
     });
     Ok(Inspection {
         path: path.to_owned(),
@@ -72,6 +73,20 @@ pub fn inspect(
         meta,
         tract,
     })
+}
+
+/// The model as tract should see it: with the initializers stored in external data files beside
+/// it written in (never from outside its folder).
+pub fn whole_model<'a>(
+    onnx: &'a [u8],
+    meta: &OnnxMeta,
+    path: &Path,
+) -> Result<std::borrow::Cow<'a, [u8]>, crate::external::ExternalError> {
+    if meta.external_data {
+        crate::external::inline_beside(onnx, path).map(std::borrow::Cow::Owned)
+    } else {
+        Ok(std::borrow::Cow::Borrowed(onnx))
+    }
 }
 
 impl std::fmt::Display for Inspection {
@@ -133,6 +148,13 @@ impl std::fmt::Display for Inspection {
             .map(|(t, n)| format!("{t}×{n}"))
             .collect();
         writeln!(f, "initializers: {}", types.join(", "))?;
+        if !m.external_files.is_empty() {
+            writeln!(
+                f,
+                "external data: {} (weights stored beside the file; the manifest lists them)",
+                m.external_files.join(", ")
+            )?;
+        }
         let ops: Vec<String> = m.ops.iter().map(|(op, n)| format!("{op}×{n}")).collect();
         writeln!(f, "operators:    {}", ops.join(", "))?;
         writeln!(f, "quantization: {}", self.quant.describe())?;

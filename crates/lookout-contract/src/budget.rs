@@ -7,7 +7,8 @@
 //! The check is cheap and runs without tract: integrity (sha256 and size against the
 //! manifest), the board's model-size budget, a parseable ONNX protobuf, the manifest's input
 //! declared by the graph with a compatible shape and type, no operators outside the standard
-//! ONNX domain, and no external weight files.
+//! ONNX domain, and external weight files only where the manifest lists them, inside the
+//! model's folder.
 
 use crate::board::Board;
 use crate::error::ConfigError;
@@ -133,14 +134,19 @@ pub enum CheckError {
         /// The offending operators.
         ops: String,
     },
-    /// Weights stored beside the file.
-    #[error(
-        "{path}: weights are stored in external data files; lookout needs a single-file model"
-    )]
+    /// Weights stored beside the file that the manifest does not account for.
+    #[error("{path}: {message} (manifest {manifest}, field `model.external`)")]
     ExternalData {
         /// The ONNX path.
         path: PathBuf,
+        /// The manifest path.
+        manifest: PathBuf,
+        /// Which files, and what is wrong.
+        message: String,
     },
+    /// An external data file cannot be used.
+    #[error(transparent)]
+    External(#[from] crate::external::ExternalError),
 }
 
 /// What a passing check found.
@@ -150,7 +156,7 @@ pub struct CheckReport {
     pub model: String,
     /// ONNX path.
     pub model_path: PathBuf,
-    /// Model size in bytes.
+    /// Model size in bytes, external data files included.
     pub model_bytes: u64,
     /// Board name.
     pub board: String,
@@ -214,6 +220,11 @@ pub fn check_manifest_file(
         source,
     })?;
     let report = check_model(board, board_file, &manifest, manifest_path, &onnx)?;
+    let onnx = if manifest.model.external.is_empty() {
+        onnx
+    } else {
+        crate::external::inline(&onnx, &model_path, manifest_path, &manifest.model.external)?
+    };
     Ok((report, manifest, onnx))
 }
 
@@ -270,11 +281,12 @@ pub fn check_model(
             actual: bytes,
         });
     }
-    if bytes > board.model_budget_bytes {
+    let total = manifest.model.total_bytes();
+    if total > board.model_budget_bytes {
         return Err(CheckError::OverBudget {
             model: manifest.id(),
             path: model_path,
-            bytes,
+            bytes: total,
             budget: board.model_budget_bytes,
             board: board.name.clone(),
             board_file: board_file.to_owned(),
@@ -303,8 +315,45 @@ pub fn check_model(
             ops: foreign.join(", "),
         });
     }
-    if meta.external_data {
-        return Err(CheckError::ExternalData { path: model_path });
+    let listed: Vec<&str> = manifest
+        .model
+        .external
+        .iter()
+        .map(|f| f.file.as_str())
+        .collect();
+    let external_error = |message: String| CheckError::ExternalData {
+        path: model_path.clone(),
+        manifest: manifest_path.to_owned(),
+        message,
+    };
+    if let Some(outside) = meta
+        .external_files
+        .iter()
+        .find(|l| !crate::external::plain_location(l))
+    {
+        return Err(external_error(format!(
+            "names external data {outside:?}, which is not a file inside the model's folder"
+        )));
+    }
+    let unlisted: Vec<&str> = meta
+        .external_files
+        .iter()
+        .map(String::as_str)
+        .filter(|l| !listed.contains(l))
+        .collect();
+    if !unlisted.is_empty() {
+        return Err(external_error(format!(
+            "weights are stored in external data files the manifest does not list: {}              (`lookout import` lists them with their sha256)",
+            unlisted.join(", ")
+        )));
+    }
+    if let Some(unused) = listed
+        .iter()
+        .find(|l| !meta.external_files.iter().any(|f| f == *l))
+    {
+        return Err(external_error(format!(
+            "lists {unused:?}, which the model does not read"
+        )));
     }
     let form = meta.quant_form();
     if let Some(declared) = manifest.model.quantization.filter(|d| *d != form) {
@@ -318,7 +367,7 @@ pub fn check_model(
     Ok(CheckReport {
         model: manifest.id(),
         model_path,
-        model_bytes: bytes,
+        model_bytes: total,
         board: board.name.clone(),
         board_file: board_file.to_owned(),
         budget_bytes: board.model_budget_bytes,

@@ -8,6 +8,8 @@
 //!   `[models]`).
 //! - [`onnx_meta`]: what an ONNX file declares (inputs, outputs, operators, quantization),
 //!   read from its protobuf without loading the model.
+//! - [`external`]: initializers stored in files beside the model (ONNX external data),
+//!   checked against the manifest and written into the model before it loads.
 //! - [`budget`]: the deployment check, one function for the build script, `lookout check` and
 //!   `lookout model install`, so that the three can never disagree.
 //! - [`error`]: [`ConfigError`], the one error for a file of the contract that is unreadable,
@@ -20,6 +22,7 @@
 pub mod board;
 pub mod budget;
 pub mod error;
+pub mod external;
 pub mod manifest;
 pub mod onnx_meta;
 

@@ -160,6 +160,32 @@ pub struct ModelFile {
     /// How the weights are stored and computed; when given, the graph must show that form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantization: Option<QuantForm>,
+    /// Files beside the ONNX file holding initializers stored as external data (see
+    /// [`crate::external`]); every file the model reads must be listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external: Vec<ExternalFile>,
+}
+
+/// One external data file of a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalFile {
+    /// Path relative to the manifest's folder, as the model names it (its `location`).
+    pub file: String,
+    /// Lowercase hex sha256 of the file.
+    pub sha256: String,
+    /// File size in bytes.
+    pub bytes: u64,
+}
+
+impl ModelFile {
+    /// The ONNX file's size and its external data files', together: what the board's budget
+    /// counts.
+    pub fn total_bytes(&self) -> u64 {
+        self.external
+            .iter()
+            .fold(self.bytes, |sum, f| sum.saturating_add(f.bytes))
+    }
 }
 
 /// Element type of the input tensor.
@@ -577,6 +603,33 @@ impl Manifest {
                 format!("{sha:?} is not 64 lowercase hex digits"),
             );
         }
+        for (i, external) in self.model.external.iter().enumerate() {
+            let field = format!("model.external[{i}]");
+            if !crate::external::plain_location(&external.file) {
+                return fail(
+                    &field,
+                    format!(
+                        "file {:?} is not a plain path inside the model's folder",
+                        external.file
+                    ),
+                );
+            }
+            if !is_sha256(&external.sha256) {
+                return fail(
+                    &field,
+                    format!(
+                        "sha256 {:?} is not 64 lowercase hex digits",
+                        external.sha256
+                    ),
+                );
+            }
+            if self.model.external[..i]
+                .iter()
+                .any(|e| e.file == external.file)
+            {
+                return fail(&field, format!("file {:?} is listed twice", external.file));
+            }
+        }
         let input = &self.input;
         let batch = input.shape[0];
         if batch != 1 {
@@ -787,6 +840,13 @@ impl Manifest {
         }
         Ok(())
     }
+}
+
+fn is_sha256(text: &str) -> bool {
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn invalid(path: &Path, field: &str, message: String) -> ConfigError {

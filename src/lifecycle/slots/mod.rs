@@ -168,6 +168,12 @@ impl Slots {
         let model_path = manifest.model_path(manifest_path);
         let onnx = std::fs::read(&model_path).map_err(io(&model_path))?;
         check_model(board, board_file, &manifest, manifest_path, &onnx).map_err(Box::new)?;
+        let mut external = Vec::with_capacity(manifest.model.external.len());
+        for file in &manifest.model.external {
+            let bytes = crate::external::read_verified(manifest_path, file)
+                .map_err(|e| Box::new(CheckError::from(e)))?;
+            external.push((file.file.as_str(), bytes));
+        }
 
         let family = self.root.join(&manifest.name);
         let slot = family.join(&manifest.version);
@@ -190,6 +196,13 @@ impl Slots {
         std::fs::create_dir_all(&incoming).map_err(io(&incoming))?;
         let manifest_text = std::fs::read(manifest_path).map_err(io(manifest_path))?;
         write_synced(&incoming.join(&file_name), &onnx)?;
+        for (file, bytes) in &external {
+            let path = incoming.join(file);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            write_synced(&path, bytes)?;
+        }
         write_synced(
             &incoming.join(manifest_file(&manifest.name)),
             &manifest_text,
@@ -407,6 +420,10 @@ fn verify(manifest_path: &Path) -> Result<(), SlotError> {
             field: "model.sha256",
             message: format!("the installed file now hashes to {sha256}: the slot is damaged"),
         });
+    }
+    for file in &manifest.model.external {
+        crate::external::read_verified(&manifest_path, file)
+            .map_err(|e| Box::new(CheckError::from(e)))?;
     }
     Ok(())
 }
