@@ -463,3 +463,137 @@ fn external_data_outside_the_models_folder_is_never_opened() {
         &["external-data.onnx: external data: names \"external-data.onnx.data\", which is not a regular file inside the model's folder"],
     );
 }
+
+/// `--int8-weights` on the bundled detector's fp32 form: a quarter of the size, the same
+/// detections as the int8-weights form `tools/variants.py` makes and lookout ships, the two
+/// forms compared on `--check-on` images; and a board too small for the fp32 file takes the
+/// int8 one, the refusal saying how.
+#[test]
+fn int8_weights_shrink_a_model_to_fit_a_board_and_detect_what_the_shipped_form_detects() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let onnx = bare("models/variants/shapes-detector-fp32.onnx", dir.path());
+    std::fs::write(dir.path().join("labels.txt"), "circle\nsquare\ntriangle\n").expect("labels");
+    let flags = [
+        "--resize",
+        "letterbox",
+        "--mean",
+        "0,0,0",
+        "--std",
+        "1,1,1",
+        "--decoder",
+        "yolov8",
+    ];
+
+    // The fp32 file does not fit a board with a 200 kB budget; the refusal names the way out.
+    let board = common::host_board_with(dir.path(), "small", "models", "");
+    let text = std::fs::read_to_string(&board).expect("board");
+    std::fs::write(
+        &board,
+        common::rewrite_key(&text, "model_budget_bytes", "200000"),
+    )
+    .expect("budget");
+    let mut args = vec!["--board", board.as_str()];
+    args.extend_from_slice(&flags);
+    let out = import(&onnx, &args);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("is 330998 bytes, over the model budget of 200000 bytes")
+            && err.contains("`lookout import MODEL.onnx --int8-weights`"),
+        "{err}"
+    );
+
+    let images = repo("tests/images/detect").to_string_lossy().into_owned();
+    let mut args = vec!["--int8-weights", "--check-on", images.as_str(), "--force"];
+    args.extend_from_slice(&["--board", board.as_str()]);
+    args.extend_from_slice(&flags);
+    let out = import(&onnx, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = stdout(&out);
+    assert!(
+        report.starts_with(&format!(
+            "int8 weights: 9 weight tensors (81408 values) of {} now per-channel int8: 330998 -> ",
+            onnx.display()
+        )) && report.contains("(0.27x)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("check on 8 images of ")
+            && report.contains("decoded results agree on 8 of 8"),
+        "{report}"
+    );
+    assert!(
+        report.contains("check: ok: shapes-detector-fp32-int8@1"),
+        "{report}"
+    );
+    assert!(report.contains("fits board small"), "{report}");
+    let manifest = dir.path().join("shapes-detector-fp32-int8.toml");
+    let m = Manifest::load(&manifest).expect("manifest of the int8 form");
+    assert_eq!(
+        m.model.quantization,
+        Some(lookout::onnx_meta::QuantForm::WeightOnlyInt8)
+    );
+    let detections = |manifest: &str| -> Vec<serde_json::Value> {
+        let out = lookout(&[
+            "run",
+            "--model",
+            manifest,
+            "--source",
+            "tests/images/detect",
+        ]);
+        assert!(out.status.success(), "{manifest}: {}", stderr(&out));
+        json_lines(&stdout(&out))
+            .into_iter()
+            .map(|r| r["detections"].clone())
+            .collect()
+    };
+    assert_eq!(
+        detections(&manifest.to_string_lossy()),
+        detections("models/variants/shapes-detector-int8-weights.toml")
+    );
+}
+
+/// onnxruntime's QDQ file: inspect and import say what it costs on tract; `--int8-weights`
+/// drops its activation pairs, leaving int8 weights, and the result agrees with it.
+#[test]
+fn a_qdq_file_is_told_its_cost_on_tract_and_offered_the_int8_weights_form() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for file in ["mobilenetv3-qdq.onnx", "labels.txt"] {
+        bare(
+            &format!("tests/fixtures/compat/mobilenetv3-qdq/{file}"),
+            dir.path(),
+        );
+    }
+    let onnx = dir.path().join("mobilenetv3-qdq.onnx");
+    let out = lookout(&["inspect", &onnx.to_string_lossy()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("on tract:     tract computes QDQ activations in integer kernels: 1.53-1.57x the instructions of fp32"),
+        "{}",
+        stdout(&out)
+    );
+    let out = import(&onnx, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out)
+            .contains("model.quantization int8-qdq [graph]: tract computes QDQ activations"),
+        "{}",
+        stdout(&out)
+    );
+    let images = repo("tests/images/classify").to_string_lossy().into_owned();
+    let out = import(&onnx, &["--int8-weights", "--check-on", &images]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = stdout(&out);
+    assert!(
+        report
+            .contains("activation QuantizeLinear/DequantizeLinear pairs removed, 0 weight tensors")
+            && report.contains("decoded results agree on 12 of 12")
+            && report.contains("model.quantization int8-weights [graph]"),
+        "{report}"
+    );
+    let m = Manifest::load(&dir.path().join("mobilenetv3-qdq-int8.toml")).expect("manifest");
+    assert_eq!(
+        m.model.quantization,
+        Some(lookout::onnx_meta::QuantForm::WeightOnlyInt8)
+    );
+}

@@ -215,6 +215,15 @@ pub fn import(model: &Path, options: &ImportOptions) -> Result<Imported, ImportE
     let ultralytics = Ultralytics::from_meta(&meta);
     let mut notes = Vec::new();
     let external = external_files(model, &meta, &mut notes)?;
+    let form = meta.quant_form();
+    notes.push(Note {
+        field: "model.quantization",
+        value: form.key().to_owned(),
+        origin: Origin::Graph,
+        reason: form
+            .tract_cost()
+            .map_or_else(|| form.describe().to_owned(), str::to_owned),
+    });
 
     let input = input_spec(&meta, ultralytics.as_ref(), options, &mut notes)
         .map_err(|m| field("input", m))?;
@@ -264,6 +273,7 @@ pub fn import(model: &Path, options: &ImportOptions) -> Result<Imported, ImportE
     let path = model.with_file_name(format!("{name}.toml"));
     let header = Header {
         file: &file,
+        quantization: meta.quant_form(),
         producer: &meta.producer,
         opset: meta
             .opsets
@@ -956,16 +966,29 @@ fn preprocess(
             ));
         }
     }
-    let origin = |guess: bool, flag: bool| {
-        if flag {
-            Origin::Flag
-        } else if guess {
-            Origin::Guess
-        } else if convention {
-            Origin::Convention
-        } else {
-            Origin::Graph
-        }
+    let guesses: Vec<&str> = ["resize", "color", "scale/mean/std"]
+        .into_iter()
+        .zip(guessed)
+        .filter_map(|(part, g)| g.then_some(part))
+        .collect();
+    let flagged = options.resize.is_some() || options.color.is_some() || stated;
+    let (origin, reason) = if raw_pixels {
+        (Origin::Graph, "uint8 input: raw pixels".to_owned())
+    } else if !guesses.is_empty() {
+        (
+            Origin::Guess,
+            format!(
+                "the file does not say how pixels were prepared: {} guessed (--resize, --color, \
+                 --scale, --mean, --std state them)",
+                guesses.join(", ")
+            ),
+        )
+    } else if flagged {
+        (Origin::Flag, "stated by flags".to_owned())
+    } else if convention {
+        (Origin::Convention, why.to_owned())
+    } else {
+        (Origin::Graph, "gray input: one channel".to_owned())
     };
     notes.push(Note {
         field: "preprocess",
@@ -974,20 +997,8 @@ fn preprocess(
             resize_key(resize),
             color_key(color)
         ),
-        origin: if raw_pixels {
-            Origin::Graph
-        } else {
-            origin(guessed.iter().any(|g| *g), stated && !guessed[2])
-        },
-        reason: if raw_pixels {
-            "uint8 input: raw pixels".to_owned()
-        } else if convention {
-            why.to_owned()
-        } else if guessed.iter().any(|g| *g) {
-            "the file does not say how pixels were prepared: a guess (--resize, --color, --scale, --mean, --std state it)".to_owned()
-        } else {
-            "flags".to_owned()
-        },
+        origin,
+        reason,
     });
     Ok(Pixels {
         resize,
@@ -1031,6 +1042,8 @@ fn color_key(c: ColorOrder) -> &'static str {
 
 struct Header<'a> {
     file: &'a str,
+    /// How the weights are stored, as the graph shows it (the check holds the file to it).
+    quantization: crate::onnx_meta::QuantForm,
     producer: &'a str,
     opset: Option<i64>,
 }
@@ -1110,6 +1123,7 @@ fn render(
     let _ = writeln!(t, "file = {}", quoted(header.file));
     let _ = writeln!(t, "sha256 = {}", quoted(sha256));
     let _ = writeln!(t, "bytes = {bytes}");
+    let _ = writeln!(t, "quantization = {}", quoted(header.quantization.key()));
     if !external.is_empty() {
         let items: Vec<String> = external
             .iter()

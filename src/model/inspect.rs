@@ -158,11 +158,16 @@ impl std::fmt::Display for Inspection {
         let ops: Vec<String> = m.ops.iter().map(|(op, n)| format!("{op}×{n}")).collect();
         writeln!(f, "operators:    {}", ops.join(", "))?;
         writeln!(f, "quantization: {}", self.quant.describe())?;
+        if let Some(cost) = self.quant.tract_cost() {
+            writeln!(f, "on tract:     {cost}")?;
+        }
         let foreign = m.foreign_ops();
         if !foreign.is_empty() {
             writeln!(
                 f,
-                "non-standard: {} (tract does not run these)",
+                "non-standard: {} (tract does not run these; onnxruntime's quantizer writes them \
+                 for QOperator files: `lookout import --int8-weights` on the fp32 original is the \
+                 int8 form tract runs)",
                 foreign.join(", ")
             )?;
         }

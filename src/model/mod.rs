@@ -16,6 +16,7 @@ pub mod embedded;
 pub mod engine;
 pub mod import;
 pub mod inspect;
+pub mod int8;
 pub mod verify;
 
 use crate::board::Board;

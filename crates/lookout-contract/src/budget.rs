@@ -75,7 +75,8 @@ pub enum CheckError {
     /// The model is larger than the board allows.
     #[error(
         "model {model} ({path}) is {bytes} bytes, over the model budget of {budget} bytes \
-         for board {board} ({board_file}) by {over} bytes",
+         for board {board} ({board_file}) by {over} bytes; float weights take a quarter of the \
+         space as int8 (`lookout import MODEL.onnx --int8-weights`, then install the -int8 file)",
         over = bytes - budget
     )]
     OverBudget {
@@ -127,7 +128,7 @@ pub enum CheckError {
         actual: &'static str,
     },
     /// Operators tract cannot run.
-    #[error("{path}: operators outside the standard ONNX domain, which tract does not run: {ops}")]
+    #[error("{path}: operators outside the standard ONNX domain, which tract does not run: {ops} (onnxruntime's quantizer writes these for QOperator files; `lookout import --int8-weights` on the fp32 original gives an int8 form tract runs)")]
     ForeignOps {
         /// The ONNX path.
         path: PathBuf,

@@ -212,6 +212,31 @@ impl QuantForm {
             QuantForm::DynamicInteger => "dynamic int8 (ConvInteger/MatMulInteger)",
         }
     }
+
+    /// What the form costs tract against fp32, as models/README.md measures it (instructions
+    /// per frame on x86_64, both bundled models), and what to do instead; `None` for the forms
+    /// that cost nothing.
+    pub fn tract_cost(self) -> Option<&'static str> {
+        match self {
+            QuantForm::Fp32 | QuantForm::Fp16 | QuantForm::WeightOnlyInt8 => None,
+            QuantForm::Qdq => Some(
+                "tract computes QDQ activations in integer kernels: 1.53-1.57x the instructions \
+                 of fp32 per frame (x86_64, models/README.md) for the same size; \
+                 `lookout import FILE --int8-weights` drops the activation pairs and keeps the \
+                 int8 weights: the same size at fp32 speed",
+            ),
+            QuantForm::QOperator => Some(
+                "tract runs QLinearConv/QLinearMatMul at 3.36-3.78x the instructions of fp32 \
+                 per frame (x86_64, models/README.md); `lookout import --int8-weights` on the \
+                 fp32 original gives the same size at fp32 speed",
+            ),
+            QuantForm::DynamicInteger => Some(
+                "tract quantizes activations on every frame (ConvInteger/MatMulInteger): not \
+                 measured here, expect it slower than fp32; `lookout import --int8-weights` on \
+                 the fp32 original gives int8 weights at fp32 speed",
+            ),
+        }
+    }
 }
 
 /// Summary of an ONNX file.
