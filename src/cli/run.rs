@@ -63,7 +63,13 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
             let manifest = model::manifest_path_for(arg, &place.models_dir, &board.models.dir);
             tracing::info!("model {arg}: {}", manifest.display());
             let verifier = super::verifier(place)?;
-            let (pipeline, reloader) = Reloader::start(manifest, &board, board_file, verifier)?;
+            let hidden = hidden_from_the_service(&manifest);
+            let (pipeline, reloader) = Reloader::start(manifest, &board, board_file, verifier)
+                .map_err(anyhow::Error::from)
+                .map_err(|e| match hidden {
+                    Some(hint) => e.context(hint),
+                    None => e,
+                })?;
             let control = reloader.control();
             (pipeline, Some(reloader), control)
         }
@@ -178,4 +184,20 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Why a model under a home folder is not there for the service: the packaged unit's
+/// `ProtectHome=yes` hides `/home` and `/root` from it. `None` outside systemd (no
+/// `INVOCATION_ID`) or for a manifest elsewhere or present.
+fn hidden_from_the_service(manifest: &std::path::Path) -> Option<String> {
+    let under_home = manifest.starts_with("/home") || manifest.starts_with("/root");
+    (under_home && std::env::var_os("INVOCATION_ID").is_some() && !manifest.exists()).then(|| {
+        format!(
+            "{} is under a home folder, which the service cannot see (its unit has \
+             ProtectHome=yes): install the model with `sudo lookout model install {} --board \
+             /etc/lookout/board.toml --use` and run it by name (--model NAME)",
+            manifest.display(),
+            manifest.display()
+        )
+    })
 }

@@ -105,6 +105,49 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SlotError + '_ {
     }
 }
 
+/// Who the slots belong to, when an install runs as root: the owner of the slots folder (or of
+/// its nearest existing parent, `/var/lib/lookout` owned by the service's user). `sudo lookout
+/// model install` then leaves the new folders and files to that user, so the service, which
+/// runs as it, can still point `current` and `good` at versions and write beside them.
+struct Keeper(Option<(u32, u32)>);
+
+impl Keeper {
+    fn of(root: &Path) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        if !rustix::process::geteuid().is_root() {
+            return Self(None);
+        }
+        let owner = root
+            .ancestors()
+            .find_map(|dir| std::fs::metadata(dir).ok())
+            .map(|m| (m.uid(), m.gid()))
+            .filter(|(uid, _)| *uid != 0);
+        Self(owner)
+    }
+
+    /// Gives `dirs` and everything under `tree` to the keeper, when there is one.
+    fn adopt(&self, dirs: &[&Path], tree: &Path) -> Result<(), SlotError> {
+        let Some((uid, gid)) = self.0 else {
+            return Ok(());
+        };
+        let give =
+            |path: &Path| std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(io(path));
+        for dir in dirs {
+            give(dir)?;
+        }
+        let mut pending = vec![tree.to_owned()];
+        while let Some(path) = pending.pop() {
+            give(&path)?;
+            if path.is_dir() && !path.is_symlink() {
+                for entry in std::fs::read_dir(&path).map_err(io(&path))? {
+                    pending.push(entry.map_err(io(&path))?.path());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The links beside the versions of a model.
 const LINKS: [&str; 3] = ["current", "previous", "good"];
 
@@ -177,6 +220,7 @@ impl Slots {
 
         let family = self.root.join(&manifest.name);
         let slot = family.join(&manifest.version);
+        let keeper = Keeper::of(&self.root);
         if slot.exists() {
             let installed = Manifest::load(&slot.join(manifest_file(&manifest.name)))
                 .map(|m| m.model.sha256)
@@ -210,6 +254,7 @@ impl Slots {
         sync_dir(&incoming)?;
         std::fs::rename(&incoming, &slot).map_err(io(&slot))?;
         sync_dir(&family)?;
+        keeper.adopt(&[&self.root, &family], &slot)?;
         self.describe(&manifest.name, &manifest.version)
     }
 
