@@ -393,18 +393,26 @@ fn full_size_third_party_models_agree_too_where_the_export_script_made_them() {
 }
 
 /// What tract cannot run is refused by the import's check with tract's reason, before it
-/// reaches a board: onnxruntime's QOperator form uses its own `com.microsoft` operators, and
-/// Ultralytics' `nms=True` export slices a fixed 300 rows out of however many NMS kept, which
-/// onnxruntime clamps as ONNX's Slice says and tract 0.23.9 does not.
+/// reaches a board: onnxruntime's QOperator form uses its own `com.microsoft` operators; and
+/// Ultralytics' `nms=True` export slices a fixed 300 rows out of however many boxes its
+/// NonMaxSuppression kept and pads the rest, sizes known only at run time, which tract 0.23.9
+/// does not do (ONNX clamps a Slice's end to the dimension; tract fails on it, and given the
+/// clamp it cannot type a Pad of a data-dependent size).
 #[test]
 fn what_tract_cannot_run_is_refused_at_import_with_the_reason() {
     let work = tempfile::tempdir().expect("tempdir");
-    for (name, reason) in [
+    for (name, reasons) in [
         (
             "mobilenetv3-qop",
-            "operators outside the standard ONNX domain, which tract does not run: com.microsoft::QGemm",
+            [
+                "operators outside the standard ONNX domain, which tract does not run: com.microsoft::QGemm",
+                "`lookout import --int8-weights` on the fp32 original",
+            ],
         ),
-        ("yolov8n-det-nms-mini", "Invalid range 0..300 for slicing"),
+        (
+            "yolov8n-det-nms-mini",
+            ["inference failed: ", "Invalid range 0..300 for slicing"],
+        ),
     ] {
         let dir = work.path().join(name);
         copy_folder(&repo("tests/fixtures/compat").join(name), &dir);
@@ -413,7 +421,9 @@ fn what_tract_cannot_run_is_refused_at_import_with_the_reason() {
         assert!(!out.status.success(), "{name}: {}", stdout(&out));
         let err = stderr(&out);
         assert!(
-            err.contains("the deployment check of") && err.contains(reason) && !err.contains("panicked"),
+            err.contains("the deployment check of")
+                && reasons.iter().all(|r| err.contains(r))
+                && !err.contains("panicked"),
             "{name}: {err}"
         );
     }

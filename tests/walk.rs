@@ -34,6 +34,13 @@ fn exec_start() -> Vec<String> {
 fn an_export_goes_from_import_to_the_serial_line_as_the_packaged_service_runs_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let as_root = rustix::process::geteuid().is_root();
+    if !as_root {
+        eprintln!(
+            "not root: the install and the run are walked as this user; that an install under \
+             sudo leaves the slots to the service's user and the run works as that user is \
+             checked only when the tests run as root (as CI does)"
+        );
+    }
 
     // /var/lib/lookout: the service's working and state folder, its user's.
     let state = dir.path().join("state");

@@ -44,7 +44,8 @@ def rows_agreement(got, ref):
     row's values); rows at the selection's edge may differ in which one got in, and are not
     compared."""
     margin = 1e-3 * float(np.abs(ref[:, 4]).max(initial=0.0))
-    inside = got[got[:, 4] > ref[:, 4].min(initial=0.0) + margin]
+    lowest = float(ref[:, 4].min()) if len(ref) else 0.0
+    inside = got[got[:, 4] > lowest + margin]
     worst = 0.0
     for row in inside:
         worst = max(worst, float(np.abs(ref - row).max(axis=1).min()))

@@ -49,7 +49,7 @@ pub(crate) struct ImportArgs {
     #[arg(long)]
     pub(crate) force: bool,
     /// Print the manifest instead of writing it (no check runs).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "int8_weights")]
     pub(crate) dry_run: bool,
     /// Also write <stem>-int8.onnx, its Conv/Gemm/MatMul weights per-channel int8 behind
     /// DequantizeLinear (about a quarter of the size, the same speed on tract), and import that.
@@ -184,12 +184,10 @@ fn write_int8_weights(args: &ImportArgs, options: &ImportOptions) -> Result<(Pat
         .and_then(|s| s.to_str())
         .context("the model's file name has no stem")?;
     let out = model.with_file_name(format!("{stem}-int8.onnx"));
-    if out.exists() && !args.force && !args.dry_run {
+    if out.exists() && !args.force {
         bail!("{}: already there; --force replaces it", out.display());
     }
-    if !args.dry_run {
-        write_atomically(&out, &converted.onnx)?;
-    }
+    write_atomically(&out, &converted.onnx)?;
     let before = whole.len();
     let after = converted.onnx.len();
     let pairs = match converted.activation_pairs {
@@ -198,16 +196,11 @@ fn write_int8_weights(args: &ImportArgs, options: &ImportOptions) -> Result<(Pat
     };
     let mut text = format!(
         "int8 weights: {pairs}{} weight tensors ({} values) of {} now per-channel int8: \
-         {before} -> {after} bytes ({:.2}x){}\n",
+         {before} -> {after} bytes ({:.2}x)\n",
         converted.tensors,
         converted.values,
         model.display(),
         after as f64 / before.max(1) as f64,
-        if args.dry_run {
-            ", not written (--dry-run)"
-        } else {
-            ""
-        }
     );
     if let Some(dir) = &args.check_on {
         let original = import(model, options)?;

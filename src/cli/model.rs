@@ -4,6 +4,7 @@ use super::{print_out, PlaceArgs};
 use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
 use lookout::board::Board;
+use lookout::lifecycle::slots::act_as_owner;
 use lookout::model;
 use std::path::PathBuf;
 
@@ -116,13 +117,22 @@ pub(crate) fn manage_models(command: ModelCommand) -> Result<()> {
             name,
             version,
             slots,
-        } => print_out(format_args!(
-            "in use: {}",
-            line(&slots.open()?.2.use_version(&name, &version)?)
-        )),
-        ModelCommand::Rollback { name, slots } => print_out(format_args!(
-            "rolled back: {}",
-            line(&slots.open()?.2.rollback(&name)?)
-        )),
+        } => {
+            let slots = slots.open()?.2;
+            // Under sudo, the links are made as the slots' owner (see act_as_owner).
+            act_as_owner(slots.root())?;
+            print_out(format_args!(
+                "in use: {}",
+                line(&slots.use_version(&name, &version)?)
+            ))
+        }
+        ModelCommand::Rollback { name, slots } => {
+            let slots = slots.open()?.2;
+            act_as_owner(slots.root())?;
+            print_out(format_args!(
+                "rolled back: {}",
+                line(&slots.rollback(&name)?)
+            ))
+        }
     }
 }

@@ -102,7 +102,13 @@ pub fn compare(
         let (oa, ob) = (values(&outputs[0])?, values(&outputs[1])?);
         for (x, y) in oa.iter().zip(&ob) {
             for (p, q) in x.iter().zip(y.iter()) {
-                result.max_abs = result.max_abs.max((p - q).abs());
+                // A NaN on either side is an infinite difference, not none (f32::max drops NaN).
+                let d = (p - q).abs();
+                result.max_abs = if d.is_nan() {
+                    f32::INFINITY
+                } else {
+                    result.max_abs.max(d)
+                };
                 result.max_ref = result.max_ref.max(p.abs());
             }
         }

@@ -216,6 +216,24 @@ pub fn int8_weights(onnx: &[u8], origin: &str) -> Result<Int8Weights, Int8Error>
     };
     let (mut tensors, mut values) = (0, 0);
     let mut dequantize = Vec::new();
+    // Names already in the graph: the new tensors' names must not take one.
+    let mut taken: std::collections::BTreeSet<String> = graph
+        .initializer
+        .iter()
+        .map(|t| t.name.clone())
+        .chain(graph.node.iter().flat_map(|n| n.output.iter().cloned()))
+        .chain(graph.input.iter().map(|i| i.name.clone()))
+        .collect();
+    let mut fresh = |base: String| {
+        let mut name = base.clone();
+        let mut n = 1;
+        while taken.contains(&name) {
+            name = format!("{base}_{n}");
+            n += 1;
+        }
+        taken.insert(name.clone());
+        name
+    };
     let mut added = Vec::new();
     for t in graph.initializer.iter_mut() {
         let Some(Some(axis)) = axes.get(&t.name).copied() else {
@@ -258,30 +276,31 @@ pub fn int8_weights(onnx: &[u8], origin: &str) -> Result<Int8Weights, Int8Error>
             })
             .collect();
         let name = std::mem::take(&mut t.name);
+        let (q_name, scale_name, zp_name) = (
+            fresh(format!("{name}_q")),
+            fresh(format!("{name}_scale")),
+            fresh(format!("{name}_zp")),
+        );
         added.push(TensorProto {
             dims: vec![channels as i64],
             data_type: DataType::Float as i32,
-            name: format!("{name}_scale"),
+            name: scale_name.clone(),
             raw_data: scale.iter().flat_map(|s| s.to_le_bytes()).collect(),
             ..Default::default()
         });
         added.push(TensorProto {
             dims: vec![channels as i64],
             data_type: DataType::Int8 as i32,
-            name: format!("{name}_zp"),
+            name: zp_name.clone(),
             raw_data: vec![0; channels],
             ..Default::default()
         });
-        t.name = format!("{name}_q");
+        t.name = q_name.clone();
         t.data_type = DataType::Int8 as i32;
         t.raw_data = q;
         t.float_data.clear();
         dequantize.push(NodeProto {
-            input: vec![
-                format!("{name}_q"),
-                format!("{name}_scale"),
-                format!("{name}_zp"),
-            ],
+            input: vec![q_name, scale_name, zp_name],
             output: vec![name.clone()],
             name: format!("{name}_dequant"),
             op_type: "DequantizeLinear".into(),

@@ -344,7 +344,7 @@ pub fn check_model(
         .collect();
     if !unlisted.is_empty() {
         return Err(external_error(format!(
-            "weights are stored in external data files the manifest does not list: {}              (`lookout import` lists them with their sha256)",
+            "weights are stored in external data files the manifest does not list: {} (`lookout import` lists them with their sha256)",
             unlisted.join(", ")
         )));
     }

@@ -130,10 +130,15 @@ fn read_inside(model: &Path, location: &str) -> Result<Vec<u8>, ExternalError> {
     std::fs::read(&real).map_err(read)
 }
 
-/// Reads the external file `file` of a manifest at `manifest_path`, checked to lie inside its
-/// folder (links resolved) and to match its sha256 and size.
-pub fn read_verified(manifest_path: &Path, file: &ExternalFile) -> Result<Vec<u8>, ExternalError> {
-    let dir = manifest_path
+/// Reads the external file `file` that the manifest at `manifest_path` lists for the model at
+/// `model_path`, checked to lie inside the model's folder (links resolved; ONNX names external
+/// data relative to the model file) and to match its sha256 and size.
+pub fn read_verified(
+    model_path: &Path,
+    manifest_path: &Path,
+    file: &ExternalFile,
+) -> Result<Vec<u8>, ExternalError> {
+    let dir = model_path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| Path::new("."));
@@ -150,13 +155,21 @@ pub fn read_verified(manifest_path: &Path, file: &ExternalFile) -> Result<Vec<u8
             by: format!("{} field `model.external`", manifest_path.display()),
         });
     }
-    let bytes = std::fs::read(&real).map_err(read)?;
     let mismatch = |what: String, expected: String| ExternalError::Mismatch {
         path: path.clone(),
         manifest: manifest_path.to_owned(),
         what,
         expected,
     };
+    // The size first: a file far larger than listed is not read into memory at all.
+    let len = std::fs::metadata(&real).map_err(read)?.len();
+    if len != file.bytes {
+        return Err(mismatch(
+            format!("size is {len} bytes"),
+            format!("{} bytes", file.bytes),
+        ));
+    }
+    let bytes = std::fs::read(&real).map_err(read)?;
     if bytes.len() as u64 != file.bytes {
         return Err(mismatch(
             format!("size is {} bytes", bytes.len()),
@@ -188,6 +201,7 @@ pub fn inline(
         manifest: manifest_path,
         listed: Some(listed),
         files: &mut files,
+        inlined: 0,
     };
     inliner.message(onnx, Message::Model)
 }
@@ -201,6 +215,7 @@ pub fn inline_beside(onnx: &[u8], model_path: &Path) -> Result<Vec<u8>, External
         manifest: model_path,
         listed: None,
         files: &mut files,
+        inlined: 0,
     };
     inliner.message(onnx, Message::Model)
 }
@@ -227,6 +242,9 @@ struct Inliner<'a> {
     /// The manifest's files; `None` reads what the model names, unverified.
     listed: Option<&'a [ExternalFile]>,
     files: &'a mut BTreeMap<String, Vec<u8>>,
+    /// Bytes written into the model so far: never more than the files hold together, or
+    /// overlapping ranges in a small model could make it any size.
+    inlined: u64,
 }
 
 /// One field of a protobuf message as it lies on the wire.
@@ -372,7 +390,7 @@ impl Inliner<'_> {
                             location,
                         });
                     };
-                    read_verified(self.manifest, file)?
+                    read_verified(self.model, self.manifest, file)?
                 }
                 None => read_inside(self.model, &location)?,
             };
@@ -391,7 +409,17 @@ impl Inliner<'_> {
                 len,
             });
         }
+        self.inlined += end - offset;
+        let held: u64 = self.files.values().map(|d| d.len() as u64).sum();
+        if self.inlined > held {
+            return Err(self.malformed(&format!(
+                "initializer `{name}`: its external data ranges add up to {} bytes, more than \
+                 the {held} bytes its files hold (ranges that overlap)",
+                self.inlined
+            )));
+        }
         // In range of a buffer in memory, so both fit usize.
+        let data = &self.files[&location];
         let range = &data[offset as usize..end as usize];
         let mut out = Vec::with_capacity(bytes.len() + range.len() + 10);
         for f in &fields {
@@ -446,6 +474,50 @@ mod tests {
         for bad in ["", "/etc/passwd", "../w.bin", "a/../../w.bin", "a/.."] {
             assert!(!plain_location(bad), "{bad}");
         }
+    }
+
+    /// A model whose initializers all read the whole of one file, an ONNX of a few hundred bytes
+    /// that would inline to any size: refused once the ranges exceed what the file holds.
+    #[test]
+    fn overlapping_ranges_cannot_make_a_model_grow_past_its_files() {
+        let dir = std::env::temp_dir().join(format!("lookout-external-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("w.bin"), [7u8; 64]).expect("data");
+        let tensor = |name: &str| {
+            let mut entry = Vec::new();
+            put_bytes(&mut entry, 1, b"location");
+            put_bytes(&mut entry, 2, b"w.bin");
+            let mut t = Vec::new();
+            put_bytes(&mut t, TENSOR_NAME, name.as_bytes());
+            put_bytes(&mut t, TENSOR_EXTERNAL_DATA, &entry);
+            put_varint(&mut t, TENSOR_DATA_LOCATION << 3);
+            put_varint(&mut t, EXTERNAL);
+            t
+        };
+        let mut graph = Vec::new();
+        for name in ["a", "b"] {
+            put_bytes(&mut graph, GRAPH_INITIALIZER, &tensor(name));
+        }
+        let mut model = Vec::new();
+        put_bytes(&mut model, MODEL_GRAPH, &graph);
+        let path = dir.join("m.onnx");
+        // One tensor reading the whole file is fine; the second one over the same bytes is not.
+        let mut one = Vec::new();
+        put_bytes(&mut one, GRAPH_INITIALIZER, &tensor("a"));
+        let mut single = Vec::new();
+        put_bytes(&mut single, MODEL_GRAPH, &one);
+        let inlined = inline_beside(&single, &path).expect("one range");
+        assert!(inlined.len() > 64);
+        let err = inline_beside(&model, &path).unwrap_err().to_string();
+        assert!(
+            err.contains("initializer `b`: its external data ranges add up to 128 bytes, more than the 64 bytes its files hold"),
+            "{err}"
+        );
+        // Truncated bytes are an error, never a panic.
+        for cut in 0..model.len() {
+            let _ = inline_beside(&model[..cut], &path);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -426,7 +426,7 @@ pub enum OutputSpec {
         keypoints: Option<[usize; 2]>,
     },
     /// End-to-end detectors that run non-maximum suppression inside the graph (YOLOv10,
-    /// Ultralytics `nms=True` exports): `[1, N, 6]` rows of x0, y0, x1, y1, score, class; with
+    /// Ultralytics `nms=True` exports, which tract 0.23.9 cannot run): `[1, N, 6]` rows of x0, y0, x1, y1, score, class; with
     /// `keypoints`, `[1, N, 6 + K·D]`. Rows are final detections: lookout ranks them and applies
     /// the score threshold and `max_detections`, never its own NMS.
     End2end {

@@ -105,47 +105,44 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SlotError + '_ {
     }
 }
 
-/// Who the slots belong to, when an install runs as root: the owner of the slots folder (or of
-/// its nearest existing parent, `/var/lib/lookout` owned by the service's user). `sudo lookout
-/// model install` then leaves the new folders and files to that user, so the service, which
-/// runs as it, can still point `current` and `good` at versions and write beside them.
-struct Keeper(Option<(u32, u32)>);
-
-impl Keeper {
-    fn of(root: &Path) -> Self {
-        use std::os::unix::fs::MetadataExt;
-        if !rustix::process::geteuid().is_root() {
-            return Self(None);
-        }
-        let owner = root
-            .ancestors()
-            .find_map(|dir| std::fs::metadata(dir).ok())
-            .map(|m| (m.uid(), m.gid()))
-            .filter(|(uid, _)| *uid != 0);
-        Self(owner)
+/// When this process runs as root on slots that belong to another user (the owner of the slots
+/// folder, or of its nearest existing parent: `/var/lib/lookout`, the service's user), it goes
+/// on as that user, for good. What root created there the service could not change later (point
+/// `current` and `good` at versions), and a folder that user owns could be made, between two
+/// calls, a link that sends root's writes anywhere: as its owner, lookout can do no more there
+/// than the service itself. [`Slots::install`] calls it once what it installs has been read;
+/// `lookout model use` and `rollback` call it first. A running `lookout run` never does.
+pub fn act_as_owner(root: &Path) -> Result<(), SlotError> {
+    use std::os::unix::fs::MetadataExt;
+    if !rustix::process::geteuid().is_root() {
+        return Ok(());
     }
-
-    /// Gives `dirs` and everything under `tree` to the keeper, when there is one.
-    fn adopt(&self, dirs: &[&Path], tree: &Path) -> Result<(), SlotError> {
-        let Some((uid, gid)) = self.0 else {
-            return Ok(());
-        };
-        let give =
-            |path: &Path| std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(io(path));
-        for dir in dirs {
-            give(dir)?;
-        }
-        let mut pending = vec![tree.to_owned()];
-        while let Some(path) = pending.pop() {
-            give(&path)?;
-            if path.is_dir() && !path.is_symlink() {
-                for entry in std::fs::read_dir(&path).map_err(io(&path))? {
-                    pending.push(entry.map_err(io(&path))?.path());
-                }
-            }
-        }
-        Ok(())
+    let Some((uid, gid)) = root
+        .ancestors()
+        .find_map(|dir| std::fs::metadata(dir).ok())
+        .map(|m| (m.uid(), m.gid()))
+        .filter(|(uid, _)| *uid != 0)
+    else {
+        return Ok(());
+    };
+    // SAFETY: plain system calls without pointers but setgroups' empty list; glibc applies
+    // setgid and setuid to every thread of the process. The order matters: groups and gid
+    // while still root, uid last.
+    let failed = unsafe {
+        libc::setgroups(0, std::ptr::null()) != 0
+            || libc::setgid(gid) != 0
+            || libc::setuid(uid) != 0
+    };
+    if failed || rustix::process::geteuid().as_raw() != uid {
+        return Err(SlotError::Io {
+            path: root.to_owned(),
+            source: std::io::Error::other(format!(
+                "cannot act as the slots' owner (uid {uid}, gid {gid}): {}",
+                std::io::Error::last_os_error()
+            )),
+        });
     }
+    Ok(())
 }
 
 /// The links beside the versions of a model.
@@ -213,14 +210,16 @@ impl Slots {
         check_model(board, board_file, &manifest, manifest_path, &onnx).map_err(Box::new)?;
         let mut external = Vec::with_capacity(manifest.model.external.len());
         for file in &manifest.model.external {
-            let bytes = crate::external::read_verified(manifest_path, file)
+            let bytes = crate::external::read_verified(&model_path, manifest_path, file)
                 .map_err(|e| Box::new(CheckError::from(e)))?;
             external.push((file.file.as_str(), bytes));
         }
 
+        let manifest_text = std::fs::read(manifest_path).map_err(io(manifest_path))?;
+        act_as_owner(&self.root)?;
+
         let family = self.root.join(&manifest.name);
         let slot = family.join(&manifest.version);
-        let keeper = Keeper::of(&self.root);
         if slot.exists() {
             let installed = Manifest::load(&slot.join(manifest_file(&manifest.name)))
                 .map(|m| m.model.sha256)
@@ -238,7 +237,6 @@ impl Slots {
         self.clean(&family)?;
         let incoming = family.join(format!(".incoming-{}", manifest.version));
         std::fs::create_dir_all(&incoming).map_err(io(&incoming))?;
-        let manifest_text = std::fs::read(manifest_path).map_err(io(manifest_path))?;
         write_synced(&incoming.join(&file_name), &onnx)?;
         for (file, bytes) in &external {
             let path = incoming.join(file);
@@ -254,7 +252,6 @@ impl Slots {
         sync_dir(&incoming)?;
         std::fs::rename(&incoming, &slot).map_err(io(&slot))?;
         sync_dir(&family)?;
-        keeper.adopt(&[&self.root, &family], &slot)?;
         self.describe(&manifest.name, &manifest.version)
     }
 
@@ -467,7 +464,7 @@ fn verify(manifest_path: &Path) -> Result<(), SlotError> {
         });
     }
     for file in &manifest.model.external {
-        crate::external::read_verified(&manifest_path, file)
+        crate::external::read_verified(&model_path, &manifest_path, file)
             .map_err(|e| Box::new(CheckError::from(e)))?;
     }
     Ok(())

@@ -178,7 +178,7 @@ pub(super) fn output_spec(
                     "Ultralytics task `pose` without a readable `kpt_shape` in the metadata".into(),
                 );
             }
-            // YOLOv10 and `nms=True` exports end in rows of 6 (+ keypoints) instead.
+            // YOLOv10 (and `nms=True`) exports end in rows of 6 (+ keypoints) instead.
             let (spec, classes) = fit("yolov8")
                 .or_else(|| fit("end2end"))
                 .ok_or_else(|| {

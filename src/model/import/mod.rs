@@ -166,7 +166,12 @@ impl Ultralytics {
         Some(Self {
             task,
             imgsz: m.get("imgsz").and_then(|v| int_pair(v)),
-            kpt_shape: m.get("kpt_shape").and_then(|v| int_pair(v)),
+            // Anything but K keypoints (at most 1024) of 2 or 3 values is not read: the pose
+            // task then asks for a readable one.
+            kpt_shape: m
+                .get("kpt_shape")
+                .and_then(|v| int_pair(v))
+                .filter(|[k, d]| (1..=1024).contains(k) && (2..=3).contains(d)),
         })
     }
 
@@ -450,4 +455,68 @@ fn preview(labels: &[String]) -> String {
         text.push("…".into());
     }
     text.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_onnx::pb::{ModelProto, StringStringEntryProto};
+
+    /// The bundled classifier rewritten with `edit`, in a folder of its own.
+    fn edited(dir: &Path, edit: impl FnOnce(&mut ModelProto)) -> PathBuf {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let bytes = std::fs::read(root.join("models/shapes-classifier.onnx")).expect("model");
+        let mut model = <ModelProto as prost::Message>::decode(bytes.as_slice()).expect("decodes");
+        edit(&mut model);
+        let path = dir.join("edited.onnx");
+        std::fs::write(&path, prost::Message::encode_to_vec(&model)).expect("write");
+        path
+    }
+
+    #[test]
+    fn text_from_the_model_cannot_write_keys_into_the_manifest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let model = edited(dir.path(), |m| {
+            m.producer_name = "x)\n[thresholds]\nscore = 0.99\n# (".into();
+        });
+        let imported = import(&model, &ImportOptions::default()).expect("imports");
+        assert!(
+            !imported
+                .text
+                .lines()
+                .any(|l| l.starts_with("[thresholds]") || l.starts_with("score")),
+            "{}",
+            imported.text
+        );
+        assert_eq!(
+            imported.manifest.thresholds,
+            crate::manifest::Thresholds::default()
+        );
+    }
+
+    #[test]
+    fn an_unreadable_kpt_shape_is_refused_naming_it_not_overflowed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let model = edited(dir.path(), |m| {
+            for (key, value) in [
+                ("author", "Ultralytics"),
+                ("task", "pose"),
+                ("kpt_shape", "[4611686018427387904, 3]"),
+            ] {
+                m.metadata_props.push(StringStringEntryProto {
+                    key: key.into(),
+                    value: value.into(),
+                });
+            }
+        });
+        let err = import(&model, &ImportOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with(
+                "output: Ultralytics task `pose` without a readable `kpt_shape` in the metadata"
+            ),
+            "{err}"
+        );
+    }
 }

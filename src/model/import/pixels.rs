@@ -70,12 +70,20 @@ pub(super) fn preprocess(
     };
     let raw_pixels = input.dtype == InputDtype::U8;
     let stated = options.scale.is_some() || options.mean.is_some() || options.std.is_some();
+    let all_stated = options.scale.is_some() && options.mean.is_some() && options.std.is_some();
+    if raw_pixels && stated {
+        return Err((
+            "--scale",
+            "the input is uint8: lookout feeds it raw pixels, without scale, mean or std".into(),
+        ));
+    }
     let (scale, mean, std) = if raw_pixels {
         (1.0, vec![0.0; channels], vec![1.0; channels])
     } else if convention && !stated {
         (1.0 / 255.0, vec![0.0; channels], vec![1.0; channels])
     } else {
-        if !stated {
+        // What a flag leaves out of scale, mean and std is a guess too.
+        if !all_stated && !convention {
             guessed[2] = true;
         }
         let imagenet = classifier && channels == 3 && !stated;

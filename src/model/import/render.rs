@@ -45,6 +45,13 @@ pub(super) struct Header<'a> {
     pub(super) opset: Option<i64>,
 }
 
+/// `text` with control characters (line breaks above all) as spaces, for a comment line.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 /// A TOML string literal.
 fn quoted(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
@@ -72,9 +79,9 @@ pub(super) fn render(
 ) -> String {
     let mut t = String::new();
     let producer = if header.producer.is_empty() {
-        "an unnamed exporter"
+        "an unnamed exporter".to_owned()
     } else {
-        header.producer
+        one_line(header.producer)
     };
     let opset = header
         .opset
@@ -82,7 +89,7 @@ pub(super) fn render(
     let _ = writeln!(
         t,
         "# Written by `lookout import` from {} ({producer}, {opset}).",
-        header.file
+        one_line(header.file)
     );
     if notes.iter().any(Note::is_guess) {
         let _ = writeln!(
@@ -93,10 +100,14 @@ pub(super) fn render(
     }
     for note in notes {
         let mark = if note.is_guess() { " (GUESS)" } else { "" };
+        // Values come from the model (tensor names, metadata): a line break in one must not
+        // end the comment and write keys of the model's choosing.
         let _ = writeln!(
             t,
             "# {}{mark}: {} — {}",
-            note.field, note.value, note.reason
+            note.field,
+            one_line(&note.value),
+            one_line(&note.reason)
         );
     }
     let _ = writeln!(t, "name = {}", quoted(name));

@@ -1,6 +1,7 @@
 //! End-to-end detectors: the graph ran its own non-maximum suppression.
 //!
-//! YOLOv10 and Ultralytics exports with `nms=True` end in `[1, N, 6]`: N rows of x0, y0, x1, y1,
+//! YOLOv10 and Ultralytics exports with `nms=True` (which tract 0.23.9 cannot run: they size
+//! their rows at run time) end in `[1, N, 6]`: N rows of x0, y0, x1, y1,
 //! score, class (the class id as a float), padded with zero-score rows when fewer objects were
 //! found. Pose exports append K·D keypoint values to each row (`[1, N, 6 + K·D]`). The rows are
 //! final detections, so lookout applies no NMS of its own (it would drop overlapping boxes the

@@ -167,8 +167,8 @@ pub fn parse_compact(line: &str) -> Result<CompactLine, String> {
         "D" => 7,
         "C" => 3,
         "F" => 2,
-        // seq, index, then three values per keypoint.
-        "K" => (body.split(',').count() - 1).max(5),
+        // seq, index, then three values per keypoint: checked below.
+        "K" => 0,
         _ => return Err(format!("{line:?}: unknown line kind {kind:?}")),
     };
     let fields = parts
@@ -177,7 +177,13 @@ pub fn parse_compact(line: &str) -> Result<CompactLine, String> {
                 .map_err(|_| format!("{line:?}: field {p:?} is not an integer"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    if fields.len() != want || (kind == "K" && (want - 2) % 3 != 0) {
+    if kind == "K" && (fields.len() < 5 || (fields.len() - 2) % 3 != 0) {
+        return Err(format!(
+            "{line:?}: K needs seq, index and 3 values per keypoint (2 + 3·K fields), has {}",
+            fields.len()
+        ));
+    }
+    if kind != "K" && fields.len() != want {
         return Err(format!(
             "{line:?}: {kind} needs {want} fields, has {}",
             fields.len()
