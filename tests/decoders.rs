@@ -19,17 +19,9 @@ fn relayout(dir: &Path) {
 }
 
 fn detections(manifest: &str) -> Vec<Vec<Value>> {
-    let out = lookout(&[
-        "run",
-        "--model",
-        manifest,
-        "--source",
-        "tests/images/detect",
-    ]);
-    assert!(out.status.success(), "{manifest}: {}", stderr(&out));
-    json_lines(&stdout(&out))
+    common::detections(manifest, "tests/images/detect")
         .into_iter()
-        .map(|r| r["detections"].as_array().expect("detections").clone())
+        .map(|d| d.as_array().expect("detections").clone())
         .collect()
 }
 

@@ -107,20 +107,7 @@ fn a_detector_without_metadata_gets_its_guesses_marked_and_flags_make_it_the_shi
     assert!(!stdout(&out).contains("guesses"), "{}", stdout(&out));
     let text = std::fs::read_to_string(&manifest_path).expect("manifest");
     assert!(!text.contains("GUESS"), "{text}");
-    let detections = |manifest: &str| -> Vec<serde_json::Value> {
-        let out = lookout(&[
-            "run",
-            "--model",
-            manifest,
-            "--source",
-            "tests/images/detect",
-        ]);
-        assert!(out.status.success(), "{manifest}: {}", stderr(&out));
-        json_lines(&stdout(&out))
-            .into_iter()
-            .map(|r| r["detections"].clone())
-            .collect()
-    };
+    let detections = |manifest: &str| common::detections(manifest, "tests/images/detect");
     let shipped = detections("models/shapes-detector.toml");
     assert!(shipped
         .iter()
@@ -533,20 +520,7 @@ fn int8_weights_shrink_a_model_to_fit_a_board_and_detect_what_the_shipped_form_d
         m.model.quantization,
         Some(lookout::onnx_meta::QuantForm::WeightOnlyInt8)
     );
-    let detections = |manifest: &str| -> Vec<serde_json::Value> {
-        let out = lookout(&[
-            "run",
-            "--model",
-            manifest,
-            "--source",
-            "tests/images/detect",
-        ]);
-        assert!(out.status.success(), "{manifest}: {}", stderr(&out));
-        json_lines(&stdout(&out))
-            .into_iter()
-            .map(|r| r["detections"].clone())
-            .collect()
-    };
+    let detections = |manifest: &str| common::detections(manifest, "tests/images/detect");
     assert_eq!(
         detections(&manifest.to_string_lossy()),
         detections("models/variants/shapes-detector-int8-weights.toml")

@@ -380,3 +380,13 @@ pub fn rewrite_key(toml: &str, key: &str, value: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Each frame's `detections` as `lookout run --model MANIFEST --source IMAGES` reports them.
+pub fn detections(manifest: &str, images: &str) -> Vec<serde_json::Value> {
+    let out = lookout(&["run", "--model", manifest, "--source", images]);
+    assert!(out.status.success(), "{manifest}: {}", stderr(&out));
+    json_lines(&stdout(&out))
+        .into_iter()
+        .map(|r| r["detections"].clone())
+        .collect()
+}

@@ -239,6 +239,16 @@ impl QuantForm {
     }
 }
 
+/// Labels written one per line (a `labels.txt`, Paddle's `character` list): trimmed, blank lines
+/// skipped.
+pub fn label_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Summary of an ONNX file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OnnxMeta {
@@ -364,12 +374,7 @@ impl OnnxMeta {
         }
         for key in ["character", "labels", "classes"] {
             if let Some(text) = self.metadata.get(key) {
-                let labels: Vec<String> = text
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_owned)
-                    .collect();
+                let labels = label_lines(text);
                 if !labels.is_empty() {
                     return Some((labels, key));
                 }

@@ -387,12 +387,7 @@ fn labels(
                 path: path.clone(),
                 source,
             })?;
-            let labels: Vec<String> = text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(str::to_owned)
-                .collect();
+            let labels = crate::onnx_meta::label_lines(&text);
             if labels.is_empty() {
                 return Err(ImportError::Field {
                     path: path.clone(),
