@@ -356,6 +356,10 @@ fn walk(name: &str, folder: &Path, case: &Case, work: &Path) -> String {
 }
 
 fn run_cases(full: bool) {
+    if full && common::under_emulator() {
+        eprintln!("skipped: the full-size models under an emulator (their -mini twins ran)");
+        return;
+    }
     let work = tempfile::tempdir().expect("tempdir");
     let mut lines = Vec::new();
     for case in CASES {
