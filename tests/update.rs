@@ -137,9 +137,15 @@ impl Drop for Running {
 impl Running {
     /// `lookout run` with `model_args` naming the model (and board).
     fn start(model_args: &[&str]) -> Self {
+        Self::start_with(model_args, &[])
+    }
+
+    /// `lookout run` with `model_args` and `extra` arguments (threads, workers).
+    fn start_with(model_args: &[&str], extra: &[&str]) -> Self {
         let mut child = lookout_command()
             .arg("run")
             .args(model_args)
+            .args(extra)
             .args(["-s", "tests/images/detect", "--loop"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -493,6 +499,54 @@ fn a_version_that_fails_its_trial_frames_is_returned_from_by_itself() {
 /// does not load, in order, as recorded (timestamps out, the temporary folder as `<dir>`).
 #[test]
 fn events_of_switches_trials_and_rollbacks_are_the_recorded_golden_transcript() {
+    switches_trials_and_rollbacks(&[]);
+}
+
+/// The same with two frames in flight: the same events in the same order, the frames of a
+/// model being replaced told before the switch, the frames a version on trial failed run
+/// again on the version returned to, and the records numbered without a gap or a repeat.
+#[test]
+fn with_two_workers_switches_and_rollbacks_tell_the_same_events_and_lose_no_frame() {
+    let lines = switches_trials_and_rollbacks(&["--workers", "2"]);
+    let seqs: Vec<u64> = lines.iter().filter_map(|v| v["seq"].as_u64()).collect();
+    assert!(seqs.len() > 20, "{seqs:?}");
+    for pair in seqs.windows(2) {
+        assert_eq!(
+            pair[1],
+            pair[0] + 1,
+            "records in order, none lost: {seqs:?}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .all(|v| v["model"] != format!("{NAME}@2.4.0") || v.get("seq").is_none()),
+        "the version whose outputs are NaN emitted no record"
+    );
+    // Each switch is told after the last record of the model it replaces.
+    for (i, v) in lines.iter().enumerate() {
+        if v["event"] == "model_switched" {
+            let now = v["source"].as_str().expect("source");
+            let next_record = lines[i..].iter().find(|r| r.get("seq").is_some());
+            let before = lines[..i].iter().rev().find(|r| r.get("seq").is_some());
+            assert!(
+                before.is_some_and(|r| r["model"] != now),
+                "the record before the switch is the old model's: {lines:#?}"
+            );
+            assert!(
+                next_record.is_none_or(|r| r["model"] == now
+                    || lines[i..]
+                        .iter()
+                        .any(|e| e["event"] == "model_trial_failed")),
+                "the record after the switch is the new model's: {lines:#?}"
+            );
+        }
+    }
+}
+
+/// Installs four versions, runs through the switches of the golden transcript with `extra`
+/// arguments to `run`, compares the events with it and returns every line.
+fn switches_trials_and_rollbacks(extra: &[&str]) -> Vec<serde_json::Value> {
     let dir = tempfile::tempdir().expect("tempdir");
     let (root, board) = slotted(dir.path(), 5);
     let slots = |args: &[&str]| model_on(&board, args);
@@ -512,7 +566,7 @@ fn events_of_switches_trials_and_rollbacks_are_the_recorded_golden_transcript() 
         assert!(out.status.success(), "installs: {}", stderr(&out));
     }
     break_installed_decoder(&root, "2.3.0");
-    let run = Running::start(&["--model", NAME, "--board", &board]);
+    let run = Running::start_with(&["--model", NAME, "--board", &board], extra);
     let mut lines = run.until(|v| v["event"] == "model_trial_passed");
     assert!(slots(&["use", NAME, "2.2.0"]).status.success());
     run.hang_up();
@@ -540,6 +594,7 @@ fn events_of_switches_trials_and_rollbacks_are_the_recorded_golden_transcript() 
         })
         .collect();
     common::assert_golden("events-switch-trial-rollback.jsonl", &text);
+    lines
 }
 
 /// The file operations a power cut can fall between: every call of these that touches the

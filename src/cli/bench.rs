@@ -25,8 +25,8 @@ pub(crate) struct BenchArgs {
     /// back in frame order before they are emitted.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     workers: u32,
-    /// Threads tract splits each matrix product over (builds with the `tract-threads`
-    /// feature).
+    /// Threads tract splits each operator over (matrix products, packing, element-wise and
+    /// reduction operators), per worker.
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// Where the records go (`stdout`, `file:PATH`); default: serialised as JSON and dropped.
@@ -41,6 +41,10 @@ pub(crate) struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Also time every kind of operator in tract's plan, at one thread and at --threads:
+    /// which operators take the time, and which ones more threads do not speed up.
+    #[arg(long)]
+    ops: bool,
 }
 
 pub(crate) fn run_bench(args: BenchArgs) -> Result<()> {
@@ -76,7 +80,7 @@ pub(crate) fn run_bench(args: BenchArgs) -> Result<()> {
         bar.reset();
         bar.set_length(options.frames as u64);
         bar.set_message(bundle.manifest.id());
-        let report = measure::bench_model(
+        let mut report = measure::bench_model(
             &bundle,
             &board.drift,
             &input,
@@ -84,6 +88,16 @@ pub(crate) fn run_bench(args: BenchArgs) -> Result<()> {
             sink.as_mut(),
             &mut |done| bar.set_position(done as u64),
         )?;
+        if args.ops {
+            bar.set_message(format!("{}: operators", bundle.manifest.id()));
+            let runs = (options.frames / 4).clamp(1, 20);
+            report.operators = Some(measure::operator_profile(
+                &bundle,
+                &input,
+                args.threads,
+                runs,
+            )?);
+        }
         reports.push(report);
     }
     bar.finish_and_clear();

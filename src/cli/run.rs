@@ -8,7 +8,7 @@ use lookout::lifecycle::reload::{ModelControl, Reloader};
 use lookout::lifecycle::samples::{Collector, WhenBusy};
 use lookout::lifecycle::service;
 use lookout::model;
-use lookout::pipeline::{self, Watched};
+use lookout::pipeline::{self, cores, Watched};
 use lookout::results::outputs;
 use std::path::PathBuf;
 
@@ -50,6 +50,14 @@ pub(crate) struct RunArgs {
     /// Most detections per frame (default: the manifest's).
     #[arg(long)]
     max_detections: Option<usize>,
+    /// Threads tract splits each frame over. Default: chosen at start with --workers from the
+    /// board's `threads` and the model's measured time (docs/operations.md, "Cores").
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
+    threads: Option<u32>,
+    /// Frames in flight at once, one worker each; records stay in frame order. Default: chosen
+    /// with --threads.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
+    workers: Option<u32>,
 }
 
 pub(crate) fn run(args: RunArgs) -> Result<()> {
@@ -114,6 +122,15 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
         }
         thresholds.max_detections = max;
     }
+    let cores = use_cores(&mut pipeline, &board, args.threads, args.workers)?;
+    tracing::info!(
+        "{} thread{} per frame, {} frame{} at once: {}",
+        cores.threads,
+        if cores.threads == 1 { "" } else { "s" },
+        cores.workers,
+        if cores.workers == 1 { "" } else { "s" },
+        cores.reason
+    );
     let input = &pipeline.manifest().input;
     let need = (input.width() as u32, input.height() as u32);
     let frames::Opened { mut source, live } = frames::open_source(
@@ -184,6 +201,35 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Sets tract's threads and the pipeline's lanes: as `--threads`/`--workers` say (one where only
+/// the other is given), or chosen from the board and the model's time here.
+fn use_cores(
+    pipeline: &mut Watched,
+    board: &lookout::board::Board,
+    threads: Option<u32>,
+    workers: Option<u32>,
+) -> Result<cores::CorePlan> {
+    let plan = if threads.is_some() || workers.is_some() {
+        cores::CorePlan {
+            threads: threads.map_or(1, |t| t as usize),
+            workers: workers.map_or(1, |w| w as usize),
+            reason: "as --threads/--workers say".into(),
+        }
+    } else {
+        let budget = cores::CoreBudget {
+            board_threads: board.threads,
+            available: cores::available_cores(),
+            frame_ms: board.latency_target_ms,
+        };
+        let engine = pipeline.pipeline_mut().engine_mut()?;
+        cores::choose(budget, |threads| cores::time_engine(engine, threads))
+            .context("timing the model to choose its threads")?
+    };
+    lookout::model::engine::set_threads(plan.threads)?;
+    pipeline.pipeline_mut().set_lanes(plan.workers);
+    Ok(plan)
 }
 
 /// Why a model under a home folder is not there for the service: the packaged unit's

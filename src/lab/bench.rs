@@ -161,6 +161,10 @@ pub struct BenchReport {
     pub wall_seconds: f64,
     /// What running the model occupies.
     pub footprint: Footprint,
+    /// Where the model's time goes by kind of operator, at each thread count measured
+    /// (`bench --ops`); absent unless asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operators: Option<Vec<(usize, crate::model::engine::OperatorProfile)>>,
 }
 
 /// Reads up to `count` frames from a source into memory (fewer if the source ends), with the
@@ -274,6 +278,7 @@ pub fn run(
         pipeline_ms,
         bare_infer_ms,
         footprint: Footprint::measure(model_bytes, input),
+        operators: None,
     })
 }
 
@@ -336,7 +341,7 @@ fn worker(
 /// from another thread afterwards, the same runs measured 20-60 % slower here (a colder core
 /// and cache), which made the pipeline look faster than its own model.
 fn bare_inference(pipeline: &mut Watched, options: BenchOptions) -> Result<Vec<f64>, BenchError> {
-    let engine = pipeline.pipeline_mut().engine_mut();
+    let engine = pipeline.pipeline_mut().engine_mut()?;
     let mut times = Vec::with_capacity(options.frames);
     for i in 0..options.warmup + options.frames {
         let started = Instant::now();
@@ -469,7 +474,11 @@ impl std::fmt::Display for BenchReport {
             mib(self.footprint.binary_bytes),
             mib(self.footprint.peak_rss_bytes),
             mib(Some(self.footprint.preloaded_frame_bytes))
-        )
+        )?;
+        if let Some(profiles) = &self.operators {
+            write!(f, "\n\n{}", crate::lab::measure::operator_table(profiles))?;
+        }
+        Ok(())
     }
 }
 

@@ -111,6 +111,101 @@ pub fn bench_model(
     )
 }
 
+/// Where a model's time goes by kind of operator, at one thread and at `threads`: the model
+/// is run on the first frame's input, `runs` times at each count after one untimed run. Each
+/// kind's ratio of the two times says how far tract splits it over threads; kinds near 1.0
+/// stay serial and bound what more threads can give.
+pub fn operator_profile(
+    bundle: &ModelBundle,
+    input: &Preloaded,
+    threads: usize,
+    runs: usize,
+) -> Result<Vec<(usize, engine::OperatorProfile)>, MeasureError> {
+    let frame = input
+        .frames
+        .first()
+        .ok_or_else(|| MeasureError::NoFrames(bundle.origin.clone()))?;
+    let mut pipeline = Pipeline::new(bundle.manifest.clone(), &bundle.onnx, &bundle.origin)?;
+    // Fills the input tensor with a real frame, as a run would.
+    pipeline.process(frame, std::time::Duration::ZERO)?;
+    let counts: Vec<usize> = if threads > 1 {
+        vec![1, threads]
+    } else {
+        vec![1]
+    };
+    let mut profiles = Vec::with_capacity(counts.len());
+    for count in counts {
+        let engine = pipeline.engine_mut()?;
+        let profile = engine::with_threads(count, || {
+            engine.profile(1)?;
+            engine.profile(runs)
+        })??;
+        profiles.push((count, profile));
+    }
+    Ok(profiles)
+}
+
+/// An operator profile as a table: one line per kind of operator, slowest first, with its
+/// time at each thread count, the ratio of the last to the first, and the share of a run.
+pub fn operator_table(profiles: &[(usize, engine::OperatorProfile)]) -> String {
+    let Some((_, first)) = profiles.first() else {
+        return String::new();
+    };
+    let last = profiles.last().map_or(first, |(_, p)| p);
+    let width = first
+        .operators
+        .iter()
+        .map(|(op, _)| op.chars().count())
+        .chain(std::iter::once("operator".len()))
+        .max()
+        .unwrap_or(8);
+    let mut table = format!("{:<width$} {:>6}", "operator", "nodes");
+    for (threads, _) in profiles {
+        table.push_str(&format!(" {:>12}", format!("ms@{threads}")));
+    }
+    if profiles.len() > 1 {
+        table.push_str(&format!(" {:>7} {:>8}", "ratio", "share@N"));
+    } else {
+        table.push_str(&format!(" {:>8}", "share"));
+    }
+    table.push('\n');
+    let last_total = last.total_seconds();
+    for (op, time) in &first.operators {
+        table.push_str(&format!("{op:<width$} {:>6}", time.evaluations));
+        for (_, profile) in profiles {
+            table.push_str(&format!(" {:>12.3}", profile.seconds_of(op) * 1000.0));
+        }
+        let at_last = last.seconds_of(op);
+        if profiles.len() > 1 {
+            let ratio = if time.seconds > 0.0 {
+                at_last / time.seconds
+            } else {
+                0.0
+            };
+            table.push_str(&format!(" {ratio:>7.2}"));
+        }
+        let share = if last_total > 0.0 {
+            at_last / last_total
+        } else {
+            0.0
+        };
+        table.push_str(&format!(" {:>7.1}%\n", share * 100.0));
+    }
+    table.push_str(&format!("{:<width$} {:>6}", "total", ""));
+    for (_, profile) in profiles {
+        table.push_str(&format!(" {:>12.3}", profile.total_seconds() * 1000.0));
+    }
+    if profiles.len() > 1 {
+        let ratio = if first.total_seconds() > 0.0 {
+            last_total / first.total_seconds()
+        } else {
+            0.0
+        };
+        table.push_str(&format!(" {ratio:>7.2}"));
+    }
+    table
+}
+
 /// Times a model here over `timed` frames after 5 untimed ones, on one worker with its records
 /// dropped: the figure `cost` and `select` scale to a board.
 pub fn time_here(

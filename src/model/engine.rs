@@ -53,12 +53,14 @@ pub enum EngineError {
     /// `--threads 0`.
     #[error("--threads must be at least 1")]
     NoThreads,
-    /// More than one thread asked of a build that runs tract on one.
-    #[error(
-        "--threads {0}: this build runs tract on one thread; build with \
-         `--features tract-threads`, or use --workers for whole frames in parallel"
-    )]
-    ThreadsNotBuilt(usize),
+    /// The thread pool could not be started (the system refused a thread).
+    #[error("cannot start {threads} threads for tract: {message}")]
+    ThreadPool {
+        /// Threads asked for.
+        threads: usize,
+        /// The system's reason.
+        message: String,
+    },
     /// An output cannot be read as f32.
     #[error("{origin}: output `{name}`: cannot be read as f32: {message}")]
     Output {
@@ -71,20 +73,42 @@ pub enum EngineError {
     },
 }
 
-/// Sets how many threads tract splits each matrix product over, for every model loaded in this
-/// process. One thread needs nothing; more need the `tract-threads` build feature.
+/// Sets how many threads tract splits each operator over, for every model run in this process
+/// from now on (outside [`with_threads`]). tract splits matrix products, weight packing,
+/// element-wise and reduction operators; the rest of a plan runs on the calling thread.
 pub fn set_threads(threads: usize) -> Result<(), EngineError> {
+    let executor = executor(threads)?;
+    tract_linalg::multithread::set_default_executor(executor);
+    Ok(())
+}
+
+/// Runs `f` with tract on `threads` threads on this thread only, whatever [`set_threads`] set:
+/// what an operator profile at several thread counts needs in one process.
+pub fn with_threads<R>(threads: usize, f: impl FnOnce() -> R) -> Result<R, EngineError> {
+    let executor = executor(threads)?;
+    Ok(tract_linalg::multithread::multithread_tract_scope(
+        executor, f,
+    ))
+}
+
+/// tract's executor for a thread count: the calling thread alone for one, a pool for more.
+fn executor(threads: usize) -> Result<tract_linalg::multithread::Executor, EngineError> {
+    use tract_linalg::multithread::Executor;
     match threads {
         0 => Err(EngineError::NoThreads),
-        1 => Ok(()),
-        #[cfg(feature = "tract-threads")]
+        1 => Ok(Executor::SingleThread),
         n => {
-            use tract_core::prelude::multithread::{set_default_executor, Executor};
-            set_default_executor(Executor::multithread(n));
-            Ok(())
+            // Executor::multithread panics when the pool cannot start; build it here instead.
+            let pool = rayon::ThreadPoolBuilder::new()
+                .thread_name(|i| format!("tract-{i}"))
+                .num_threads(n)
+                .build()
+                .map_err(|e| EngineError::ThreadPool {
+                    threads: n,
+                    message: e.to_string(),
+                })?;
+            Ok(Executor::MultiThread(Arc::new(pool)))
         }
-        #[cfg(not(feature = "tract-threads"))]
-        n => Err(EngineError::ThreadsNotBuilt(n)),
     }
 }
 
@@ -160,6 +184,19 @@ impl Engine {
             output_shapes,
             input_reallocations: 0,
         })
+    }
+
+    /// What another engine on the same optimized model is made from ([`Blueprint::engine`]):
+    /// the weights are shared.
+    pub fn blueprint(&self) -> Blueprint {
+        Blueprint {
+            plan: Arc::clone(self.state.plan()),
+            origin: self.origin.clone(),
+            input_dtype: self.input_dtype,
+            input_datum: self.input.datum_type(),
+            input_shape: self.input.shape().to_vec(),
+            output_shapes: self.output_shapes.clone(),
+        }
     }
 
     /// Where the model came from, as errors name it.
@@ -259,6 +296,125 @@ impl Engine {
                 })
             })
             .collect()
+    }
+}
+
+impl Engine {
+    /// Runs the model `runs` times on the current input and times every operator of tract's
+    /// plan: which operators take a frame's time, and (compared across thread counts) which
+    /// ones tract does not split over threads. The sum is close to, not equal to, a plain run:
+    /// the clock is read around each operator.
+    pub fn profile(&mut self, runs: usize) -> Result<OperatorProfile, EngineError> {
+        let mut by_op: std::collections::BTreeMap<String, OperatorTime> = Default::default();
+        let mut node_ops: Vec<Option<String>> = Vec::new();
+        for _ in 0..runs {
+            let mut clock = |ctx: &tract_core::plan::EvalContext<'_>,
+                             state: Option<&mut (dyn tract_core::ops::OpState + 'static)>,
+                             node: &TypedNode,
+                             inputs: TVec<TValue>|
+             -> TractResult<TVec<TValue>> {
+                let started = std::time::Instant::now();
+                let outputs = tract_core::plan::eval(ctx, state, node, inputs)?;
+                let elapsed = started.elapsed();
+                if node_ops.len() <= node.id {
+                    node_ops.resize(node.id + 1, None);
+                }
+                let op = node_ops[node.id].get_or_insert_with(|| node.op().name().into_owned());
+                let entry = by_op.entry(op.clone()).or_default();
+                entry.seconds += elapsed.as_secs_f64();
+                entry.evaluations += 1;
+                Ok(outputs)
+            };
+            self.state
+                .run_plan_with_eval(tvec![TValue::from_const(self.input.clone())], &mut clock)
+                .map_err(|e| EngineError::Run {
+                    origin: self.origin.clone(),
+                    message: format!("{e:#}"),
+                })?;
+        }
+        let runs = runs.max(1) as f64;
+        let mut operators: Vec<(String, OperatorTime)> = by_op
+            .into_iter()
+            .map(|(op, t)| {
+                let per_run = OperatorTime {
+                    seconds: t.seconds / runs,
+                    evaluations: (t.evaluations as f64 / runs).round() as u64,
+                };
+                (op, per_run)
+            })
+            .collect();
+        operators.sort_by(|a, b| b.1.seconds.total_cmp(&a.1.seconds));
+        Ok(OperatorProfile { operators })
+    }
+}
+
+/// Time one kind of operator takes in one run of a model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct OperatorTime {
+    /// Seconds per run, summed over the nodes of that kind.
+    pub seconds: f64,
+    /// Nodes of that kind evaluated per run.
+    pub evaluations: u64,
+}
+
+/// Where one run of a model spends its time, by kind of operator in tract's optimized plan
+/// (`OptConv`/`Optimized` matrix products, element-wise ops, copies), slowest first.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct OperatorProfile {
+    /// Operator kind and its time, slowest first.
+    pub operators: Vec<(String, OperatorTime)>,
+}
+
+impl OperatorProfile {
+    /// Seconds per run over every operator.
+    pub fn total_seconds(&self) -> f64 {
+        self.operators.iter().map(|(_, t)| t.seconds).sum()
+    }
+
+    /// The time of one kind of operator, zero when the plan has none.
+    pub fn seconds_of(&self, op: &str) -> f64 {
+        self.operators
+            .iter()
+            .find(|(name, _)| name == op)
+            .map_or(0.0, |(_, t)| t.seconds)
+    }
+}
+
+/// An optimized model without a run state: makes engines that share its weights, each with
+/// its own intermediate tensors and input buffer, to run frames on several threads at once.
+#[derive(Clone)]
+pub struct Blueprint {
+    plan: Arc<TypedRunnableModel>,
+    origin: String,
+    input_dtype: InputDtype,
+    input_datum: DatumType,
+    input_shape: Vec<usize>,
+    output_shapes: OutputShapes,
+}
+
+impl std::fmt::Debug for Blueprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blueprint")
+            .field("origin", &self.origin)
+            .field("input_shape", &self.input_shape)
+            .finish()
+    }
+}
+
+impl Blueprint {
+    /// A new engine on this model.
+    pub fn engine(&self) -> Result<Engine, EngineError> {
+        let load_err = |e| load_error(&self.origin, e);
+        let state = TypedSimpleState::new(&self.plan).map_err(load_err)?;
+        let input = Tensor::zero_dt(self.input_datum, &self.input_shape).map_err(load_err)?;
+        Ok(Engine {
+            origin: self.origin.clone(),
+            state,
+            input: Arc::new(input),
+            input_dtype: self.input_dtype,
+            output_shapes: self.output_shapes.clone(),
+            input_reallocations: 0,
+        })
     }
 }
 
@@ -444,6 +600,7 @@ fn optimize(
         .map(|o| o.name)
         .collect();
     model.optimize().map_err(load_err)?;
+    let model = softmax_on_last_axis(model).map_err(load_err)?;
     let mut output_shapes = Vec::new();
     for (ix, outlet) in model.output_outlets().map_err(load_err)?.iter().enumerate() {
         let fact = model.outlet_fact(*outlet).map_err(load_err)?;
@@ -462,9 +619,121 @@ fn optimize(
     Ok((model, output_shapes))
 }
 
+/// Moves the axis of every f32 softmax over one axis that is not the last to the end, and back
+/// after it. tract 0.23.9 computes such a softmax element by element through strided views, on
+/// one thread: in YOLOv8's box head (a softmax over 16 bins on axis 1 of [1, 16, 4, 8400]) that
+/// one node took 67 ms of a 563 ms frame here, at one thread or two. Over the last axis the
+/// rows are contiguous and tract splits them over threads with its vector kernel; the two
+/// moves are plain copies (0.3-0.6 ms each on that tensor).
+fn softmax_on_last_axis(mut model: TypedModel) -> TractResult<TypedModel> {
+    use tract_core::ops::change_axes::AxisOp;
+    use tract_core::ops::nn::{Softmax, SoftmaxKind};
+    let strided: Vec<usize> = model
+        .nodes()
+        .iter()
+        .filter(|node| {
+            let Some(softmax) = node.op_as::<Softmax>() else {
+                return false;
+            };
+            let Ok(fact) = model.outlet_fact(node.inputs[0]) else {
+                return false;
+            };
+            softmax.kind == SoftmaxKind::Softmax
+                && softmax.quant_output_dt.is_none()
+                && fact.datum_type == f32::datum_type()
+                && matches!(softmax.axes.as_slice(), [axis] if *axis + 1 < fact.rank())
+        })
+        .map(|node| node.id)
+        .collect();
+    if strided.is_empty() {
+        return Ok(model);
+    }
+    for id in strided {
+        let node = model.node(id).clone();
+        let Some(softmax) = node.op_as::<Softmax>() else {
+            continue;
+        };
+        let (axis, last) = (
+            softmax.axes[0],
+            model.outlet_fact(node.inputs[0])?.rank() - 1,
+        );
+        let mut patch = TypedModelPatch::new("softmax-on-last-axis");
+        let input = patch.tap_model(&model, node.inputs[0])?;
+        let moved = patch.wire_node(
+            format!("{}.to-last-axis", node.name),
+            AxisOp::Move(axis, last),
+            &[input],
+        )?;
+        let computed = patch.wire_node(
+            &node.name,
+            Softmax {
+                axes: tvec![last],
+                ..softmax.clone()
+            },
+            &moved,
+        )?;
+        let back = patch.wire_node(
+            format!("{}.from-last-axis", node.name),
+            AxisOp::Move(last, axis),
+            &computed,
+        )?;
+        patch.shunt_outside(&model, id.into(), back[0])?;
+        patch.apply(&mut model)?;
+    }
+    model.into_compact()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// YOLOv8's box head takes a softmax over axis 1 of [1, 16, 4, N]: moved to the last axis,
+    /// it gives the outputs of tract's own plan, and no softmax over another axis is left.
+    #[test]
+    fn a_softmax_over_an_inner_axis_is_moved_to_the_last_one_with_the_same_outputs() {
+        let onnx = std::fs::read("tests/fixtures/compat/yolov8n-det-mini/yolov8n-det-mini.onnx")
+            .expect("fixture");
+        let shape = [1, 3, 320, 320];
+        let model = decluttered(&onnx, f32::datum_type(), &shape, "mini").expect("declutter");
+        let mut plain = model.clone();
+        plain.optimize().expect("optimize");
+        let inner_softmaxes = |m: &TypedModel| {
+            m.nodes()
+                .iter()
+                .filter(|n| {
+                    n.op_as::<tract_core::ops::nn::Softmax>().is_some_and(|op| {
+                        let rank = m.outlet_fact(n.inputs[0]).expect("fact").rank();
+                        op.axes.iter().any(|&axis| axis + 1 < rank)
+                    })
+                })
+                .count()
+        };
+        assert_eq!(inner_softmaxes(&plain), 1, "the head's softmax, on axis 1");
+        let moved = softmax_on_last_axis(plain.clone()).expect("rewrite");
+        assert_eq!(inner_softmaxes(&moved), 0);
+        let n: usize = shape.iter().product();
+        let values: Vec<f32> = (0..n)
+            .map(|i| ((i as u32).wrapping_mul(0x9E37_79B9) >> 8) as f32 / 16_777_216.0)
+            .collect();
+        let input = Tensor::from_shape(&shape, &values).expect("input");
+        let run = |m: TypedModel| {
+            let out = m
+                .into_runnable()
+                .expect("plan")
+                .run(tvec![input.clone().into()])
+                .expect("run");
+            out[0].to_plain_array_view::<f32>().expect("f32").to_owned()
+        };
+        let (before, after) = (run(plain), run(moved));
+        assert_eq!(before.shape(), after.shape());
+        let worst = before
+            .iter()
+            .zip(after.iter())
+            .map(|(a, b)| (a - b).abs() / a.abs().max(1.0))
+            .fold(0.0f32, f32::max);
+        // tract's vector softmax rounds its exponentials differently from the strided one.
+        assert!(worst < 1e-5, "largest relative difference {worst}");
+    }
 
     /// The grouped share against a count from the ONNX graph alone: MobileNetV2's 17 depthwise
     /// 3x3 convolutions (output elements × 9, summed in Python over the Conv nodes with

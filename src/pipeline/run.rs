@@ -11,11 +11,13 @@
 //!   over;
 //! - after a record: the drift and sample events that frame raised.
 
-use super::{PipelineError, Watched};
+use super::workers::Workers;
+use super::{PipelineError, Started, Watched};
 use crate::frames::source::{Frame, FrameSource, SourceError};
 use crate::lifecycle::samples::Collector;
-use crate::results::record::EventRecord;
+use crate::results::record::{EventRecord, FrameRecord};
 use crate::results::sink::{SinkError, SinkSet};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// What the run loop knows about itself, for the console's `status`.
@@ -260,7 +262,40 @@ pub fn run(
     Ok(summary)
 }
 
-/// The loop itself.
+/// A frame whose model is running, or has run and waits for the frames before it.
+struct InFlight {
+    frame: Frame,
+    capture: Duration,
+    seq: u64,
+    /// Back from the workers.
+    ran: Option<Started>,
+}
+
+/// The loop's state between frames.
+struct Loop<'a, 'b> {
+    pipeline: &'a mut Watched,
+    source: &'a mut dyn FrameSource,
+    sinks: &'a mut SinkSet,
+    steering: &'a mut dyn Steering,
+    samples: Option<&'b mut Collector>,
+    summary: &'a mut RunSummary,
+    stats: RunStats,
+    last_frame: Option<Frame>,
+    paused: bool,
+    events: Vec<EventRecord>,
+    /// Oldest first.
+    in_flight: VecDeque<InFlight>,
+    workers: Workers,
+    /// Frames in flight at most: the lanes of the pipeline the run started with.
+    lanes: usize,
+}
+
+/// How long the loop waits for a worker before it asks its source and steering again.
+const WORKER_POLL: Duration = Duration::from_millis(5);
+
+/// The loop itself. Frames are read while a lane is free (so a camera's frame is the newest
+/// when it is read, never one queued behind a busy model), their models run on the workers,
+/// and they are finished and emitted in the order they were read.
 #[allow(clippy::too_many_arguments)]
 fn run_frames(
     pipeline: &mut Watched,
@@ -268,99 +303,275 @@ fn run_frames(
     sinks: &mut SinkSet,
     max_frames: Option<u64>,
     steering: &mut dyn Steering,
-    mut samples: Option<&mut Collector>,
+    samples: Option<&mut Collector>,
     mut on_skipped: impl FnMut(&SourceError),
     summary: &mut RunSummary,
 ) -> Result<(), Stop> {
-    let mut stats = RunStats::new();
-    let mut last_frame: Option<Frame> = None;
-    let mut paused = false;
-    let mut consecutive_failures = 0;
-    let mut events: Vec<EventRecord> = Vec::new();
-    while max_frames.is_none_or(|max| summary.frames + summary.failed_frames < max) {
-        steering.between_frames(RunControl {
-            pipeline,
-            source,
-            last_frame: last_frame.as_ref(),
-            stats: &stats,
-            paused: &mut paused,
-            samples: samples.as_deref(),
-            events: &mut events,
-        });
-        // The source's events (taken after steering, so one raised meanwhile is told now)
-        // go before what steering did.
-        let from_source = source.take_events();
-        for event in &from_source {
-            stats.last_error = Some(format!(
-                "{}: {}: {}",
-                event.source, event.event, event.message
-            ));
-        }
-        events.splice(0..0, from_source);
-        sinks.events(events.drain(..))?;
-        if paused {
-            sinks.idle()?;
-            std::thread::sleep(PAUSE_POLL);
-            continue;
-        }
-        let started = Instant::now();
-        let frame = match source.next_frame() {
-            Ok(Some(frame)) => frame,
-            Ok(None) => break,
-            Err(SourceError::Waiting { .. }) => {
-                // A live source with nothing new: let sinks run their clocks and ask again. The
-                // source waits before saying so; the pause guards against one that does not.
-                sinks.idle()?;
-                std::thread::sleep(Duration::from_millis(1));
-                continue;
-            }
-            Err(e) if e.is_recoverable() => {
-                on_skipped(&e);
-                stats.last_error = Some(e.to_string());
-                pipeline.pipeline_mut().skip_frame();
-                summary.failed_frames += 1;
-                stats.failed_frames += 1;
-                consecutive_failures += 1;
-                if consecutive_failures >= MAX_CONSECUTIVE_FAILURES {
-                    return Err(Stop::Failed(PipelineError::TooManyFailures {
-                        count: consecutive_failures,
-                        last: e,
-                    }));
-                }
-                continue;
-            }
-            Err(e) => return Err(Stop::Failed(e.into())),
-        };
-        consecutive_failures = 0;
-        let capture = started.elapsed();
-        let record = match pipeline.process(&frame, capture) {
-            Ok(record) => record,
-            Err(e) if e.is_model_fault() => {
-                let recovered = steering.model_failed(pipeline, &mut events, &e);
-                // What happened is told before the record of the model that took over, which
-                // gets the same frame under the same number; without one (or on a second fault)
-                // the run ends, its events delivered first.
-                sinks.events(events.drain(..))?;
-                if !recovered {
-                    return Err(Stop::Failed(e));
-                }
-                pipeline.pipeline_mut().number_again();
-                pipeline.process(&frame, capture)?
-            }
-            Err(e) => return Err(Stop::Failed(e)),
-        };
-        events.extend(pipeline.take_events());
-        if let Some(collector) = samples.as_deref_mut() {
-            let m = pipeline.manifest();
-            collector.follow(&record.model, &m.labels, m.output.is_detector());
-            collector.offer(&frame, &record, pipeline.drifting());
-            events.extend(collector.take_events());
-        }
-        last_frame = Some(frame);
-        summary.frames += 1;
-        stats.frame_done();
-        sinks.record(&record)?;
-        sinks.events(events.drain(..))?;
+    let lanes = pipeline.pipeline_mut().lanes();
+    let workers = Workers::start(lanes)?;
+    let mut state = Loop {
+        pipeline,
+        source,
+        sinks,
+        steering,
+        samples,
+        summary,
+        stats: RunStats::new(),
+        last_frame: None,
+        paused: false,
+        events: Vec::new(),
+        in_flight: VecDeque::with_capacity(lanes),
+        workers,
+        lanes,
+    };
+    let outcome = state.frames(max_frames, &mut on_skipped);
+    if let Err(Stop::Failed(_)) = &outcome {
+        // What was read before the error is still told, as far as it can be.
+        let _ = state.drain();
     }
-    Ok(())
+    outcome
+}
+
+impl Loop<'_, '_> {
+    fn frames(
+        &mut self,
+        max_frames: Option<u64>,
+        on_skipped: &mut dyn FnMut(&SourceError),
+    ) -> Result<(), Stop> {
+        let mut consecutive_failures = 0;
+        let mut read: u64 = 0;
+        let mut ended = false;
+        loop {
+            self.collect()?;
+            self.finish_ready()?;
+            let may_read = !ended
+                && self.in_flight.len() < self.lanes
+                && max_frames.is_none_or(|max| read < max);
+            if !may_read {
+                if self.in_flight.is_empty() {
+                    return Ok(());
+                }
+                self.wait()?;
+                continue;
+            }
+            let generation = self.pipeline.pipeline_mut().generation();
+            self.steering.between_frames(RunControl {
+                pipeline: self.pipeline,
+                source: self.source,
+                last_frame: self.last_frame.as_ref(),
+                stats: &self.stats,
+                paused: &mut self.paused,
+                samples: self.samples.as_deref(),
+                events: &mut self.events,
+            });
+            if self.pipeline.pipeline_mut().generation() != generation {
+                // Steering replaced the model: the frames the old one is running are told
+                // first, then what steering did, then the new model's frames.
+                let held = std::mem::take(&mut self.events);
+                self.drain()?;
+                self.events = held;
+            }
+            // A model put in place (by steering, or after a fault) gets the run's lanes.
+            if self.pipeline.pipeline_mut().lanes() != self.lanes {
+                self.pipeline.pipeline_mut().set_lanes(self.lanes);
+            }
+            // The source's events (taken after steering, so one raised meanwhile is told now)
+            // go before what steering did.
+            let from_source = self.source.take_events();
+            for event in &from_source {
+                self.stats.last_error = Some(format!(
+                    "{}: {}: {}",
+                    event.source, event.event, event.message
+                ));
+            }
+            self.events.splice(0..0, from_source);
+            self.sinks.events(self.events.drain(..))?;
+            if self.paused {
+                if self.in_flight.is_empty() {
+                    self.sinks.idle()?;
+                    std::thread::sleep(PAUSE_POLL);
+                } else {
+                    self.wait()?;
+                }
+                continue;
+            }
+            let started = Instant::now();
+            let frame = match self.source.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => {
+                    ended = true;
+                    continue;
+                }
+                Err(SourceError::Waiting { .. }) => {
+                    // A live source with nothing new: let sinks run their clocks and ask
+                    // again. The source waits before saying so; the pause guards against one
+                    // that does not.
+                    self.sinks.idle()?;
+                    if self.in_flight.is_empty() {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    continue;
+                }
+                Err(e) if e.is_recoverable() => {
+                    on_skipped(&e);
+                    self.stats.last_error = Some(e.to_string());
+                    self.pipeline.pipeline_mut().skip_frame();
+                    read += 1;
+                    self.summary.failed_frames += 1;
+                    self.stats.failed_frames += 1;
+                    consecutive_failures += 1;
+                    if consecutive_failures >= MAX_CONSECUTIVE_FAILURES {
+                        return Err(Stop::Failed(PipelineError::TooManyFailures {
+                            count: consecutive_failures,
+                            last: e,
+                        }));
+                    }
+                    continue;
+                }
+                Err(e) => return Err(Stop::Failed(e.into())),
+            };
+            consecutive_failures = 0;
+            read += 1;
+            let capture = started.elapsed();
+            let started = self.pipeline.pipeline_mut().start(&frame, capture)?;
+            self.in_flight.push_back(InFlight {
+                frame,
+                capture,
+                seq: started.seq(),
+                ran: None,
+            });
+            self.workers.submit(started)?;
+        }
+    }
+
+    /// Takes every frame the workers have finished running, without waiting.
+    fn collect(&mut self) -> Result<(), Stop> {
+        while let Some(ran) = self.workers.try_take() {
+            self.place(ran);
+        }
+        Ok(())
+    }
+
+    /// Waits a while for a worker to finish a frame.
+    fn wait(&mut self) -> Result<(), Stop> {
+        if let Some(ran) = self.workers.take(WORKER_POLL)? {
+            self.place(ran);
+        }
+        Ok(())
+    }
+
+    fn place(&mut self, ran: Started) {
+        if let Some(slot) = self.in_flight.iter_mut().find(|f| f.seq == ran.seq()) {
+            slot.ran = Some(ran);
+        }
+    }
+
+    /// Finishes the oldest frames whose models have run, in order.
+    fn finish_ready(&mut self) -> Result<(), Stop> {
+        while self.in_flight.front().is_some_and(|f| f.ran.is_some()) {
+            let Some(InFlight {
+                frame,
+                capture,
+                seq,
+                ran: Some(ran),
+            }) = self.in_flight.pop_front()
+            else {
+                break;
+            };
+            let own = self.pipeline.pipeline_mut().owns(&ran);
+            match self.pipeline.finish(ran, &frame) {
+                Ok(record) => self.emit(record, frame)?,
+                Err(e) if e.is_model_fault() && own => self.model_failed(e, frame, capture, seq)?,
+                Err(e) if e.is_model_fault() => {
+                    // The model that failed this frame was replaced while it ran: there is no
+                    // trial to judge, and the frame is counted as not read.
+                    tracing::warn!("frame {} by a model replaced since: {e}", frame.id);
+                    self.stats.last_error = Some(e.to_string());
+                    self.summary.failed_frames += 1;
+                    self.stats.failed_frames += 1;
+                }
+                Err(e) => return Err(Stop::Failed(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for every frame in flight and finishes it.
+    fn drain(&mut self) -> Result<(), Stop> {
+        while !self.in_flight.is_empty() {
+            self.collect()?;
+            self.finish_ready()?;
+            if !self.in_flight.is_empty() {
+                self.wait()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The model failed `frame`. Steering may put a model that works in its place (a version on
+    /// trial returned to the one before): then this frame and every later one in flight go
+    /// through that model, in order, under their numbers. Without one (or on a second fault)
+    /// the run ends, its events delivered first.
+    fn model_failed(
+        &mut self,
+        error: PipelineError,
+        frame: Frame,
+        capture: Duration,
+        seq: u64,
+    ) -> Result<(), Stop> {
+        let recovered = self
+            .steering
+            .model_failed(self.pipeline, &mut self.events, &error);
+        // What happened is told before the record of the model that took over.
+        self.sinks.events(self.events.drain(..))?;
+        if !recovered {
+            return Err(Stop::Failed(error));
+        }
+        let mut again = vec![(frame, capture)];
+        while let Some(next) = self.in_flight.pop_front() {
+            let ran = match next.ran {
+                Some(ran) => Some(ran),
+                None => self.wait_for(next.seq)?,
+            };
+            if let Some(ran) = ran {
+                self.pipeline.pipeline_mut().release(ran);
+            }
+            again.push((next.frame, next.capture));
+        }
+        self.pipeline.pipeline_mut().number_from(seq);
+        for (frame, capture) in again {
+            let record = self.pipeline.process(&frame, capture)?;
+            self.emit(record, frame)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the frame numbered `seq` to come back from the workers (others that come
+    /// back meanwhile are kept in place).
+    fn wait_for(&mut self, seq: u64) -> Result<Option<Started>, Stop> {
+        loop {
+            match self.workers.take(WORKER_POLL)? {
+                Some(ran) if ran.seq() == seq => return Ok(Some(ran)),
+                Some(ran) => self.place(ran),
+                None => {}
+            }
+        }
+    }
+
+    /// A record made: drift and sample events, counters, then the sinks.
+    fn emit(&mut self, record: FrameRecord, frame: Frame) -> Result<(), Stop> {
+        self.events.extend(self.pipeline.take_events());
+        if let Some(collector) = self.samples.as_deref_mut() {
+            let m = self.pipeline.manifest();
+            collector.follow(&record.model, &m.labels, m.output.is_detector());
+            collector.offer(&frame, &record, self.pipeline.drifting());
+            self.events.extend(collector.take_events());
+        }
+        self.last_frame = Some(frame);
+        self.summary.frames += 1;
+        self.stats.frame_done();
+        self.sinks.record(&record)?;
+        self.sinks.events(self.events.drain(..))?;
+        Ok(())
+    }
 }

@@ -1,7 +1,7 @@
 //! A pipeline as a board runs it: its frames watched for drift, its model kept to build it
 //! again.
 
-use super::{millis, Pipeline, PipelineError};
+use super::{millis, Pipeline, PipelineError, Started};
 use crate::frames::source::Frame;
 use crate::lifecycle::drift::{DriftConfig, DriftMonitor};
 use crate::manifest::{Manifest, Thresholds};
@@ -57,16 +57,33 @@ impl Watched {
         frame: &Frame,
         capture: Duration,
     ) -> Result<FrameRecord, PipelineError> {
-        let mut record = self.pipeline.process(frame, capture)?;
-        if let Some(monitor) = &mut self.drift {
-            let started = Instant::now();
-            // The view is the pre-processor's own buffer (or the frame): nothing is copied.
-            if let Some(view) = self.pipeline.model_view(frame) {
-                monitor.observe(&view, &record);
-            }
-            record.latency_ms.drift = millis(started.elapsed());
-            record.latency_ms = record.latency_ms.rounded_to_microseconds();
-        }
+        let mut started = self.pipeline.start(frame, capture)?;
+        started.infer();
+        self.finish(started, frame)
+    }
+
+    /// Finishes a frame started on this pipeline ([`Pipeline::start`], then
+    /// [`Started::infer`]), as [`Pipeline::finish`], and shows it to the drift monitor. A frame
+    /// of a model replaced since it started is not shown: the monitor watches this model.
+    pub fn finish(
+        &mut self,
+        started: Started,
+        frame: &Frame,
+    ) -> Result<FrameRecord, PipelineError> {
+        let Some(monitor) = &mut self.drift else {
+            return self.pipeline.finish(started);
+        };
+        let mut drift_time = Duration::ZERO;
+        let mut record = self
+            .pipeline
+            .finish_observed(started, frame, |view, record| {
+                let clock = Instant::now();
+                // The view is the lane pre-processor's own buffer (or the frame): nothing is copied.
+                monitor.observe(view, record);
+                drift_time = clock.elapsed();
+            })?;
+        record.latency_ms.drift = millis(drift_time);
+        record.latency_ms = record.latency_ms.rounded_to_microseconds();
         Ok(record)
     }
 
@@ -76,6 +93,7 @@ impl Watched {
     pub fn rebuild(&mut self) -> Result<(), PipelineError> {
         let manifest = self.pipeline.manifest().clone();
         let mut fresh = Pipeline::new(manifest, &self.onnx, &self.origin)?;
+        fresh.set_lanes(self.pipeline.lanes());
         fresh.continue_after(&self.pipeline);
         *fresh.thresholds_mut() = *self.pipeline.thresholds();
         self.pipeline = fresh;

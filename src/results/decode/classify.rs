@@ -5,7 +5,7 @@ use super::{best_first, single_shape, single_view, ClassScore, DecodeError, Outp
 const DECODER: &str = "classify";
 
 /// Decoder for `[1, C]` score vectors.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Classifier {
     softmax: bool,
     top_k: usize,

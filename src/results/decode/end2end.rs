@@ -18,7 +18,7 @@ use crate::manifest::BoxUnits;
 const NAME: &str = "end2end";
 
 /// Decoder for `[1, N, 6 (+ K·D)]`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct End2end {
     num_classes: usize,
     /// `[K, D]` of a pose model.

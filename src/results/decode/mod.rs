@@ -240,7 +240,7 @@ pub enum DecodeError {
 }
 
 /// The decoder for one model, built once at load from its manifest and output shapes.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Decoder {
     kind: Kind,
     /// Candidates of the current frame, kept between frames so that their storage is reused.
@@ -250,7 +250,7 @@ pub struct Decoder {
     nms: Nms,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Kind {
     Classify(Classifier),
     Yolo(Yolo),

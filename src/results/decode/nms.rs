@@ -11,7 +11,7 @@ use super::{best_first, Detection};
 
 /// Reusable NMS state: the ranking buffer survives between frames so that a frame costs no
 /// allocation besides the returned list.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Nms {
     /// (candidate index, candidate), sorted best first.
     ranked: Vec<(usize, Detection)>,

@@ -128,7 +128,7 @@ pub(super) struct Config<'a> {
 }
 
 /// Decoder for SSD heads.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Ssd {
     scores: String,
     boxes: String,

@@ -62,7 +62,7 @@ enum Layout {
 }
 
 /// Decoder for YOLO heads.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Yolo {
     version: Version,
     num_classes: usize,

@@ -54,9 +54,9 @@ pub struct Board {
     pub ram_budget_bytes: u64,
     /// Per-frame latency the deployment must meet, in milliseconds.
     pub latency_target_ms: f64,
-    /// Inference threads. Parsed and checked against `cores`, but not read yet: `run` and
-    /// `bench` use one thread (or `--threads` with the `tract-threads` feature) whatever this
-    /// says, until lookout chooses threads from the board.
+    /// Cores `run` may use for inference: as tract's threads within a frame or as workers on
+    /// whole frames, chosen at start from the model's measured time (at most the cores the
+    /// machine has).
     #[serde(default = "default_threads")]
     pub threads: usize,
     /// Power draw figures.
