@@ -723,6 +723,30 @@ fn bench_measures_each_model_given() {
         "0",
     ]);
     assert_clean_failure(&out, &["--threads must be at least 1"]);
+    // The model alone: as many runs as asked, nothing emitted.
+    let out = lookout(&[
+        "bench",
+        "--source",
+        "tests/images/detect",
+        "--frames",
+        "3",
+        "--warmup",
+        "1",
+        "--bare-only",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reports: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    assert_eq!(reports[0]["frames"], 3);
+    assert!(reports[0]["bare_infer_ms"]["p50"].as_f64().expect("p50") > 0.0);
+    assert!(reports[0].get("pre_ms").is_none(), "no pipeline stages");
+    let out = lookout(&["bench", "--bare-only", "--ops"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(
+        stderr(&out).contains("'--bare-only' cannot be used with '--ops'"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -45,6 +45,10 @@ pub(crate) struct BenchArgs {
     /// which operators take the time, and which ones more threads do not speed up.
     #[arg(long)]
     ops: bool,
+    /// Run only the model, --frames times after --warmup, on the first frame's input: no
+    /// pipeline, no sink (what onnxruntime's timings measure; scripts/insn-count counts it).
+    #[arg(long, conflicts_with_all = ["ops", "sink", "workers"])]
+    bare_only: bool,
 }
 
 pub(crate) fn run_bench(args: BenchArgs) -> Result<()> {
@@ -70,6 +74,17 @@ pub(crate) fn run_bench(args: BenchArgs) -> Result<()> {
     // Enough distinct frames that decoding varies as in a run, few enough that holding them
     // does not swamp the peak memory figure.
     let input = Preloaded::from_source(source.as_mut(), options.frames.min(16))?;
+    if args.bare_only {
+        let reports = bundles
+            .iter()
+            .map(|bundle| measure::bare_model(bundle, &input, options.warmup, options.frames))
+            .collect::<Result<Vec<_>, _>>()?;
+        if args.json {
+            return print_out(serde_json::to_string_pretty(&reports)?);
+        }
+        let text: Vec<String> = reports.iter().map(|r| r.to_string()).collect();
+        return print_out(text.join("\n\n"));
+    }
     let mut sink: Box<dyn sink::Sink> = match &args.sink {
         Some(spec) => sink::open(spec)?,
         None => Box::new(sink::discard()),

@@ -167,6 +167,33 @@ pub struct BenchReport {
     pub operators: Option<Vec<(usize, crate::model::engine::OperatorProfile)>>,
 }
 
+/// The model alone on one input, nothing around it (`bench --bare-only`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BareReport {
+    /// `name@version`.
+    pub model: String,
+    /// Where the model came from.
+    pub origin: String,
+    /// Timed runs.
+    pub frames: usize,
+    /// Untimed runs first.
+    pub warmup: usize,
+    /// Each run.
+    pub bare_infer_ms: Percentiles,
+}
+
+impl std::fmt::Display for BareReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = self.bare_infer_ms;
+        write!(
+            f,
+            "model {} ({}): the model alone, {} runs after {} untimed\n\
+             bare infer (ms)  p50 {:.3}  p95 {:.3}  p99 {:.3}  max {:.3}",
+            self.model, self.origin, self.frames, self.warmup, p.p50, p.p95, p.p99, p.max
+        )
+    }
+}
+
 /// Reads up to `count` frames from a source into memory (fewer if the source ends), with the
 /// time each one took to read.
 pub fn preload(

@@ -111,6 +111,40 @@ pub fn bench_model(
     )
 }
 
+/// The model alone, run `warmup` times and then `frames` times on the first frame's input,
+/// with nothing else around it: what onnxruntime's own timings measure, and what an
+/// instruction count of inference alone runs (scripts/insn-count).
+pub fn bare_model(
+    bundle: &ModelBundle,
+    input: &Preloaded,
+    warmup: usize,
+    frames: usize,
+) -> Result<bench::BareReport, MeasureError> {
+    let frame = input
+        .frames
+        .first()
+        .ok_or_else(|| MeasureError::NoFrames(bundle.origin.clone()))?;
+    let mut pipeline = Pipeline::new(bundle.manifest.clone(), &bundle.onnx, &bundle.origin)?;
+    // Fills the input tensor with a real frame, as a run would; not timed.
+    pipeline.process(frame, std::time::Duration::ZERO)?;
+    let engine = pipeline.engine_mut()?;
+    let mut times = Vec::with_capacity(frames);
+    for i in 0..warmup + frames {
+        let started = std::time::Instant::now();
+        engine.run()?;
+        if i >= warmup {
+            times.push(crate::pipeline::millis(started.elapsed()));
+        }
+    }
+    Ok(bench::BareReport {
+        model: bundle.manifest.id(),
+        origin: bundle.origin.clone(),
+        frames,
+        warmup,
+        bare_infer_ms: bench::Percentiles::of(&times),
+    })
+}
+
 /// Where a model's time goes by kind of operator, at one thread and at `threads`: the model
 /// is run on the first frame's input, `runs` times at each count after one untimed run. Each
 /// kind's ratio of the two times says how far tract splits it over threads; kinds near 1.0
