@@ -1239,3 +1239,59 @@ fn raw_records_carry_the_output_values_the_classify_decoder_reads() {
         "values = 0: shapes only"
     );
 }
+
+/// With the board's two threads and a frame budget no model meets, `run` times the model on
+/// one thread and on two and chooses threads or workers, saying why; either way the records
+/// are those of one thread.
+#[test]
+fn run_chooses_threads_or_workers_from_the_board_and_keeps_the_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = std::fs::read_to_string(repo("boards/host.toml")).expect("host profile");
+    let board = dir.path().join("busy.toml");
+    let text = host
+        .replace("name = \"host\"", "name = \"busy\"")
+        .lines()
+        .map(|line| match line.split('=').next().map(str::trim) {
+            Some("threads") => "threads = 2".to_owned(),
+            Some("latency_target_ms") => "latency_target_ms = 0.001".to_owned(),
+            _ => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&board, text).expect("board");
+    let records = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--board",
+            board.to_str().expect("utf-8"),
+            "-s",
+            "tests/images/detect",
+        ];
+        args.extend_from_slice(extra);
+        let out = lookout_command()
+            .args(&args)
+            .env("LOOKOUT_LOG", "info")
+            .output()
+            .expect("lookout runs");
+        assert!(out.status.success(), "{}", stderr(&out));
+        let lines: Vec<serde_json::Value> = json_lines(&stdout(&out))
+            .into_iter()
+            .map(|mut r| {
+                r.as_object_mut().expect("object").remove("latency_ms");
+                r.as_object_mut().expect("object").remove("timestamp");
+                r
+            })
+            .collect();
+        (lines, stderr(&out))
+    };
+    let (chosen, log) = records(&[]);
+    assert!(
+        log.contains("on one thread and")
+            && (log.contains("2 threads per frame") || log.contains("2 frames at once")),
+        "the choice and its figures are logged: {log}"
+    );
+    let (one, log) = records(&["--threads", "1", "--workers", "1"]);
+    assert!(log.contains("as --threads/--workers say"), "{log}");
+    assert_eq!(chosen, one);
+    assert_eq!(one.len(), 8);
+}

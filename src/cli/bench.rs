@@ -73,7 +73,13 @@ pub(crate) fn run_bench(args: BenchArgs) -> Result<()> {
     };
     // Enough distinct frames that decoding varies as in a run, few enough that holding them
     // does not swamp the peak memory figure.
-    let input = Preloaded::from_source(source.as_mut(), options.frames.min(16))?;
+    // The model alone runs on one frame's input: reading more would only be counted against it.
+    let preload = if args.bare_only {
+        1
+    } else {
+        options.frames.min(16)
+    };
+    let input = Preloaded::from_source(source.as_mut(), preload)?;
     if args.bare_only {
         let reports = bundles
             .iter()

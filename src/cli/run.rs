@@ -180,6 +180,7 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
         None
     };
     let mut steering = (consoles, reloader);
+    let started = std::time::Instant::now();
     let summary = pipeline::run(
         &mut pipeline,
         source.as_mut(),
@@ -189,6 +190,16 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
         samples.as_mut(),
         |e| eprintln!("error: skipped frame: {e}"),
     )?;
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(
+        "{} frames in {seconds:.2} s: {:.2} frames/s",
+        summary.frames,
+        if seconds > 0.0 {
+            summary.frames as f64 / seconds
+        } else {
+            0.0
+        }
+    );
     if let Some(collector) = samples.as_mut() {
         collector.finish();
         tracing::info!("{}", collector.status());

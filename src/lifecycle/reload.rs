@@ -171,8 +171,6 @@ pub struct Reloader {
     verifier: Verifier,
     control: ModelControl,
     trial: Option<Trial>,
-    /// The run's frame count when last asked, for a trial begun on a fault.
-    frames: u64,
     /// What happened at start-up, told before the first frame.
     startup_events: Vec<EventRecord>,
 }
@@ -200,7 +198,6 @@ impl Reloader {
             verifier,
             control,
             trial: None,
-            frames: 0,
             startup_events: Vec::new(),
         };
         let (fallback, proven) = reloader.start_fallback();
@@ -209,12 +206,7 @@ impl Reloader {
         match reloader.load(&reloader.manifest) {
             Ok(pipeline) => {
                 if !proven {
-                    reloader.begin_trial(
-                        &pipeline,
-                        &mut events,
-                        0,
-                        fallback.map(Fallback::Installed),
-                    );
+                    reloader.begin_trial(&pipeline, &mut events, fallback.map(Fallback::Installed));
                 }
                 reloader.startup_events = events;
                 Ok((pipeline, reloader))
@@ -243,7 +235,7 @@ impl Reloader {
                     reloader.point_back(&pipeline, &mut events, version.as_deref());
                 }
                 // It has to get through a trial of its own to be `good`; with nothing behind it.
-                reloader.begin_trial(&pipeline, &mut events, 0, None);
+                reloader.begin_trial(&pipeline, &mut events, None);
                 reloader.startup_events = events;
                 Ok((pipeline, reloader))
             }
@@ -290,15 +282,16 @@ impl Reloader {
         }
     }
 
-    /// Puts the model that now runs on trial from the run's frame count `frames`, returning to
-    /// `fallback` if it fails; with no trial frames it counts as through at once.
+    /// Puts the model that now runs on trial for its next trial frames (counted in its own
+    /// records, [`Watched::frames_done`]), returning to `fallback` if it fails; with no trial
+    /// frames it counts as through at once.
     fn begin_trial(
         &mut self,
         running: &Watched,
         events: &mut Vec<EventRecord>,
-        frames: u64,
         fallback: Option<Fallback>,
     ) {
+        let frames = running.frames_done();
         let frames_on_trial = self.board.models.trial_frames;
         if frames_on_trial == 0 {
             self.trial = None;
@@ -354,7 +347,7 @@ impl Reloader {
     }
 
     /// Swaps in the model the manifest names now; `frames` is the run's frame count.
-    fn reload(&mut self, running: &mut Watched, events: &mut Vec<EventRecord>, frames: u64) {
+    fn reload(&mut self, running: &mut Watched, events: &mut Vec<EventRecord>) {
         let was = running.manifest().id();
         let version = self.version_in_use();
         match self.load(&self.manifest) {
@@ -368,7 +361,7 @@ impl Reloader {
                     Some(kept) => kept,
                     None => Fallback::Loaded(Box::new(replaced)),
                 };
-                self.begin_trial(running, events, frames, Some(fallback));
+                self.begin_trial(running, events, Some(fallback));
                 events.push(EventRecord::now(
                     "model_switched",
                     &now,
@@ -427,12 +420,11 @@ fn model_file(manifest: &Path) -> String {
 
 impl Steering for Reloader {
     fn between_frames(&mut self, control: RunControl<'_>) {
-        let frames = control.stats.frames;
-        self.frames = frames;
         control.events.append(&mut self.startup_events);
         if self.control.take_request() {
-            self.reload(control.pipeline, control.events, frames);
+            self.reload(control.pipeline, control.events);
         }
+        let frames = control.pipeline.frames_done();
         if self.trial.as_ref().is_some_and(|t| frames >= t.ends_at) {
             self.trial = None;
             self.mark_good(control.pipeline, control.events);
@@ -485,7 +477,7 @@ impl Steering for Reloader {
         self.point_back(running, events, Some(&failed_version));
         // The version returned to goes on a trial of its own with nothing behind it: one that
         // never got through a trial becomes `good` that way.
-        self.begin_trial(running, events, self.frames, None);
+        self.begin_trial(running, events, None);
         true
     }
 }

@@ -271,6 +271,11 @@ impl Pipeline {
         self.free.last()?.preprocessor.model_view(&frame.image)
     }
 
+    /// The number the next frame started gets.
+    pub fn next_seq(&self) -> u64 {
+        self.seq
+    }
+
     /// Gives the next frame number `seq`: frames again, after the model that failed them was
     /// replaced.
     pub fn number_from(&mut self, seq: u64) {

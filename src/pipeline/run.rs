@@ -76,7 +76,7 @@ pub struct RunControl<'a> {
     pub pipeline: &'a mut Watched,
     /// The frame source.
     pub source: &'a mut dyn FrameSource,
-    /// The last frame read, for snapshots.
+    /// The last frame whose record was made, for snapshots.
     pub last_frame: Option<&'a Frame>,
     /// Counters.
     pub stats: &'a RunStats,
@@ -105,13 +105,17 @@ impl RunControl<'_> {
 
 /// Steers a run between frames; see [`crate::results::console`].
 pub trait Steering {
-    /// Called before every frame, and every [`PAUSE_POLL`] while paused.
+    /// Called before every frame is read (while a lane is free: with frames in flight on
+    /// every lane, once one is done), and every [`PAUSE_POLL`] while paused (more often
+    /// while frames in flight finish). What it raises is told after the records of the
+    /// frames read before.
     fn between_frames(&mut self, control: RunControl<'_>);
 
     /// The model failed on a frame ([`PipelineError::is_model_fault`]). Returns true when the
     /// steering put a model that worked in its place (a version on trial returned to the one
-    /// before), so the frame is tried again; false ends the run with the error. What it did is
-    /// told on `events`.
+    /// before), so the frame, and every later one in flight, is run again on it under its
+    /// number; false ends the run with the error. What it did is told on `events`, before the
+    /// record of that frame.
     fn model_failed(
         &mut self,
         _pipeline: &mut Watched,
@@ -283,6 +287,9 @@ struct Loop<'a, 'b> {
     last_frame: Option<Frame>,
     paused: bool,
     events: Vec<EventRecord>,
+    /// Events raised between frames, each with the number of the next frame then: told once
+    /// every frame read before it is, as with one frame at a time.
+    deferred: VecDeque<(u64, Vec<EventRecord>)>,
     /// Oldest first.
     in_flight: VecDeque<InFlight>,
     workers: Workers,
@@ -320,14 +327,18 @@ fn run_frames(
         last_frame: None,
         paused: false,
         events: Vec::new(),
+        deferred: VecDeque::new(),
         in_flight: VecDeque::with_capacity(lanes),
         workers,
         lanes,
     };
     let outcome = state.frames(max_frames, &mut on_skipped);
-    if let Err(Stop::Failed(_)) = &outcome {
-        // What was read before the error is still told, as far as it can be.
-        let _ = state.drain();
+    if outcome.is_err() {
+        // What happened before the error is still told, as far as the sinks can; frames in
+        // flight are not finished (their model or a sink may be what failed).
+        for (_, events) in std::mem::take(&mut state.deferred) {
+            let _ = state.sinks.events(events);
+        }
     }
     outcome
 }
@@ -364,19 +375,8 @@ impl Loop<'_, '_> {
                 samples: self.samples.as_deref(),
                 events: &mut self.events,
             });
-            if self.pipeline.pipeline_mut().generation() != generation {
-                // Steering replaced the model: the frames the old one is running are told
-                // first, then what steering did, then the new model's frames.
-                let held = std::mem::take(&mut self.events);
-                self.drain()?;
-                self.events = held;
-            }
-            // A model put in place (by steering, or after a fault) gets the run's lanes.
-            if self.pipeline.pipeline_mut().lanes() != self.lanes {
-                self.pipeline.pipeline_mut().set_lanes(self.lanes);
-            }
             // The source's events (taken after steering, so one raised meanwhile is told now)
-            // go before what steering did.
+            // go before what steering did; both after the frames read before them.
             let from_source = self.source.take_events();
             for event in &from_source {
                 self.stats.last_error = Some(format!(
@@ -385,7 +385,17 @@ impl Loop<'_, '_> {
                 ));
             }
             self.events.splice(0..0, from_source);
-            self.sinks.events(self.events.drain(..))?;
+            self.defer_events();
+            if self.pipeline.pipeline_mut().generation() != generation {
+                // Steering replaced the model: the frames the old one is running are finished
+                // before the new one starts (their records go before the switch's events).
+                self.drain()?;
+            }
+            // A model put in place (by steering, or after a fault) gets the run's lanes.
+            if self.pipeline.pipeline_mut().lanes() != self.lanes {
+                self.pipeline.pipeline_mut().set_lanes(self.lanes);
+            }
+            self.deliver_due()?;
             if self.paused {
                 if self.in_flight.is_empty() {
                     self.sinks.idle()?;
@@ -409,6 +419,8 @@ impl Loop<'_, '_> {
                     self.sinks.idle()?;
                     if self.in_flight.is_empty() {
                         std::thread::sleep(Duration::from_millis(1));
+                    } else {
+                        self.wait()?;
                     }
                     continue;
                 }
@@ -433,7 +445,18 @@ impl Loop<'_, '_> {
             consecutive_failures = 0;
             read += 1;
             let capture = started.elapsed();
-            let started = self.pipeline.pipeline_mut().start(&frame, capture)?;
+            let seq = self.pipeline.pipeline_mut().next_seq();
+            let started = match self.pipeline.pipeline_mut().start(&frame, capture) {
+                Ok(started) => started,
+                Err(e) if e.is_model_fault() => {
+                    // The model's engine failed before it ran (its input buffer): judged as a
+                    // fault on this frame, after the frames before it.
+                    self.drain()?;
+                    self.model_failed(e, frame, capture, seq)?;
+                    continue;
+                }
+                Err(e) => return Err(Stop::Failed(e)),
+            };
             self.in_flight.push_back(InFlight {
                 frame,
                 capture,
@@ -447,7 +470,7 @@ impl Loop<'_, '_> {
     /// Takes every frame the workers have finished running, without waiting.
     fn collect(&mut self) -> Result<(), Stop> {
         while let Some(ran) = self.workers.try_take() {
-            self.place(ran);
+            self.place(ran)?;
         }
         Ok(())
     }
@@ -455,15 +478,47 @@ impl Loop<'_, '_> {
     /// Waits a while for a worker to finish a frame.
     fn wait(&mut self) -> Result<(), Stop> {
         if let Some(ran) = self.workers.take(WORKER_POLL)? {
-            self.place(ran);
+            self.place(ran)?;
         }
         Ok(())
     }
 
-    fn place(&mut self, ran: Started) {
-        if let Some(slot) = self.in_flight.iter_mut().find(|f| f.seq == ran.seq()) {
-            slot.ran = Some(ran);
+    /// Puts a frame back from the workers with the frame it belongs to.
+    fn place(&mut self, ran: Started) -> Result<(), Stop> {
+        match self.in_flight.iter_mut().find(|f| f.seq == ran.seq()) {
+            Some(slot) => {
+                slot.ran = Some(ran);
+                Ok(())
+            }
+            None => Err(Stop::Failed(PipelineError::Workers {
+                threads: self.lanes,
+                message: format!("frame {} came back, but none such is in flight", ran.seq()),
+            })),
         }
+    }
+
+    /// Moves the events raised between frames behind the frames read before them.
+    fn defer_events(&mut self) {
+        if !self.events.is_empty() {
+            let next = self.pipeline.pipeline_mut().next_seq();
+            self.deferred
+                .push_back((next, std::mem::take(&mut self.events)));
+        }
+    }
+
+    /// Tells the deferred events whose frames before them have all been told.
+    fn deliver_due(&mut self) -> Result<(), Stop> {
+        let oldest = self.in_flight.front().map(|f| f.seq);
+        while self
+            .deferred
+            .front()
+            .is_some_and(|(next, _)| oldest.is_none_or(|seq| seq >= *next))
+        {
+            if let Some((_, events)) = self.deferred.pop_front() {
+                self.sinks.events(events)?;
+            }
+        }
+        Ok(())
     }
 
     /// Finishes the oldest frames whose models have run, in order.
@@ -484,11 +539,14 @@ impl Loop<'_, '_> {
                 Err(e) if e.is_model_fault() && own => self.model_failed(e, frame, capture, seq)?,
                 Err(e) if e.is_model_fault() => {
                     // The model that failed this frame was replaced while it ran: there is no
-                    // trial to judge, and the frame is counted as not read.
-                    tracing::warn!("frame {} by a model replaced since: {e}", frame.id);
+                    // trial left to judge it by. The frame has no record; the event says so.
+                    tracing::warn!("frame {} (number {seq}): {e}", frame.id);
                     self.stats.last_error = Some(e.to_string());
-                    self.summary.failed_frames += 1;
-                    self.stats.failed_frames += 1;
+                    self.sinks.events(vec![EventRecord::now(
+                        "frame_dropped",
+                        &frame.id,
+                        format!("frame {seq}: {e}; the model that ran it was replaced meanwhile"),
+                    )])?;
                 }
                 Err(e) => return Err(Stop::Failed(e)),
             }
@@ -527,7 +585,7 @@ impl Loop<'_, '_> {
         if !recovered {
             return Err(Stop::Failed(error));
         }
-        let mut again = vec![(frame, capture)];
+        let mut again = vec![(frame, capture, seq)];
         while let Some(next) = self.in_flight.pop_front() {
             let ran = match next.ran {
                 Some(ran) => Some(ran),
@@ -536,13 +594,17 @@ impl Loop<'_, '_> {
             if let Some(ran) = ran {
                 self.pipeline.pipeline_mut().release(ran);
             }
-            again.push((next.frame, next.capture));
+            again.push((next.frame, next.capture, next.seq));
         }
-        self.pipeline.pipeline_mut().number_from(seq);
-        for (frame, capture) in again {
+        // Each frame again under its own number (an unreadable frame between them keeps its
+        // gap); the numbering then goes on where it was.
+        let resume = self.pipeline.pipeline_mut().next_seq();
+        for (frame, capture, seq) in again {
+            self.pipeline.pipeline_mut().number_from(seq);
             let record = self.pipeline.process(&frame, capture)?;
             self.emit(record, frame)?;
         }
+        self.pipeline.pipeline_mut().number_from(resume);
         Ok(())
     }
 
@@ -552,7 +614,9 @@ impl Loop<'_, '_> {
         loop {
             match self.workers.take(WORKER_POLL)? {
                 Some(ran) if ran.seq() == seq => return Ok(Some(ran)),
-                Some(ran) => self.place(ran),
+                Some(ran) => self.place(ran)?,
+                // Inline, a frame's model has run before it is in flight: nothing to wait for.
+                None if self.workers.inline() => return Ok(None),
                 None => {}
             }
         }
@@ -572,6 +636,6 @@ impl Loop<'_, '_> {
         self.stats.frame_done();
         self.sinks.record(&record)?;
         self.sinks.events(self.events.drain(..))?;
-        Ok(())
+        self.deliver_due()
     }
 }

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 /// console's `reboot-pipeline` can build it again without reading a file.
 pub struct Watched {
     pipeline: Pipeline,
+    /// Records this model made (its own frames, not those of a model it replaced).
+    frames_done: u64,
     drift: Option<DriftMonitor>,
     onnx: Arc<[u8]>,
     origin: String,
@@ -44,6 +46,7 @@ impl Watched {
         };
         Ok(Self {
             pipeline,
+            frames_done: 0,
             drift,
             onnx: onnx.into(),
             origin: origin.to_owned(),
@@ -66,6 +69,25 @@ impl Watched {
     /// [`Started::infer`]), as [`Pipeline::finish`], and shows it to the drift monitor. A frame
     /// of a model replaced since it started is not shown: the monitor watches this model.
     pub fn finish(
+        &mut self,
+        started: Started,
+        frame: &Frame,
+    ) -> Result<FrameRecord, PipelineError> {
+        let own = self.pipeline.owns(&started);
+        let record = self.finish_watched(started, frame);
+        if own && record.is_ok() {
+            self.frames_done += 1;
+        }
+        record
+    }
+
+    /// How many records this model has made: what a trial counts, so that the frames of the
+    /// model it replaced, finished after the switch, do not count towards its trial.
+    pub fn frames_done(&self) -> u64 {
+        self.frames_done
+    }
+
+    fn finish_watched(
         &mut self,
         started: Started,
         frame: &Frame,

@@ -100,6 +100,11 @@ impl Workers {
         }
     }
 
+    /// Whether models run on the caller's thread (one lane).
+    pub(super) fn inline(&self) -> bool {
+        self.jobs.is_none()
+    }
+
     fn any_died(&self) -> bool {
         self.threads.iter().any(JoinHandle::is_finished)
     }
