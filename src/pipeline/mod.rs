@@ -1,16 +1,18 @@
 //! The inference pipeline: capture → pre-process → infer → post-process → sinks.
 //!
 //! Read in stages, as tract's own loading reads:
-//! - [`Pipeline`] owns one model's engine, its pre-processor and decoder, all built once from
-//!   the manifest, and numbers the frames; [`Pipeline::process`] turns one frame into one
-//!   [`FrameRecord`] with boxes in source pixels.
+//! - [`Pipeline`] owns one model's lanes (an engine, a pre-processor and a decoder each, the
+//!   engines sharing one optimized plan), built from the manifest, and numbers the frames;
+//!   [`Pipeline::process`] turns one frame into one [`FrameRecord`] with boxes in source
+//!   pixels, in three steps that let several frames be in flight at once.
 //! - [`Watched`] is a pipeline as a board runs it: its frames watched for drift, and its model
 //!   kept so that it can be built again.
 //! - [`run()`] drives a source through a watched pipeline into a
 //!   [`SinkSet`](crate::results::sink::SinkSet), asks its [`Steering`] (consoles, the reloader)
-//!   between frames, carries every event on one queue, and decides what an error costs: a bad
-//!   file costs its frame (reported, counted, the run goes on), a broken model or sink ends
-//!   the run.
+//!   between frames, runs frames in flight on worker threads (`workers`) and finishes them in
+//!   order, carries every event on one queue, and decides what an error costs: a bad file
+//!   costs its frame (reported, counted, the run goes on), a broken model or sink ends the run.
+//! - [`cores`] chooses how a run uses the board's cores.
 
 pub mod cores;
 mod run;
