@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""The Markdown table of instructions per frame that scripts/insn-count measured, from one or
+more of its JSON files, for the README to quote:
+
+    python3 tools/insn_table.py .cache/insn-count/*.json
+    python3 tools/insn_table.py --ratio --no-notes run-a72.json run-a76.json
+
+One row per model, and per CPU (a72, a76, a76-nodot, in that order, then any other) two
+columns: millions of instructions per frame of inference alone (`lookout bench --bare-only`)
+and end to end (`lookout run`: decoding the image, pre-processing, inference, the decoder).
+--ratio adds end to end / inference per CPU. Under the table, unless --no-notes, a line per
+distinct set-up the rows were measured with (lookout revision, qemu, frames, plugin, view).
+
+A JSON file holds a list of row objects (what scripts/insn-count writes); an object with a
+"rows" list, or a single row object, is read too. When two files measure the same model on
+the same CPU, the later file on the command line wins (a note on stderr says so).
+Python's standard library only.
+"""
+import argparse
+import json
+import os
+import sys
+
+CPU_ORDER = ["a72", "a76", "a76-nodot"]
+CPU_TITLE = {
+    "a72": "A72 (Pi 4)",
+    "a76": "A76 (Pi 5)",
+    "a76-nodot": "A76, no SDOT",
+}
+REQUIRED = ("model", "cpu", "e2e_insns_per_frame", "infer_insns_per_frame")
+
+
+def fail(message):
+    print(f"insn_table.py: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def read_rows(path):
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except OSError as e:
+        fail(f"cannot read {path}: {e.strerror}")
+    except json.JSONDecodeError as e:
+        fail(f"{path} is not JSON: {e}")
+    if isinstance(data, dict):
+        data = data.get("rows", [data])
+    if not isinstance(data, list):
+        fail(f"{path}: expected a list of rows, found {type(data).__name__}")
+    for i, row in enumerate(data):
+        if not isinstance(row, dict):
+            fail(f"{path}: row {i} is not an object")
+        missing = [k for k in REQUIRED if k not in row]
+        if missing:
+            fail(f"{path}: row {i} has no {', '.join(missing)}")
+    return data
+
+
+def millions(value):
+    if value is None:
+        return "—"
+    return f"{value / 1e6:,.2f}"
+
+
+def label(row):
+    if row.get("model_label"):
+        return row["model_label"]
+    name = os.path.basename(row["model"])
+    return name[: -len(".toml")] if name.endswith(".toml") else name
+
+
+def setup(row):
+    parts = [
+        f"lookout {row.get('lookout_revision', '?')}",
+        row.get("qemu_version", "qemu ?"),
+    ]
+    if "frames" in row:
+        parts.append(f"per frame over frames 2-{row['frames'] + 1}")
+    if "plugin" in row:
+        parts.append(f"plugin {row['plugin']}")
+    if "view" in row:
+        parts.append(f"view {row['view'].split(':')[0]}")
+    return ", ".join(parts)
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description="Markdown table of scripts/insn-count JSON files (instructions per frame)."
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE.json")
+    parser.add_argument("--ratio", action="store_true", help="add end to end / inference per CPU")
+    parser.add_argument("--no-notes", action="store_true", help="no set-up lines under the table")
+    args = parser.parse_args()
+
+    cells = {}
+    models = []
+    cpus = []
+    setups = []
+    quant = {}
+    for path in args.files:
+        for row in read_rows(path):
+            key = (label(row), row["cpu"])
+            if key in cells:
+                print(
+                    f"insn_table.py: {key[0]} on {key[1]} measured twice; using {path}'s",
+                    file=sys.stderr,
+                )
+            cells[key] = row
+            if key[0] not in models:
+                models.append(key[0])
+            if row["cpu"] not in cpus:
+                cpus.append(row["cpu"])
+            if row.get("quantization"):
+                quant[key[0]] = row["quantization"]
+            s = setup(row)
+            if s not in setups:
+                setups.append(s)
+    if not cells:
+        fail("no rows in " + ", ".join(args.files))
+    cpus.sort(key=lambda c: (CPU_ORDER.index(c) if c in CPU_ORDER else len(CPU_ORDER), c))
+
+    header = ["model"]
+    if quant:
+        header.append("quantization")
+    for cpu in cpus:
+        title = CPU_TITLE.get(cpu, cpu)
+        header += [f"{title}: infer M insns", f"{title}: e2e M insns"]
+        if args.ratio:
+            header.append(f"{title}: e2e / infer")
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([" --- "] + [" ---: "] * (len(header) - 1)) + "|"]
+    for model in models:
+        cols = [f"`{model}`"]
+        if quant:
+            cols.append(quant.get(model, ""))
+        for cpu in cpus:
+            row = cells.get((model, cpu))
+            if row is None:
+                cols += ["—", "—"] + (["—"] if args.ratio else [])
+                continue
+            cols += [millions(row["infer_insns_per_frame"]), millions(row["e2e_insns_per_frame"])]
+            if args.ratio:
+                ratio = row.get("ratio")
+                cols.append("—" if ratio is None else f"{ratio:.2f}")
+        lines.append("| " + " | ".join(cols) + " |")
+    print("\n".join(lines))
+    if not args.no_notes:
+        print()
+        for s in setups:
+            print(f"Millions of aarch64 instructions per frame under qemu-user ({s}); scripts/insn-count.")
+
+
+if __name__ == "__main__":
+    main()
