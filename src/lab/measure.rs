@@ -111,6 +111,18 @@ pub fn bench_model(
     )
 }
 
+/// The model's pipeline with the first frame of `input` put through it (not timed), so that
+/// its engine's input holds a real frame, as in a run.
+fn primed(bundle: &ModelBundle, input: &Preloaded) -> Result<Pipeline, MeasureError> {
+    let frame = input
+        .frames
+        .first()
+        .ok_or_else(|| MeasureError::NoFrames(bundle.origin.clone()))?;
+    let mut pipeline = Pipeline::new(bundle.manifest.clone(), &bundle.onnx, &bundle.origin)?;
+    pipeline.process(frame, std::time::Duration::ZERO)?;
+    Ok(pipeline)
+}
+
 /// The model alone, run `warmup` times and then `frames` times on the first frame's input,
 /// with nothing else around it: what onnxruntime's own timings measure, and what an
 /// instruction count of inference alone runs (scripts/insn-count).
@@ -120,13 +132,7 @@ pub fn bare_model(
     warmup: usize,
     frames: usize,
 ) -> Result<bench::BareReport, MeasureError> {
-    let frame = input
-        .frames
-        .first()
-        .ok_or_else(|| MeasureError::NoFrames(bundle.origin.clone()))?;
-    let mut pipeline = Pipeline::new(bundle.manifest.clone(), &bundle.onnx, &bundle.origin)?;
-    // Fills the input tensor with a real frame, as a run would; not timed.
-    pipeline.process(frame, std::time::Duration::ZERO)?;
+    let mut pipeline = primed(bundle, input)?;
     let engine = pipeline.engine_mut()?;
     let mut times = Vec::with_capacity(frames);
     for i in 0..warmup + frames {
@@ -155,13 +161,7 @@ pub fn operator_profile(
     threads: usize,
     runs: usize,
 ) -> Result<Vec<(usize, engine::OperatorProfile)>, MeasureError> {
-    let frame = input
-        .frames
-        .first()
-        .ok_or_else(|| MeasureError::NoFrames(bundle.origin.clone()))?;
-    let mut pipeline = Pipeline::new(bundle.manifest.clone(), &bundle.onnx, &bundle.origin)?;
-    // Fills the input tensor with a real frame, as a run would.
-    pipeline.process(frame, std::time::Duration::ZERO)?;
+    let mut pipeline = primed(bundle, input)?;
     let counts: Vec<usize> = if threads > 1 {
         vec![1, threads]
     } else {

@@ -316,23 +316,19 @@ impl Pipeline {
     pub fn start(&mut self, frame: &Frame, capture: Duration) -> Result<Started, PipelineError> {
         let mut lane = self.lane()?;
         let started_at = Instant::now();
+        let preprocess_error = |source| PipelineError::Preprocess {
+            frame: frame.id.clone(),
+            source,
+        };
         let filled = match lane.engine.input_mut() {
-            Ok(InputBuffer::F32(buffer)) => {
-                lane.preprocessor
-                    .run(&frame.image, buffer)
-                    .map_err(|source| PipelineError::Preprocess {
-                        frame: frame.id.clone(),
-                        source,
-                    })
-            }
-            Ok(InputBuffer::U8(buffer)) => {
-                lane.preprocessor
-                    .run(&frame.image, buffer)
-                    .map_err(|source| PipelineError::Preprocess {
-                        frame: frame.id.clone(),
-                        source,
-                    })
-            }
+            Ok(InputBuffer::F32(buffer)) => lane
+                .preprocessor
+                .run(&frame.image, buffer)
+                .map_err(preprocess_error),
+            Ok(InputBuffer::U8(buffer)) => lane
+                .preprocessor
+                .run(&frame.image, buffer)
+                .map_err(preprocess_error),
             Err(e) => Err(e.into()),
         };
         let transform = match filled {
