@@ -502,12 +502,12 @@ fn events_of_switches_trials_and_rollbacks_are_the_recorded_golden_transcript() 
     switches_trials_and_rollbacks(&[]);
 }
 
-/// The same with two frames in flight: the same events in the same order, the frames of a
+/// The same with three frames in flight: the same events in the same order, the frames of a
 /// model being replaced told before the switch, the frames a version on trial failed run
 /// again on the version returned to, and the records numbered without a gap or a repeat.
 #[test]
-fn with_two_workers_switches_and_rollbacks_tell_the_same_events_and_lose_no_frame() {
-    let lines = switches_trials_and_rollbacks(&["--workers", "2"]);
+fn with_three_workers_switches_and_rollbacks_tell_the_same_events_and_lose_no_frame() {
+    let lines = switches_trials_and_rollbacks(&["--workers", "3"]);
     let seqs: Vec<u64> = lines.iter().filter_map(|v| v["seq"].as_u64()).collect();
     assert!(seqs.len() > 20, "{seqs:?}");
     for pair in seqs.windows(2) {

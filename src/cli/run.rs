@@ -222,21 +222,39 @@ fn use_cores(
     threads: Option<u32>,
     workers: Option<u32>,
 ) -> Result<cores::CorePlan> {
+    let available = cores::available_cores();
     let plan = if threads.is_some() || workers.is_some() {
-        cores::CorePlan {
+        let plan = cores::CorePlan {
             threads: threads.map_or(1, |t| t as usize),
             workers: workers.map_or(1, |w| w as usize),
             reason: "as --threads/--workers say".into(),
+        };
+        if plan.threads * plan.workers > available {
+            tracing::warn!(
+                "--threads {} --workers {} keep {} threads busy on the {available} cores this                  process may use: frames will wait for each other",
+                plan.threads,
+                plan.workers,
+                plan.threads * plan.workers
+            );
         }
+        plan
     } else {
         let budget = cores::CoreBudget {
             board_threads: board.threads,
-            available: cores::available_cores(),
+            available,
             frame_ms: board.latency_target_ms,
         };
         let engine = pipeline.pipeline_mut().engine_mut()?;
-        cores::choose(budget, |threads| cores::time_engine(engine, threads))
-            .context("timing the model to choose its threads")?
+        match cores::choose(budget, |threads| cores::time_engine(engine, threads)) {
+            Ok(plan) => plan,
+            // A model that fails here fails its first frame too, where a version on trial is
+            // returned from: the run starts on one core and lets that happen.
+            Err(e) => cores::CorePlan {
+                threads: 1,
+                workers: 1,
+                reason: format!("timing the model failed ({e}); one core"),
+            },
+        }
     };
     lookout::model::engine::set_threads(plan.threads)?;
     pipeline.pipeline_mut().set_lanes(plan.workers);

@@ -10,7 +10,8 @@
 //! - any other model gets `n` workers of one thread each: tract's threads would leave cores
 //!   idle on its serial operators, whole frames do not.
 //!
-//! `run --threads N --workers M` overrides the choice.
+//! `run --threads N --workers M` overrides the choice. The choice is made once, for the model
+//! the run starts with; a model switched to later runs on the same threads and workers.
 
 use crate::model::engine::{self, Engine, EngineError};
 use std::time::Instant;
@@ -64,7 +65,7 @@ pub fn choose(
     let n = budget.cores();
     let capped = if budget.available < budget.board_threads {
         format!(
-            " (the board has {} threads, this machine {} cores)",
+            " (the board has {} threads, this process may use {} cores)",
             budget.board_threads, budget.available
         )
     } else {
@@ -174,11 +175,7 @@ mod tests {
     fn the_cores_are_capped_by_the_machine_and_one_core_measures_nothing() {
         let plan = choose(budget(4, 2), |t| Ok(if t == 1 { 400.0 } else { 210.0 })).expect("plan");
         assert_eq!((plan.threads, plan.workers), (2, 1), "{}", plan.reason);
-        assert!(
-            plan.reason.contains("this machine 2 cores"),
-            "{}",
-            plan.reason
-        );
+        assert!(plan.reason.contains("may use 2 cores"), "{}", plan.reason);
         let plan = choose(budget(1, 8), |_| -> Result<f64, EngineError> {
             panic!("nothing to measure on one core")
         })

@@ -125,8 +125,10 @@ pub struct Pipeline {
     decoder: Decoder,
     thresholds: Thresholds,
     seq: u64,
-    /// Tells this pipeline's frames in flight from another's, after a model was replaced.
+    /// Tells this pipeline's lanes from another's, after a model was replaced or rebuilt.
     generation: u64,
+    /// Tells this model's frames from another's: kept when the same model is rebuilt.
+    lineage: u64,
 }
 
 /// One frame in flight at a time: an engine and the pre-processor that fills its input (and
@@ -159,6 +161,7 @@ pub struct Started {
     thresholds: Thresholds,
     decoding: Arc<Decoding>,
     generation: u64,
+    lineage: u64,
     capture: Duration,
     pre: Duration,
     infer: Duration,
@@ -196,6 +199,7 @@ impl Pipeline {
             source,
         })?;
         let preprocessor = Preprocessor::new(&manifest.input, &manifest.preprocess);
+        let generation = GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Self {
             blueprint: engine.blueprint(),
             decoder: decoder.clone(),
@@ -212,7 +216,8 @@ impl Pipeline {
             }],
             lanes: 1,
             seq: 0,
-            generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            generation,
+            lineage: generation,
         })
     }
 
@@ -294,9 +299,17 @@ impl Pipeline {
         self.generation
     }
 
-    /// Whether `started` is one of this pipeline's frames (not one of a model replaced since).
+    /// Whether `started` is one of this model's frames (not one of a model replaced since;
+    /// a rebuild of the same model keeps its frames).
     pub fn owns(&self, started: &Started) -> bool {
-        started.generation == self.generation
+        started.lineage == self.lineage
+    }
+
+    /// Takes over from `old`, the same model built again: its frames in flight stay this
+    /// model's, its frame numbers go on.
+    pub fn rebuilt_from(&mut self, old: &Pipeline) {
+        self.lineage = old.lineage;
+        self.continue_after(old);
     }
 
     /// Turns one frame into a record. `capture` is the time the source took to deliver it.
@@ -350,6 +363,7 @@ impl Pipeline {
             thresholds: self.thresholds,
             decoding: Arc::clone(&self.decoding),
             generation: self.generation,
+            lineage: self.lineage,
             capture,
             pre: started_at.elapsed(),
             infer: Duration::ZERO,
@@ -361,7 +375,7 @@ impl Pipeline {
     /// model replaced since it started is decoded with that model's decoder and labels, and
     /// its lane dropped.
     pub fn finish(&mut self, started: Started) -> Result<FrameRecord, PipelineError> {
-        let (record, (lane, generation)) = started.decode();
+        let (record, (lane, generation, _)) = started.decode();
         self.give_back(lane, generation);
         record
     }
@@ -374,8 +388,8 @@ impl Pipeline {
         frame: &Frame,
         observe: impl FnOnce(&ImageView<'_>, &FrameRecord),
     ) -> Result<FrameRecord, PipelineError> {
-        let (record, (lane, generation)) = started.decode();
-        if let (Ok(record), true) = (&record, generation == self.generation) {
+        let (record, (lane, generation, lineage)) = started.decode();
+        if let (Ok(record), true) = (&record, lineage == self.lineage) {
             if let Some(view) = lane.preprocessor.model_view(&frame.image) {
                 observe(&view, record);
             }
@@ -403,7 +417,7 @@ impl Pipeline {
 
 impl Started {
     /// The record, and the lane with its pipeline's generation.
-    fn decode(self) -> (Result<FrameRecord, PipelineError>, (Lane, u64)) {
+    fn decode(self) -> (Result<FrameRecord, PipelineError>, (Lane, u64, u64)) {
         let Started {
             mut lane,
             seq,
@@ -414,6 +428,7 @@ impl Started {
             thresholds,
             decoding,
             generation,
+            lineage,
             capture,
             pre,
             infer,
@@ -455,7 +470,7 @@ impl Started {
                 record.latency_ms = record.latency_ms.rounded_to_microseconds();
                 record
             });
-        (record, (lane, generation))
+        (record, (lane, generation, lineage))
     }
 }
 

@@ -273,6 +273,8 @@ struct InFlight {
     seq: u64,
     /// Back from the workers.
     ran: Option<Started>,
+    /// Handed to the workers and not back yet (false for a frame whose model never started).
+    running: bool,
 }
 
 /// The loop's state between frames.
@@ -433,6 +435,8 @@ impl Loop<'_, '_> {
                     self.stats.failed_frames += 1;
                     consecutive_failures += 1;
                     if consecutive_failures >= MAX_CONSECUTIVE_FAILURES {
+                        // The frames read before are the model's and the sinks' to finish.
+                        self.drain()?;
                         return Err(Stop::Failed(PipelineError::TooManyFailures {
                             count: consecutive_failures,
                             last: e,
@@ -440,7 +444,10 @@ impl Loop<'_, '_> {
                     }
                     continue;
                 }
-                Err(e) => return Err(Stop::Failed(e.into())),
+                Err(e) => {
+                    self.drain()?;
+                    return Err(Stop::Failed(e.into()));
+                }
             };
             consecutive_failures = 0;
             read += 1;
@@ -449,10 +456,16 @@ impl Loop<'_, '_> {
             let started = match self.pipeline.pipeline_mut().start(&frame, capture) {
                 Ok(started) => started,
                 Err(e) if e.is_model_fault() => {
-                    // The model's engine failed before it ran (its input buffer): judged as a
-                    // fault on this frame, after the frames before it.
-                    self.drain()?;
-                    self.model_failed(e, frame, capture, seq)?;
+                    // The model's engine failed before it ran (its input buffer): a fault on
+                    // this frame, which goes behind the frames in flight.
+                    self.in_flight.push_back(InFlight {
+                        frame,
+                        capture,
+                        seq,
+                        ran: None,
+                        running: false,
+                    });
+                    self.model_failed(e)?;
                     continue;
                 }
                 Err(e) => return Err(Stop::Failed(e)),
@@ -462,6 +475,7 @@ impl Loop<'_, '_> {
                 capture,
                 seq: started.seq(),
                 ran: None,
+                running: true,
             });
             self.workers.submit(started)?;
         }
@@ -529,6 +543,7 @@ impl Loop<'_, '_> {
                 capture,
                 seq,
                 ran: Some(ran),
+                ..
             }) = self.in_flight.pop_front()
             else {
                 break;
@@ -536,7 +551,16 @@ impl Loop<'_, '_> {
             let own = self.pipeline.pipeline_mut().owns(&ran);
             match self.pipeline.finish(ran, &frame) {
                 Ok(record) => self.emit(record, frame)?,
-                Err(e) if e.is_model_fault() && own => self.model_failed(e, frame, capture, seq)?,
+                Err(e) if e.is_model_fault() && own => {
+                    self.in_flight.push_front(InFlight {
+                        frame,
+                        capture,
+                        seq,
+                        ran: None,
+                        running: false,
+                    });
+                    self.model_failed(e)?;
+                }
                 Err(e) if e.is_model_fault() => {
                     // The model that failed this frame was replaced while it ran: there is no
                     // trial left to judge it by. The frame has no record; the event says so.
@@ -547,6 +571,7 @@ impl Loop<'_, '_> {
                         &frame.id,
                         format!("frame {seq}: {e}; the model that ran it was replaced meanwhile"),
                     )])?;
+                    self.deliver_due()?;
                 }
                 Err(e) => return Err(Stop::Failed(e)),
             }
@@ -566,17 +591,12 @@ impl Loop<'_, '_> {
         Ok(())
     }
 
-    /// The model failed `frame`. Steering may put a model that works in its place (a version on
-    /// trial returned to the one before): then this frame and every later one in flight go
-    /// through that model, in order, under their numbers. Without one (or on a second fault)
-    /// the run ends, its events delivered first.
-    fn model_failed(
-        &mut self,
-        error: PipelineError,
-        frame: Frame,
-        capture: Duration,
-        seq: u64,
-    ) -> Result<(), Stop> {
+    /// The model failed a frame, now first in the queue of frames in flight, or last (when
+    /// its engine failed before the model ran). Steering may put a model that works in its
+    /// place (a version on trial returned to the one before): then every frame in the queue
+    /// goes through that model, in order, under its own number. Without one (or on a second
+    /// fault) the run ends, its events delivered first.
+    fn model_failed(&mut self, error: PipelineError) -> Result<(), Stop> {
         let recovered = self
             .steering
             .model_failed(self.pipeline, &mut self.events, &error);
@@ -585,24 +605,34 @@ impl Loop<'_, '_> {
         if !recovered {
             return Err(Stop::Failed(error));
         }
-        let mut again = vec![(frame, capture, seq)];
-        while let Some(next) = self.in_flight.pop_front() {
-            let ran = match next.ran {
+        // The failed model's lanes come back first (dropped: another pipeline runs now).
+        for i in 0..self.in_flight.len() {
+            let ran = match self.in_flight[i].ran.take() {
                 Some(ran) => Some(ran),
-                None => self.wait_for(next.seq)?,
+                None if self.in_flight[i].running => {
+                    let seq = self.in_flight[i].seq;
+                    self.wait_for(seq)?
+                }
+                None => None,
             };
+            self.in_flight[i].running = false;
             if let Some(ran) = ran {
                 self.pipeline.pipeline_mut().release(ran);
             }
-            again.push((next.frame, next.capture, next.seq));
         }
         // Each frame again under its own number (an unreadable frame between them keeps its
-        // gap); the numbering then goes on where it was.
-        let resume = self.pipeline.pipeline_mut().next_seq();
-        for (frame, capture, seq) in again {
-            self.pipeline.pipeline_mut().number_from(seq);
-            let record = self.pipeline.process(&frame, capture)?;
-            self.emit(record, frame)?;
+        // gap); the numbering then goes on after the last. Frames stay queued until their
+        // turn, so events raised after them still wait for their records.
+        let last = self.in_flight.back().map(|f| f.seq + 1);
+        let resume = self
+            .pipeline
+            .pipeline_mut()
+            .next_seq()
+            .max(last.unwrap_or(0));
+        while let Some(next) = self.in_flight.pop_front() {
+            self.pipeline.pipeline_mut().number_from(next.seq);
+            let record = self.pipeline.process(&next.frame, next.capture)?;
+            self.emit(record, next.frame)?;
         }
         self.pipeline.pipeline_mut().number_from(resume);
         Ok(())
@@ -625,8 +655,11 @@ impl Loop<'_, '_> {
     /// A record made: drift and sample events, counters, then the sinks.
     fn emit(&mut self, record: FrameRecord, frame: Frame) -> Result<(), Stop> {
         self.events.extend(self.pipeline.take_events());
-        if let Some(collector) = self.samples.as_deref_mut() {
-            let m = self.pipeline.manifest();
+        let m = self.pipeline.manifest();
+        // A frame of a model replaced meanwhile is not offered: the store files samples under
+        // the labels of the model in place.
+        let current = record.model == m.id();
+        if let Some(collector) = self.samples.as_deref_mut().filter(|_| current) {
             collector.follow(&record.model, &m.labels, m.output.is_detector());
             collector.offer(&frame, &record, self.pipeline.drifting());
             self.events.extend(collector.take_events());

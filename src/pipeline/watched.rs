@@ -116,7 +116,7 @@ impl Watched {
         let manifest = self.pipeline.manifest().clone();
         let mut fresh = Pipeline::new(manifest, &self.onnx, &self.origin)?;
         fresh.set_lanes(self.pipeline.lanes());
-        fresh.continue_after(&self.pipeline);
+        fresh.rebuilt_from(&self.pipeline);
         *fresh.thresholds_mut() = *self.pipeline.thresholds();
         self.pipeline = fresh;
         Ok(())
