@@ -256,6 +256,11 @@ impl Pipeline {
         &self.manifest
     }
 
+    /// `name@version`, as records carry it.
+    pub fn model_id(&self) -> &str {
+        &self.decoding.model_id
+    }
+
     /// Thresholds in force; start as the manifest's. A frame in flight keeps the thresholds
     /// in force when it started.
     pub fn thresholds_mut(&mut self) -> &mut Thresholds {

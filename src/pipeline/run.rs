@@ -277,6 +277,19 @@ struct InFlight {
     running: bool,
 }
 
+impl InFlight {
+    /// A frame whose model failed, queued to run again on the model that takes over.
+    fn to_run_again(frame: Frame, capture: Duration, seq: u64) -> Self {
+        Self {
+            frame,
+            capture,
+            seq,
+            ran: None,
+            running: false,
+        }
+    }
+}
+
 /// The loop's state between frames.
 struct Loop<'a, 'b> {
     pipeline: &'a mut Watched,
@@ -458,13 +471,8 @@ impl Loop<'_, '_> {
                 Err(e) if e.is_model_fault() => {
                     // The model's engine failed before it ran (its input buffer): a fault on
                     // this frame, which goes behind the frames in flight.
-                    self.in_flight.push_back(InFlight {
-                        frame,
-                        capture,
-                        seq,
-                        ran: None,
-                        running: false,
-                    });
+                    self.in_flight
+                        .push_back(InFlight::to_run_again(frame, capture, seq));
                     self.model_failed(e)?;
                     continue;
                 }
@@ -552,13 +560,8 @@ impl Loop<'_, '_> {
             match self.pipeline.finish(ran, &frame) {
                 Ok(record) => self.emit(record, frame)?,
                 Err(e) if e.is_model_fault() && own => {
-                    self.in_flight.push_front(InFlight {
-                        frame,
-                        capture,
-                        seq,
-                        ran: None,
-                        running: false,
-                    });
+                    self.in_flight
+                        .push_front(InFlight::to_run_again(frame, capture, seq));
                     self.model_failed(e)?;
                 }
                 Err(e) if e.is_model_fault() => {
@@ -655,10 +658,10 @@ impl Loop<'_, '_> {
     /// A record made: drift and sample events, counters, then the sinks.
     fn emit(&mut self, record: FrameRecord, frame: Frame) -> Result<(), Stop> {
         self.events.extend(self.pipeline.take_events());
-        let m = self.pipeline.manifest();
         // A frame of a model replaced meanwhile is not offered: the store files samples under
         // the labels of the model in place.
-        let current = record.model == m.id();
+        let current = record.model == self.pipeline.pipeline_mut().model_id();
+        let m = self.pipeline.manifest();
         if let Some(collector) = self.samples.as_deref_mut().filter(|_| current) {
             collector.follow(&record.model, &m.labels, m.output.is_detector());
             collector.offer(&frame, &record, self.pipeline.drifting());
