@@ -189,8 +189,4 @@ fn frames_in_flight_on_two_lanes_come_out_in_order_as_on_one_and_none_wait_in_a_
     // camera's frame is the newest when it is read.
     assert_eq!(held_one.iter().max(), Some(&0), "{held_one:?}");
     assert_eq!(held_two.iter().max(), Some(&1), "{held_two:?}");
-    assert!(
-        held_two.iter().filter(|&&h| h == 1).count() > 10,
-        "two frames were in flight at once for much of the run: {held_two:?}"
-    );
 }
