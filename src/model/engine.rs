@@ -619,16 +619,25 @@ fn optimize(
     Ok((model, output_shapes))
 }
 
-/// Moves the axis of every f32 softmax over one axis that is not the last to the end, and back
-/// after it. tract 0.23.9 computes such a softmax element by element through strided views, on
-/// one thread: in YOLOv8's box head (a softmax over 16 bins on axis 1 of [1, 16, 4, 8400]) that
-/// one node took 67 ms of a 563 ms frame here, at one thread or two. Over the last axis the
-/// rows are contiguous and tract splits them over threads with its vector kernel; the two
-/// moves are plain copies (0.3-0.6 ms each on that tensor).
+/// Rewrites the softmaxes tract 0.23.9 computes element by element so that its vector kernel
+/// computes them, after the optimizer.
+///
+/// - An f32 softmax over one axis that is not the last: tract runs it through strided views, on
+///   one thread. In YOLOv8's box head (a softmax over 16 bins on axis 1 of [1, 16, 4, 8400])
+///   that one node took 67 ms of a 563 ms frame here, at one thread or two. Its axis is moved to
+///   the end and back after it: over the last axis the rows are contiguous and tract splits them
+///   over threads with its vector kernel; the two moves are plain copies (0.3-0.6 ms each on
+///   that tensor).
+/// - An f16 softmax (a model computed in half precision): tract computes every exponential with
+///   the scalar libm `exp` of the `half` crate, whatever the axis. On the Pi 5's Cortex-A76 that
+///   head took 28 M of YOLOv8n's 385 M instructions a frame at 320×320 (scripts/insn-profile).
+///   It is computed in f32 between two casts instead, as well as moved when its axis is not the
+///   last: the casts are element-wise copies, and f32 is also the more accurate sum.
 fn softmax_on_last_axis(mut model: TypedModel) -> TractResult<TypedModel> {
+    use tract_core::ops::cast::cast;
     use tract_core::ops::change_axes::AxisOp;
     use tract_core::ops::nn::{Softmax, SoftmaxKind};
-    let strided: Vec<usize> = model
+    let slow: Vec<usize> = model
         .nodes()
         .iter()
         .filter(|node| {
@@ -638,46 +647,66 @@ fn softmax_on_last_axis(mut model: TypedModel) -> TractResult<TypedModel> {
             let Ok(fact) = model.outlet_fact(node.inputs[0]) else {
                 return false;
             };
+            let [axis] = softmax.axes.as_slice() else {
+                return false;
+            };
             softmax.kind == SoftmaxKind::Softmax
                 && softmax.quant_output_dt.is_none()
-                && fact.datum_type == f32::datum_type()
-                && matches!(softmax.axes.as_slice(), [axis] if *axis + 1 < fact.rank())
+                && (fact.datum_type == f16::datum_type()
+                    || (fact.datum_type == f32::datum_type() && *axis + 1 < fact.rank()))
         })
         .map(|node| node.id)
         .collect();
-    if strided.is_empty() {
+    if slow.is_empty() {
         return Ok(model);
     }
-    for id in strided {
+    for id in slow {
         let node = model.node(id).clone();
         let Some(softmax) = node.op_as::<Softmax>() else {
             continue;
         };
-        let (axis, last) = (
-            softmax.axes[0],
-            model.outlet_fact(node.inputs[0])?.rank() - 1,
-        );
+        let input_fact = model.outlet_fact(node.inputs[0])?.clone();
+        let (axis, last) = (softmax.axes[0], input_fact.rank() - 1);
+        let half = input_fact.datum_type == f16::datum_type();
         let mut patch = TypedModelPatch::new("softmax-on-last-axis");
-        let input = patch.tap_model(&model, node.inputs[0])?;
-        let moved = patch.wire_node(
-            format!("{}.to-last-axis", node.name),
-            AxisOp::Move(axis, last),
-            &[input],
-        )?;
-        let computed = patch.wire_node(
+        let mut wire = tvec![patch.tap_model(&model, node.inputs[0])?];
+        if half {
+            wire = patch.wire_node(
+                format!("{}.to-f32", node.name),
+                cast(f32::datum_type()),
+                &wire,
+            )?;
+        }
+        if axis != last {
+            wire = patch.wire_node(
+                format!("{}.to-last-axis", node.name),
+                AxisOp::Move(axis, last),
+                &wire,
+            )?;
+        }
+        wire = patch.wire_node(
             &node.name,
             Softmax {
                 axes: tvec![last],
                 ..softmax.clone()
             },
-            &moved,
+            &wire,
         )?;
-        let back = patch.wire_node(
-            format!("{}.from-last-axis", node.name),
-            AxisOp::Move(last, axis),
-            &computed,
-        )?;
-        patch.shunt_outside(&model, id.into(), back[0])?;
+        if axis != last {
+            wire = patch.wire_node(
+                format!("{}.from-last-axis", node.name),
+                AxisOp::Move(last, axis),
+                &wire,
+            )?;
+        }
+        if half {
+            wire = patch.wire_node(
+                format!("{}.to-f16", node.name),
+                cast(f16::datum_type()),
+                &wire,
+            )?;
+        }
+        patch.shunt_outside(&model, id.into(), wire[0])?;
         patch.apply(&mut model)?;
     }
     model.into_compact()
@@ -733,6 +762,75 @@ mod tests {
             .fold(0.0f32, f32::max);
         // tract's vector softmax rounds its exponentials differently from the strided one.
         assert!(worst < 1e-5, "largest relative difference {worst}");
+    }
+
+    /// A model computed in f16: its softmaxes, over an inner axis or the last, are computed in
+    /// f32 between casts, and give tract's own f16 results within f16's rounding.
+    #[test]
+    fn an_f16_softmax_is_computed_in_f32_with_the_same_outputs() {
+        use tract_core::ops::nn::{Softmax, SoftmaxKind};
+        let shape = [1usize, 16, 4, 50];
+        for axis in [1usize, 3] {
+            let mut model = TypedModel::default();
+            let source = model
+                .add_source("x", f16::datum_type().fact(shape))
+                .expect("source");
+            let softmax = model
+                .wire_node(
+                    "softmax",
+                    Softmax::new(tvec![axis], None, SoftmaxKind::Softmax),
+                    &[source],
+                )
+                .expect("softmax");
+            model.select_output_outlets(&softmax).expect("outputs");
+            let mut plain = model.into_decluttered().expect("declutter");
+            plain.optimize().expect("optimize");
+            let rewritten = softmax_on_last_axis(plain.clone()).expect("rewrite");
+            let f16_softmaxes = |m: &TypedModel| {
+                m.nodes()
+                    .iter()
+                    .filter(|n| {
+                        n.op_as::<Softmax>().is_some()
+                            && m.outlet_fact(n.inputs[0]).expect("fact").datum_type
+                                == f16::datum_type()
+                    })
+                    .count()
+            };
+            assert_eq!(f16_softmaxes(&plain), 1);
+            assert_eq!(f16_softmaxes(&rewritten), 0, "axis {axis}");
+            let n: usize = shape.iter().product();
+            let values: Vec<f16> = (0..n)
+                .map(|i| f16::from_f32(((i * 37) % 101) as f32 / 10.0 - 5.0))
+                .collect();
+            let input = Tensor::from_shape(&shape, &values).expect("input");
+            let run = |m: TypedModel| {
+                let out = m
+                    .into_runnable()
+                    .expect("plan")
+                    .run(tvec![input.clone().into()])
+                    .expect("run");
+                assert_eq!(out[0].datum_type(), f16::datum_type());
+                out[0]
+                    .to_plain_array_view::<f16>()
+                    .expect("f16")
+                    .mapv(f32::from)
+            };
+            let (before, after) = (run(plain), run(rewritten));
+            assert_eq!(before.shape(), after.shape());
+            let sums: Vec<f32> = after
+                .lanes(tract_ndarray::Axis(axis))
+                .into_iter()
+                .map(|lane| lane.sum())
+                .collect();
+            assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-2), "{sums:?}");
+            let worst = before
+                .iter()
+                .zip(after.iter())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            // Probabilities in [0, 1]: f16 keeps 11 bits, and tract's f16 sum rounds as it goes.
+            assert!(worst < 4e-3, "axis {axis}: largest difference {worst}");
+        }
     }
 
     /// The grouped share against a count from the ONNX graph alone: MobileNetV2's 17 depthwise
