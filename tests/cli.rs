@@ -740,6 +740,32 @@ fn bench_measures_each_model_given() {
     assert_eq!(reports[0]["frames"], 3);
     assert!(reports[0]["bare_infer_ms"]["p50"].as_f64().expect("p50") > 0.0);
     assert!(reports[0].get("pre_ms").is_none(), "no pipeline stages");
+    assert_eq!(reports[0]["compute"], "f32");
+    // Computed in half precision on request, even here where the CPU only converts it.
+    let out = lookout(&[
+        "bench",
+        "--source",
+        "tests/images/detect",
+        "--frames",
+        "1",
+        "--warmup",
+        "0",
+        "--bare-only",
+        "--compute",
+        "f16",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("computed in f16"), "{}", stdout(&out));
+    let out = lookout(&["bench", "--compute", "fp16"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(
+        stderr(&out).contains("\"fp16\" is not f32 or f16"),
+        "{}",
+        stderr(&out)
+    );
+    // run loads every version from its manifest: an override would hold for the first only.
+    let out = lookout(&["run", "--compute", "f16", "--source", "tests/images/detect"]);
+    assert_clean_failure(&out, &["--compute is for measuring"]);
     let out = lookout(&["bench", "--bare-only", "--ops"]);
     assert_eq!(out.status.code(), Some(2), "a usage error");
     assert!(

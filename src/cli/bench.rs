@@ -49,6 +49,10 @@ pub(crate) struct BenchArgs {
     /// pipeline, no sink (what onnxruntime's timings measure; scripts/insn-count counts it).
     #[arg(long, conflicts_with_all = ["ops", "sink", "workers"])]
     bare_only: bool,
+    /// The float type to compute in, f32 or f16, for every model, instead of its manifest's
+    /// `compute` (which holds only where the board's CPU computes f16).
+    #[arg(long, value_parser = super::parse_precision)]
+    compute: Option<lookout::manifest::Precision>,
 }
 
 pub(crate) fn run_bench(args: BenchArgs) -> Result<()> {
@@ -63,7 +67,13 @@ pub(crate) fn run_bench(args: BenchArgs) -> Result<()> {
     // cost the minutes the others take.
     let bundles = names
         .iter()
-        .map(|name| load_model(*name, &args.place, &board, &board_file))
+        .map(|name| {
+            let mut bundle = load_model(*name, &args.place, &board, &board_file)?;
+            if let Some(compute) = args.compute {
+                bundle.manifest.model.compute = compute;
+            }
+            Ok(bundle)
+        })
         .collect::<Result<Vec<_>>>()?;
     let mut source = source::open(&args.source, false)?;
     let options = bench::BenchOptions {

@@ -159,6 +159,7 @@ pub(crate) fn import_model(args: ImportArgs) -> Result<()> {
     let check_args = ModelArgs {
         place: args.place,
         model: Some(imported.path.display().to_string()),
+        compute: None,
     };
     let verdict = check::verdict(&check_args).with_context(|| {
         format!(

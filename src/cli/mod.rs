@@ -19,6 +19,7 @@ pub(crate) mod verify;
 use anyhow::{bail, Result};
 use clap::Args;
 use lookout::board::Board;
+use lookout::manifest::Precision;
 use lookout::model::{self as models, ModelBundle};
 use std::path::{Path, PathBuf};
 
@@ -45,12 +46,28 @@ pub(crate) struct ModelArgs {
     /// the manifest in --models-dir. Default: the model built into this binary.
     #[arg(long, short)]
     pub(crate) model: Option<String>,
+    /// The float type to compute in, f32 or f16, instead of the manifest's `compute` (which
+    /// holds only where the board's CPU computes f16): to measure a model in f16 on any machine.
+    #[arg(long, value_parser = parse_precision)]
+    pub(crate) compute: Option<Precision>,
+}
+
+/// `--compute`'s value.
+pub(crate) fn parse_precision(text: &str) -> Result<Precision, String> {
+    match text {
+        "f32" => Ok(Precision::F32),
+        "f16" => Ok(Precision::F16),
+        other => Err(format!("{other:?} is not f32 or f16")),
+    }
 }
 
 /// Loads the board and model the arguments name, checked against each other.
 pub(crate) fn load(args: &ModelArgs) -> Result<(Board, ModelBundle)> {
     let (board, board_file) = models::board(args.place.board.as_deref(), &args.place.boards_dir)?;
-    let bundle = load_model(args.model.as_deref(), &args.place, &board, &board_file)?;
+    let mut bundle = load_model(args.model.as_deref(), &args.place, &board, &board_file)?;
+    if let Some(compute) = args.compute {
+        bundle.manifest.model.compute = compute;
+    }
     Ok((board, bundle))
 }
 

@@ -61,6 +61,14 @@ pub(crate) struct RunArgs {
 }
 
 pub(crate) fn run(args: RunArgs) -> Result<()> {
+    if args.model.compute.is_some() {
+        // A switched or rolled-back version is loaded from its own manifest: an override here
+        // would hold for the first version only.
+        bail!(
+            "--compute is for measuring (bench, eval, check); run computes as the manifest's \
+             `compute` says, where the board's cpu_features allow it"
+        );
+    }
     let place = &args.model.place;
     let (board, board_file) = model::board(place.board.as_deref(), &place.boards_dir)?;
     // A model from files can be switched (SIGHUP, the console's `model use`), and a new
@@ -92,6 +100,15 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
             (pipeline, None, control)
         }
     };
+    if !pipeline.manifest().model.compute.is_f32() {
+        tracing::info!(
+            "{}: computed in {} (the manifest's compute; board {} has {})",
+            pipeline.manifest().id(),
+            pipeline.manifest().model.compute.as_str(),
+            board.name,
+            board.cpu_features.join(", ")
+        );
+    }
     if pipeline.watches_drift() {
         let d = &board.drift;
         tracing::info!(

@@ -8,6 +8,7 @@
 //! model alone is run as often on one input. The ratio of the medians is lookout's overhead.
 
 use crate::frames::source::{Frame, FrameSource, SourceError};
+use crate::manifest::Precision;
 use crate::pipeline::{millis, PipelineError, Watched};
 use crate::results::record::{FrameRecord, StageLatency};
 use crate::results::sink::{Sink, SinkError};
@@ -127,6 +128,8 @@ fn peak_rss_from_status(status: &str) -> Option<u64> {
 pub struct BenchReport {
     /// `name@version`.
     pub model: String,
+    /// The float type the model was computed in.
+    pub compute: Precision,
     /// Where the model came from (a path, or the embedded manifest).
     pub origin: String,
     /// Timed frames.
@@ -172,6 +175,8 @@ pub struct BenchReport {
 pub struct BareReport {
     /// `name@version`.
     pub model: String,
+    /// The float type the model was computed in.
+    pub compute: Precision,
     /// Where the model came from.
     pub origin: String,
     /// Timed runs.
@@ -187,9 +192,17 @@ impl std::fmt::Display for BareReport {
         let p = self.bare_infer_ms;
         write!(
             f,
-            "model {} ({}): the model alone, {} runs after {} untimed\n\
+            "model {} ({}{}): the model alone, {} runs after {} untimed\n\
              bare infer (ms)  p50 {:.3}  p95 {:.3}  p99 {:.3}  max {:.3}",
-            self.model, self.origin, self.frames, self.warmup, p.p50, p.p95, p.p99, p.max
+            self.model,
+            self.origin,
+            computed_in(self.compute),
+            self.frames,
+            self.warmup,
+            p.p50,
+            p.p95,
+            p.p99,
+            p.max
         )
     }
 }
@@ -288,6 +301,7 @@ pub fn run(
     let wall_seconds = wall.as_secs_f64();
     Ok(BenchReport {
         model: pipeline.manifest().id(),
+        compute: pipeline.manifest().model.compute,
         origin: pipeline.origin().to_owned(),
         frames: stages.len(),
         warmup: options.warmup,
@@ -442,6 +456,15 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// ", computed in f16" when the model is not computed in f32, the default.
+fn computed_in(compute: Precision) -> String {
+    if compute.is_f32() {
+        String::new()
+    } else {
+        format!(", computed in {}", compute.as_str())
+    }
+}
+
 fn ratio_or_zero(numerator: f64, denominator: f64) -> f64 {
     if denominator > 0.0 {
         numerator / denominator
@@ -454,9 +477,10 @@ impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "model {} ({}): {} frames on {} worker{} after {} warm-up each",
+            "model {} ({}{}): {} frames on {} worker{} after {} warm-up each",
             self.model,
             self.origin,
+            computed_in(self.compute),
             self.frames,
             self.workers,
             if self.workers == 1 { "" } else { "s" },

@@ -144,6 +144,7 @@ pub fn bare_model(
     }
     Ok(bench::BareReport {
         model: bundle.manifest.id(),
+        compute: bundle.manifest.model.compute,
         origin: bundle.origin.clone(),
         frames,
         warmup,

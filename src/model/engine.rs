@@ -8,7 +8,7 @@
 //! The input tensor is shared with tract through an `Arc`: tract drops its reference when a run
 //! ends, which hands the buffer back for the next frame without copying or allocating it.
 
-use crate::manifest::{InputDtype, InputSpec};
+use crate::manifest::{InputDtype, InputSpec, Precision};
 use crate::onnx_meta::{Dim, OnnxMeta};
 use std::sync::Arc;
 use tract_onnx::prelude::*;
@@ -166,11 +166,26 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// Loads ONNX bytes with the input fixed to `spec`. `origin` names the model in errors.
     pub fn load(onnx: &[u8], spec: &InputSpec, origin: &str) -> Result<Self, EngineError> {
+        Self::load_computing(onnx, spec, origin, Precision::F32)
+    }
+
+    /// [`Engine::load`], computing in `compute`'s float type. The input and outputs stay as
+    /// they were (the pre-processor writes f32, the decoders read f32): with f16, the graph
+    /// casts its input to f16 and [`Engine::run`] its outputs back to f32.
+    pub fn load_computing(
+        onnx: &[u8],
+        spec: &InputSpec,
+        origin: &str,
+        compute: Precision,
+    ) -> Result<Self, EngineError> {
         let datum = match spec.dtype {
             InputDtype::F32 => f32::datum_type(),
             InputDtype::U8 => u8::datum_type(),
         };
-        let model = decluttered(onnx, datum, &spec.shape, origin)?;
+        let mut model = decluttered(onnx, datum, &spec.shape, origin)?;
+        if compute == Precision::F16 {
+            model = in_half_precision(&model).map_err(|e| load_error(origin, e))?;
+        }
         let (model, output_shapes) = optimize(onnx, model, origin)?;
         let load_err = |e| load_error(origin, e);
         let plan = model.into_runnable().map_err(load_err)?;
@@ -585,6 +600,35 @@ fn count_compute(model: &TypedModel) -> TractResult<Compute> {
     })
 }
 
+/// The decluttered model computing in f16: tract's own translation (every f32 constant, operator
+/// and value to f16), with the input kept f32 and cast to f16 by the graph, so the engine's
+/// input buffer and the pre-processors stay as they are.
+fn in_half_precision(model: &TypedModel) -> TractResult<TypedModel> {
+    use tract_core::floats::FloatPrecisionTranslator;
+    use tract_core::internal::translator::Translate;
+    use tract_core::ops::cast::cast;
+    use tract_core::ops::source::TypedSource;
+    let mut half = FloatPrecisionTranslator::new(f32::datum_type(), f16::datum_type())
+        .translate_model(model)?;
+    for input in half.input_outlets()?.to_vec() {
+        let fact = half.outlet_fact(input)?.clone();
+        if fact.datum_type != f16::datum_type() {
+            continue; // a u8 input is left alone by the translation
+        }
+        let consumers = half.outlet_successors(input).to_vec();
+        let f32_fact = f32::datum_type().fact(fact.shape.clone());
+        let node = half.node_mut(input.node);
+        node.op = Box::new(TypedSource::new(f32_fact.clone()));
+        node.outputs[input.slot].fact = f32_fact;
+        let name = format!("{}.to-f16", half.node(input.node).name);
+        let to_half = half.wire_node(name, cast(f16::datum_type()), &[input])?[0];
+        for inlet in consumers {
+            half.add_edge(to_half, inlet)?;
+        }
+    }
+    half.into_decluttered()
+}
+
 /// Optimizes a decluttered model for running; returns it and its output names and shapes.
 fn optimize(
     onnx: &[u8],
@@ -830,6 +874,72 @@ mod tests {
                 .fold(0.0f32, f32::max);
             // Probabilities in [0, 1]: f16 keeps 11 bits, and tract's f16 sum rounds as it goes.
             assert!(worst < 4e-3, "axis {axis}: largest difference {worst}");
+        }
+    }
+
+    /// The bundled detector computed in f16: the plan's products are f16, the input and the
+    /// outputs stay f32, and the outputs are f32's within half precision's rounding.
+    #[test]
+    fn a_model_computed_in_f16_keeps_its_f32_input_and_outputs_and_agrees() {
+        let onnx = std::fs::read("models/shapes-detector.onnx").expect("detector");
+        let manifest =
+            crate::manifest::Manifest::load(std::path::Path::new("models/shapes-detector.toml"))
+                .expect("manifest");
+        let spec = &manifest.input;
+        let mut f32_engine = Engine::load(&onnx, spec, "f32").expect("f32");
+        let mut f16_engine =
+            Engine::load_computing(&onnx, spec, "f16", Precision::F16).expect("f16");
+        let plan = f16_engine.state.plan().model();
+        let f16_values = plan
+            .nodes()
+            .iter()
+            .filter(|n| {
+                n.outputs
+                    .iter()
+                    .any(|o| o.fact.datum_type == f16::datum_type())
+            })
+            .count();
+        assert!(f16_values > 10, "only {f16_values} nodes compute in f16");
+        assert_eq!(
+            plan.outlet_fact(plan.input_outlets().expect("inputs")[0])
+                .expect("fact")
+                .datum_type,
+            f32::datum_type()
+        );
+        for engine in [&mut f32_engine, &mut f16_engine] {
+            let InputBuffer::F32(input) = engine.input_mut().expect("input") else {
+                panic!("the detector takes f32");
+            };
+            for (i, v) in input.iter_mut().enumerate() {
+                *v = ((i * 7919) % 256) as f32 / 255.0;
+            }
+        }
+        let (full, half) = (
+            f32_engine.run().expect("f32"),
+            f16_engine.run().expect("f16"),
+        );
+        assert_eq!(full.len(), half.len());
+        for (a, b) in full.iter().zip(&half) {
+            assert_eq!(b.tensor.datum_type(), f32::datum_type());
+            let (a, b) = (
+                a.tensor.to_plain_array_view::<f32>().expect("f32"),
+                b.tensor.to_plain_array_view::<f32>().expect("f32"),
+            );
+            assert_eq!(a.shape(), b.shape());
+            let scale = a.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1.0);
+            let worst = a
+                .iter()
+                .zip(b.iter())
+                .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+            // 11 bits of mantissa through a dozen layers: a few parts in a thousand.
+            assert!(
+                worst / scale < 2e-2,
+                "largest difference {worst} of {scale}"
+            );
+            assert!(
+                worst > 0.0,
+                "f16 gave f32's exact outputs: was it computed in f16?"
+            );
         }
     }
 

@@ -22,7 +22,7 @@ pub mod verify;
 use crate::board::Board;
 use crate::budget::{self, CheckError, CheckReport};
 use crate::lifecycle::slots::Slots;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, Precision};
 use lookout_contract::ConfigError;
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -62,6 +62,8 @@ pub fn embedded_model(board: &Board, board_file: &Path) -> Result<ModelBundle, C
     let origin = Path::new(embedded::MANIFEST_ORIGIN);
     let manifest = Manifest::parse(embedded::MANIFEST, origin)?;
     let report = budget::check_model(board, board_file, &manifest, origin, embedded::MODEL)?;
+    let mut manifest = manifest;
+    fit_precision(&mut manifest, board);
     Ok(ModelBundle {
         manifest,
         onnx: Cow::Borrowed(embedded::MODEL),
@@ -91,13 +93,30 @@ pub fn load_checked(
     board: &Board,
     board_file: &Path,
 ) -> Result<ModelBundle, CheckError> {
-    let (report, manifest, onnx) = budget::check_manifest_file(board, board_file, manifest_path)?;
+    let (report, mut manifest, onnx) =
+        budget::check_manifest_file(board, board_file, manifest_path)?;
+    fit_precision(&mut manifest, board);
     Ok(ModelBundle {
         origin: manifest.model_path(manifest_path).display().to_string(),
         manifest,
         onnx: Cow::Owned(onnx),
         report,
     })
+}
+
+/// A manifest's `compute = "f16"` holds only on a board whose CPU computes in half precision:
+/// elsewhere f16 is converted element by element, 20-100 times slower than f32, so the model is
+/// computed in f32 and the log says why.
+pub fn fit_precision(manifest: &mut Manifest, board: &Board) {
+    if manifest.model.compute == Precision::F16 && !board.computes_f16() {
+        tracing::warn!(
+            "{}: compute = \"f16\", but board {}'s CPU has no half-precision arithmetic \
+             (its cpu_features lack asimdhp): computing in f32",
+            manifest.id(),
+            board.name
+        );
+        manifest.model.compute = Precision::F32;
+    }
 }
 
 /// The manifest path for a `--model` argument: an ONNX file's manifest beside it, a manifest,
@@ -130,6 +149,25 @@ pub fn manifest_beside(onnx_path: &Path) -> Result<Option<Manifest>, ConfigError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `compute = "f16"` holds on the Pi 5 and falls back to f32 where the CPU only converts
+    /// half precision.
+    #[test]
+    fn f16_compute_holds_only_where_the_cpu_has_it() {
+        let dir = Path::new("boards");
+        let board = |name: &str| Board::load(&dir.join(format!("{name}.toml"))).expect("board");
+        let mut manifest =
+            Manifest::load(Path::new("models/shapes-detector.toml")).expect("manifest");
+        manifest.model.compute = Precision::F16;
+        let mut on_pi5 = manifest.clone();
+        fit_precision(&mut on_pi5, &board("rpi-5"));
+        assert_eq!(on_pi5.model.compute, Precision::F16);
+        for name in ["host", "rpi-4b", "rpi-3b"] {
+            let mut elsewhere = manifest.clone();
+            fit_precision(&mut elsewhere, &board(name));
+            assert_eq!(elsewhere.model.compute, Precision::F32, "{name}");
+        }
+    }
 
     #[test]
     fn a_name_is_the_installed_version_in_use_before_a_file_in_the_models_folder() {

@@ -186,7 +186,7 @@ impl Pipeline {
     /// Builds the engine, pre-processor and decoder for a checked manifest and its ONNX bytes.
     /// The decoder is checked against the model's real output shapes here, before any frame.
     pub fn new(manifest: Manifest, onnx: &[u8], origin: &str) -> Result<Self, PipelineError> {
-        let engine = Engine::load(onnx, &manifest.input, origin)?;
+        let engine = Engine::load_computing(onnx, &manifest.input, origin, manifest.model.compute)?;
         let decoder = Decoder::new(
             &manifest.output,
             manifest.labels.len(),

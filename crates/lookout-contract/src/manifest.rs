@@ -160,10 +160,44 @@ pub struct ModelFile {
     /// How the weights are stored and computed; when given, the graph must show that form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantization: Option<QuantForm>,
+    /// The float type tract computes in. `f16` is for boards whose CPU has half-precision
+    /// arithmetic (the board profile's `cpu_features` lists `asimdhp`: the Pi 5's Cortex-A76);
+    /// elsewhere lookout computes in f32 and says so. The file stays as it is: tract converts
+    /// the graph when it loads it.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub compute: Precision,
     /// Files beside the ONNX file holding initializers stored as external data (see
     /// [`crate::external`]); every file the model reads must be listed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub external: Vec<ExternalFile>,
+}
+
+/// The float type a model is computed in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Single precision: what every exporter writes, and the only fast float type on a CPU
+    /// without half-precision arithmetic.
+    #[default]
+    F32,
+    /// Half precision: twice the lanes per vector instruction where the CPU computes it (ARMv8.2
+    /// FP16, `asimdhp`); 20-100 times slower where it only converts it (x86, Cortex-A72/A53).
+    F16,
+}
+
+impl Precision {
+    /// Whether this is the default, f32 (left out of a written manifest).
+    pub fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
+
+    /// As written in a manifest and on the command line.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+        }
+    }
 }
 
 /// One external data file of a model.

@@ -59,6 +59,15 @@ pub struct Board {
     /// machine has).
     #[serde(default = "default_threads")]
     pub threads: usize,
+    /// The CPU core, as in the board's documentation (`cortex-a76`); informative.
+    #[serde(default)]
+    pub cpu: String,
+    /// Instruction-set extensions of the CPU that change what is fast, in the kernel's
+    /// /proc/cpuinfo spelling (see [`CPU_FEATURES`]): `asimdhp` (half-precision arithmetic)
+    /// lets a manifest's `compute = "f16"` take effect, `asimddp` (dot product) speeds tract's
+    /// int8 matrix products.
+    #[serde(default)]
+    pub cpu_features: Vec<String>,
     /// Power draw figures.
     pub power: Power,
     /// Published speed of this board on a reference network, for estimating a model's latency
@@ -85,6 +94,17 @@ pub struct Board {
 
 fn default_threads() -> usize {
     1
+}
+
+/// The `cpu_features` a board profile may list: the ARMv8 extensions tract's kernels choose by.
+pub const CPU_FEATURES: [&str; 4] = ["asimd", "asimddp", "asimdhp", "i8mm"];
+
+impl Board {
+    /// Whether the CPU computes in half precision (`asimdhp`), so that a model computed in f16
+    /// runs faster than in f32 rather than 20-100 times slower.
+    pub fn computes_f16(&self) -> bool {
+        self.cpu_features.iter().any(|f| f == "asimdhp")
+    }
 }
 
 /// Typical power draw, for energy-cost estimates.
@@ -184,6 +204,19 @@ impl Board {
             return fail(
                 "threads",
                 format!("{} is not in 1..={}", self.threads, self.cores),
+            );
+        }
+        if let Some(unknown) = self
+            .cpu_features
+            .iter()
+            .find(|f| !CPU_FEATURES.contains(&f.as_str()))
+        {
+            return fail(
+                "cpu_features",
+                format!(
+                    "{unknown:?} is not one of {} (/proc/cpuinfo's spelling)",
+                    CPU_FEATURES.join(", ")
+                ),
             );
         }
         if self.model_budget_bytes == 0 {
@@ -300,6 +333,26 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    /// Only the Pi 5's Cortex-A76 computes in half precision; an extension the kernel does not
+    /// spell so is refused by name.
+    #[test]
+    fn cpu_features_say_which_boards_compute_f16() {
+        assert!(load("rpi-5").computes_f16());
+        for name in ["host", "rpi-zero-2w", "rpi-3b", "rpi-3b-armhf", "rpi-4b"] {
+            assert!(!load(name).computes_f16(), "{name}");
+        }
+        let text = std::fs::read_to_string(boards_dir().join("rpi-5.toml")).expect("profile");
+        let typo = text.replace("\"asimdhp\"", "\"fp16\"");
+        assert_ne!(typo, text);
+        let err = Board::parse(&typo, Path::new("rpi-5.toml"))
+            .expect_err("unknown feature")
+            .to_string();
+        assert!(
+            err.contains("cpu_features") && err.contains("\"fp16\""),
+            "{err}"
+        );
     }
 
     #[test]
