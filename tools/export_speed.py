@@ -16,8 +16,11 @@ input "input" [1,3,224,224]), Ultralytics YOLOv8n at 320 and 640 and YOLOv8s at 
 exported by tools/export_compat.py's Exporter.ultralytics: Ultralytics' defaults, opset 18,
 onnxslim, input "images"). Forms: fp32 (as exported), qdq and qop (onnxruntime quantize_static,
 QDQ / QOperator, per-channel int8 weights, int8 activations, MinMax on 16 synthetic images),
-f16 (onnxconverter-common convert_float_to_float16, keep_io_types=True: float16 inside, float32
-input and outputs). lookout itself makes the int8-weights form (`lookout import --int8-weights`).
+qlinear (QOperator limited to the operators whose integer forms are standard ONNX: Conv and
+MatMul, every Gemm first rewritten as MatMul + Add; only ai.onnx operators, which tract runs),
+f16 (the same Gemm rewrite, then onnxconverter-common convert_float_to_float16,
+keep_io_types=True: float16 inside, float32 input and outputs). lookout itself makes the
+int8-weights form (`lookout import --int8-weights`).
 
 Each <arch>-<form>/ holds <arch>-<form>.onnx and <arch>-<form>.json: architecture, form, how it
 was made, tool versions, seed, MACs and parameters (tools/count_macs.py on the fp32 graph), bytes,
@@ -37,7 +40,7 @@ sys.path.insert(0, TOOLS)
 import export_compat as ec  # noqa: E402 - the compat suite's helpers, shared rather than copied
 
 SEED = ec.SEED
-FORMS = ["fp32", "qdq", "qop", "f16"]
+FORMS = ["fp32", "qdq", "qop", "qlinear", "f16"]
 # arch -> how the fp32 graph is made. The order is the export order: cheapest first.
 ARCHS = {
     "mobilenetv3-224": {"torchvision": "mobilenet_v3_small", "size": 224, "expect": {"logits": [1, 1000]}},
@@ -57,9 +60,24 @@ CLASSIFIER_FLAGS = ("--decoder classify --resize center-crop --color rgb --scale
                     "--mean 0.485,0.456,0.406 --std 0.229,0.224,0.225")
 QUANT_CALL = ("onnxruntime.quantization.quantize_static(fp32, out, reader, quant_format=QuantFormat.{fmt}, "
               "per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, "
-              "calibrate_method=CalibrationMethod.MinMax), "
+              "calibrate_method=CalibrationMethod.MinMax{ops}), "
               "no pre-processing; calibration: {calib}")
-F16_CALL = ("onnxconverter_common.float16.convert_float_to_float16(onnx.load(fp32), keep_io_types=True) "
+# The operators whose QOperator forms onnxruntime writes in the standard ONNX domain: Conv ->
+# QLinearConv, MatMul -> QLinearMatMul. Its Gemm becomes com.microsoft QGemm (whatever the
+# attributes), Add/Mul/Concat/Sigmoid/Softmax/GlobalAveragePool com.microsoft QLinear* operators
+# (none of which tract runs); left out, they stay float32 between DequantizeLinear and
+# QuantizeLinear.
+QLINEAR_OPS = ["Conv", "MatMul"]
+GEMM_REWRITE = ("every Gemm with alpha = beta = 1, transA = 0 and a constant B rewritten as MatMul + Add "
+                "(B transposed where transB = 1; the same function in float32)")
+QLINEAR_CALL = (GEMM_REWRITE + " (onnxruntime's QOperator Gemm is com.microsoft QGemm; a MatMul becomes the "
+                "standard QLinearMatMul), then " + QUANT_CALL.replace("{fmt}", "QOperator").replace(
+                    "{ops}", f", op_types_to_quantize={QLINEAR_OPS}") +
+                "; every other operator float32, with QuantizeLinear/DequantizeLinear around the integer ones; "
+                "checked: no operator and no opset outside ai.onnx")
+F16_CALL = (GEMM_REWRITE + " (tract-onnx 0.23.9 cannot load a float16 Gemm with a bias input or alpha != 1: it "
+            "scales them by float32 constants, and its Gemm comes out float32), then "
+            "onnxconverter_common.float16.convert_float_to_float16(model, keep_io_types=True) "
             "(its default op_block_list; float16 computation, float32 input and outputs), then every "
             "value_info entry of a tensor made by a Cast given that Cast's element type (the converter leaves "
             "float32 there for the Casts it adds after the float32 Resize of YOLOv8)")
@@ -226,7 +244,7 @@ def calibration(np, spec):
         "left in [0, 1] (pixel / 255), as Ultralytics' models expect"))
 
 
-def quantize(src, dst, fmt, input_name, images):
+def quantize(src, dst, fmt, input_name, images, op_types=None):
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static
 
@@ -239,11 +257,77 @@ def quantize(src, dst, fmt, input_name, images):
 
     quantize_static(src, dst, Feed(), quant_format=getattr(QuantFormat, fmt), per_channel=True,
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax)
+                    calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=op_types)
+
+
+def gemm_to_matmul(m):
+    """Rewrites in place every Gemm that is a plain product plus bias (alpha = beta = 1, transA = 0,
+    B an initializer) as MatMul(A, B) + Add(C), B transposed where transB = 1 (a new initializer
+    when another node reads B too); Add broadcasts C as Gemm does. The Add keeps the Gemm's
+    output name. Returns how many were rewritten; any other Gemm is left."""
+    import collections
+
+    from onnx import helper, numpy_helper
+
+    g = m.graph
+    inits = {t.name: t for t in g.initializer}
+    readers = collections.Counter(i for n in g.node for i in n.input)
+    nodes, rewritten = [], 0
+    for n in g.node:
+        a = {x.name: helper.get_attribute_value(x) for x in n.attribute}
+        if (n.op_type != "Gemm" or n.domain not in ("", "ai.onnx") or a.get("alpha", 1.0) != 1.0
+                or a.get("beta", 1.0) != 1.0 or a.get("transA", 0) or n.input[1] not in inits):
+            nodes.append(n)
+            continue
+        b = n.input[1]
+        if a.get("transB", 0):
+            t = numpy_helper.from_array(numpy_helper.to_array(inits[b]).T.copy(), b)
+            if readers[b] > 1:
+                t.name = b = f"{b}.transposed.{rewritten}"
+                g.initializer.append(t)
+            else:
+                inits[b].CopyFrom(t)
+        bias = n.input[2] if len(n.input) > 2 and n.input[2] else None
+        product = n.output[0] + ".matmul" if bias else n.output[0]
+        named = lambda suffix: f"{n.name}.{suffix}" if n.name else ""  # noqa: E731
+        nodes.append(helper.make_node("MatMul", [n.input[0], b], [product], name=named("matmul")))
+        if bias:
+            nodes.append(helper.make_node("Add", [product, bias], [n.output[0]], name=named("bias")))
+        rewritten += 1
+    del g.node[:]
+    g.node.extend(nodes)
+    return rewritten
+
+
+def standard_domain_only(onnx, path):
+    """Raises unless every operator and every opset of the file is the standard ai.onnx domain."""
+    m = onnx.load(path, load_external_data=False)
+    ops = sorted({f"{n.domain}::{n.op_type}" for n in m.graph.node if n.domain not in ("", "ai.onnx")})
+    opsets = sorted(o.domain for o in m.opset_import if o.domain not in ("", "ai.onnx"))
+    if ops or opsets:
+        raise ValueError(f"operators outside ai.onnx: {ops}, opsets: {opsets}")
+
+
+def to_qlinear(src, dst, work, input_name, images):
+    """The Gemm rewrite, then QOperator quantization of QLINEAR_OPS only, then the domain check."""
+    import onnx
+
+    m = onnx.load(src)
+    gemm_to_matmul(m)
+    tmp = os.path.join(work, os.path.basename(dst) + ".matmul.onnx")
+    onnx.save_model(m, tmp)
+    try:
+        quantize(tmp, dst, "QOperator", input_name, images, QLINEAR_OPS)
+    finally:
+        os.remove(tmp)
+    standard_domain_only(onnx, dst)
 
 
 def to_f16(src, dst):
-    """convert_float_to_float16, then one repair: around the operators it keeps in float32 (its
+    """The Gemm rewrite (a float16 Gemm with a bias does not load in tract-onnx 0.23.9: Gemm::wire
+    multiplies the bias by beta as a float32 constant, even for beta = 1, and the float32 product
+    makes the Gemm's output float32 where float16 was inferred; tools/f16_gemm_repro.py), then
+    convert_float_to_float16, then one repair: around the operators it keeps in float32 (its
     default op_block_list: Resize among them, in every YOLOv8 neck) it adds Cast nodes but leaves
     the graph's value_info stating the old element type of the tensors those Casts now make
     (float32 where the Cast makes float16), which shape inference rejects ("inputs has
@@ -251,7 +335,9 @@ def to_f16(src, dst):
     import onnx
     from onnxconverter_common import float16
 
-    m = float16.convert_float_to_float16(onnx.load(src), keep_io_types=True)
+    m = onnx.load(src)
+    gemm_to_matmul(m)
+    m = float16.convert_float_to_float16(m, keep_io_types=True)
     cast_to = {n.output[0]: next(a.i for a in n.attribute if a.name == "to")
                for n in m.graph.node if n.op_type == "Cast"}
     for v in m.graph.value_info:
@@ -313,9 +399,12 @@ def export_arch(np, onnx, exporter, arch, out, imagenet_names):
         tmp = os.path.join(exporter.work, name + ".onnx")
         if form == "f16":
             made, make = F16_CALL, lambda: to_f16(fp32, tmp)  # noqa: E731
+        elif form == "qlinear":
+            made = QLINEAR_CALL.format(calib=calib)
+            make = lambda: to_qlinear(fp32, tmp, exporter.work, input_name, images)  # noqa: E731
         else:
             fmt = "QDQ" if form == "qdq" else "QOperator"
-            made = QUANT_CALL.format(fmt=fmt, calib=calib)
+            made = QUANT_CALL.format(fmt=fmt, ops="", calib=calib)
             make = lambda: quantize(fp32, tmp, fmt, input_name, images)  # noqa: E731
         try:
             make()
