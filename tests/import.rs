@@ -571,3 +571,31 @@ fn a_qdq_file_is_told_its_cost_on_tract_and_offered_the_int8_weights_form() {
         Some(lookout::onnx_meta::QuantForm::WeightOnlyInt8)
     );
 }
+
+/// On a board whose CPU computes in half precision, import offers `compute = "f16"` for a
+/// model of dense convolutions and says why not for one with depthwise convolutions; on the
+/// host, whose CPU only converts half precision, it says nothing about it.
+#[test]
+fn half_precision_is_offered_where_the_board_computes_it_and_the_model_gains() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let detector = bare("models/shapes-detector.onnx", dir.path());
+    let out = import(&detector, &["--board", "rpi-5"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let last = stdout(&out).lines().last().unwrap_or_default().to_owned();
+    assert!(
+        last.starts_with("f16: board rpi-5 computes in half precision")
+            && last.contains("compute = \"f16\""),
+        "{last}"
+    );
+    let mobilenet = bare("models/reference/mobilenetv2-224.onnx", dir.path());
+    let out = import(&mobilenet, &["--board", "rpi-5"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let last = stdout(&out).lines().last().unwrap_or_default().to_owned();
+    assert!(
+        last.starts_with("f16: not offered for board rpi-5: this model has depthwise"),
+        "{last}"
+    );
+    let out = import(&detector, &["--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("f16"), "{}", stdout(&out));
+}
