@@ -17,6 +17,12 @@ serialised to JSON and dropped.
 Prints one JSON object: frames, fps over the wall-clock time, and the median of each
 stage in ms. With --records, prints the records of the first pass over the images
 instead, one per line, so a test can check that it does the same work lookout does.
+
+With --decode-each-frame, every frame's image is read and decoded again in the loop
+(frame i is the folder's image i, starting over at its end), as `lookout run` on a
+folder does, and nothing is read before it: scripts/insn-count counts this pipeline's
+instructions per frame that way (--warmup 0 --threads 1, at 1 and at 1+K frames)
+against `lookout run`'s. The JSON then has a "read" stage too.
 Needs tools/requirements-ref.txt.
 """
 import argparse
@@ -75,12 +81,18 @@ def main():
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--records", action="store_true")
+    ap.add_argument("--decode-each-frame", action="store_true",
+                    help="read and decode each frame's image in the loop, as `lookout run` does, "
+                         "instead of all images once before it")
     args = ap.parse_args()
 
     m = reference.load_manifest(args.manifest)
     paths = reference.expand([args.source])
     if not paths:
         raise SystemExit(f"{args.source}: no images")
+    if args.decode_each_frame and not args.records:
+        each_frame(m, paths, args)
+        return
     images = []
     for path in paths[:16]:
         with Image.open(path) as img:
@@ -112,6 +124,45 @@ def main():
             "post": float(np.median(s[:, 2])),
             "emit": float(np.median(s[:, 3])),
             "pipeline": float(np.median(total)),
+        },
+    }))
+
+
+def each_frame(m, paths, args):
+    """--decode-each-frame: frame i reads and decodes paths[i % len(paths)], then
+    processes it; no image is read before the loop."""
+    sess = session(m, args.threads)
+
+    def frame(i):
+        path = paths[i % len(paths)]
+        t0 = time.perf_counter()
+        with Image.open(path) as img:
+            rgb = img.convert("RGB")
+        read_ms = (time.perf_counter() - t0) * 1000.0
+        return [read_ms] + process(sess, m, os.path.basename(path), rgb)[2]
+
+    for i in range(args.warmup):
+        frame(i)
+    stages = []
+    started = time.perf_counter()
+    for i in range(args.frames):
+        stages.append(frame(i))
+    wall = time.perf_counter() - started
+    s = np.asarray(stages)
+    print(json.dumps({
+        "model": f"{m['name']}@{m['version']}",
+        "frames": args.frames,
+        "threads": args.threads,
+        "onnxruntime": ort.__version__,
+        "fps": args.frames / wall,
+        "wall_seconds": wall,
+        "median_ms": {
+            "read": float(np.median(s[:, 0])),
+            "pre": float(np.median(s[:, 1])),
+            "infer": float(np.median(s[:, 2])),
+            "post": float(np.median(s[:, 3])),
+            "emit": float(np.median(s[:, 4])),
+            "pipeline": float(np.median(s.sum(axis=1))),
         },
     }))
 
