@@ -108,9 +108,15 @@ def main():
     started = time.perf_counter()
     for i in range(args.frames):
         stages.append(process(sess, m, *images[i % len(images)])[2])
-    wall = time.perf_counter() - started
+    report(m, args, time.perf_counter() - started, stages, ["pre", "infer", "post", "emit"])
+
+
+def report(m, args, wall, stages, names):
+    """Prints the run's JSON object: frames, fps and each stage's median (ms) in `names`'
+    order, then the whole pipeline's."""
     s = np.asarray(stages)
-    total = s.sum(axis=1)
+    median_ms = {name: float(np.median(s[:, i])) for i, name in enumerate(names)}
+    median_ms["pipeline"] = float(np.median(s.sum(axis=1)))
     print(json.dumps({
         "model": f"{m['name']}@{m['version']}",
         "frames": args.frames,
@@ -118,13 +124,7 @@ def main():
         "onnxruntime": ort.__version__,
         "fps": args.frames / wall,
         "wall_seconds": wall,
-        "median_ms": {
-            "pre": float(np.median(s[:, 0])),
-            "infer": float(np.median(s[:, 1])),
-            "post": float(np.median(s[:, 2])),
-            "emit": float(np.median(s[:, 3])),
-            "pipeline": float(np.median(total)),
-        },
+        "median_ms": median_ms,
     }))
 
 
@@ -147,24 +147,7 @@ def each_frame(m, paths, args):
     started = time.perf_counter()
     for i in range(args.frames):
         stages.append(frame(i))
-    wall = time.perf_counter() - started
-    s = np.asarray(stages)
-    print(json.dumps({
-        "model": f"{m['name']}@{m['version']}",
-        "frames": args.frames,
-        "threads": args.threads,
-        "onnxruntime": ort.__version__,
-        "fps": args.frames / wall,
-        "wall_seconds": wall,
-        "median_ms": {
-            "read": float(np.median(s[:, 0])),
-            "pre": float(np.median(s[:, 1])),
-            "infer": float(np.median(s[:, 2])),
-            "post": float(np.median(s[:, 3])),
-            "emit": float(np.median(s[:, 4])),
-            "pipeline": float(np.median(s.sum(axis=1))),
-        },
-    }))
+    report(m, args, time.perf_counter() - started, stages, ["read", "pre", "infer", "post", "emit"])
 
 
 if __name__ == "__main__":

@@ -726,21 +726,28 @@ fn softmax_on_last_axis(mut model: TypedModel) -> TractResult<TypedModel> {
         let input_fact = model.outlet_fact(node.inputs[0])?.clone();
         let (axis, last) = (softmax.axes[0], input_fact.rank() - 1);
         let half = input_fact.datum_type == f16::datum_type();
-        let mut patch = TypedModelPatch::new("softmax-on-last-axis");
-        let mut wire = tvec![patch.tap_model(&model, node.inputs[0])?];
+        // Each step before the softmax, with its inverse after it.
+        let mut steps: Vec<(&str, Box<dyn TypedOp>, &str, Box<dyn TypedOp>)> = Vec::new();
         if half {
-            wire = patch.wire_node(
-                format!("{}.to-f32", node.name),
-                cast(f32::datum_type()),
-                &wire,
-            )?;
+            steps.push((
+                "to-f32",
+                Box::new(cast(f32::datum_type())),
+                "to-f16",
+                Box::new(cast(f16::datum_type())),
+            ));
         }
         if axis != last {
-            wire = patch.wire_node(
-                format!("{}.to-last-axis", node.name),
-                AxisOp::Move(axis, last),
-                &wire,
-            )?;
+            steps.push((
+                "to-last-axis",
+                Box::new(AxisOp::Move(axis, last)),
+                "from-last-axis",
+                Box::new(AxisOp::Move(last, axis)),
+            ));
+        }
+        let mut patch = TypedModelPatch::new("softmax-on-last-axis");
+        let mut wire = tvec![patch.tap_model(&model, node.inputs[0])?];
+        for (suffix, op, _, _) in &steps {
+            wire = patch.wire_node(format!("{}.{suffix}", node.name), op.clone(), &wire)?;
         }
         wire = patch.wire_node(
             &node.name,
@@ -750,19 +757,8 @@ fn softmax_on_last_axis(mut model: TypedModel) -> TractResult<TypedModel> {
             },
             &wire,
         )?;
-        if axis != last {
-            wire = patch.wire_node(
-                format!("{}.from-last-axis", node.name),
-                AxisOp::Move(last, axis),
-                &wire,
-            )?;
-        }
-        if half {
-            wire = patch.wire_node(
-                format!("{}.to-f16", node.name),
-                cast(f16::datum_type()),
-                &wire,
-            )?;
+        for (_, _, suffix, op) in steps.iter().rev() {
+            wire = patch.wire_node(format!("{}.{suffix}", node.name), op.clone(), &wire)?;
         }
         patch.shunt_outside(&model, id.into(), wire[0])?;
         patch.apply(&mut model)?;
