@@ -726,27 +726,24 @@ fn softmax_on_last_axis(mut model: TypedModel) -> TractResult<TypedModel> {
         let input_fact = model.outlet_fact(node.inputs[0])?.clone();
         let (axis, last) = (softmax.axes[0], input_fact.rank() - 1);
         let half = input_fact.datum_type == f16::datum_type();
-        // Each step before the softmax, with its inverse after it.
-        let mut steps: Vec<(&str, Box<dyn TypedOp>, &str, Box<dyn TypedOp>)> = Vec::new();
+        // Each step before the softmax (a name suffix and an operator), with its inverse after.
+        type Step = (&'static str, Box<dyn TypedOp>);
+        let mut steps: Vec<(Step, Step)> = Vec::new();
         if half {
             steps.push((
-                "to-f32",
-                Box::new(cast(f32::datum_type())),
-                "to-f16",
-                Box::new(cast(f16::datum_type())),
+                ("to-f32", Box::new(cast(f32::datum_type()))),
+                ("to-f16", Box::new(cast(f16::datum_type()))),
             ));
         }
         if axis != last {
             steps.push((
-                "to-last-axis",
-                Box::new(AxisOp::Move(axis, last)),
-                "from-last-axis",
-                Box::new(AxisOp::Move(last, axis)),
+                ("to-last-axis", Box::new(AxisOp::Move(axis, last))),
+                ("from-last-axis", Box::new(AxisOp::Move(last, axis))),
             ));
         }
         let mut patch = TypedModelPatch::new("softmax-on-last-axis");
         let mut wire = tvec![patch.tap_model(&model, node.inputs[0])?];
-        for (suffix, op, _, _) in &steps {
+        for ((suffix, op), _) in &steps {
             wire = patch.wire_node(format!("{}.{suffix}", node.name), op.clone(), &wire)?;
         }
         wire = patch.wire_node(
@@ -757,7 +754,7 @@ fn softmax_on_last_axis(mut model: TypedModel) -> TractResult<TypedModel> {
             },
             &wire,
         )?;
-        for (_, _, suffix, op) in steps.iter().rev() {
+        for (_, (suffix, op)) in steps.iter().rev() {
             wire = patch.wire_node(format!("{}.{suffix}", node.name), op.clone(), &wire)?;
         }
         patch.shunt_outside(&model, id.into(), wire[0])?;
