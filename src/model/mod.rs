@@ -104,18 +104,49 @@ pub fn load_checked(
     })
 }
 
-/// A manifest's `compute = "f16"` holds only on a board whose CPU computes in half precision:
-/// elsewhere f16 is converted element by element, 20-100 times slower than f32, so the model is
-/// computed in f32 and the log says why.
+/// A manifest's `compute = "f16"` holds only where the board's CPU computes in half precision
+/// (its `cpu_features` list `asimdhp`) and so does the CPU lookout runs on: elsewhere f16 is
+/// converted element by element, 20-100 times slower than f32, so the model is computed in f32
+/// and the log says why. The second condition keeps `select`, `cost` and `bench --board rpi-5`
+/// on this x86 machine measuring what the board's estimate is scaled from, f32.
 pub fn fit_precision(manifest: &mut Manifest, board: &Board) {
-    if manifest.model.compute == Precision::F16 && !board.computes_f16() {
-        tracing::warn!(
-            "{}: compute = \"f16\", but board {}'s CPU has no half-precision arithmetic \
-             (its cpu_features lack asimdhp): computing in f32",
-            manifest.id(),
-            board.name
-        );
-        manifest.model.compute = Precision::F32;
+    if manifest.model.compute == Precision::F16 {
+        let fitted = precision_for(Precision::F16, board.computes_f16(), cpu_computes_f16());
+        if fitted != Precision::F16 {
+            let whose = if board.computes_f16() {
+                "this machine's CPU".to_owned()
+            } else {
+                format!("board {}'s CPU (its cpu_features lack asimdhp)", board.name)
+            };
+            tracing::warn!(
+                "{}: compute = \"f16\", but {whose} has no half-precision arithmetic: \
+                 computing in f32",
+                manifest.id()
+            );
+        }
+        manifest.model.compute = fitted;
+    }
+}
+
+/// The float type a model asking for `wanted` is computed in, given whether the board's CPU
+/// and the running CPU compute half precision.
+pub fn precision_for(wanted: Precision, board_has_f16: bool, cpu_has_f16: bool) -> Precision {
+    match wanted {
+        Precision::F16 if board_has_f16 && cpu_has_f16 => Precision::F16,
+        _ => Precision::F32,
+    }
+}
+
+/// Whether the CPU lookout runs on has half-precision arithmetic (ARMv8.2 FP16: the kernel's
+/// `asimdhp`, which qemu-user also reports for `-cpu cortex-a76`).
+pub fn cpu_computes_f16() -> bool {
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("fp16")
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    {
+        false
     }
 }
 
@@ -150,22 +181,30 @@ pub fn manifest_beside(onnx_path: &Path) -> Result<Option<Manifest>, ConfigError
 mod tests {
     use super::*;
 
-    /// `compute = "f16"` holds on the Pi 5 and falls back to f32 where the CPU only converts
-    /// half precision.
+    /// `compute = "f16"` holds where both the board's CPU and the running one compute half
+    /// precision, and falls back to f32 where either only converts it.
     #[test]
     fn f16_compute_holds_only_where_the_cpu_has_it() {
+        use Precision::{F16, F32};
+        assert_eq!(precision_for(F16, true, true), F16);
+        for (board, cpu) in [(true, false), (false, true), (false, false)] {
+            assert_eq!(precision_for(F16, board, cpu), F32, "{board} {cpu}");
+        }
+        assert_eq!(precision_for(F32, true, true), F32);
         let dir = Path::new("boards");
         let board = |name: &str| Board::load(&dir.join(format!("{name}.toml"))).expect("board");
         let mut manifest =
             Manifest::load(Path::new("models/shapes-detector.toml")).expect("manifest");
-        manifest.model.compute = Precision::F16;
+        manifest.model.compute = F16;
         let mut on_pi5 = manifest.clone();
         fit_precision(&mut on_pi5, &board("rpi-5"));
-        assert_eq!(on_pi5.model.compute, Precision::F16);
+        // This machine: f16 on an aarch64 CPU with FP16 (qemu's default CPU has it), f32 on x86.
+        let here = if cpu_computes_f16() { F16 } else { F32 };
+        assert_eq!(on_pi5.model.compute, here);
         for name in ["host", "rpi-4b", "rpi-3b"] {
             let mut elsewhere = manifest.clone();
             fit_precision(&mut elsewhere, &board(name));
-            assert_eq!(elsewhere.model.compute, Precision::F32, "{name}");
+            assert_eq!(elsewhere.model.compute, F32, "{name}");
         }
     }
 
