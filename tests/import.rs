@@ -595,6 +595,15 @@ fn half_precision_is_offered_where_the_board_computes_it_and_the_model_gains() {
         last.starts_with("f16: not offered for board rpi-5: this model has depthwise"),
         "{last}"
     );
+    // A QDQ file computes with quantization steps, not in floats: nothing to offer.
+    let qdq = bare("models/variants/shapes-detector-int8-qdq.onnx", dir.path());
+    let out = import(&qdq, &["--board", "rpi-5"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let last = stdout(&out).lines().last().unwrap_or_default().to_owned();
+    assert!(
+        last.starts_with("f16: not offered for board rpi-5: this model is quantized (int8-qdq)"),
+        "{last}"
+    );
     let out = import(&detector, &["--force"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stdout(&out).contains("f16"), "{}", stdout(&out));

@@ -117,6 +117,9 @@ def main():
     many, many_total = read_counts(args.many, resolve)
     per = {n: (many.get(n, 0) - one.get(n, 0)) / args.frames for n in set(one) | set(many)}
     total = (many_total - one_total) / args.frames
+    if total <= 0:
+        sys.exit(f"insn_profile.py: {args.many} counts no more instructions than {args.one}: "
+                 "were they made by the same command at 1 and at 1+K frames?")
     names = demangle(list(per))
     rows = sorted(((names[n], v) for n, v in per.items()), key=lambda r: -r[1])
 

@@ -50,7 +50,7 @@ pub(crate) struct BenchArgs {
     #[arg(long, conflicts_with_all = ["ops", "sink", "workers"])]
     bare_only: bool,
     /// The float type to compute in, f32 or f16, for every model, instead of its manifest's
-    /// `compute` (which holds only where the board's CPU computes f16).
+    /// `compute` (which holds only where the board's and this machine's CPUs compute f16).
     #[arg(long, value_parser = super::parse_precision)]
     compute: Option<lookout::manifest::Precision>,
 }

@@ -10,6 +10,11 @@ use std::path::PathBuf;
 pub(crate) struct EvalArgs {
     #[command(flatten)]
     model: ModelArgs,
+    /// The float type to compute in, f32 or f16, instead of the manifest's `compute` (which
+    /// holds only where the board's and this machine's CPUs compute f16): f16's accuracy,
+    /// measured on any machine.
+    #[arg(long, value_parser = super::parse_precision)]
+    compute: Option<lookout::manifest::Precision>,
     /// The labelled set: for detectors, images with YOLO `.txt` labels (side by side, or
     /// `images/` + `labels/`); for classifiers, one sub-folder of images per label.
     #[arg(long, short)]
@@ -24,6 +29,9 @@ pub(crate) struct EvalArgs {
 
 pub(crate) fn run_eval(args: EvalArgs) -> Result<()> {
     let (_, mut bundle) = load(&args.model)?;
+    if let Some(compute) = args.compute {
+        bundle.manifest.model.compute = compute;
+    }
     if let Some(score) = args.score {
         check_unit("--score", score)?;
     }

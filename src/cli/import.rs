@@ -160,7 +160,6 @@ pub(crate) fn import_model(args: ImportArgs) -> Result<()> {
     let check_args = ModelArgs {
         place: args.place,
         model: Some(imported.path.display().to_string()),
-        compute: None,
     };
     let verdict = check::verdict(&check_args).with_context(|| {
         format!(
@@ -170,29 +169,53 @@ pub(crate) fn import_model(args: ImportArgs) -> Result<()> {
     })?;
     print_out(format_args!("check: {verdict}"))?;
     if board.computes_f16() {
-        let onnx = std::fs::read(&target)
-            .with_context(|| format!("{}: cannot read the model", target.display()))?;
-        let probe = lookout::model::engine::probe(&onnx, &target.display().to_string())?;
-        print_out(half_precision_offer(&board.name, probe.grouped_macs))?;
+        print_out(half_precision_offer(&board.name, &check_args))?;
     }
     Ok(())
 }
 
-/// What import says about computing in f16 on a board whose CPU has it: offered for models
-/// without depthwise convolutions, where it paid on the Pi 5's Cortex-A76 (README, "Speed").
-fn half_precision_offer(board: &str, grouped_macs: u64) -> String {
+/// What import says about computing in f16 on a board whose CPU has it: offered for float
+/// models without depthwise convolutions, where it paid on the Pi 5's Cortex-A76
+/// (docs/speed.md). Advice only: what cannot be assessed is said, not an error, since the
+/// manifest is written and checked by now.
+fn half_precision_offer(board: &str, model: &ModelArgs) -> String {
+    use lookout::onnx_meta::QuantForm;
+    let bundle = match super::load(model) {
+        Ok((_, bundle)) => bundle,
+        Err(e) => {
+            return format!(
+                "f16: not assessed for board {board}: {}",
+                super::one_line(&e)
+            )
+        }
+    };
+    if let Some(form @ (QuantForm::Qdq | QuantForm::QOperator | QuantForm::DynamicInteger)) =
+        bundle.manifest.model.quantization
+    {
+        return format!(
+            "f16: not offered for board {board}: this model is quantized ({}), computed in \
+             integers or with quantization steps, not in floats",
+            form.key()
+        );
+    }
+    // The multiply-accumulates at the input the manifest fixes (the bundle's bytes carry any
+    // external data), counted by tract in this process as `inspect` counts them.
+    let grouped_macs = match lookout::model::engine::probe(&bundle.onnx, &bundle.origin) {
+        Ok(probe) => probe.grouped_macs,
+        Err(e) => return format!("f16: not assessed for board {board}: {e}"),
+    };
     if grouped_macs == 0 {
         format!(
             "f16: board {board} computes in half precision (cpu_features: asimdhp): add \
              `compute = \"f16\"` under [model] to run this model in f16 there (models without \
              depthwise convolutions took 1.3-1.6x fewer instructions a frame on the Pi 5's \
-             Cortex-A76, within 0.1 point of f32's accuracy; README, \"Speed\")"
+             Cortex-A76, within 0.1 point of f32's accuracy; docs/speed.md)"
         )
     } else {
         format!(
             "f16: not offered for board {board}: this model has depthwise convolutions, which \
              tract 0.23.9 computes no faster in f16 (MobileNetV2 took 1.12x f32's instructions \
-             a frame on the Pi 5's Cortex-A76; README, \"Speed\")"
+             a frame on the Pi 5's Cortex-A76; docs/speed.md)"
         )
     }
 }

@@ -46,13 +46,10 @@ pub(crate) struct ModelArgs {
     /// the manifest in --models-dir. Default: the model built into this binary.
     #[arg(long, short)]
     pub(crate) model: Option<String>,
-    /// The float type to compute in, f32 or f16, instead of the manifest's `compute` (which
-    /// holds only where the board's CPU computes f16): to measure a model in f16 on any machine.
-    #[arg(long, value_parser = parse_precision)]
-    pub(crate) compute: Option<Precision>,
 }
 
-/// `--compute`'s value.
+/// `--compute`'s value (bench and eval: the float type to measure a model in, whatever the
+/// manifest and the CPUs say).
 pub(crate) fn parse_precision(text: &str) -> Result<Precision, String> {
     match text {
         "f32" => Ok(Precision::F32),
@@ -64,10 +61,7 @@ pub(crate) fn parse_precision(text: &str) -> Result<Precision, String> {
 /// Loads the board and model the arguments name, checked against each other.
 pub(crate) fn load(args: &ModelArgs) -> Result<(Board, ModelBundle)> {
     let (board, board_file) = models::board(args.place.board.as_deref(), &args.place.boards_dir)?;
-    let mut bundle = load_model(args.model.as_deref(), &args.place, &board, &board_file)?;
-    if let Some(compute) = args.compute {
-        bundle.manifest.model.compute = compute;
-    }
+    let bundle = load_model(args.model.as_deref(), &args.place, &board, &board_file)?;
     Ok((board, bundle))
 }
 

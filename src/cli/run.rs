@@ -61,14 +61,6 @@ pub(crate) struct RunArgs {
 }
 
 pub(crate) fn run(args: RunArgs) -> Result<()> {
-    if args.model.compute.is_some() {
-        // A switched or rolled-back version is loaded from its own manifest: an override here
-        // would hold for the first version only.
-        bail!(
-            "--compute is for measuring (bench, eval, check); run computes as the manifest's \
-             `compute` says, where the board's cpu_features allow it"
-        );
-    }
     let place = &args.model.place;
     let (board, board_file) = model::board(place.board.as_deref(), &place.boards_dir)?;
     // A model from files can be switched (SIGHUP, the console's `model use`), and a new

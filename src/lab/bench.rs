@@ -289,7 +289,7 @@ pub fn run(
         wall,
     } = collected?;
     sink.flush()?;
-    let (pipeline, bare) = first.ok_or(BenchError::WorkerLost(0))?;
+    let (mut pipeline, bare) = first.ok_or(BenchError::WorkerLost(0))?;
     let column = |f: fn(&StageLatency) -> f64| -> Vec<f64> { stages.iter().map(f).collect() };
     let per_frame: Vec<f64> = stages
         .iter()
@@ -301,7 +301,7 @@ pub fn run(
     let wall_seconds = wall.as_secs_f64();
     Ok(BenchReport {
         model: pipeline.manifest().id(),
-        compute: pipeline.manifest().model.compute,
+        compute: pipeline.pipeline_mut().engine_mut()?.computes_in(),
         origin: pipeline.origin().to_owned(),
         frames: stages.len(),
         warmup: options.warmup,

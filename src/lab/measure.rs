@@ -144,7 +144,7 @@ pub fn bare_model(
     }
     Ok(bench::BareReport {
         model: bundle.manifest.id(),
-        compute: bundle.manifest.model.compute,
+        compute: engine.computes_in(),
         origin: bundle.origin.clone(),
         frames,
         warmup,

@@ -224,6 +224,21 @@ impl Engine {
         &self.output_shapes
     }
 
+    /// The float type the plan computes in: f16 when any of its operators makes f16 values
+    /// (a manifest's `compute = "f16"` that held), else f32.
+    pub fn computes_in(&self) -> Precision {
+        let plan = self.state.plan().model();
+        if plan.nodes().iter().any(|node| {
+            node.outputs
+                .iter()
+                .any(|output| output.fact.datum_type == f16::datum_type())
+        }) {
+            Precision::F16
+        } else {
+            Precision::F32
+        }
+    }
+
     /// The input's element type.
     pub fn input_dtype(&self) -> InputDtype {
         self.input_dtype
@@ -913,6 +928,13 @@ mod tests {
                 .datum_type,
             f32::datum_type()
         );
+        // The graph computes in f16 to its end; run() gives the values back as f32.
+        for outlet in plan.output_outlets().expect("outputs") {
+            let fact = plan.outlet_fact(*outlet).expect("fact");
+            assert_eq!(fact.datum_type, f16::datum_type());
+        }
+        assert_eq!(f16_engine.computes_in(), Precision::F16);
+        assert_eq!(f32_engine.computes_in(), Precision::F32);
         for engine in [&mut f32_engine, &mut f16_engine] {
             let InputBuffer::F32(input) = engine.input_mut().expect("input") else {
                 panic!("the detector takes f32");
@@ -927,7 +949,6 @@ mod tests {
         );
         assert_eq!(full.len(), half.len());
         for (a, b) in full.iter().zip(&half) {
-            assert_eq!(b.tensor.datum_type(), f32::datum_type());
             let (a, b) = (
                 a.tensor.to_plain_array_view::<f32>().expect("f32"),
                 b.tensor.to_plain_array_view::<f32>().expect("f32"),
