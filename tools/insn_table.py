@@ -11,11 +11,12 @@ and end to end (`lookout run`: decoding the image, pre-processing, inference, th
 --ratio adds end to end / inference per CPU. Under the table, unless --no-notes, a line per
 distinct set-up the rows were measured with (lookout revision, qemu, frames, plugin, view).
 
-Rows of other engines (scripts/insn-count --engine ort,python: a row's "engine"; a row without
-one is lookout's) put the engines side by side, per CPU: lookout infer, onnxruntime infer
-(tools/ort_frames.py), lookout e2e, Python e2e (tools/python_pipeline.py), the columns no row
-fills left out. --ratio then adds each stack's end to end / inference (lookout's; Python e2e /
-onnxruntime infer), --versus onnxruntime / lookout (infer) and Python / lookout (e2e).
+Rows of other engines (scripts/insn-count --engine ort,ncnn,python: a row's "engine"; a row
+without one is lookout's) put the engines side by side, per CPU: lookout infer, onnxruntime infer
+(tools/ort_frames.py), ncnn infer (tools/ncnn_frames.py), lookout e2e, Python e2e
+(tools/python_pipeline.py), the columns no row fills left out. --ratio then adds each stack's
+end to end / inference (lookout's; Python e2e / onnxruntime infer), --versus onnxruntime /
+lookout and ncnn / lookout (infer) and Python / lookout (e2e).
 
 A JSON file holds a list of row objects (what scripts/insn-count writes); an object with a
 "rows" list, or a single row object, is read too. When two files measure the same model on
@@ -38,6 +39,7 @@ REQUIRED = ("model", "cpu", "e2e_insns_per_frame", "infer_insns_per_frame")
 COLUMNS = [
     ("lookout", "infer", "lookout infer"),
     ("ort", "infer", "onnxruntime infer"),
+    ("ncnn", "infer", "ncnn infer"),
     ("lookout", "e2e", "lookout e2e"),
     ("python", "e2e", "Python e2e"),
 ]
@@ -89,6 +91,11 @@ def engine(row):
 def setup(row):
     if engine(row) == "lookout":
         parts = [f"lookout {row.get('lookout_revision', '?')}"]
+    elif engine(row) == "ncnn":
+        parts = [
+            f"ncnn {row.get('ncnn', '?')} ({row.get('converter', 'pnnx ?')}), Python {row.get('python', '?')}, "
+            f"numpy {row.get('numpy', '?')}, Pillow {row.get('pillow', '?')}"
+        ]
     else:
         parts = [
             f"onnxruntime {row.get('onnxruntime', '?')}, Python {row.get('python', '?')}, "
@@ -119,7 +126,8 @@ def main():
     parser.add_argument(
         "--versus",
         action="store_true",
-        help="with other engines' rows: add onnxruntime / lookout (infer) and Python / lookout (e2e) per CPU",
+        help="with other engines' rows: add onnxruntime / lookout and ncnn / lookout (infer) and "
+        "Python / lookout (e2e) per CPU",
     )
     parser.add_argument("--no-notes", action="store_true", help="no set-up lines under the table")
     args = parser.parse_args()
@@ -189,6 +197,8 @@ def engines_table(cells, models, cpus, quant, args):
     if args.versus:
         if {("lookout", "infer"), ("ort", "infer")} <= have:
             extras.append(("onnxruntime / lookout infer", ("ort", "infer"), ("lookout", "infer")))
+        if {("lookout", "infer"), ("ncnn", "infer")} <= have:
+            extras.append(("ncnn / lookout infer", ("ncnn", "infer"), ("lookout", "infer")))
         if {("lookout", "e2e"), ("python", "e2e")} <= have:
             extras.append(("Python / lookout e2e", ("python", "e2e"), ("lookout", "e2e")))
 
