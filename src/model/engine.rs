@@ -782,6 +782,22 @@ fn softmax_on_last_axis(mut model: TypedModel) -> TractResult<TypedModel> {
 mod tests {
     use super::*;
 
+    /// The model's first output on `input`, as f32; the output keeps the input's float type.
+    fn first_output(model: TypedModel, input: &Tensor) -> tract_ndarray::ArrayD<f32> {
+        let out = model
+            .into_runnable()
+            .expect("plan")
+            .run(tvec![input.clone().into()])
+            .expect("run");
+        assert_eq!(out[0].datum_type(), input.datum_type());
+        out[0]
+            .cast_to::<f32>()
+            .expect("f32")
+            .to_plain_array_view::<f32>()
+            .expect("f32")
+            .to_owned()
+    }
+
     /// YOLOv8's box head takes a softmax over axis 1 of [1, 16, 4, N]: moved to the last axis,
     /// it gives the outputs of tract's own plan, and no softmax over another axis is left.
     #[test]
@@ -811,15 +827,7 @@ mod tests {
             .map(|i| ((i as u32).wrapping_mul(0x9E37_79B9) >> 8) as f32 / 16_777_216.0)
             .collect();
         let input = Tensor::from_shape(&shape, &values).expect("input");
-        let run = |m: TypedModel| {
-            let out = m
-                .into_runnable()
-                .expect("plan")
-                .run(tvec![input.clone().into()])
-                .expect("run");
-            out[0].to_plain_array_view::<f32>().expect("f32").to_owned()
-        };
-        let (before, after) = (run(plain), run(moved));
+        let (before, after) = (first_output(plain, &input), first_output(moved, &input));
         assert_eq!(before.shape(), after.shape());
         let worst = before
             .iter()
@@ -869,19 +877,7 @@ mod tests {
                 .map(|i| f16::from_f32(((i * 37) % 101) as f32 / 10.0 - 5.0))
                 .collect();
             let input = Tensor::from_shape(&shape, &values).expect("input");
-            let run = |m: TypedModel| {
-                let out = m
-                    .into_runnable()
-                    .expect("plan")
-                    .run(tvec![input.clone().into()])
-                    .expect("run");
-                assert_eq!(out[0].datum_type(), f16::datum_type());
-                out[0]
-                    .to_plain_array_view::<f16>()
-                    .expect("f16")
-                    .mapv(f32::from)
-            };
-            let (before, after) = (run(plain), run(rewritten));
+            let (before, after) = (first_output(plain, &input), first_output(rewritten, &input));
             assert_eq!(before.shape(), after.shape());
             let sums: Vec<f32> = after
                 .lanes(tract_ndarray::Axis(axis))
