@@ -202,41 +202,44 @@ def engines_table(cells, models, cpus, quant, args):
         if {("lookout", "e2e"), ("python", "e2e")} <= have:
             extras.append(("Python / lookout e2e", ("python", "e2e"), ("lookout", "e2e")))
 
-    header = ["model"]
-    if quant:
-        header.append("quantization")
+    header = model_cells("model", "quantization", quant)
     for cpu in cpus:
         title = CPU_TITLE.get(cpu, cpu)
         header += [f"{title}: {t} M insns" for _, _, t in columns]
         header += [f"{title}: {t}" for t, _, _ in extras]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([" --- "] + [" ---: "] * (len(header) - 1)) + "|"]
+    rows = []
     for model in models:
-        cols = [f"`{model}`"]
-        if quant:
-            cols.append(quant.get(model, ""))
+        cols = model_cells(f"`{model}`", quant.get(model, "") if quant else "", quant)
         for cpu in cpus:
             cols += [millions(value(cells, model, cpu, e, w)) for e, w, _ in columns]
             cols += [ratio_cell(value(cells, model, cpu, *num), value(cells, model, cpu, *den))
                      for _, num, den in extras]
-        lines.append("| " + " | ".join(cols) + " |")
-    return lines
+        rows.append(cols)
+    return markdown(header, rows)
+
+
+def model_cells(model, quantization, quant):
+    """A row's first cells: the model, and its quantization when the table shows it."""
+    return [model, quantization] if quant else [model]
+
+
+def markdown(header, rows):
+    """A Markdown table: the first column left-aligned, the figures right-aligned."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([" --- "] + [" ---: "] * (len(header) - 1)) + "|"]
+    return lines + ["| " + " | ".join(cols) + " |" for cols in rows]
 
 
 def lookout_table(cells, models, cpus, quant, args):
     """lookout's rows only: per CPU, infer and e2e (and --ratio's e2e / infer)."""
-    header = ["model"]
-    if quant:
-        header.append("quantization")
+    header = model_cells("model", "quantization", quant)
     for cpu in cpus:
         title = CPU_TITLE.get(cpu, cpu)
         header += [f"{title}: infer M insns", f"{title}: e2e M insns"]
         if args.ratio:
             header.append(f"{title}: e2e / infer")
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([" --- "] + [" ---: "] * (len(header) - 1)) + "|"]
+    rows = []
     for model in models:
-        cols = [f"`{model}`"]
-        if quant:
-            cols.append(quant.get(model, ""))
+        cols = model_cells(f"`{model}`", quant.get(model, "") if quant else "", quant)
         for cpu in cpus:
             row = cells.get((model, cpu, "lookout"))
             if row is None:
@@ -246,8 +249,8 @@ def lookout_table(cells, models, cpus, quant, args):
             if args.ratio:
                 ratio = row.get("ratio")
                 cols.append("—" if ratio is None else f"{ratio:.2f}")
-        lines.append("| " + " | ".join(cols) + " |")
-    return lines
+        rows.append(cols)
+    return markdown(header, rows)
 
 
 if __name__ == "__main__":
