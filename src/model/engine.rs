@@ -307,25 +307,29 @@ impl Engine {
             .into_iter()
             .zip(self.output_shapes.iter().map(|(name, _)| name))
             .map(|(value, name)| {
-                let tensor = value.into_tensor();
-                let tensor = if tensor.datum_type() == f32::datum_type() {
-                    tensor
-                } else {
-                    tensor
-                        .cast_to::<f32>()
-                        .map_err(|e| EngineError::Output {
-                            origin: self.origin.clone(),
-                            name: name.clone(),
-                            message: format!("{e:#}"),
-                        })?
-                        .into_owned()
-                };
+                let tensor = as_f32(value.into_tensor()).map_err(|e| EngineError::Output {
+                    origin: self.origin.clone(),
+                    name: name.clone(),
+                    message: format!("{e:#}"),
+                })?;
                 Ok(Output {
                     name: name.clone(),
                     tensor,
                 })
             })
             .collect()
+    }
+}
+
+/// An output as f32: an f16 one (a model computed in half precision) converted in vector code.
+fn as_f32(tensor: Tensor) -> TractResult<Tensor> {
+    let datum = tensor.datum_type();
+    if datum == f32::datum_type() {
+        Ok(tensor)
+    } else if datum == f16::datum_type() {
+        super::half_cast::cast(&tensor, f32::datum_type())
+    } else {
+        Ok(tensor.cast_to::<f32>()?.into_owned())
     }
 }
 
@@ -623,18 +627,24 @@ fn count_compute(model: &TypedModel) -> TractResult<Compute> {
 /// cost less than the scalar f16 code (counted on the Cortex-A76 with scripts/insn-profile):
 /// depthwise convolutions (MobileNetV2 at 224: 172 M instructions a frame in f16 against 22 M
 /// in f32), nearest-neighbour upsampling (YOLOv8n at 320: 26 M against a plain copy) and
-/// max-pooling.
+/// max-pooling, and hard-swish (MobileNetV3-Small at 224: 49 M instructions a frame in scalar
+/// `half` arithmetic). The casts are vector code ([`super::half_cast`]).
 fn in_half_precision(model: &TypedModel) -> TractResult<TypedModel> {
     use tract_core::floats::FloatPrecisionTranslator;
     use tract_core::internal::translator::Translate;
     use tract_core::ops::cast::cast;
     use tract_core::ops::cnn::{Conv, MaxPool};
+    use tract_core::ops::element_wise::ElementWiseOp;
     use tract_core::ops::nn::resize::NearestUpsample;
+    use tract_core::ops::nn::HardSwish;
     use tract_core::ops::source::TypedSource;
     let in_f16 = |node: &TypedNode| {
         !(node.op_is::<NearestUpsample>()
             || node.op_is::<MaxPool>()
-            || node.op_as::<Conv>().is_some_and(|conv| conv.group > 1))
+            || node.op_as::<Conv>().is_some_and(|conv| conv.group > 1)
+            || node
+                .op_as::<ElementWiseOp>()
+                .is_some_and(|op| op.0.is::<HardSwish>()))
     };
     let mut half =
         FloatPrecisionTranslator::with_filter(f32::datum_type(), f16::datum_type(), in_f16)
@@ -674,6 +684,7 @@ fn optimize(
         .collect();
     model.optimize().map_err(load_err)?;
     let model = softmax_on_last_axis(model).map_err(load_err)?;
+    let model = super::half_cast::vectorize_casts(model).map_err(load_err)?;
     let mut output_shapes = Vec::new();
     for (ix, outlet) in model.output_outlets().map_err(load_err)?.iter().enumerate() {
         let fact = model.outlet_fact(*outlet).map_err(load_err)?;
@@ -918,6 +929,11 @@ mod tests {
             })
             .count();
         assert!(f16_values > 10, "only {f16_values} nodes compute in f16");
+        // Its input is cast to f16 in vector code, not by tract's element-by-element Cast.
+        let count =
+            |is_it: fn(&TypedNode) -> bool| plan.nodes().iter().filter(|n| is_it(n)).count();
+        assert_eq!(count(|n| n.op_is::<tract_core::ops::cast::Cast>()), 0);
+        assert_eq!(count(|n| n.op_is::<super::super::half_cast::HalfCast>()), 1);
         assert_eq!(
             plan.outlet_fact(plan.input_outlets().expect("inputs")[0])
                 .expect("fact")
@@ -965,6 +981,34 @@ mod tests {
                 "f16 gave f32's exact outputs: was it computed in f16?"
             );
         }
+    }
+
+    /// In f16, hard-swish stays f32 between casts (tract computes it in scalar `half` code),
+    /// while sigmoid, which has an f16 kernel, is translated.
+    #[test]
+    fn hard_swish_stays_in_f32_in_a_model_computed_in_f16() {
+        use tract_core::ops::element_wise::ElementWiseOp;
+        use tract_core::ops::nn::{hard_swish, sigmoid, HardSwish, Sigmoid};
+        let mut model = TypedModel::default();
+        let x = model
+            .add_source("x", f32::datum_type().fact([1usize, 64]))
+            .expect("source");
+        let swished = model.wire_node("swish", hard_swish(), &[x]).expect("swish");
+        let squashed = model
+            .wire_node("squash", sigmoid(), &swished)
+            .expect("sigmoid");
+        model.select_output_outlets(&squashed).expect("outputs");
+        let half = in_half_precision(&model).expect("f16");
+        let input_type = |is_it: &dyn Fn(&ElementWiseOp) -> bool| {
+            let node = half
+                .nodes()
+                .iter()
+                .find(|n| n.op_as::<ElementWiseOp>().is_some_and(is_it))
+                .expect("the operator");
+            half.outlet_fact(node.inputs[0]).expect("fact").datum_type
+        };
+        assert_eq!(input_type(&|op| op.0.is::<HardSwish>()), f32::datum_type());
+        assert_eq!(input_type(&|op| op.0.is::<Sigmoid>()), f16::datum_type());
     }
 
     /// The grouped share against a count from the ONNX graph alone: MobileNetV2's 17 depthwise

@@ -10,10 +10,11 @@
 //! Also here: [`engine`], the tract model loaded once with its input buffer reused;
 //! [`inspect`], what an ONNX file holds and whether tract runs it; [`verify`], a model tried in
 //! a child process before this one loads it; [`embedded`], the model and board built into the
-//! binary.
+//! binary; [`half_cast`], the f32/f16 casts of plans computed in half precision.
 
 pub mod embedded;
 pub mod engine;
+pub mod half_cast;
 pub mod import;
 pub mod inspect;
 pub mod int8;
