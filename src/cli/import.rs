@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use lookout::manifest::{ColorOrder, Layout, ResizeMode};
 use lookout::model::import::{import, ImportOptions, Origin};
+use lookout::model::ModelBundle;
 use std::path::PathBuf;
 
 #[derive(Debug, Args)]
@@ -174,51 +175,97 @@ pub(crate) fn import_model(args: ImportArgs) -> Result<()> {
     Ok(())
 }
 
-/// What import says about computing in f16 on a board whose CPU has it: offered for float
-/// models without depthwise convolutions, where it paid on the Pi 5's Cortex-A76
-/// (docs/speed.md). Advice only: what cannot be assessed is said, not an error, since the
-/// manifest is written and checked by now.
+/// What import says about computing in f16 on a board whose CPU has it
+/// ([`half_precision_offer_for`]). Advice only: what cannot be assessed is said, not an error,
+/// since the manifest is written and checked by now.
 fn half_precision_offer(board: &str, model: &ModelArgs) -> String {
-    use lookout::onnx_meta::QuantForm;
-    let bundle = match super::load(model) {
-        Ok((_, bundle)) => bundle,
-        Err(e) => {
-            return format!(
-                "f16: not assessed for board {board}: {}",
-                super::one_line(&e)
-            )
-        }
+    match super::load(model) {
+        Ok((_, bundle)) => half_precision_offer_for(board, &bundle).line,
+        Err(e) => format!(
+            "f16: not assessed for board {board}: {}",
+            super::one_line(&e)
+        ),
+    }
+}
+
+/// What `import` and `select` say about f16 for a model on a board whose CPU computes half
+/// precision.
+pub(super) struct HalfPrecisionOffer {
+    /// The model computes in f16 there, or would gain from it: offered or already asked for.
+    pub in_f16: bool,
+    /// The line printed, with the reason.
+    pub line: String,
+}
+
+/// Whether computing `bundle` in f16 is offered for a board whose CPU computes half precision,
+/// and why: offered for float models with few multiply-accumulates in grouped (depthwise)
+/// convolutions, where it paid on the Pi 5's Cortex-A76 (docs/speed.md).
+pub(super) fn half_precision_offer_for(board: &str, bundle: &ModelBundle) -> HalfPrecisionOffer {
+    let not = |line: String| HalfPrecisionOffer {
+        in_f16: false,
+        line,
     };
+    if !bundle.asked_compute.is_f32() {
+        return HalfPrecisionOffer {
+            in_f16: true,
+            line: format!(
+                "f16: board {board} computes this model in half precision (its manifest's \
+                 compute = \"f16\")"
+            ),
+        };
+    }
+    use lookout::onnx_meta::QuantForm;
     if let Some(form @ (QuantForm::Qdq | QuantForm::QOperator | QuantForm::DynamicInteger)) =
         bundle.manifest.model.quantization
     {
-        return format!(
+        return not(format!(
             "f16: not offered for board {board}: this model is quantized ({}), computed in \
              integers or with quantization steps, not in floats",
             form.key()
-        );
+        ));
     }
     // The multiply-accumulates at the input the manifest fixes (the bundle's bytes carry any
     // external data), counted by tract in this process as `inspect` counts them.
-    let grouped_macs = match lookout::model::engine::probe(&bundle.onnx, &bundle.origin) {
-        Ok(probe) => probe.grouped_macs,
-        Err(e) => return format!("f16: not assessed for board {board}: {e}"),
+    let probe = match lookout::model::engine::probe(&bundle.onnx, &bundle.origin) {
+        Ok(probe) => probe,
+        Err(e) => return not(format!("f16: not assessed for board {board}: {e}")),
     };
-    if grouped_macs == 0 {
-        format!(
+    // Grouped convolutions, depthwise ones included, stay in f32 between casts (tract has no
+    // fast f16 kernel for them), so f16 pays by the dense share. Measured on the Cortex-A76
+    // (docs/speed.md): MobileNetV2, 6.9 % depthwise, 1.56x fewer instructions;
+    // MobileNetV3-Small, 13.2 %, none fewer.
+    if probe.macs == 0 {
+        return not(format!(
+            "f16: not offered for board {board}: this model has no convolutions or matrix \
+             products, the work half precision speeds up"
+        ));
+    }
+    let depthwise_percent = 100.0 * probe.grouped_macs as f64 / probe.macs as f64;
+    if depthwise_percent > MAX_DEPTHWISE_PERCENT_FOR_F16 {
+        return not(format!(
+            "f16: not offered for board {board}: {depthwise_percent:.1} % of this model's \
+             multiply-accumulates are in grouped (depthwise) convolutions, which lookout \
+             computes in f32 (tract 0.23.9 has no fast f16 kernel for them); MobileNetV3-Small, \
+             13.2 %, took as many instructions in f16 as in f32 on the Pi 5's Cortex-A76 \
+             (docs/speed.md)"
+        ));
+    }
+    HalfPrecisionOffer {
+        in_f16: true,
+        line: format!(
             "f16: board {board} computes in half precision (cpu_features: asimdhp): add \
-             `compute = \"f16\"` under [model] to run this model in f16 there (models without \
-             depthwise convolutions took 1.3-1.6x fewer instructions a frame on the Pi 5's \
+             `compute = \"f16\"` under [model] to run this model in f16 there (models with at \
+             most {MAX_DEPTHWISE_PERCENT_FOR_F16} % of their multiply-accumulates in grouped \
+             (depthwise) convolutions took 1.3-1.7x fewer instructions a frame on the Pi 5's \
              Cortex-A76, within 0.1 point of f32's accuracy; docs/speed.md)"
-        )
-    } else {
-        format!(
-            "f16: not offered for board {board}: this model has depthwise convolutions, which \
-             tract 0.23.9 computes no faster in f16 (MobileNetV2 took 1.12x f32's instructions \
-             a frame on the Pi 5's Cortex-A76; docs/speed.md)"
-        )
+        ),
     }
 }
+
+/// Above this share of multiply-accumulates in grouped (depthwise) convolutions `import` and
+/// `select` do not offer f16: the measured models on either side are MobileNetV2 (6.9 %,
+/// gains) and MobileNetV3-Small (13.2 %, does not).
+const MAX_DEPTHWISE_PERCENT_FOR_F16: f64 = 10.0;
 
 /// Writes the int8-weights form beside the model (and compares it with the original on
 /// `--check-on` images); returns its path and what to report.

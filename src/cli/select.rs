@@ -109,8 +109,19 @@ pub(crate) fn run_select(args: SelectArgs) -> Result<()> {
             .with_context(|| format!("{}: cannot write the plot", path.display()))?;
     }
     if args.json {
-        print_out(serde_json::to_string_pretty(&selection)?)
-    } else {
-        print_out(&selection)
+        return print_out(serde_json::to_string_pretty(&selection)?);
     }
+    print_out(&selection)?;
+    // Whether the pick would gain from f16 there. Where this machine measured it in f32 (it has
+    // no half-precision arithmetic, docs/speed.md), the estimate is f32's, and says so.
+    if let Some(pick) = selection.pick.filter(|_| board.computes_f16()) {
+        let bundle = &bundles[pick];
+        let offer = super::import::half_precision_offer_for(&board.name, bundle);
+        if offer.in_f16 && bundle.manifest.model.compute.is_f32() {
+            print_out(format_args!("{} (the estimate above is f32's)", offer.line))?;
+        } else {
+            print_out(offer.line)?;
+        }
+    }
+    Ok(())
 }

@@ -354,6 +354,7 @@ impl Reloader {
             Ok(mut fresh) => {
                 fresh.continue_after(running);
                 let now = fresh.manifest().id();
+                let compute = fresh.manifest().model.compute.as_str();
                 let replaced = std::mem::replace(running, fresh);
                 // A switch during a trial keeps what that trial would return to: the version
                 // on trial has not shown it works.
@@ -367,7 +368,7 @@ impl Reloader {
                     &now,
                     format!("{was} replaced by {now}"),
                 ));
-                tracing::info!("model reloaded: {was} replaced by {now}");
+                tracing::info!("model reloaded: {was} replaced by {now}, computed in {compute}");
             }
             Err(e) => {
                 let failed = self.describe(version.as_deref());

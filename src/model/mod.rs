@@ -39,6 +39,9 @@ pub struct ModelBundle {
     pub origin: String,
     /// The passing check.
     pub report: CheckReport,
+    /// The manifest's `compute` as written; `manifest.model.compute` is what this machine
+    /// computes in ([`fit_precision`]).
+    pub asked_compute: Precision,
 }
 
 /// The board profile built into the binary.
@@ -64,8 +67,10 @@ pub fn embedded_model(board: &Board, board_file: &Path) -> Result<ModelBundle, C
     let manifest = Manifest::parse(embedded::MANIFEST, origin)?;
     let report = budget::check_model(board, board_file, &manifest, origin, embedded::MODEL)?;
     let mut manifest = manifest;
+    let asked_compute = manifest.model.compute;
     fit_precision(&mut manifest, board);
     Ok(ModelBundle {
+        asked_compute,
         manifest,
         onnx: Cow::Borrowed(embedded::MODEL),
         origin: format!("{} (embedded)", origin.display()),
@@ -96,8 +101,10 @@ pub fn load_checked(
 ) -> Result<ModelBundle, CheckError> {
     let (report, mut manifest, onnx) =
         budget::check_manifest_file(board, board_file, manifest_path)?;
+    let asked_compute = manifest.model.compute;
     fit_precision(&mut manifest, board);
     Ok(ModelBundle {
+        asked_compute,
         origin: manifest.model_path(manifest_path).display().to_string(),
         manifest,
         onnx: Cow::Owned(onnx),
