@@ -13,6 +13,8 @@
 //!   sinks, the serial line and its console, GPIO rules.
 //! - [`pipeline`]: the [`Pipeline`](pipeline::Pipeline) (one model's frame-to-record path) and
 //!   the run loop that drives a source through it into the sinks.
+//! - [`scene`]: objects tracked across frames, zones and masks, and the debounced events
+//!   (`object_entered`, `object_updated`, `object_left`) and zone counts made of them.
 //! - [`lifecycle`]: what keeps a deployed model honest for months: drift, samples for
 //!   retraining, installed versions (slots), switching and rolling back, systemd.
 //! - [`lab`]: measuring and choosing models before deployment: bench, cost, estimate, select,
@@ -33,4 +35,5 @@ pub mod model;
 pub mod pipeline;
 pub mod reconnect;
 pub mod results;
+pub mod scene;
 pub mod spec;

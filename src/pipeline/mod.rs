@@ -607,6 +607,7 @@ fn detection_record(
                 })
                 .collect()
         }),
+        track_id: None,
     }
 }
 

@@ -382,6 +382,7 @@ mod tests {
                         score: *score,
                         bbox: [0.0; 4],
                         keypoints: None,
+                        track_id: None,
                     })
                     .collect(),
             ),

@@ -69,6 +69,10 @@ pub struct DetectionRecord {
     /// (1 when it gives none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keypoints: Option<Vec<[f32; 3]>>,
+    /// The tracked object this detection belongs to (when tracking is on, and once the object
+    /// is confirmed: see [`crate::scene`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub track_id: Option<u64>,
 }
 
 /// Everything reported about one frame.

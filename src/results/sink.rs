@@ -265,6 +265,7 @@ mod tests {
                 score: 0.75,
                 bbox: [1.0, 2.0, 3.0, 4.0],
                 keypoints: None,
+                track_id: None,
             }]),
             outputs: None,
             values: None,

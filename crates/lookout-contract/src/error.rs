@@ -83,6 +83,15 @@ impl FieldError {
         };
         ConfigError::invalid(path, field, self.message)
     }
+
+    /// This error as found in the table or array element `table` of an enclosing table
+    /// (`zones[1]`), for checks that call the checks of their parts.
+    pub fn within(self, table: &str) -> Self {
+        Self {
+            field: format!("{table}.{}", self.field),
+            message: self.message,
+        }
+    }
 }
 
 /// Reads the file at `path`, described as `what` in errors.

@@ -278,6 +278,7 @@ pub(crate) mod tests {
             score,
             bbox: [0.0; 4],
             keypoints: None,
+            track_id: None,
         }
     }
 

@@ -234,6 +234,7 @@ mod tests {
                 score: 0.988,
                 bbox: [10.0, 21.0, 101.0, 200.0],
                 keypoints: None,
+                track_id: None,
             }]),
             None,
         );
@@ -251,6 +252,7 @@ mod tests {
                     score: 0.9876,
                     bbox: [10.4, 20.5, 100.6, 200.0],
                     keypoints: None,
+                    track_id: None,
                 },
                 DetectionRecord {
                     label_id: 0,
@@ -258,6 +260,7 @@ mod tests {
                     score: 0.5,
                     bbox: [-1.2, 0.0, 3.0, f32::NAN],
                     keypoints: None,
+                    track_id: None,
                 },
             ]),
             None,
@@ -292,6 +295,7 @@ mod tests {
                     score: 0.9,
                     bbox: [10.0, 20.0, 110.0, 220.0],
                     keypoints: Some(vec![[50.4, 30.6, 0.95], [60.0, 31.0, 0.0]]),
+                    track_id: None,
                 },
                 DetectionRecord {
                     label_id: 0,
@@ -299,6 +303,7 @@ mod tests {
                     score: 0.5,
                     bbox: [200.0, 20.0, 300.0, 220.0],
                     keypoints: Some(vec![[250.0, 40.0, 1.0], [f32::NAN, 41.0, 0.5]]),
+                    track_id: None,
                 },
             ]),
             None,

@@ -14,7 +14,8 @@
 //!   kernels on Pi 5.
 //!
 //! Each table a profile holds is typed in its own module here, named after the part of lookout
-//! that reads it: [`serial`], [`gpio`], [`drift`], [`samples`], [`models`]. Each checks its own
+//! that reads it: [`serial`], [`gpio`], [`drift`], [`samples`], [`models`], [`scene`]
+//! (`[tracking]`, `[[zones]]`, `[[masks]]`). Each checks its own
 //! values and says which field is wrong ([`FieldError`](crate::FieldError)); [`Board::parse`]
 //! puts the file and table in front ([`ConfigError`]).
 
@@ -22,6 +23,7 @@ pub mod drift;
 pub mod gpio;
 pub mod models;
 pub mod samples;
+pub mod scene;
 pub mod serial;
 
 use crate::error::{parse_toml, read_text, ConfigError};
@@ -29,6 +31,7 @@ pub use drift::DriftConfig;
 pub use gpio::{GpioDefaults, GpioRule, Heartbeat};
 pub use models::ModelsConfig;
 pub use samples::SamplesConfig;
+pub use scene::{Anchor, MaskConfig, SceneConfig, TrackingConfig, ZoneConfig};
 use serde::{Deserialize, Serialize};
 pub use serial::{FlowControl, LineFormat, SerialDefaults};
 use std::path::Path;
@@ -90,6 +93,16 @@ pub struct Board {
     /// when absent).
     #[serde(default)]
     pub models: ModelsConfig,
+    /// How objects are followed across frames (`[tracking]`; off when absent and no zone is
+    /// defined).
+    #[serde(default)]
+    pub tracking: TrackingConfig,
+    /// Regions of the frame whose objects are counted and reported (`[[zones]]`).
+    #[serde(default)]
+    pub zones: Vec<ZoneConfig>,
+    /// Regions of the frame whose detections are ignored (`[[masks]]`).
+    #[serde(default)]
+    pub masks: Vec<MaskConfig>,
 }
 
 fn default_threads() -> usize {
@@ -100,6 +113,15 @@ fn default_threads() -> usize {
 pub const CPU_FEATURES: [&str; 4] = ["asimd", "asimddp", "asimdhp", "i8mm"];
 
 impl Board {
+    /// The board's `[tracking]`, `[[zones]]` and `[[masks]]` together.
+    pub fn scene(&self) -> SceneConfig {
+        SceneConfig {
+            tracking: self.tracking.clone(),
+            zones: self.zones.clone(),
+            masks: self.masks.clone(),
+        }
+    }
+
     /// Whether the CPU computes in half precision (`asimdhp`), so that a model computed in f16
     /// runs faster than in f32 rather than 20-100 times slower.
     pub fn computes_f16(&self) -> bool {
@@ -200,6 +222,7 @@ impl Board {
             .check()
             .map_err(|e| e.in_file(path, "samples"))?;
         self.models.check().map_err(|e| e.in_file(path, "models"))?;
+        self.scene().check().map_err(|e| e.in_file(path, ""))?;
         if self.threads == 0 || self.threads > self.cores {
             return fail(
                 "threads",

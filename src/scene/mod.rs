@@ -1,0 +1,375 @@
+//! Scenes, not frames: objects followed across frames, zones they enter and leave, and the
+//! events that say so once instead of fifteen times a second.
+//!
+//! A frame's detections pass, in order:
+//! 1. **Masks** ([`zones::Mask`]): detections whose anchor point lies in a mask are dropped, as
+//!    if the model had not seen them.
+//! 2. **The tracker** ([`tracker`]): each detection joins the track of an object, which gets an
+//!    id once seen `min_hits` frames in a row and keeps it through occlusions shorter than
+//!    `patience` frames.
+//! 3. **Zones** ([`zones::Zone`]): for each object seen in this frame and each zone that reports
+//!    its label, whether it is in the zone. Presence changes only after `enter_frames` frames
+//!    in a row inside, or `leave_frames` in a row outside, so a box that jitters across the edge
+//!    or a detection the model misses for a frame changes nothing. An object that is not seen
+//!    at all keeps its presence until its track ends, and leaves then.
+//!
+//! Out come [`ObjectEvent`]s: `object_entered` (the frame, `zone` absent, when an object is
+//! first confirmed; a zone when it has entered it), `object_updated` (it became stationary or
+//! moved off again) and `object_left` (a zone left, or the frame when its track ends); and each
+//! zone's count of objects present, which changes exactly with those events.
+//!
+//! The configuration is the board profile's `[tracking]`, `[[zones]]` and `[[masks]]`
+//! (`lookout_contract::board::scene`).
+
+pub mod assign;
+pub mod tracker;
+pub mod zones;
+
+use crate::results::record::DetectionRecord;
+use lookout_contract::board::SceneConfig;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use tracker::{Observation, Track, Tracker};
+use zones::{Mask, Zone};
+
+/// A zone or mask that does not fit the model or the frame.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SceneError {
+    /// A zone or mask names a label the model does not have.
+    #[error("{table}: label {label:?} is not one of the model's labels ({known})")]
+    UnknownLabel {
+        /// `zones[0] (driveway)` or `masks[1]`.
+        table: String,
+        /// The label as written.
+        label: String,
+        /// The model's labels.
+        known: String,
+    },
+    /// A corner lies outside the frame.
+    #[error(
+        "{table}: points[{index}] [{x}, {y}] is outside the {width}x{height} frame (zones and \
+         masks are in source-frame pixels, after rotation)"
+    )]
+    OutOfFrame {
+        /// `zones[0] (driveway)` or `masks[1]`.
+        table: String,
+        /// Which corner.
+        index: usize,
+        /// Its x.
+        x: f32,
+        /// Its y.
+        y: f32,
+        /// The frame's width.
+        width: u32,
+        /// The frame's height.
+        height: u32,
+    },
+}
+
+/// What happened to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectEventKind {
+    /// It appeared (in the frame, or in a zone).
+    ObjectEntered,
+    /// It became stationary, or moved again.
+    ObjectUpdated,
+    /// It left the zone, or its track ended.
+    ObjectLeft,
+}
+
+impl ObjectEventKind {
+    /// The event's name in records: `object_entered`, `object_updated`, `object_left`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ObjectEntered => "object_entered",
+            Self::ObjectUpdated => "object_updated",
+            Self::ObjectLeft => "object_left",
+        }
+    }
+}
+
+/// An event about one object, in one zone or in the frame.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ObjectEvent {
+    /// What happened.
+    #[serde(skip)]
+    pub kind: ObjectEventKind,
+    /// The object's id.
+    pub track_id: u64,
+    /// Its label.
+    pub label: String,
+    /// The zone; absent for the frame as a whole.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    /// Objects present in the zone after this event (zone events only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone_count: Option<usize>,
+    /// Its last box, `[x0, y0, x1, y1]` in source-frame pixels.
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+    /// The score of its last detection.
+    pub score: f32,
+    /// The best score it had.
+    pub best_score: f32,
+    /// Frame number it was first seen in.
+    pub first_seen: u64,
+    /// Frame number it was last seen in.
+    pub last_seen: u64,
+    /// Whether it is stationary.
+    pub stationary: bool,
+}
+
+/// A zone's objects after a frame.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ZoneCount {
+    /// The zone.
+    pub zone: String,
+    /// Objects present.
+    pub count: usize,
+}
+
+/// Whether an object is in a zone, and for how many frames it has looked otherwise.
+#[derive(Debug, Clone, Copy, Default)]
+struct Presence {
+    present: bool,
+    contrary_frames: u32,
+}
+
+/// The scene layer of a run: tracker, zones and masks for one model.
+#[derive(Debug)]
+pub struct Scene {
+    tracker: Tracker,
+    zones: Vec<Zone>,
+    masks: Vec<Mask>,
+    labels: Vec<String>,
+    enter_frames: u32,
+    leave_frames: u32,
+    /// `(track id, zone index)` of every object seen in a zone or present there.
+    presence: BTreeMap<(u64, usize), Presence>,
+    counts: Vec<usize>,
+    /// The frame size the corners were last checked against.
+    checked_size: Option<[u32; 2]>,
+}
+
+impl Scene {
+    /// The scene for a model with `labels`; an error names a zone or mask whose labels the model
+    /// does not have.
+    pub fn new(config: &SceneConfig, labels: &[String]) -> Result<Self, SceneError> {
+        let zones = config
+            .zones
+            .iter()
+            .enumerate()
+            .map(|(i, z)| Zone::new(i, z, labels))
+            .collect::<Result<Vec<_>, _>>()?;
+        let masks = config
+            .masks
+            .iter()
+            .enumerate()
+            .map(|(i, m)| Mask::new(i, m, labels))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            tracker: Tracker::new(config.tracking.clone()),
+            counts: vec![0; zones.len()],
+            zones,
+            masks,
+            labels: labels.to_vec(),
+            enter_frames: config.tracking.enter_frames,
+            leave_frames: config.tracking.leave_frames,
+            presence: BTreeMap::new(),
+            checked_size: None,
+        })
+    }
+
+    /// Each zone's count of objects present.
+    pub fn zone_counts(&self) -> Vec<ZoneCount> {
+        self.zones
+            .iter()
+            .zip(&self.counts)
+            .map(|(zone, &count)| ZoneCount {
+                zone: zone.name.clone(),
+                count,
+            })
+            .collect()
+    }
+
+    /// The objects now tracked.
+    pub fn objects(&self) -> Vec<Track> {
+        self.tracker.objects().collect()
+    }
+
+    /// Checks every corner against a frame of `size` once per size.
+    fn check_frame(&mut self, size: [u32; 2]) -> Result<(), SceneError> {
+        if self.checked_size == Some(size) {
+            return Ok(());
+        }
+        let corners = self
+            .zones
+            .iter()
+            .enumerate()
+            .map(|(i, z)| (format!("zones[{i}] ({})", z.name), z.outside(size)))
+            .chain(
+                self.masks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| (format!("masks[{i}]"), m.outside(size))),
+            );
+        for (table, corner) in corners {
+            if let Some((index, [x, y])) = corner {
+                return Err(SceneError::OutOfFrame {
+                    table,
+                    index,
+                    x,
+                    y,
+                    width: size[0],
+                    height: size[1],
+                });
+            }
+        }
+        self.checked_size = Some(size);
+        Ok(())
+    }
+
+    /// Takes frame `seq` (of `frame_size`, `[width, height]`): drops the masked detections,
+    /// sets each remaining one's `track_id`, and returns the events of this frame in order
+    /// (objects that left, then those that entered, then updates).
+    pub fn update(
+        &mut self,
+        seq: u64,
+        frame_size: [u32; 2],
+        detections: &mut Vec<DetectionRecord>,
+    ) -> Result<Vec<ObjectEvent>, SceneError> {
+        self.check_frame(frame_size)?;
+        if !self.masks.is_empty() {
+            detections.retain(|d| !self.masks.iter().any(|m| m.hides(d.label_id, d.bbox)));
+        }
+        let observations: Vec<Observation> = detections
+            .iter()
+            .map(|d| Observation {
+                class_id: d.label_id,
+                score: d.score,
+                bbox: d.bbox,
+            })
+            .collect();
+        let update = self.tracker.update(seq, &observations);
+        for (detection, id) in detections.iter_mut().zip(&update.ids) {
+            detection.track_id = *id;
+        }
+        let mut events = Vec::new();
+        for track in &update.ended {
+            self.leave_everywhere(track, &mut events);
+        }
+        for &id in &update.started {
+            if let Some(track) = self.tracker.objects().find(|t| t.id == id) {
+                events.push(self.event(ObjectEventKind::ObjectEntered, &track, None));
+            }
+        }
+        // Objects seen in this frame: their presence in each zone, debounced.
+        let seen: Vec<Track> = self
+            .tracker
+            .objects()
+            .filter(|t| t.last_seen == seq)
+            .collect();
+        for track in &seen {
+            for z in 0..self.zones.len() {
+                if !self.zones[z].cares_about(track.class_id) {
+                    continue;
+                }
+                let inside = self.zones[z].holds(track.bbox);
+                let needed = |present: bool| {
+                    if present {
+                        self.leave_frames
+                    } else {
+                        self.enter_frames
+                    }
+                };
+                let entry = self.presence.entry((track.id, z)).or_default();
+                if inside == entry.present {
+                    entry.contrary_frames = 0;
+                    continue;
+                }
+                entry.contrary_frames += 1;
+                if entry.contrary_frames < needed(entry.present) {
+                    continue;
+                }
+                entry.present = inside;
+                entry.contrary_frames = 0;
+                let kind = if inside {
+                    self.counts[z] += 1;
+                    ObjectEventKind::ObjectEntered
+                } else {
+                    self.counts[z] -= 1;
+                    ObjectEventKind::ObjectLeft
+                };
+                events.push(self.event(kind, track, Some(z)));
+            }
+        }
+        for &id in &update.stationary_changed {
+            if let Some(track) = seen.iter().find(|t| t.id == id) {
+                events.push(self.event(ObjectEventKind::ObjectUpdated, track, None));
+                let present: Vec<usize> = self.present_zones(id).collect();
+                for z in present {
+                    events.push(self.event(ObjectEventKind::ObjectUpdated, track, Some(z)));
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    /// Ends every object (the source ended, the model changed): their `object_left` events.
+    pub fn finish(&mut self) -> Vec<ObjectEvent> {
+        let mut events = Vec::new();
+        for track in self.tracker.finish() {
+            self.leave_everywhere(&track, &mut events);
+        }
+        events
+    }
+
+    fn present_zones(&self, id: u64) -> impl Iterator<Item = usize> + '_ {
+        self.presence
+            .range((id, 0)..(id, usize::MAX))
+            .filter(|(_, p)| p.present)
+            .map(|(&(_, z), _)| z)
+    }
+
+    /// An object's track ended: it leaves each zone it is in, then the frame.
+    fn leave_everywhere(&mut self, track: &Track, events: &mut Vec<ObjectEvent>) {
+        let present: Vec<usize> = self.present_zones(track.id).collect();
+        for z in present {
+            self.counts[z] -= 1;
+            events.push(self.event(ObjectEventKind::ObjectLeft, track, Some(z)));
+        }
+        let keys: Vec<(u64, usize)> = self
+            .presence
+            .range((track.id, 0)..(track.id, usize::MAX))
+            .map(|(&k, _)| k)
+            .collect();
+        for key in keys {
+            self.presence.remove(&key);
+        }
+        events.push(self.event(ObjectEventKind::ObjectLeft, track, None));
+    }
+
+    fn event(&self, kind: ObjectEventKind, track: &Track, zone: Option<usize>) -> ObjectEvent {
+        ObjectEvent {
+            kind,
+            track_id: track.id,
+            label: self
+                .labels
+                .get(track.class_id)
+                .cloned()
+                .unwrap_or_else(|| format!("class {}", track.class_id)),
+            zone: zone.map(|z| self.zones[z].name.clone()),
+            zone_count: zone.map(|z| self.counts[z]),
+            bbox: track.bbox,
+            score: track.score,
+            best_score: track.best_score,
+            first_seen: track.first_seen,
+            last_seen: track.last_seen,
+            stationary: track.stationary,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
