@@ -58,11 +58,20 @@ pub(crate) struct RunArgs {
     /// with --threads.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
     workers: Option<u32>,
+    /// A zones file: `[tracking]`, `[[zones]]` and `[[masks]]` as in a board profile, used
+    /// instead of the board's (docs/operations.md, "Tracking and zones").
+    #[arg(long)]
+    zones: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: RunArgs) -> Result<()> {
     let place = &args.model.place;
     let (board, board_file) = model::board(place.board.as_deref(), &place.boards_dir)?;
+    // Where the zones come from, for messages.
+    let from = match &args.zones {
+        Some(path) => path.display().to_string(),
+        None => board_file.display().to_string(),
+    };
     // A model from files can be switched (SIGHUP, the console's `model use`), and a new
     // version returns to the one before when it fails; the embedded model has nothing to
     // reload, but SIGHUP must not end its run (the signal's default action).
@@ -113,6 +122,27 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
     } else if board.drift.enabled {
         tracing::warn!(
             "{} has no [profile] in its manifest: drift is not watched (`lookout profile` writes one)",
+            pipeline.manifest().id()
+        );
+    }
+    let scene = match &args.zones {
+        Some(path) => lookout::board::SceneConfig::load(path)?,
+        None => board.scene(),
+    };
+    pipeline
+        .track_scene(&scene)
+        .with_context(|| format!("{from}: the zones do not fit {}", pipeline.manifest().id()))?;
+    if pipeline.scene().is_some() {
+        tracing::info!(
+            "tracking objects ({from}): {} zone{}, {} mask{}",
+            scene.zones.len(),
+            if scene.zones.len() == 1 { "" } else { "s" },
+            scene.masks.len(),
+            if scene.masks.len() == 1 { "" } else { "s" },
+        );
+    } else if scene.tracks() {
+        tracing::warn!(
+            "{} does not detect boxes: the zones and tracking of {from} are not used",
             pipeline.manifest().id()
         );
     }
@@ -198,7 +228,16 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
         &mut steering,
         samples.as_mut(),
         |e| eprintln!("error: skipped frame: {e}"),
-    )?;
+    )
+    .map_err(|e| {
+        let zones = matches!(e, pipeline::PipelineError::Scene(_));
+        let e = anyhow::Error::from(e);
+        if zones {
+            e.context(format!("{from}: the zones do not fit the frames"))
+        } else {
+            e
+        }
+    })?;
     let seconds = started.elapsed().as_secs_f64();
     tracing::info!(
         "{} frames in {seconds:.2} s: {:.2} frames/s",

@@ -225,6 +225,7 @@ mod tests {
             detections: Some(Vec::new()),
             outputs: None,
             values: None,
+            zones: None,
         };
         n.emit(&record).expect("emit");
         assert_eq!(read(&systemd), "WATCHDOG=1\nSTATUS=42 frames processed\n");

@@ -75,6 +75,9 @@ pub enum PipelineError {
     /// A sink.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// A zone or mask does not fit the frames (a corner outside them).
+    #[error(transparent)]
+    Scene(#[from] crate::scene::SceneError),
     /// The threads that run frames' models could not be started, or one stopped.
     #[error("inference workers ({threads} threads): {message}")]
     Workers {
@@ -471,6 +474,7 @@ impl Started {
                     detections,
                     outputs: shapes,
                     values,
+                    zones: None,
                 };
                 record.latency_ms = record.latency_ms.rounded_to_microseconds();
                 record

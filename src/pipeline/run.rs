@@ -347,7 +347,12 @@ fn run_frames(
         workers,
         lanes,
     };
-    let outcome = state.frames(max_frames, &mut on_skipped);
+    let mut outcome = state.frames(max_frames, &mut on_skipped);
+    if outcome.is_ok() {
+        // The source ended: every object still tracked leaves.
+        let left = state.pipeline.finish_scene();
+        outcome = state.sinks.events(left).map_err(Stop::from);
+    }
     if outcome.is_err() {
         // What happened before the error is still told, as far as the sinks can; frames in
         // flight are not finished (their model or a sink may be what failed).

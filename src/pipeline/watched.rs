@@ -1,11 +1,12 @@
-//! A pipeline as a board runs it: its frames watched for drift, its model kept to build it
-//! again.
+//! A pipeline as a board runs it: its frames watched for drift, its objects tracked through
+//! zones, its model kept to build it again.
 
 use super::{millis, Pipeline, PipelineError, Started};
 use crate::frames::source::Frame;
 use crate::lifecycle::drift::{DriftConfig, DriftMonitor};
 use crate::manifest::{Manifest, Thresholds};
 use crate::results::record::{EventRecord, FrameRecord};
+use crate::scene::SceneRun;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,8 @@ pub struct Watched {
     /// Records this model made (its own frames, not those of a model it replaced).
     frames_done: u64,
     drift: Option<DriftMonitor>,
+    /// Tracking and zones, when the board asks for them and the model detects boxes.
+    scene: Option<SceneRun>,
     onnx: Arc<[u8]>,
     origin: String,
 }
@@ -48,6 +51,7 @@ impl Watched {
             pipeline,
             frames_done: 0,
             drift,
+            scene: None,
             onnx: onnx.into(),
             origin: origin.to_owned(),
         })
@@ -74,11 +78,42 @@ impl Watched {
         frame: &Frame,
     ) -> Result<FrameRecord, PipelineError> {
         let own = self.pipeline.owns(&started);
-        let record = self.finish_watched(started, frame);
-        if own && record.is_ok() {
+        let mut record = self.finish_watched(started, frame)?;
+        if own {
             self.frames_done += 1;
         }
-        record
+        if let Some(scene) = &mut self.scene {
+            scene.observe(&mut record)?;
+        }
+        Ok(record)
+    }
+
+    /// Tracks objects and reports zones as `config` says (the board's `[tracking]`, `[[zones]]`
+    /// and `[[masks]]`, or a zones file), for the frames finished from now on; nothing for a
+    /// model that does not detect boxes or a `config` that does not track. An error names the
+    /// zone or mask whose labels the model does not have.
+    pub fn track_scene(
+        &mut self,
+        config: &lookout_contract::board::SceneConfig,
+    ) -> Result<(), crate::scene::SceneError> {
+        self.scene = SceneRun::start(config, self.pipeline.manifest())?;
+        Ok(())
+    }
+
+    /// The scene layer, when objects are tracked.
+    pub fn scene(&self) -> Option<&SceneRun> {
+        self.scene.as_ref()
+    }
+
+    /// Every object still tracked leaves (the source ended): their events.
+    pub fn finish_scene(&mut self) -> Vec<EventRecord> {
+        self.scene
+            .as_mut()
+            .map(|scene| {
+                scene.finish();
+                scene.take_events()
+            })
+            .unwrap_or_default()
     }
 
     /// How many records this model has made: what a trial counts, so that the frames of the
@@ -122,9 +157,14 @@ impl Watched {
         Ok(())
     }
 
-    /// Takes over from `old` (a model being replaced): frame numbers go on from its.
-    pub fn continue_after(&mut self, old: &Watched) {
+    /// Takes over from `old` (a model being replaced): frame numbers go on from its, and so do
+    /// the tracked objects (as [`SceneRun::follow`] says).
+    pub fn continue_after(&mut self, old: &mut Watched) {
         self.pipeline.continue_after(&old.pipeline);
+        self.scene = old.scene.take();
+        if let Some(scene) = &mut self.scene {
+            scene.follow(self.pipeline.manifest());
+        }
     }
 
     /// Whether drift is watched (the manifest has a `[profile]` and the board wants it).
@@ -142,12 +182,17 @@ impl Watched {
         self.drift.as_ref().is_some_and(DriftMonitor::drifting)
     }
 
-    /// Drift alarms and clears raised since the last call, oldest first.
+    /// Object events, drift alarms and clears raised since the last call, oldest first in each.
     pub fn take_events(&mut self) -> Vec<EventRecord> {
-        self.drift
+        let mut events = self
+            .scene
             .as_mut()
-            .map(DriftMonitor::take_events)
-            .unwrap_or_default()
+            .map(SceneRun::take_events)
+            .unwrap_or_default();
+        if let Some(drift) = self.drift.as_mut() {
+            events.extend(drift.take_events());
+        }
+        events
     }
 
     /// The pipeline, to number a frame again or reach the engine.

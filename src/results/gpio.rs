@@ -388,6 +388,7 @@ mod tests {
             ),
             outputs: None,
             values: None,
+            zones: None,
         }
     }
 

@@ -103,13 +103,17 @@ pub struct FrameRecord {
     /// manifest's `values` is 0).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub values: Option<Vec<crate::results::decode::RawValues>>,
+    /// Objects present in each zone after this frame (when the board defines zones).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zones: Option<Vec<crate::scene::ZoneCount>>,
 }
 
 /// Something that happened outside any one frame (a camera lost or restored), reported on
 /// the sinks between frame records. In JSON Lines it is told apart by its `event` key.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EventRecord {
-    /// What happened: `camera_lost`, `camera_restored`, `drift`, `drift_cleared`.
+    /// What happened: `camera_lost`, `camera_restored`, `drift`, `drift_cleared`,
+    /// `object_entered`, `object_updated`, `object_left`, … (the README's list).
     pub event: String,
     /// When, RFC 3339 UTC with milliseconds.
     pub timestamp: String,
@@ -120,6 +124,10 @@ pub struct EventRecord {
     /// For `drift` and `drift_cleared`: which statistic, how far off, over which frames.
     #[serde(flatten)]
     pub drift: Option<DriftDetail>,
+    /// For `object_entered`, `object_updated` and `object_left`: which object, where
+    /// ([`crate::scene`]).
+    #[serde(flatten)]
+    pub object: Option<crate::scene::ObjectEvent>,
 }
 
 impl EventRecord {
@@ -131,6 +139,7 @@ impl EventRecord {
             source: source.into(),
             message,
             drift: None,
+            object: None,
         }
     }
 }

@@ -269,6 +269,7 @@ mod tests {
             }]),
             outputs: None,
             values: None,
+            zones: None,
         }
     }
 

@@ -5,7 +5,7 @@
 //! 1. **Masks** ([`zones::Mask`]): detections whose anchor point lies in a mask are dropped, as
 //!    if the model had not seen them.
 //! 2. **The tracker** ([`tracker`]): each detection joins the track of an object, which gets an
-//!    id once seen `min_hits` frames in a row and keeps it through occlusions shorter than
+//!    id once seen `min_hits` frames in a row and keeps it through occlusions of up to
 //!    `patience` frames.
 //! 3. **Zones** ([`zones::Zone`]): for each object seen in this frame and each zone that reports
 //!    its label, whether it is in the zone. Presence changes only after `enter_frames` frames
@@ -25,7 +25,8 @@ pub mod assign;
 pub mod tracker;
 pub mod zones;
 
-use crate::results::record::DetectionRecord;
+use crate::manifest::Manifest;
+use crate::results::record::{format_timestamp, DetectionRecord, EventRecord, FrameRecord};
 use lookout_contract::board::SceneConfig;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -48,7 +49,7 @@ pub enum SceneError {
     /// A corner lies outside the frame.
     #[error(
         "{table}: points[{index}] [{x}, {y}] is outside the {width}x{height} frame (zones and \
-         masks are in source-frame pixels, after rotation)"
+         masks are in the source frame's pixels)"
     )]
     OutOfFrame {
         /// `zones[0] (driveway)` or `masks[1]`.
@@ -156,6 +157,16 @@ impl Scene {
     /// The scene for a model with `labels`; an error names a zone or mask whose labels the model
     /// does not have.
     pub fn new(config: &SceneConfig, labels: &[String]) -> Result<Self, SceneError> {
+        Self::numbered_from(config, labels, 1)
+    }
+
+    /// The same, its first object numbered `first_id` (the scene of a model that replaces
+    /// another goes on from the ids the other gave).
+    pub fn numbered_from(
+        config: &SceneConfig,
+        labels: &[String],
+        first_id: u64,
+    ) -> Result<Self, SceneError> {
         let zones = config
             .zones
             .iter()
@@ -169,7 +180,7 @@ impl Scene {
             .map(|(i, m)| Mask::new(i, m, labels))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
-            tracker: Tracker::new(config.tracking.clone()),
+            tracker: Tracker::new(config.tracking.clone(), first_id),
             counts: vec![0; zones.len()],
             zones,
             masks,
@@ -191,6 +202,11 @@ impl Scene {
                 count,
             })
             .collect()
+    }
+
+    /// The id the next object will get.
+    pub fn next_id(&self) -> u64 {
+        self.tracker.next_id()
     }
 
     /// The objects now tracked.
@@ -231,8 +247,9 @@ impl Scene {
     }
 
     /// Takes frame `seq` (of `frame_size`, `[width, height]`): drops the masked detections,
-    /// sets each remaining one's `track_id`, and returns the events of this frame in order
-    /// (objects that left, then those that entered, then updates).
+    /// sets each remaining one's `track_id`, and returns the events of this frame in order:
+    /// objects whose track ended (each zone, then the frame), objects confirmed, zones entered
+    /// and left, then updates.
     pub fn update(
         &mut self,
         seq: u64,
@@ -241,7 +258,12 @@ impl Scene {
     ) -> Result<Vec<ObjectEvent>, SceneError> {
         self.check_frame(frame_size)?;
         if !self.masks.is_empty() {
-            detections.retain(|d| !self.masks.iter().any(|m| m.hides(d.label_id, d.bbox)));
+            detections.retain(|d| {
+                !self
+                    .masks
+                    .iter()
+                    .any(|m| m.hides(d.label_id, d.bbox, frame_size))
+            });
         }
         let observations: Vec<Observation> = detections
             .iter()
@@ -275,7 +297,7 @@ impl Scene {
                 if !self.zones[z].cares_about(track.class_id) {
                     continue;
                 }
-                let inside = self.zones[z].holds(track.bbox);
+                let inside = self.zones[z].holds(track.bbox, frame_size);
                 let needed = |present: bool| {
                     if present {
                         self.leave_frames
@@ -368,6 +390,154 @@ impl Scene {
             last_seen: track.last_seen,
             stationary: track.stationary,
         }
+    }
+}
+
+/// The scene layer as a run keeps it across model switches: the configuration, and the scene
+/// of the model whose records it follows.
+#[derive(Debug)]
+pub struct SceneRun {
+    config: SceneConfig,
+    /// `name@version` of the model whose records it follows.
+    model: String,
+    labels: Vec<String>,
+    /// `None` while the zones do not fit the model in use (an event said so).
+    scene: Option<Scene>,
+    /// The id the next object gets while `scene` is `None`: ids are never reused in a run.
+    next_id: u64,
+    events: Vec<EventRecord>,
+}
+
+impl SceneRun {
+    /// The scene layer for the model of `manifest`, when `config` tracks at all and the model
+    /// detects boxes; an error names a zone or mask the model cannot serve.
+    pub fn start(config: &SceneConfig, manifest: &Manifest) -> Result<Option<Self>, SceneError> {
+        if !config.tracks() || !manifest.output.is_detector() {
+            return Ok(None);
+        }
+        let scene = Scene::new(config, &manifest.labels)?;
+        Ok(Some(Self {
+            config: config.clone(),
+            model: manifest.id(),
+            labels: manifest.labels.clone(),
+            scene: Some(scene),
+            next_id: 1,
+            events: Vec::new(),
+        }))
+    }
+
+    /// Follows the model of `manifest`, which replaces the one followed so far. With the same
+    /// labels every object goes on under its id; with others, every object leaves and the
+    /// zones are resolved again. A model whose labels the zones name no longer, or that does not
+    /// detect boxes, leaves the scene layer idle, with an event that says why.
+    pub fn follow(&mut self, manifest: &Manifest) {
+        let now = manifest.id();
+        if now == self.model {
+            return;
+        }
+        let same = manifest.labels == self.labels && manifest.output.is_detector();
+        self.model = now.clone();
+        if same && self.scene.is_some() {
+            return;
+        }
+        let timestamp = format_timestamp(std::time::SystemTime::now());
+        if let Some(mut scene) = self.scene.take() {
+            self.next_id = scene.next_id();
+            for event in scene.finish() {
+                self.events
+                    .push(event_record(event, &timestamp, &self.model));
+            }
+        }
+        self.labels = manifest.labels.clone();
+        let fresh = if manifest.output.is_detector() {
+            Scene::numbered_from(&self.config, &manifest.labels, self.next_id)
+                .map_err(|e| e.to_string())
+        } else {
+            Err("it does not detect boxes".to_string())
+        };
+        match fresh {
+            Ok(scene) => self.scene = Some(scene),
+            Err(why) => {
+                tracing::warn!("zones and tracking are off while {now} runs: {why}");
+                self.events.push(EventRecord::now(
+                    "scene_off",
+                    &now,
+                    format!("zones and tracking are off while {now} runs: {why}"),
+                ));
+            }
+        }
+    }
+
+    /// Takes a record of the model followed: masked detections dropped, track ids set, zone
+    /// counts added, and its events kept for [`SceneRun::take_events`]. Records of another model
+    /// (one replaced while its frames were in flight) are left as they are.
+    pub fn observe(&mut self, record: &mut FrameRecord) -> Result<(), SceneError> {
+        let Some(scene) = self.scene.as_mut().filter(|_| record.model == self.model) else {
+            return Ok(());
+        };
+        let mut detections = record.detections.take().unwrap_or_default();
+        let events = scene.update(record.seq, record.frame_size, &mut detections);
+        record.detections = Some(detections);
+        let events = events?;
+        if !scene.zones.is_empty() {
+            record.zones = Some(scene.zone_counts());
+        }
+        for event in events {
+            self.events
+                .push(event_record(event, &record.timestamp, &record.frame));
+        }
+        Ok(())
+    }
+
+    /// Events raised since the last call, oldest first.
+    pub fn take_events(&mut self) -> Vec<EventRecord> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The objects now tracked and the zones' counts, for `status`.
+    pub fn scene(&self) -> Option<&Scene> {
+        self.scene.as_ref()
+    }
+
+    /// Ends every object (the run ends): their `object_left` events, for
+    /// [`SceneRun::take_events`].
+    pub fn finish(&mut self) {
+        let timestamp = format_timestamp(std::time::SystemTime::now());
+        if let Some(scene) = self.scene.as_mut() {
+            for event in scene.finish() {
+                self.events
+                    .push(event_record(event, &timestamp, &self.model));
+            }
+        }
+    }
+}
+
+/// An object event as the sinks receive it: at the time of the frame that raised it, with a
+/// line a person reads.
+fn event_record(event: ObjectEvent, timestamp: &str, source: &str) -> EventRecord {
+    let place = match &event.zone {
+        Some(zone) => format!(" zone {zone}"),
+        None => String::new(),
+    };
+    let message = match event.kind {
+        ObjectEventKind::ObjectEntered => {
+            format!("{} {} entered{place}", event.label, event.track_id)
+        }
+        ObjectEventKind::ObjectLeft => format!("{} {} left{place}", event.label, event.track_id),
+        ObjectEventKind::ObjectUpdated if event.stationary => {
+            format!("{} {} is stationary{place}", event.label, event.track_id)
+        }
+        ObjectEventKind::ObjectUpdated => {
+            format!("{} {} moves again{place}", event.label, event.track_id)
+        }
+    };
+    EventRecord {
+        event: event.kind.as_str().into(),
+        timestamp: timestamp.into(),
+        source: source.into(),
+        message,
+        drift: None,
+        object: Some(event),
     }
 }
 

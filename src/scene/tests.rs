@@ -256,15 +256,23 @@ fn an_occlusion_shorter_than_patience_keeps_the_object() {
 }
 
 #[test]
-fn a_one_frame_false_detection_is_never_an_object() {
+fn detections_in_fewer_than_min_hits_frames_are_never_an_object() {
     let config = SceneConfig {
         tracking: tracking(),
         ..SceneConfig::default()
     };
-    let flash = Actor::walking(1, [300.0, 300.0], [0.0, 0.0], 5..7);
+    // One frame, then two (min_hits = 3), then two with a frame between them.
+    let flashes = [
+        Actor::walking(1, [300.0, 300.0], [0.0, 0.0], 5..6),
+        Actor::walking(1, [100.0, 300.0], [0.0, 0.0], 8..10),
+        Actor {
+            hidden: Some(13..14),
+            ..Actor::walking(1, [500.0, 300.0], [0.0, 0.0], 12..15)
+        },
+    ];
     let result = run(
         &config,
-        &[flash],
+        &flashes,
         20,
         &Noise {
             seed: 3,
@@ -273,6 +281,183 @@ fn a_one_frame_false_detection_is_never_an_object() {
         },
     );
     assert!(result.events.is_empty(), "{:?}", summary(&result));
+}
+
+fn person_at(bbox: [f32; 4], score: f32) -> DetectionRecord {
+    DetectionRecord {
+        label_id: 0,
+        label: "person".into(),
+        score,
+        bbox,
+        keypoints: None,
+        track_id: None,
+    }
+}
+
+#[test]
+fn weak_detections_continue_objects_but_never_start_them() {
+    let config = SceneConfig {
+        tracking: tracking(),
+        ..SceneConfig::default()
+    };
+    let mut scene = Scene::new(&config, &labels()).expect("scene");
+    let mut ids = Vec::new();
+    // Strong for three frames (an object), then weak (0.3, partly hidden) for ten: the same
+    // object all along.
+    for seq in 0..13 {
+        let score = if seq < 3 { 0.9 } else { 0.3 };
+        let x = 100.0 + 4.0 * seq as f32;
+        let mut frame = vec![person_at([x, 100.0, x + 40.0, 180.0], score)];
+        scene.update(seq, [640, 480], &mut frame).expect("update");
+        ids.push(frame[0].track_id);
+    }
+    assert_eq!(ids[..2], [None, None]);
+    assert!(ids[2..].iter().all(|id| *id == Some(1)), "{ids:?}");
+    // Weak detections alone, elsewhere, for ten frames: never an object.
+    let mut weak_ids = Vec::new();
+    for seq in 13..23 {
+        let mut frame = vec![person_at([500.0, 100.0, 540.0, 180.0], 0.3)];
+        let events = scene.update(seq, [640, 480], &mut frame).expect("update");
+        assert!(events.iter().all(|e| e.track_id == 1), "{events:?}");
+        weak_ids.push(frame[0].track_id);
+    }
+    assert!(weak_ids.iter().all(Option::is_none), "{weak_ids:?}");
+}
+
+#[test]
+fn an_object_whose_track_ends_inside_zones_leaves_each_and_counts_return_to_zero() {
+    // Two overlapping zones reaching the frame's bottom edge; a person walks in from the
+    // bottom, cut off by the edge (its box clamped to y1 = 480), stands, and vanishes.
+    let config = SceneConfig {
+        tracking: tracking(),
+        zones: vec![
+            zone(
+                "yard",
+                vec![[0.0, 240.0], [640.0, 240.0], [640.0, 480.0], [0.0, 480.0]],
+                &[],
+            ),
+            zone(
+                "door",
+                vec![
+                    [200.0, 300.0],
+                    [440.0, 300.0],
+                    [440.0, 480.0],
+                    [200.0, 480.0],
+                ],
+                &["person"],
+            ),
+        ],
+        masks: Vec::new(),
+    };
+    let mut scene = Scene::new(&config, &labels()).expect("scene");
+    let mut events = Vec::new();
+    let mut counts = Vec::new();
+    for seq in 0..60u64 {
+        let mut frame = if seq < 20 {
+            vec![person_at([300.0, 400.0, 340.0, 480.0], 0.9)]
+        } else {
+            Vec::new()
+        };
+        events.extend(scene.update(seq, [640, 480], &mut frame).expect("update"));
+        counts.push(
+            scene
+                .zone_counts()
+                .iter()
+                .map(|c| c.count)
+                .collect::<Vec<_>>(),
+        );
+    }
+    let got: Vec<(&str, Option<&str>, Option<usize>)> = events
+        .iter()
+        .map(|e| (e.kind.as_str(), e.zone.as_deref(), e.zone_count))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("object_entered", None, None),
+            ("object_entered", Some("yard"), Some(1)),
+            ("object_entered", Some("door"), Some(1)),
+            // Last seen in frame 19; patience 10: gone at frame 30, zones first.
+            ("object_left", Some("yard"), Some(0)),
+            ("object_left", Some("door"), Some(0)),
+            ("object_left", None, None),
+        ]
+    );
+    assert_eq!(counts[3], [0, 0]);
+    assert_eq!(
+        counts[4],
+        [1, 1],
+        "confirmed at frame 2, inside at 2, 3 and 4"
+    );
+    assert_eq!(counts[29], [1, 1], "hidden, still present");
+    assert_eq!(counts[30], [0, 0]);
+}
+
+#[test]
+fn a_stationary_object_moves_again_only_when_seen_away_three_times() {
+    let config = SceneConfig {
+        tracking: TrackingConfig {
+            stationary_frames: 10,
+            ..tracking()
+        },
+        ..SceneConfig::default()
+    };
+    let mut scene = Scene::new(&config, &labels()).expect("scene");
+    let mut updates = Vec::new();
+    for seq in 0..60u64 {
+        // Parked at x = 200; one jittery box 30 px off at frame 25; drives off from frame 40.
+        let x = match seq {
+            25 => 230.0,
+            40.. => 200.0 + 15.0 * (seq - 39) as f32,
+            _ => 200.0,
+        };
+        let mut frame = vec![DetectionRecord {
+            label_id: 1,
+            label: "car".into(),
+            ..person_at([x, 300.0, x + 120.0, 360.0], 0.9)
+        }];
+        for e in scene.update(seq, [640, 480], &mut frame).expect("update") {
+            if e.kind == ObjectEventKind::ObjectUpdated {
+                updates.push((seq, e.stationary));
+            }
+        }
+    }
+    // Settled at frame 0, stationary at its 10th sighting after (frame 10); the one box off
+    // at 25 changes nothing; moving from 40, seen away at 40, 41 and 42.
+    assert_eq!(updates, vec![(10, true), (42, false)]);
+}
+
+#[test]
+fn boxes_that_are_not_finite_or_empty_are_not_tracked_and_many_detections_are_capped() {
+    let config = SceneConfig {
+        tracking: TrackingConfig {
+            min_hits: 1,
+            ..tracking()
+        },
+        ..SceneConfig::default()
+    };
+    let mut scene = Scene::new(&config, &labels()).expect("scene");
+    let mut frame = vec![
+        person_at([0.0, 0.0, f32::NAN, 10.0], 0.9),
+        person_at([10.0, 10.0, 10.0, 50.0], 0.9),
+        person_at([10.0, 10.0, 50.0, 50.0], f32::NAN),
+        person_at([f32::INFINITY, 0.0, 1.0, 1.0], 0.9),
+    ];
+    let events = scene.update(0, [640, 480], &mut frame).expect("update");
+    assert!(events.is_empty() && frame.iter().all(|d| d.track_id.is_none()));
+    // 2000 detections on a grid: the 256 highest scored are tracked.
+    let mut many: Vec<DetectionRecord> = (0..2000)
+        .map(|i| {
+            let (x, y) = ((i % 50) as f32 * 12.0, (i / 50) as f32 * 12.0);
+            person_at([x, y, x + 10.0, y + 10.0], 0.5 + i as f32 / 4000.0)
+        })
+        .collect();
+    scene.update(1, [640, 480], &mut many).expect("update");
+    let tracked: Vec<usize> = (0..many.len())
+        .filter(|&i| many[i].track_id.is_some())
+        .collect();
+    assert_eq!(tracked.len(), tracker::MAX_OBSERVATIONS);
+    assert_eq!(tracked[0], 2000 - tracker::MAX_OBSERVATIONS);
 }
 
 /// A person walks down through a zone drawn across the middle of the frame, and a car drives
@@ -521,6 +706,10 @@ fn a_busy_scene_is_tracked_without_identity_switches() {
         );
         switches += result.id_switches;
         fragments += result.fragmentations;
+        assert!(
+            result.ids_of.iter().all(|ids| !ids.is_empty()),
+            "seed {seed}: someone was never tracked"
+        );
         extra += result.ids_of.iter().map(|ids| ids.len() - 1).sum::<usize>();
         assert_eq!(result.shared_ids, 0, "seed {seed}: one id on two people");
     }

@@ -6,22 +6,31 @@
 //!    centre, with the size smoothed: the constant-velocity model of SORT's Kalman filter, with
 //!    fixed gains instead of covariances; a detector's boxes are accurate to a few pixels, so
 //!    the gains trust the measurement).
-//! 2. Detections scored at or over `high_score` are matched to all tracks, by the optimal
-//!    assignment ([`super::assign`]) on 1 − IoU, same label only, pairs under `match_iou`
-//!    never made. A track not seen for some frames is matched with both boxes widened by 10 %
-//!    of their size on each side per missed frame (up to half): the longer it is hidden, the
-//!    less sure its predicted position, and widening both boxes (the buffered IoU of C-BIoU)
-//!    lets a prediction a little off still overlap while an exact one stays at IoU 1.
-//! 3. The remaining detections, scored under `high_score`, are matched to the tracks seen in
+//! 2. Detections scored at or over `high_score` are matched to the objects, by the optimal
+//!    assignment ([`super::assign`]) on 1 − IoU, per label, pairs under `match_iou` never
+//!    made and a pair made only where it beats leaving the object unmatched. An object not
+//!    seen for some frames is matched with both boxes widened by 10 % of their size on each
+//!    side per missed frame (up to half): the longer it is hidden, the less sure its predicted
+//!    position, and widening both boxes (the buffered IoU of C-BIoU) lets a prediction a little
+//!    off still overlap while an exact one stays at IoU 1.
+//! 3. The remaining detections, scored under `high_score`, are matched to the objects seen in
 //!    the previous frame that are still unmatched: an object partly hidden scores lower, and
 //!    this keeps its track (ByteTrack's second association) without letting weak detections
-//!    start objects.
-//! 4. A high-scored detection left over starts a tentative track; it becomes an object with an
-//!    id once matched in `min_hits` frames in a row, and is dropped at its first miss before
-//!    that. An object's track ends after `patience` frames without a match.
+//!    start or confirm objects.
+//! 4. Tentative tracks (seen in the previous frame, not yet objects) take what strong
+//!    detections are left; a tentative track seen once is matched with its boxes widened by
+//!    half, since it has no velocity yet (a fast object at a few frames a second moves more
+//!    than its width).
+//! 5. A strong detection left over starts a tentative track. It becomes an object with an id
+//!    when seen in `min_hits` frames in a row, and is dropped at its first miss before that.
+//!    An object survives `patience` frames without a detection (a stationary one
+//!    `stationary_patience`) and ends at the next one missed.
 //!
 //! Labels are not mixed: a detection whose label flickers to another class starts another
 //! track. Counts are in frames, not seconds (a replay at any speed gives the same tracks).
+//! Detections with a box that is not finite or has no area are not tracked. The work is
+//! bounded: at most [`MAX_OBSERVATIONS`] detections a frame (the highest scored) and
+//! [`MAX_TRACKS`] tracks.
 
 use super::assign::assign;
 use lookout_contract::board::TrackingConfig;
@@ -54,7 +63,8 @@ pub struct Track {
     pub first_seen: u64,
     /// Frame sequence number of its last detection.
     pub last_seen: u64,
-    /// Its box centre has stayed within `stationary_px` for `stationary_frames` frames.
+    /// Its box centre has stayed within `stationary_px` of where it settled for
+    /// `stationary_frames` sightings.
     pub stationary: bool,
 }
 
@@ -64,14 +74,27 @@ pub struct TrackUpdate {
     /// For each observation given, the id of the object it belongs to (`None`: not an object
     /// yet, or not matched).
     pub ids: Vec<Option<u64>>,
-    /// Objects that became objects this frame (matched `min_hits` times).
+    /// Tracks that became objects this frame (seen in `min_hits` frames in a row).
     pub started: Vec<u64>,
     /// Objects whose `stationary` changed this frame.
     pub stationary_changed: Vec<u64>,
-    /// Objects whose track ended this frame (not seen for more than `patience` frames), as they
-    /// were when last seen.
+    /// Objects whose track ended this frame (the frame after `patience` frames without a
+    /// detection), as they were when last seen.
     pub ended: Vec<Track>,
 }
+
+/// Detections a frame the tracker takes at most, the highest scored: the assignment costs
+/// O(n²·(n + m)), and a camera frame with more objects than this is not a scene to follow one
+/// by one.
+pub const MAX_OBSERVATIONS: usize = 256;
+
+/// Tracks kept at most (objects, hidden ones included, and tentative tracks): no new track is
+/// started while this many exist.
+pub const MAX_TRACKS: usize = 512;
+
+/// Sightings in a row away from where a stationary object settled before it moves again: one
+/// jittery box does not end it.
+const MOVED_SIGHTINGS: u32 = 3;
 
 /// The alpha-beta filter's gains: the share of a measurement's surprise taken into the
 /// position, and into the velocity.
@@ -96,6 +119,8 @@ struct TrackState {
     hits: u32,
     settled_at: [f32; 2],
     settled_frames: u32,
+    /// Sightings in a row away from `settled_at`, while stationary.
+    moved: u32,
     stationary: bool,
 }
 
@@ -115,6 +140,7 @@ impl TrackState {
             hits: 1,
             settled_at: [state[0], state[1]],
             settled_frames: 0,
+            moved: 0,
             stationary: false,
         }
     }
@@ -132,8 +158,12 @@ impl TrackState {
     }
 
     /// How far the boxes are widened, each side, as a share of their size, when this track is
-    /// matched at frame `seq`: 10 % per frame it was not seen, up to half.
+    /// matched at frame `seq`: 10 % per frame it was not seen, up to half; half for a track
+    /// seen once, whose velocity is unknown.
     fn buffer(&self, seq: u64) -> f32 {
+        if self.hits <= 1 {
+            return 0.5;
+        }
         (0.1 * self.missed(seq) as f32).min(0.5)
     }
 
@@ -162,13 +192,18 @@ impl TrackState {
         self.score = obs.score;
         self.best_score = self.best_score.max(obs.score);
         self.last_seen = seq;
-        self.hits += 1;
+        self.hits = self.hits.saturating_add(1);
         let (dx, dy) = (z[0] - self.settled_at[0], z[1] - self.settled_at[1]);
         if (dx * dx + dy * dy).sqrt() <= config.stationary_px {
             self.settled_frames = self.settled_frames.saturating_add(1);
+            self.moved = 0;
+        } else if self.stationary && self.moved + 1 < MOVED_SIGHTINGS {
+            // Stationary until it is seen away from its place a few times in a row.
+            self.moved += 1;
         } else {
             self.settled_at = [z[0], z[1]];
             self.settled_frames = 0;
+            self.moved = 0;
         }
     }
 
@@ -201,8 +236,18 @@ fn widened(bbox: [f32; 4], share: f32) -> [f32; 4] {
     [bbox[0] - dw, bbox[1] - dh, bbox[2] + dw, bbox[3] + dh]
 }
 
-/// Intersection over union of two `[x0, y0, x1, y1]` boxes (0 when either is empty).
+/// Whether a detection can be tracked: a finite score and a finite box with an area.
+fn trackable(obs: &Observation) -> bool {
+    let b = obs.bbox;
+    obs.score.is_finite() && b.iter().all(|v| v.is_finite()) && b[2] > b[0] && b[3] > b[1]
+}
+
+/// Intersection over union of two `[x0, y0, x1, y1]` boxes (0 when either is empty or not
+/// finite).
 pub fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
+    if !a.iter().chain(&b).all(|v| v.is_finite()) {
+        return 0.0;
+    }
     let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
     let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
     let inter = w * h;
@@ -224,13 +269,19 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    /// A tracker with no tracks yet.
-    pub fn new(config: TrackingConfig) -> Self {
+    /// A tracker with no tracks yet, whose first object gets id `first_id` (1 for a run's
+    /// first tracker; the next unused id when it follows another model's).
+    pub fn new(config: TrackingConfig, first_id: u64) -> Self {
         Self {
             config,
             tracks: Vec::new(),
-            next_id: 1,
+            next_id: first_id.max(1),
         }
+    }
+
+    /// The id the next object will get.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
     }
 
     /// The objects now tracked (seen within `patience` frames), oldest first.
@@ -252,47 +303,45 @@ impl Tracker {
         // The observation each track took this frame.
         let mut track_matched: Vec<Option<usize>> = vec![None; self.tracks.len()];
         let mut obs_matched = vec![false; observations.len()];
-        let (high, low): (Vec<usize>, Vec<usize>) =
-            (0..observations.len()).partition(|&i| observations[i].score >= config.high_score);
-        let predicted: Vec<[f32; 4]> = self.tracks.iter().map(|t| t.predicted(seq)).collect();
-        // Pass 1: strong detections against every track. Pass 2: weak ones against the tracks
-        // seen in the frame before.
-        let all_tracks: Vec<usize> = (0..self.tracks.len()).collect();
-        let seen_last: Vec<usize> = (0..self.tracks.len())
-            .filter(|&t| self.tracks[t].last_seen + 1 == seq)
+        let mut usable: Vec<usize> = (0..observations.len())
+            .filter(|&i| trackable(&observations[i]))
             .collect();
-        for (candidates, detections) in [(all_tracks, &high), (seen_last, &low)] {
-            let rows: Vec<usize> = candidates
-                .into_iter()
-                .filter(|&t| track_matched[t].is_none())
-                .collect();
-            let cols: Vec<usize> = detections
-                .iter()
-                .copied()
-                .filter(|&o| !obs_matched[o])
-                .collect();
-            let cost: Vec<Option<f64>> = rows
-                .iter()
-                .flat_map(|&t| cols.iter().map(move |&o| (t, o)))
-                .map(|(t, o)| {
-                    let obs = &observations[o];
-                    if obs.class_id != self.tracks[t].class_id {
-                        return None;
-                    }
-                    let b = self.tracks[t].buffer(seq);
-                    let overlap = iou(widened(predicted[t], b), widened(obs.bbox, b));
-                    (overlap >= config.match_iou).then(|| f64::from(1.0 - overlap))
-                })
-                .collect();
-            for (r, c) in assign(rows.len(), cols.len(), &cost) {
-                let (t, o) = (rows[r], cols[c]);
-                track_matched[t] = Some(o);
-                obs_matched[o] = true;
-                self.tracks[t].update(seq, &observations[o], &config);
-            }
+        if usable.len() > MAX_OBSERVATIONS {
+            usable.sort_by(|&a, &b| observations[b].score.total_cmp(&observations[a].score));
+            usable.truncate(MAX_OBSERVATIONS);
+            usable.sort_unstable();
+        }
+        let (high, low): (Vec<usize>, Vec<usize>) = usable
+            .into_iter()
+            .partition(|&i| observations[i].score >= config.high_score);
+        let seen_last = |t: &TrackState| t.last_seen.saturating_add(1) == seq;
+        let objects: Vec<usize> = (0..self.tracks.len())
+            .filter(|&t| self.tracks[t].id != 0)
+            .collect();
+        let objects_seen_last: Vec<usize> = objects
+            .iter()
+            .copied()
+            .filter(|&t| seen_last(&self.tracks[t]))
+            .collect();
+        let tentative: Vec<usize> = (0..self.tracks.len())
+            .filter(|&t| self.tracks[t].id == 0 && seen_last(&self.tracks[t]))
+            .collect();
+        for (candidates, detections) in [
+            (objects, &high),
+            (objects_seen_last, &low),
+            (tentative, &high),
+        ] {
+            self.match_pass(
+                seq,
+                &candidates,
+                detections,
+                observations,
+                &mut track_matched,
+                &mut obs_matched,
+            );
         }
         // Matched tracks: confirmed, or one frame closer; unmatched: tentative ones dropped,
-        // objects ended after `patience`.
+        // objects ended after their patience.
         let mut kept = Vec::with_capacity(self.tracks.len());
         for (t, mut track) in std::mem::take(&mut self.tracks).into_iter().enumerate() {
             if let Some(o) = track_matched[t] {
@@ -312,27 +361,93 @@ impl Tracker {
                 kept.push(track);
             } else if track.id == 0 {
                 // A tentative track missed: a false detection, or too brief to be an object.
-            } else if track.missed(seq + 1) > u64::from(config.patience) {
-                update.ended.push(track.view());
             } else {
-                kept.push(track);
+                let patience = if track.stationary {
+                    config.stationary_patience
+                } else {
+                    config.patience
+                };
+                // Frames without a detection, this one included.
+                if seq.saturating_sub(track.last_seen) > u64::from(patience) {
+                    update.ended.push(track.view());
+                } else {
+                    kept.push(track);
+                }
             }
         }
         // New tentative tracks from strong detections nothing claimed.
         for &o in &high {
-            if !obs_matched[o] {
-                let mut track = TrackState::new(seq, &observations[o]);
-                if config.min_hits <= 1 {
-                    track.id = self.next_id;
-                    self.next_id += 1;
-                    update.started.push(track.id);
-                    update.ids[o] = Some(track.id);
-                }
-                kept.push(track);
+            if obs_matched[o] || kept.len() >= MAX_TRACKS {
+                continue;
             }
+            let mut track = TrackState::new(seq, &observations[o]);
+            if config.min_hits <= 1 {
+                track.id = self.next_id;
+                self.next_id += 1;
+                update.started.push(track.id);
+                update.ids[o] = Some(track.id);
+            }
+            kept.push(track);
         }
         self.tracks = kept;
         update
+    }
+
+    /// Matches the unmatched tracks among `candidates` with the unmatched observations among
+    /// `detections`, one label at a time, and updates the tracks matched.
+    fn match_pass(
+        &mut self,
+        seq: u64,
+        candidates: &[usize],
+        detections: &[usize],
+        observations: &[Observation],
+        track_matched: &mut [Option<usize>],
+        obs_matched: &mut [bool],
+    ) {
+        let mut classes: Vec<usize> = detections
+            .iter()
+            .filter(|&&o| !obs_matched[o])
+            .map(|&o| observations[o].class_id)
+            .collect();
+        classes.sort_unstable();
+        classes.dedup();
+        for class_id in classes {
+            let rows: Vec<usize> = candidates
+                .iter()
+                .copied()
+                .filter(|&t| track_matched[t].is_none() && self.tracks[t].class_id == class_id)
+                .collect();
+            let cols: Vec<usize> = detections
+                .iter()
+                .copied()
+                .filter(|&o| !obs_matched[o] && observations[o].class_id == class_id)
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let cost: Vec<Option<f64>> = rows
+                .iter()
+                .flat_map(|&t| cols.iter().map(move |&o| (t, o)))
+                .map(|(t, o)| {
+                    let track = &self.tracks[t];
+                    let b = track.buffer(seq);
+                    let overlap = iou(
+                        widened(track.predicted(seq), b),
+                        widened(observations[o].bbox, b),
+                    );
+                    (overlap >= self.config.match_iou).then(|| f64::from(1.0 - overlap))
+                })
+                .collect();
+            // Leaving a track unmatched costs as much as the worst pair allowed.
+            let unpaired = f64::from(1.0 - self.config.match_iou) + 1e-6;
+            for (r, c) in assign(rows.len(), cols.len(), &cost, unpaired) {
+                let (t, o) = (rows[r], cols[c]);
+                track_matched[t] = Some(o);
+                obs_matched[o] = true;
+                let config = self.config.clone();
+                self.tracks[t].update(seq, &observations[o], &config);
+            }
+        }
     }
 
     /// Ends every object (the source ended): their tracks, as last seen.

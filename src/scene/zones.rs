@@ -63,6 +63,15 @@ fn outside(points: &[[f32; 2]], size: [u32; 2]) -> Option<(usize, [f32; 2])> {
         .find(|(_, p)| p[0] > size[0] as f32 || p[1] > size[1] as f32)
 }
 
+/// The anchor of `bbox`, moved half a pixel inside a frame of `size`: boxes are clamped to the
+/// frame, so the anchor of an object cut off by the bottom edge lies on that edge, which the
+/// even-odd test counts as outside a zone drawn down to it.
+fn anchor_in_frame(anchor: Anchor, bbox: [f32; 4], size: [u32; 2]) -> [f32; 2] {
+    let [x, y] = anchor.of(bbox);
+    let most = |side: u32| (side as f32 - 0.5).max(0.0);
+    [x.clamp(0.0, most(size[0])), y.clamp(0.0, most(size[1]))]
+}
+
 impl Zone {
     /// `config` (the board's `zones[index]`) for a model with `labels`.
     pub fn new(index: usize, config: &ZoneConfig, labels: &[String]) -> Result<Self, SceneError> {
@@ -84,9 +93,9 @@ impl Zone {
             .is_none_or(|classes| classes.contains(&class_id))
     }
 
-    /// Whether the box `[x0, y0, x1, y1]` is in the zone.
-    pub fn holds(&self, bbox: [f32; 4]) -> bool {
-        polygon_contains(&self.points, self.anchor.of(bbox))
+    /// Whether the box `[x0, y0, x1, y1]` of a frame of `size` is in the zone.
+    pub fn holds(&self, bbox: [f32; 4], size: [u32; 2]) -> bool {
+        polygon_contains(&self.points, anchor_in_frame(self.anchor, bbox, size))
     }
 
     /// The first corner outside a frame of `size` (`[width, height]`), with its index.
@@ -106,12 +115,12 @@ impl Mask {
         })
     }
 
-    /// Whether a detection of label `class_id` with this box is dropped.
-    pub fn hides(&self, class_id: usize, bbox: [f32; 4]) -> bool {
+    /// Whether a detection of label `class_id` with this box, in a frame of `size`, is dropped.
+    pub fn hides(&self, class_id: usize, bbox: [f32; 4], size: [u32; 2]) -> bool {
         self.classes
             .as_ref()
             .is_none_or(|classes| classes.contains(&class_id))
-            && polygon_contains(&self.points, self.anchor.of(bbox))
+            && polygon_contains(&self.points, anchor_in_frame(self.anchor, bbox, size))
     }
 
     /// The first corner outside a frame of `size`, with its index.

@@ -226,6 +226,7 @@ impl DriftMonitor {
                     windows,
                     window: [span.0, span.1],
                 }),
+                object: None,
             });
         }
     }

@@ -268,6 +268,7 @@ pub(crate) mod tests {
             detections,
             outputs: None,
             values: None,
+            zones: None,
         }
     }
 

@@ -215,6 +215,7 @@ mod tests {
             detections,
             outputs: None,
             values: None,
+            zones: None,
         }
     }
 
@@ -385,6 +386,7 @@ mod tests {
                 windows: 3,
                 window: [1800, 2699],
             }),
+            object: None,
         };
         let compact = event_lines(&event, LineFormat::Compact).expect("compact");
         assert_eq!(

@@ -1,9 +1,9 @@
 //! The board profile's `[tracking]` table and its `[[zones]]` and `[[masks]]`: how the scene
 //! layer (`lookout::scene`) follows objects from frame to frame and where it reports them.
 //!
-//! Zones and masks are polygons in **source-frame pixels** (the camera's frame as captured,
-//! after `rotate`/`flip`), the same coordinates as the boxes in the records, so a polygon can be
-//! drawn on a snapshot (`lookout run --sink file:…` boxes, or any saved frame) and copied here.
+//! Zones and masks are polygons in **source-frame pixels** (the camera's frame as captured),
+//! the same coordinates as the boxes in the records, so a polygon can be drawn on a snapshot
+//! (the console's `snapshot`, or any saved frame) and copied here.
 //! Whether a polygon fits the frame is known only once the first frame arrives: `lookout run`
 //! checks it then, and stops with the zone and point named if one lies outside.
 //!
@@ -33,11 +33,16 @@ pub struct TrackingConfig {
     /// Frames in a row a new track must be matched before it is reported: a one-frame false
     /// detection never becomes an object.
     pub min_hits: u32,
-    /// Frames a track survives without a matching detection (occluded, missed by the model)
-    /// before the object has left; an occlusion shorter than this keeps the object and its id.
+    /// Frames an object survives without a matching detection (occluded, missed by the model):
+    /// an occlusion of up to this many frames keeps the object and its id, and the object
+    /// leaves at the next frame missed.
     pub patience: u32,
+    /// The same for a stationary object (a parked car behind a passing truck); at least
+    /// `patience`.
+    pub stationary_patience: u32,
     /// An object whose box centre stays within this many pixels of where it settled, for
-    /// `stationary_frames` frames, is stationary (a parked car, a parcel).
+    /// `stationary_frames` sightings, is stationary (a parked car, a parcel); it moves again
+    /// when seen farther away three times in a row.
     pub stationary_px: f32,
     /// See `stationary_px`.
     pub stationary_frames: u32,
@@ -49,8 +54,8 @@ pub struct TrackingConfig {
 }
 
 impl Default for TrackingConfig {
-    /// ByteTrack's thresholds for the association, a second of patience at 30 fps, and three
-    /// frames to enter or leave a zone.
+    /// ByteTrack's thresholds for the association, a second of patience at 30 fps (ten for a
+    /// stationary object), and three frames to enter or leave a zone.
     fn default() -> Self {
         Self {
             enabled: false,
@@ -58,6 +63,7 @@ impl Default for TrackingConfig {
             match_iou: 0.3,
             min_hits: 3,
             patience: 30,
+            stationary_patience: 300,
             stationary_px: 10.0,
             stationary_frames: 75,
             enter_frames: 3,
@@ -120,6 +126,10 @@ pub struct MaskConfig {
     #[serde(default)]
     pub anchor: Anchor,
 }
+
+/// Most frames an object may go unseen and stay (about an hour at 30 fps): hidden objects are
+/// kept in memory and matched every frame.
+pub const MAX_PATIENCE: u32 = 108_000;
 
 /// Longest zone name: it goes on the serial line in every zone line.
 pub const MAX_ZONE_NAME: usize = 32;
@@ -202,6 +212,21 @@ impl TrackingConfig {
             if value == 0 {
                 return Err(FieldError::new(field, "must be at least 1"));
             }
+        }
+        if self.patience > MAX_PATIENCE {
+            return Err(FieldError::new(
+                "patience",
+                format!("{} is over {MAX_PATIENCE} frames", self.patience),
+            ));
+        }
+        if !(self.patience..=MAX_PATIENCE).contains(&self.stationary_patience) {
+            return Err(FieldError::new(
+                "stationary_patience",
+                format!(
+                    "{} is not in patience..={MAX_PATIENCE} ({}..={MAX_PATIENCE})",
+                    self.stationary_patience, self.patience
+                ),
+            ));
         }
         if !(self.stationary_px.is_finite() && self.stationary_px >= 0.0) {
             return Err(FieldError::new(

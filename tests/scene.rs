@@ -1,0 +1,185 @@
+//! Tracking and zones end to end: `lookout run` with the bundled detector on a real test scene,
+//! zones from a zones file or the board profile, and the events and records it writes; and
+//! zones that do not fit the model or the frame, refused with the file, zone and field named.
+
+mod common;
+
+use common::{json_lines, lookout, stderr, stdout};
+use serde_json::Value;
+use std::path::Path;
+
+/// A folder holding one test scene (192x144: a circle, a triangle and two squares, one of them
+/// in the bottom half), which `--loop` plays as a still camera.
+fn still_scene(dir: &Path) -> String {
+    let folder = dir.join("still");
+    std::fs::create_dir_all(&folder).expect("folder");
+    std::fs::copy(
+        common::repo("tests/images/detect/scene_0.png"),
+        folder.join("scene_0.png"),
+    )
+    .expect("copy");
+    folder.to_string_lossy().into_owned()
+}
+
+const BOTTOM_SQUARES: &str = "[tracking]\nenabled = true\n\n[[zones]]\nname = \"bottom\"\n\
+     points = [[0, 72], [192, 72], [192, 144], [0, 144]]\nlabels = [\"square\"]\n";
+
+fn run_still(dir: &Path, extra: &[&str]) -> std::process::Output {
+    let source = still_scene(dir);
+    let mut args = vec![
+        "run",
+        "--source",
+        &source,
+        "--loop",
+        "--max-frames",
+        "8",
+        "--threads",
+        "1",
+        "--workers",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    lookout(&args)
+}
+
+/// `(event, track_id, zone, zone_count)` of every event line, in order.
+fn events(lines: &[Value]) -> Vec<(String, u64, Option<String>, Option<u64>)> {
+    lines
+        .iter()
+        .filter(|l| l.get("event").is_some())
+        .map(|l| {
+            (
+                l["event"].as_str().expect("event").to_string(),
+                l["track_id"].as_u64().expect("track_id"),
+                l.get("zone").and_then(Value::as_str).map(String::from),
+                l.get("zone_count").and_then(Value::as_u64),
+            )
+        })
+        .collect()
+}
+
+fn assert_still_scene_events(out: &std::process::Output) {
+    assert!(out.status.success(), "{}", stderr(out));
+    let lines = json_lines(&stdout(out));
+    let ev = |kind: &str, id: u64, zone: Option<&str>, count: Option<u64>| {
+        (kind.to_string(), id, zone.map(String::from), count)
+    };
+    // Four objects confirmed at frame 2 (min_hits 3), ids by their order in the record (score);
+    // the lower square (3) in zone "bottom" after 3 frames inside (2, 3, 4); at the end of the
+    // source every object leaves, its zones first.
+    assert_eq!(
+        events(&lines),
+        vec![
+            ev("object_entered", 1, None, None),
+            ev("object_entered", 2, None, None),
+            ev("object_entered", 3, None, None),
+            ev("object_entered", 4, None, None),
+            ev("object_entered", 3, Some("bottom"), Some(1)),
+            ev("object_left", 1, None, None),
+            ev("object_left", 2, None, None),
+            ev("object_left", 3, Some("bottom"), Some(0)),
+            ev("object_left", 3, None, None),
+            ev("object_left", 4, None, None),
+        ]
+    );
+    let records: Vec<&Value> = lines.iter().filter(|l| l.get("seq").is_some()).collect();
+    assert_eq!(records.len(), 8);
+    for record in &records {
+        let seq = record["seq"].as_u64().expect("seq");
+        let detections = record["detections"].as_array().expect("detections");
+        let ids: Vec<Option<u64>> = detections
+            .iter()
+            .map(|d| d.get("track_id").and_then(Value::as_u64))
+            .collect();
+        if seq < 2 {
+            assert!(ids.iter().all(Option::is_none), "seq {seq}: {ids:?}");
+        } else {
+            assert_eq!(ids, [Some(1), Some(2), Some(3), Some(4)], "seq {seq}");
+        }
+        let count = record["zones"][0]["count"].as_u64();
+        assert_eq!(record["zones"][0]["zone"], "bottom");
+        assert_eq!(count, Some(u64::from(seq >= 4)), "seq {seq}");
+    }
+    // The square's entering names the frame it happened in.
+    let entered = lines
+        .iter()
+        .find(|l| l["event"] == "object_entered" && l.get("zone").is_some())
+        .expect("zone event");
+    assert_eq!(entered["label"], "square");
+    assert_eq!(entered["source"], "scene_0.png");
+    assert_eq!(entered["message"], "square 3 entered zone bottom");
+    assert_eq!(entered["last_seen"], 4);
+}
+
+#[test]
+fn a_zones_file_gives_object_and_zone_events_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let zones = dir.path().join("zones.toml");
+    std::fs::write(&zones, BOTTOM_SQUARES).expect("zones");
+    let out = run_still(dir.path(), &["--zones", &zones.to_string_lossy()]);
+    assert_still_scene_events(&out);
+}
+
+#[test]
+fn the_board_profile_s_zones_give_the_same_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = std::fs::read_to_string(common::repo("boards/host.toml")).expect("host");
+    let board = dir.path().join("zoned.toml");
+    std::fs::write(
+        &board,
+        host.replace("name = \"host\"", "name = \"zoned\"") + "\n" + BOTTOM_SQUARES,
+    )
+    .expect("board");
+    let out = run_still(dir.path(), &["--board", &board.to_string_lossy()]);
+    assert_still_scene_events(&out);
+}
+
+#[test]
+fn zones_that_do_not_fit_are_refused_naming_file_zone_and_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let zones = dir.path().join("zones.toml");
+    let zones_arg = zones.to_string_lossy().into_owned();
+    let refused = |text: &str, needles: &[&str]| {
+        std::fs::write(&zones, text).expect("zones");
+        let out = run_still(dir.path(), &["--zones", &zones_arg]);
+        assert!(!out.status.success(), "{text}");
+        let err = stderr(&out);
+        for needle in needles {
+            assert!(err.contains(needle), "{text}\nwanted {needle:?} in:\n{err}");
+        }
+        assert!(!err.contains("panicked"), "{err}");
+    };
+    // A label the model does not have.
+    refused(
+        &BOTTOM_SQUARES.replace("\"square\"", "\"dog\""),
+        &[
+            "zones.toml: the zones do not fit shapes-detector@2.1.0",
+            "zones[0] (bottom): label \"dog\" is not one of the model's labels (circle, square, triangle)",
+        ],
+    );
+    // A corner outside the 192x144 frame: found on the first frame.
+    refused(
+        &BOTTOM_SQUARES.replace("[192, 72]", "[300, 72]"),
+        &[
+            "zones.toml: the zones do not fit the frames",
+            "zones[0] (bottom): points[1] [300, 72] is outside the 192x144 frame",
+        ],
+    );
+    // A polygon whose edges cross.
+    refused(
+        &BOTTOM_SQUARES.replace(
+            "[[0, 72], [192, 72], [192, 144], [0, 144]]",
+            "[[0, 72], [192, 144], [192, 72], [0, 144]]",
+        ),
+        &["zones.toml: field `zones[0].points`: edge points[0]-points[1] crosses edge points[2]-points[3]"],
+    );
+    // A zones file that is not there.
+    std::fs::remove_file(&zones).expect("remove");
+    let out = run_still(dir.path(), &["--zones", &zones_arg]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("zones.toml: cannot read zones file"),
+        "{}",
+        stderr(&out)
+    );
+}
