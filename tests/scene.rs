@@ -183,3 +183,81 @@ fn zones_that_do_not_fit_are_refused_naming_file_zone_and_field() {
         stderr(&out)
     );
 }
+
+/// A running `lookout run`, killed when the test ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_serial_line_carries_track_and_zone_lines_and_the_console_shows_them() {
+    use lookout::results::serial::protocol::parse_compact;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let zones = dir.path().join("zones.toml");
+    std::fs::write(&zones, BOTTOM_SQUARES).expect("zones");
+    let source = still_scene(dir.path());
+    let (mut term, _slave, tty) = common::terminal::pair();
+    let sink = format!("serial:{tty}@115200,format=compact");
+    let _run = Running(
+        common::lookout_command()
+            .args(["run", "--source", &source, "--loop", "--sink", &sink])
+            .args(["--zones", &zones.to_string_lossy(), "--threads", "1"])
+            .args(["--workers", "1"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("lookout starts"),
+    );
+    // Lines until the square has entered the zone (frame 4); every line checks.
+    let lines = term.until(common::patience(Duration::from_secs(60)), |l| {
+        l.starts_with("E,object_entered,3,1,bottom,1*")
+    });
+    let parsed: Vec<_> = lines
+        .iter()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| parse_compact(l).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    // Frame 2: four D lines, each followed by its object's T line, the zone line, then F.
+    let frame2: Vec<(char, Vec<i64>)> = parsed
+        .iter()
+        .filter(|l| l.fields.first() == Some(&2) && l.kind != 'E')
+        .map(|l| (l.kind, l.fields.clone()))
+        .collect();
+    let kinds: String = frame2.iter().map(|(k, _)| *k).collect();
+    assert_eq!(kinds, "DTDTDTDTZF", "{frame2:?}");
+    assert_eq!(frame2[1].1, [2, 0, 1]);
+    assert_eq!(frame2[7].1, [2, 3, 4]);
+    assert_eq!(frame2[8].1, [2, 0], "no square present yet");
+    let objects: Vec<(String, Vec<i64>)> = parsed
+        .iter()
+        .filter(|l| l.kind == 'E')
+        .map(|l| (l.name.clone().expect("name"), l.fields.clone()))
+        .collect();
+    assert_eq!(
+        objects,
+        vec![
+            ("object_entered".to_string(), vec![1, 0]),
+            ("object_entered".to_string(), vec![2, 2]),
+            ("object_entered".to_string(), vec![3, 1]),
+            ("object_entered".to_string(), vec![4, 1]),
+            ("object_entered".to_string(), vec![3, 1, 1]),
+        ]
+    );
+    let status = term.command("status");
+    assert!(
+        status
+            .iter()
+            .any(|l| l == "# tracking 4 objects: circle 1, triangle 2, square 3, square 4"),
+        "{status:?}"
+    );
+    assert!(
+        status.iter().any(|l| l == "# zones: bottom 1 (square 1)"),
+        "{status:?}"
+    );
+}

@@ -146,6 +146,11 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
             pipeline.manifest().id()
         );
     }
+    // GPIO rules may name a zone: only those of a scene in use.
+    let zone_names: Vec<String> = match pipeline.scene() {
+        Some(_) => scene.zones.iter().map(|z| z.name.clone()).collect(),
+        None => Vec::new(),
+    };
     let thresholds = pipeline.thresholds_mut();
     if let Some(score) = args.score {
         check_unit("--score", score)?;
@@ -186,6 +191,7 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
         &args.sinks,
         &board,
         &pipeline.manifest().labels,
+        &zone_names,
         &args.snapshot_dir,
         &control,
     )?;

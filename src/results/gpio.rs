@@ -6,7 +6,8 @@
 //! in, never read, so a test can script exactly when each frame arrives.
 //!
 //! A rule (`[[gpio.rules]]` in the board profile, or a rules file) sets its line active while
-//! its label is seen at or above `min_score`, keeps it active `hold_ms` after the last such
+//! its label is seen at or above `min_score` (or, with `zone`, while an object of its label is
+//! present in that zone), keeps it active `hold_ms` after the last such
 //! frame, and will not start a new activation sooner than `min_interval_ms` after the previous
 //! one started. The optional heartbeat line changes level every half period while frames
 //! arrive. Every line starts inactive, and is set inactive again when lookout stops.
@@ -33,6 +34,16 @@ pub enum GpioError {
         label: String,
         /// The model's labels, comma-separated.
         labels: String,
+    },
+    /// A rule names a zone that is not defined.
+    #[error("gpio rules[{index}].zone: {zone:?} is not one of the zones ({zones})")]
+    UnknownZone {
+        /// Index of the rule.
+        index: usize,
+        /// The zone given.
+        zone: String,
+        /// The zones defined, comma-separated, or "none defined".
+        zones: String,
     },
     /// No chip has the label.
     #[error("no GPIO chip labelled {label:?}; found: {found}. Check [gpio] chip_label in the board profile (gpiodetect lists the chips)")]
@@ -65,6 +76,25 @@ pub enum GpioError {
 
 /// A GPIO operation's result.
 pub type Result<T> = std::result::Result<T, GpioError>;
+
+/// Refuses rules for zones not defined (`zones`: the names of the run's zones), naming the
+/// rule.
+pub fn check_zones(config: &GpioDefaults, zones: &[String]) -> Result<()> {
+    for (index, rule) in config.rules.iter().enumerate() {
+        if let Some(zone) = rule.zone.as_ref().filter(|z| !zones.contains(z)) {
+            return Err(GpioError::UnknownZone {
+                index,
+                zone: zone.clone(),
+                zones: if zones.is_empty() {
+                    "none defined: [[zones]] in the board profile or --zones FILE".into()
+                } else {
+                    zones.join(", ")
+                },
+            });
+        }
+    }
+    Ok(())
+}
 
 /// Refuses rules for labels the model does not have, naming the rule.
 pub fn check_labels(config: &GpioDefaults, labels: &[String]) -> Result<()> {
@@ -163,13 +193,19 @@ impl<P: OutputPin> GpioRules<P> {
         self.expire(now)?;
         for (state, pin) in &mut self.rules {
             let rule = &state.rule;
-            let seen = record
-                .detections
-                .iter()
-                .flatten()
-                .map(|d| (&d.label, d.score))
-                .chain(record.classes.iter().flatten().map(|c| (&c.label, c.score)))
-                .any(|(label, score)| *label == rule.when && score >= rule.min_score);
+            let seen =
+                match &rule.zone {
+                    Some(zone) => record.zones.iter().flatten().any(|z| {
+                        z.zone == *zone && z.labels.get(&rule.when).is_some_and(|&n| n > 0)
+                    }),
+                    None => record
+                        .detections
+                        .iter()
+                        .flatten()
+                        .map(|d| (&d.label, d.score))
+                        .chain(record.classes.iter().flatten().map(|c| (&c.label, c.score)))
+                        .any(|(label, score)| *label == rule.when && score >= rule.min_score),
+                };
             let hold = Duration::from_millis(rule.hold_ms);
             if seen && state.active {
                 state.until = now + hold;
@@ -272,12 +308,13 @@ pub fn open_header_lines(
 
 /// Opens `gpio` (the board profile's rules) or `gpio:RULES.toml` (`rest` is what follows
 /// `gpio`) as a sink on the board's header lines, checking the rules against the model's
-/// `labels` before any line is touched.
+/// `labels` and the run's `zones` before any line is touched.
 pub fn open_sink(
     spec: &str,
     rest: &str,
     board: &crate::board::Board,
     labels: &[String],
+    zones: &[String],
 ) -> Result<GpioSink<linux_embedded_hal::CdevPin>> {
     let bad = |message: String| GpioError::Spec {
         spec: spec.to_owned(),
@@ -301,6 +338,7 @@ pub fn open_sink(
         )));
     }
     check_labels(&config, labels)?;
+    check_zones(&config, zones)?;
     let (pins, heartbeat) = open_header_lines(&config)?;
     let rules = GpioRules::new(&config, labels, pins, heartbeat)?;
     Ok(GpioSink::new(rules, config.chip_label))
@@ -400,6 +438,7 @@ mod tests {
             active_low: false,
             hold_ms: 500,
             min_interval_ms: 0,
+            zone: None,
         }
     }
 
@@ -613,5 +652,52 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("no GPIO character devices"), "{err}");
+    }
+
+    #[test]
+    fn a_zone_rule_follows_the_zone_s_presence_not_the_detections() {
+        // Line 22: while a square is present in zone "door", hold 300 ms.
+        let mut door = rule("square", 22);
+        door.zone = Some("door".into());
+        door.hold_ms = 300;
+        let mut pin = Mock::new(&[
+            T::set(State::Low),  // start: inactive
+            T::set(State::High), // t=200: a square present in "door"
+            T::set(State::Low),  // t=900: 300 ms after the last frame it was present (600)
+            T::set(State::Low),  // end of run
+        ]);
+        let config = config(vec![door], None);
+        check_zones(&config, &["door".into()]).expect("door is a zone");
+        let err = check_zones(&config, &[]).expect_err("no zones");
+        assert!(
+            err.to_string()
+                .starts_with("gpio rules[0].zone: \"door\" is not one of the zones (none defined"),
+            "{err}"
+        );
+        let mut rules = GpioRules::new(&config, &labels(), vec![pin.clone()], None).expect("rules");
+        let in_door = |labels: &[(&str, usize)]| {
+            let mut f = frame(&[("square", 0.99)]);
+            f.zones = Some(vec![crate::scene::ZoneCount {
+                zone: "door".into(),
+                count: labels.iter().map(|(_, n)| n).sum(),
+                labels: labels.iter().map(|(l, n)| (l.to_string(), *n)).collect(),
+            }]);
+            f
+        };
+        let script: Vec<(u64, FrameRecord)> = vec![
+            // A square detected but not (yet) present in the zone: nothing.
+            (0, in_door(&[])),
+            (100, in_door(&[("circle", 1)])),
+            (200, in_door(&[("square", 1)])),
+            (400, in_door(&[("square", 2), ("circle", 1)])),
+            (600, in_door(&[("square", 1)])),
+            (700, in_door(&[])),
+            (900, in_door(&[])),
+        ];
+        for (t, record) in &script {
+            rules.on_frame(record, ms(*t)).expect("on_frame");
+        }
+        rules.release().expect("release");
+        pin.done();
     }
 }

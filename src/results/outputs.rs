@@ -33,13 +33,14 @@ pub struct Outputs {
 }
 
 /// Opens each `--sink` text in `specs`: `gpio[:RULES.toml]` on the board's header (rules
-/// checked against the model's `labels` first), `serial[...]` with the board's `[serial]`
+/// checked against the model's `labels` and the run's `zones` first), `serial[...]` with the board's `[serial]`
 /// defaults, else `stdout` or `file:PATH`. A console's `snapshot` saves to `snapshot_dir` and
 /// its `model use` asks `model`.
 pub fn open(
     specs: &[String],
     board: &Board,
     labels: &[String],
+    zones: &[String],
     snapshot_dir: &Path,
     model: &ModelControl,
 ) -> Result<Outputs, OutputError> {
@@ -51,7 +52,7 @@ pub fn open(
         match crate::spec::scheme(spec, &["gpio", "serial"]) {
             Some(("gpio", rest)) => outputs
                 .sinks
-                .push(Box::new(gpio::open_sink(spec, rest, board, labels)?)),
+                .push(Box::new(gpio::open_sink(spec, rest, board, labels, zones)?)),
             Some(_) => {
                 let settings = serial::parse_spec(spec, &board.serial)?;
                 let console = settings.console;

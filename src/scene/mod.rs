@@ -98,6 +98,8 @@ pub struct ObjectEvent {
     pub kind: ObjectEventKind,
     /// The object's id.
     pub track_id: u64,
+    /// Its label's index in the model's labels.
+    pub label_id: usize,
     /// Its label.
     pub label: String,
     /// The zone; absent for the frame as a whole.
@@ -128,6 +130,8 @@ pub struct ZoneCount {
     pub zone: String,
     /// Objects present.
     pub count: usize,
+    /// Objects present by label (labels with none left out).
+    pub labels: BTreeMap<String, usize>,
 }
 
 /// Whether an object is in a zone, and for how many frames it has looked otherwise.
@@ -148,7 +152,8 @@ pub struct Scene {
     leave_frames: u32,
     /// `(track id, zone index)` of every object seen in a zone or present there.
     presence: BTreeMap<(u64, usize), Presence>,
-    counts: Vec<usize>,
+    /// Per zone, the objects present of each label index present.
+    counts: Vec<BTreeMap<usize, usize>>,
     /// The frame size the corners were last checked against.
     checked_size: Option<[u32; 2]>,
 }
@@ -181,7 +186,7 @@ impl Scene {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             tracker: Tracker::new(config.tracking.clone(), first_id),
-            counts: vec![0; zones.len()],
+            counts: vec![BTreeMap::new(); zones.len()],
             zones,
             masks,
             labels: labels.to_vec(),
@@ -192,16 +197,45 @@ impl Scene {
         })
     }
 
-    /// Each zone's count of objects present.
+    /// Each zone's count of objects present, in all and by label.
     pub fn zone_counts(&self) -> Vec<ZoneCount> {
         self.zones
             .iter()
             .zip(&self.counts)
-            .map(|(zone, &count)| ZoneCount {
+            .map(|(zone, counts)| ZoneCount {
                 zone: zone.name.clone(),
-                count,
+                count: counts.values().sum(),
+                labels: counts
+                    .iter()
+                    .map(|(&class_id, &n)| (self.label(class_id), n))
+                    .collect(),
             })
             .collect()
+    }
+
+    /// Objects of label index `class_id` present in zone `z`.
+    fn count_in(&self, z: usize) -> usize {
+        self.counts[z].values().sum()
+    }
+
+    /// One more (`arrived`) or one fewer object of `class_id` in zone `z`.
+    fn recount(&mut self, z: usize, class_id: usize, arrived: bool) {
+        let counts = &mut self.counts[z];
+        if arrived {
+            *counts.entry(class_id).or_default() += 1;
+        } else if let Some(n) = counts.get_mut(&class_id) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&class_id);
+            }
+        }
+    }
+
+    fn label(&self, class_id: usize) -> String {
+        self.labels
+            .get(class_id)
+            .cloned()
+            .unwrap_or_else(|| format!("class {class_id}"))
     }
 
     /// The id the next object will get.
@@ -316,11 +350,10 @@ impl Scene {
                 }
                 entry.present = inside;
                 entry.contrary_frames = 0;
+                self.recount(z, track.class_id, inside);
                 let kind = if inside {
-                    self.counts[z] += 1;
                     ObjectEventKind::ObjectEntered
                 } else {
-                    self.counts[z] -= 1;
                     ObjectEventKind::ObjectLeft
                 };
                 events.push(self.event(kind, track, Some(z)));
@@ -358,7 +391,7 @@ impl Scene {
     fn leave_everywhere(&mut self, track: &Track, events: &mut Vec<ObjectEvent>) {
         let present: Vec<usize> = self.present_zones(track.id).collect();
         for z in present {
-            self.counts[z] -= 1;
+            self.recount(z, track.class_id, false);
             events.push(self.event(ObjectEventKind::ObjectLeft, track, Some(z)));
         }
         let keys: Vec<(u64, usize)> = self
@@ -376,13 +409,10 @@ impl Scene {
         ObjectEvent {
             kind,
             track_id: track.id,
-            label: self
-                .labels
-                .get(track.class_id)
-                .cloned()
-                .unwrap_or_else(|| format!("class {}", track.class_id)),
+            label_id: track.class_id,
+            label: self.label(track.class_id),
             zone: zone.map(|z| self.zones[z].name.clone()),
-            zone_count: zone.map(|z| self.counts[z]),
+            zone_count: zone.map(|z| self.count_in(z)),
             bbox: track.bbox,
             score: track.score,
             best_score: track.best_score,
@@ -499,6 +529,59 @@ impl SceneRun {
         self.scene.as_ref()
     }
 
+    /// Two lines for the console's `status`: the objects tracked, and each zone's count.
+    pub fn status(&self) -> String {
+        let Some(scene) = &self.scene else {
+            return format!(
+                "tracking off while {} runs (see the scene_off event)",
+                self.model
+            );
+        };
+        let objects = scene.objects();
+        let listed: Vec<String> = objects
+            .iter()
+            .take(STATUS_OBJECTS)
+            .map(|t| {
+                format!(
+                    "{} {}{}",
+                    scene.label(t.class_id),
+                    t.id,
+                    if t.stationary { " (stationary)" } else { "" }
+                )
+            })
+            .collect();
+        let more = objects.len().saturating_sub(STATUS_OBJECTS);
+        let mut out = format!(
+            "tracking {} object{}{}{}{}",
+            objects.len(),
+            if objects.len() == 1 { "" } else { "s" },
+            if listed.is_empty() { "" } else { ": " },
+            listed.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        );
+        let zones: Vec<String> = scene
+            .zone_counts()
+            .iter()
+            .map(|z| {
+                let labels: Vec<String> =
+                    z.labels.iter().map(|(l, n)| format!("{l} {n}")).collect();
+                if labels.is_empty() {
+                    format!("{} 0", z.zone)
+                } else {
+                    format!("{} {} ({})", z.zone, z.count, labels.join(", "))
+                }
+            })
+            .collect();
+        if !zones.is_empty() {
+            out.push_str(&format!("\nzones: {}", zones.join(", ")));
+        }
+        out
+    }
+
     /// Ends every object (the run ends): their `object_left` events, for
     /// [`SceneRun::take_events`].
     pub fn finish(&mut self) {
@@ -511,6 +594,9 @@ impl SceneRun {
         }
     }
 }
+
+/// Objects the console's `status` names one by one; the rest are counted.
+const STATUS_OBJECTS: usize = 8;
 
 /// An object event as the sinks receive it: at the time of the frame that raised it, with a
 /// line a person reads.

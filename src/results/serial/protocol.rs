@@ -9,9 +9,13 @@
 //!   D,<seq>,<label_id>,<score_permille>,<x0>,<y0>,<x1>,<y1>*<crc>   one per detection
 //!   K,<seq>,<index>,<x>,<y>,<score_permille>,...*<crc>              a pose model's keypoints
 //!   C,<seq>,<label_id>,<score_permille>*<crc>                       one per top-k class
+//!   T,<seq>,<index>,<track_id>*<crc>                                the tracked object of a detection
+//!   Z,<seq>,<zone>,<count>*<crc>                                    objects present in a zone
 //!   F,<seq>,<count>*<crc>                                           end of frame <seq>
 //!   E,<event>*<crc>                                                 an event, e.g. E,camera_lost
 //!   E,<event>,<stat>,<psi_permille>*<crc>                           drift, e.g. E,drift,brightness,812
+//!   E,<event>,<track_id>,<label_id>*<crc>                           an object, e.g. E,object_entered,7,0
+//!   E,<event>,<track_id>,<label_id>,<zone>,<count>*<crc>            an object in a zone
 //!   ```
 //!   Fields are decimal integers: `seq` the frame number, `label_id` the index in the model's
 //!   labels (the console's `info` lists them), the score in thousandths (0..=1000), the box in
@@ -20,7 +24,11 @@
 //!   the device is alive even when it sees nothing. A pose model's detection is followed by one
 //!   `K` line: `index` is the detection's place among the frame's `D` lines (from 0), then
 //!   x, y (whole source pixels) and visibility (thousandths) of each keypoint in the model's
-//!   order; `K` lines are not counted in `F`. `<crc>` is CRC-8/SMBUS (polynomial 0x07,
+//!   order. With tracking on, a detection of a tracked object is followed (after its `K` line)
+//!   by a `T` line with the object's id, and the frame's `Z` lines (one per zone, its name and
+//!   the objects present) come before its `F`. `K`, `T` and `Z` lines are not counted in `F`;
+//!   a receiver that does not know them skips them by their first letter. Object events give
+//!   the object's id and label index, and for a zone its name and the count after the event. `<crc>` is CRC-8/SMBUS (polynomial 0x07,
 //!   initial value 0, no reflection) over every byte before the `*`, as two upper-case hex
 //!   digits; the line ends with `\r\n`.
 //! - **Console replies**: every line starts with `# ` (see [`crate::results::console`]). Results never
@@ -77,11 +85,18 @@ pub fn compact_lines(record: &FrameRecord) -> String {
             }
             push_compact_line(&mut out, &body);
         }
+        if let Some(id) = d.track_id {
+            push_compact_line(&mut out, &format!("T,{},{index},{id}", record.seq));
+        }
     }
     for c in record.classes.iter().flatten() {
         let body = format!("C,{},{},{}", record.seq, c.label_id, permille(c.score));
         push_compact_line(&mut out, &body);
         count += 1;
+    }
+    for zone in record.zones.iter().flatten() {
+        let body = format!("Z,{},{},{}", record.seq, zone.zone, zone.count);
+        push_compact_line(&mut out, &body);
     }
     push_compact_line(&mut out, &format!("F,{},{count}", record.seq));
     out
@@ -115,14 +130,21 @@ pub fn event_lines(
         }
         LineFormat::Compact => {
             let mut out = String::new();
-            let body = match &event.drift {
-                Some(d) => format!(
+            let body = match (&event.drift, &event.object) {
+                (Some(d), _) => format!(
                     "E,{},{},{}",
                     event.event,
                     d.stat,
                     (d.psi * 1000.0).round() as i64
                 ),
-                None => format!("E,{}", event.event),
+                (None, Some(o)) => match (&o.zone, o.zone_count) {
+                    (Some(zone), Some(count)) => format!(
+                        "E,{},{},{},{zone},{count}",
+                        event.event, o.track_id, o.label_id
+                    ),
+                    _ => format!("E,{},{},{}", event.event, o.track_id, o.label_id),
+                },
+                (None, None) => format!("E,{}", event.event),
             };
             push_compact_line(&mut out, &body);
             Ok(out)
@@ -133,10 +155,15 @@ pub fn event_lines(
 /// A checked compact line, as a receiver decodes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompactLine {
-    /// `D`, `C` or `F`.
+    /// `D`, `K`, `T`, `C`, `Z`, `F` or `E`.
     pub kind: char,
-    /// The integer fields after the kind.
+    /// The integer fields after the kind (for `E`: those after the event's name and, in a
+    /// drift event, its statistic; for `Z`: the frame number and the count).
     pub fields: Vec<i64>,
+    /// `E`: the event's name; `Z`: the zone's.
+    pub name: Option<String>,
+    /// `E`: a drift event's statistic, or an object event's zone.
+    pub detail: Option<String>,
 }
 
 /// Parses and checks one compact line (with or without its line ending): what a receiver on a
@@ -156,26 +183,64 @@ pub fn parse_compact(line: &str) -> Result<CompactLine, String> {
     }
     let mut parts = body.split(',');
     let kind = parts.next().unwrap_or_default();
-    if kind == "E" {
-        // Events carry a name, not integers.
-        return Ok(CompactLine {
-            kind: 'E',
-            fields: Vec::new(),
-        });
+    let integer = |p: &str| {
+        p.parse::<i64>()
+            .map_err(|_| format!("{line:?}: field {p:?} is not an integer"))
+    };
+    let parts: Vec<&str> = parts.collect();
+    match kind {
+        "E" => {
+            // A name, then: nothing; a drift statistic and its PSI; or an object's id and label
+            // index, and for a zone its name and count.
+            let name = parts.first().map(|n| n.to_string());
+            let (detail, fields) = match parts.len() {
+                0 => return Err(format!("{line:?}: E without an event name")),
+                1 => (None, Vec::new()),
+                3 if parts[1].parse::<i64>().is_err() => {
+                    (Some(parts[1].to_string()), vec![integer(parts[2])?])
+                }
+                3 => (None, vec![integer(parts[1])?, integer(parts[2])?]),
+                5 => (
+                    Some(parts[3].to_string()),
+                    vec![integer(parts[1])?, integer(parts[2])?, integer(parts[4])?],
+                ),
+                n => return Err(format!("{line:?}: E has {n} fields after E (1, 3 or 5)")),
+            };
+            return Ok(CompactLine {
+                kind: 'E',
+                fields,
+                name,
+                detail,
+            });
+        }
+        "Z" => {
+            if parts.len() != 3 {
+                return Err(format!(
+                    "{line:?}: Z needs seq, zone and count, has {}",
+                    parts.len()
+                ));
+            }
+            return Ok(CompactLine {
+                kind: 'Z',
+                fields: vec![integer(parts[0])?, integer(parts[2])?],
+                name: Some(parts[1].to_string()),
+                detail: None,
+            });
+        }
+        _ => {}
     }
     let want = match kind {
         "D" => 7,
         "C" => 3,
         "F" => 2,
+        "T" => 3,
         // seq, index, then three values per keypoint: checked below.
         "K" => 0,
         _ => return Err(format!("{line:?}: unknown line kind {kind:?}")),
     };
     let fields = parts
-        .map(|p| {
-            p.parse::<i64>()
-                .map_err(|_| format!("{line:?}: field {p:?} is not an integer"))
-        })
+        .into_iter()
+        .map(integer)
         .collect::<Result<Vec<_>, _>>()?;
     if kind == "K" && (fields.len() < 5 || (fields.len() - 2) % 3 != 0) {
         return Err(format!(
@@ -192,6 +257,8 @@ pub fn parse_compact(line: &str) -> Result<CompactLine, String> {
     Ok(CompactLine {
         kind: kind.chars().next().unwrap_or('?'),
         fields,
+        name: None,
+        detail: None,
     })
 }
 
@@ -403,5 +470,96 @@ mod tests {
         assert_eq!(json["stat"], "brightness");
         assert_eq!(json["window"], serde_json::json!([1800, 2699]));
         assert_eq!(json["event"], "drift");
+    }
+
+    #[test]
+    fn tracked_detections_zones_and_object_events_have_lines_of_their_own() {
+        use crate::scene::{ObjectEvent, ObjectEventKind, ZoneCount};
+        let mut tracked = record(
+            Some(vec![
+                DetectionRecord {
+                    label_id: 0,
+                    label: "person".into(),
+                    score: 0.9,
+                    bbox: [10.0, 20.0, 50.0, 120.0],
+                    keypoints: None,
+                    track_id: Some(7),
+                },
+                DetectionRecord {
+                    label_id: 1,
+                    label: "car".into(),
+                    score: 0.6,
+                    bbox: [100.0, 20.0, 250.0, 120.0],
+                    keypoints: None,
+                    track_id: None,
+                },
+            ]),
+            None,
+        );
+        tracked.zones = Some(vec![ZoneCount {
+            zone: "drive-way".into(),
+            count: 1,
+            labels: [("person".to_string(), 1)].into(),
+        }]);
+        let lines = compact_lines(&tracked);
+        let kinds: Vec<(char, Vec<i64>, Option<String>)> = lines
+            .lines()
+            .map(|l| parse_compact(l).unwrap_or_else(|e| panic!("{e}")))
+            .map(|l| (l.kind, l.fields, l.name))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ('D', vec![42, 0, 900, 10, 20, 50, 120], None),
+                ('T', vec![42, 0, 7], None),
+                ('D', vec![42, 1, 600, 100, 20, 250, 120], None),
+                ('Z', vec![42, 1], Some("drive-way".into())),
+                ('F', vec![42, 2], None),
+            ]
+        );
+        let object = |zone: Option<&str>| crate::results::record::EventRecord {
+            event: "object_entered".into(),
+            timestamp: "2026-12-06T09:00:00.000Z".into(),
+            source: "camera-9".into(),
+            message: "person 7 entered".into(),
+            drift: None,
+            object: Some(ObjectEvent {
+                kind: ObjectEventKind::ObjectEntered,
+                track_id: 7,
+                label_id: 0,
+                label: "person".into(),
+                zone: zone.map(String::from),
+                zone_count: zone.map(|_| 2),
+                bbox: [10.0, 20.0, 50.0, 120.0],
+                score: 0.9,
+                best_score: 0.95,
+                first_seen: 3,
+                last_seen: 9,
+                stationary: false,
+            }),
+        };
+        let frame_line = event_lines(&object(None), LineFormat::Compact).expect("line");
+        assert!(
+            frame_line.starts_with("E,object_entered,7,0*"),
+            "{frame_line}"
+        );
+        let zone_line = event_lines(&object(Some("porch")), LineFormat::Compact).expect("line");
+        assert!(
+            zone_line.starts_with("E,object_entered,7,0,porch,2*"),
+            "{zone_line}"
+        );
+        let parsed = parse_compact(&zone_line).expect("checks");
+        assert_eq!(parsed.name.as_deref(), Some("object_entered"));
+        assert_eq!(parsed.detail.as_deref(), Some("porch"));
+        assert_eq!(parsed.fields, vec![7, 0, 2]);
+        let parsed = parse_compact(&frame_line).expect("checks");
+        assert_eq!((parsed.fields, parsed.detail), (vec![7, 0], None));
+        let json: serde_json::Value = serde_json::from_str(
+            &event_lines(&object(Some("porch")), LineFormat::Json).expect("json"),
+        )
+        .expect("parses");
+        assert_eq!(json["event"], "object_entered");
+        assert_eq!(json["track_id"], 7);
+        assert_eq!(json["zone_count"], 2);
     }
 }

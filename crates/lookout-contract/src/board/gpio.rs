@@ -40,6 +40,11 @@ pub struct GpioRule {
     /// Shortest time from one activation to the next, in milliseconds (debounce).
     #[serde(default)]
     pub min_interval_ms: u64,
+    /// A zone (`[[zones]]`): the line is active while an object labelled `when` is present in
+    /// it (the scene layer's debounced presence; `min_score` does not apply) instead of while a
+    /// detection of it is seen.
+    #[serde(default)]
+    pub zone: Option<String>,
 }
 
 /// A line that changes level every half period while frames are processed, so a watchdog
