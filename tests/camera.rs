@@ -203,3 +203,145 @@ fn bad_live_source_specs_fail_before_any_frame() {
     let out = lookout(&["run", "-s", "camera:0", "--camera-mode", "640x480 YUYV"]);
     common::assert_clean_failure(&out, &["WIDTHxHEIGHT@FPS FORMAT"]);
 }
+
+/// A host board profile whose camera is turned as `orientation` says (`rotate = …` and/or
+/// `flip = …` lines).
+fn oriented_board(dir: &std::path::Path, orientation: &str) -> String {
+    let host = std::fs::read_to_string(common::repo("boards/host.toml")).expect("host");
+    let text = host
+        .replace("name = \"host\"", "name = \"turned\"")
+        .replacen("[camera]\n", &format!("[camera]\n{orientation}\n"), 1);
+    let path = dir.join("turned.toml");
+    std::fs::write(&path, text).expect("board");
+    path.to_string_lossy().into_owned()
+}
+
+/// Each record's `(label_id, box)` list.
+fn boxes_of(records: &[serde_json::Value]) -> Vec<Vec<(u64, [f64; 4])>> {
+    records
+        .iter()
+        .filter(|r| r.get("seq").is_some())
+        .map(|r| {
+            r["detections"]
+                .as_array()
+                .expect("detections")
+                .iter()
+                .map(|d| (d["label_id"].as_u64().expect("label"), common::json_box(&d["box"])))
+                .collect()
+        })
+        .collect()
+}
+
+/// How a camera mounted turned gives its frames.
+type Turn = fn(&image::RgbImage) -> image::RgbImage;
+
+/// A camera mounted turned (or mirrored) gives the test scenes turned; `[camera] rotate` /
+/// `flip` turn them back before the model sees them, so every record of the replay has the
+/// boxes of one of the upright scenes, within 1 px, in the upright frame's size.
+#[test]
+fn a_turned_camera_s_frames_are_turned_back_and_give_the_upright_boxes() {
+    let upright = common::lookout(&["run", "--source", "tests/images/detect"]);
+    assert!(upright.status.success(), "{}", common::stderr(&upright));
+    let upright_records = common::json_lines(&common::stdout(&upright));
+    let upright_boxes = boxes_of(&upright_records);
+    let sizes: Vec<serde_json::Value> = upright_records
+        .iter()
+        .map(|r| r["frame_size"].clone())
+        .collect();
+    // (how the camera's frames come, how the board turns them back)
+    let cases: [(Turn, &str); 3] = [
+        (image::imageops::rotate90, "rotate = 270"),
+        (image::imageops::rotate180, "rotate = 180"),
+        (image::imageops::flip_horizontal, "flip = \"horizontal\""),
+    ];
+    for (camera_turns, board_turns) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let frames = dir.path().join("frames");
+        std::fs::create_dir(&frames).expect("frames");
+        let mut names: Vec<_> = std::fs::read_dir(common::repo("tests/images/detect"))
+            .expect("scenes")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "png"))
+            .collect();
+        names.sort();
+        for path in &names {
+            let image = image::open(path).expect("scene").into_rgb8();
+            camera_turns(&image)
+                .save(frames.join(path.file_name().expect("name")))
+                .expect("save");
+        }
+        let board = oriented_board(dir.path(), board_turns);
+        let spec = format!("replay:{}@4", frames.display());
+        let out = common::lookout(&[
+            "run",
+            "--source",
+            &spec,
+            "--max-frames",
+            "8",
+            "--board",
+            &board,
+        ]);
+        assert!(
+            out.status.success(),
+            "{board_turns}: {}",
+            common::stderr(&out)
+        );
+        let records = common::json_lines(&common::stdout(&out));
+        let turned = boxes_of(&records);
+        assert_eq!(turned.len(), 8, "{board_turns}");
+        for (record, boxes) in records
+            .iter()
+            .filter(|r| r.get("seq").is_some())
+            .zip(&turned)
+        {
+            // Frames may be dropped or repeat (a live source): each must be one of the scenes.
+            let matched = upright_boxes.iter().position(|want| {
+                want.len() == boxes.len()
+                    && want.iter().zip(boxes).all(|((l1, b1), (l2, b2))| {
+                        l1 == l2 && b1.iter().zip(b2).all(|(p, q)| (p - q).abs() <= 1.0)
+                    })
+            });
+            let scene = matched.unwrap_or_else(|| {
+                panic!("{board_turns}: {boxes:?} is none of the upright scenes' {upright_boxes:?}")
+            });
+            assert_eq!(record["frame_size"], sizes[scene], "{board_turns}");
+        }
+    }
+}
+
+#[test]
+fn a_rotation_that_is_not_a_quarter_turn_is_refused_naming_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let board = oriented_board(dir.path(), "rotate = 45");
+    let out = common::lookout(&[
+        "run",
+        "--source",
+        "pattern",
+        "--max-frames",
+        "1",
+        "--board",
+        &board,
+    ]);
+    assert!(!out.status.success());
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("turned.toml: field `camera.rotate`: 45 is not 0, 90, 180 or 270"),
+        "{err}"
+    );
+    let board = oriented_board(dir.path(), "flip = \"diagonal\"");
+    let out = common::lookout(&[
+        "run",
+        "--source",
+        "pattern",
+        "--max-frames",
+        "1",
+        "--board",
+        &board,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("diagonal"),
+        "{}",
+        common::stderr(&out)
+    );
+}

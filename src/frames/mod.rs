@@ -3,7 +3,8 @@
 //! - [`source`]: [`FrameSource`], the seam everything upstream of
 //!   pre-processing hides behind; image files, folders and the test pattern.
 //! - [`camera`]: V4L2 capture on its own thread (newest frame only, reopened when the camera
-//!   goes away), pixel-format conversion, and a folder replayed as a live camera.
+//!   goes away), pixel-format conversion, frames turned for a camera mounted sideways or upside
+//!   down, and a folder replayed as a live camera.
 //! - [`preprocess`]: resize, letterbox, colour order and normalisation exactly as in training.
 
 pub mod camera;
@@ -24,7 +25,8 @@ pub struct Opened {
 
 /// Opens a `--source` text: `camera[:N|:/dev/videoN]` and `replay:DIR[@FPS]` as live sources
 /// (the board's `[camera]` settings, the model input `need` as (width, height), and a fixed
-/// `mode` from the command line choose the camera's mode), anything else as files or the
+/// `mode` from the command line choose the camera's mode; its `rotate` and `flip` turn the
+/// frames of both), anything else as files or the
 /// test pattern ([`source::open`]), `looping` folders.
 pub fn open_source(
     spec: &str,
@@ -38,7 +40,11 @@ pub fn open_source(
         live: true,
     };
     Ok(match crate::spec::scheme(spec, &["replay:", "camera"]) {
-        Some(("replay:", rest)) => live(camera::open_replay(spec, rest)?),
+        Some(("replay:", rest)) => live(camera::open_replay(
+            spec,
+            rest,
+            camera::orient::Orientation::of(camera_defaults),
+        )?),
         Some((_, rest)) => live(camera::open_camera(
             spec,
             rest,

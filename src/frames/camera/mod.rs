@@ -11,6 +11,7 @@
 //! recovery are reported as events on the sinks (`camera_lost`, `camera_restored`), and the
 //! process keeps running.
 
+pub mod orient;
 pub mod pixels;
 pub mod replay;
 pub mod v4l;
@@ -196,12 +197,21 @@ fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 impl LatestFrame {
     /// Starts capturing from `device` on its own thread.
     pub fn start<D: CaptureDevice>(device: D) -> Self {
-        let description = device.describe();
+        Self::start_oriented(device, orient::Orientation::default())
+    }
+
+    /// The same, each frame turned as `orientation` says before the pipeline sees it.
+    pub fn start_oriented<D: CaptureDevice>(device: D, orientation: orient::Orientation) -> Self {
+        let description = if orientation.is_identity() {
+            device.describe()
+        } else {
+            format!("{} ({})", device.describe(), orientation.describe())
+        };
         let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("capture".into())
-            .spawn(move || capture_loop(device, &thread_shared))
+            .spawn(move || capture_loop(device, orientation, &thread_shared))
             .ok();
         if thread.is_none() {
             lock(&shared.0).events.push(EventRecord::now(
@@ -233,7 +243,11 @@ fn pause(shared: &(Mutex<Shared>, Condvar), duration: Duration) -> bool {
     guard.stop
 }
 
-fn capture_loop<D: CaptureDevice>(mut device: D, shared: &(Mutex<Shared>, Condvar)) {
+fn capture_loop<D: CaptureDevice>(
+    mut device: D,
+    orientation: orient::Orientation,
+    shared: &(Mutex<Shared>, Condvar),
+) {
     let (state, ready) = shared;
     let name = device.describe();
     let mut open = false;
@@ -285,10 +299,11 @@ fn capture_loop<D: CaptureDevice>(mut device: D, shared: &(Mutex<Shared>, Condva
         }
         match device.grab(GRAB_TIMEOUT) {
             Ok(image) => {
+                let captured_at = SystemTime::now();
                 let frame = Frame {
                     id: format!("camera-{count}"),
-                    captured_at: SystemTime::now(),
-                    image,
+                    captured_at,
+                    image: orientation.apply(image),
                 };
                 count += 1;
                 backoff.reset();
@@ -378,7 +393,11 @@ impl Drop for LatestFrame {
 
 /// Opens `replay:DIR[@FPS]` (`rest` is what follows `replay:`) as a live source: a folder
 /// played at a camera's pace, with its newest-frame semantics.
-pub fn open_replay(spec: &str, rest: &str) -> std::result::Result<LatestFrame, SourceError> {
+pub fn open_replay(
+    spec: &str,
+    rest: &str,
+    orientation: orient::Orientation,
+) -> std::result::Result<LatestFrame, SourceError> {
     let bad = |message: String| SourceError::Spec {
         spec: spec.to_owned(),
         message,
@@ -394,7 +413,10 @@ pub fn open_replay(spec: &str, rest: &str) -> std::result::Result<LatestFrame, S
     if dir.is_empty() {
         return Err(bad("expected replay:DIR[@FPS]".into()));
     }
-    Ok(LatestFrame::start(replay::Replay::new(dir.into(), fps)))
+    Ok(LatestFrame::start_oriented(
+        replay::Replay::new(dir.into(), fps),
+        orientation,
+    ))
 }
 
 /// Opens `camera[:N|:/dev/videoN]` (`rest` is what follows `camera`) as a live source. `need`
@@ -427,13 +449,24 @@ pub fn open_camera(
             Err(e) => return Err(bad(e)),
         },
     };
+    let orientation = orient::Orientation::of(board);
+    // The model's input is covered by the turned frame: sideways, the camera's height is its
+    // width.
+    let need = if orientation.rotate % 180 == 90 {
+        (need.1, need.0)
+    } else {
+        need
+    };
     let request = v4l::ModeRequest {
         fixed,
         need,
         aspect: board.width as f64 / board.height.max(1) as f64,
         min_fps: board.fps.min(15),
     };
-    Ok(LatestFrame::start(v4l::V4lCamera::new(id, request)))
+    Ok(LatestFrame::start_oriented(
+        v4l::V4lCamera::new(id, request),
+        orientation,
+    ))
 }
 
 #[cfg(test)]

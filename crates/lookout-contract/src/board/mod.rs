@@ -190,6 +190,28 @@ pub struct CameraDefaults {
     /// the smallest mode covering the model input at width:height's aspect is chosen.
     #[serde(default)]
     pub mode: Option<String>,
+    /// Degrees the captured frame is turned clockwise before anything looks at it: 0, 90, 180
+    /// or 270, for a camera mounted sideways or upside down. The source frame of the records
+    /// (boxes, zones, snapshots) is the frame after turning.
+    #[serde(default)]
+    pub rotate: u16,
+    /// A mirror applied after `rotate`: `none`, `horizontal` (left and right swapped) or
+    /// `vertical` (top and bottom swapped).
+    #[serde(default)]
+    pub flip: Flip,
+}
+
+/// A mirror of the camera's frame (`[camera] flip`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flip {
+    /// As captured.
+    #[default]
+    None,
+    /// Left and right swapped.
+    Horizontal,
+    /// Top and bottom swapped.
+    Vertical,
 }
 
 impl Board {
@@ -216,6 +238,15 @@ impl Board {
         }
         if self.cores == 0 {
             return fail("cores", "must be at least 1".into());
+        }
+        if ![0, 90, 180, 270].contains(&self.camera.rotate) {
+            return fail(
+                "camera.rotate",
+                format!(
+                    "{} is not 0, 90, 180 or 270 (degrees clockwise)",
+                    self.camera.rotate
+                ),
+            );
         }
         self.drift.check().map_err(|e| e.in_file(path, "drift"))?;
         self.samples
