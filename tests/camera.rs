@@ -226,7 +226,12 @@ fn boxes_of(records: &[serde_json::Value]) -> Vec<Vec<(u64, [f64; 4])>> {
                 .as_array()
                 .expect("detections")
                 .iter()
-                .map(|d| (d["label_id"].as_u64().expect("label"), common::json_box(&d["box"])))
+                .map(|d| {
+                    (
+                        d["label_id"].as_u64().expect("label"),
+                        common::json_box(&d["box"]),
+                    )
+                })
                 .collect()
         })
         .collect()
@@ -312,36 +317,28 @@ fn a_turned_camera_s_frames_are_turned_back_and_give_the_upright_boxes() {
 #[test]
 fn a_rotation_that_is_not_a_quarter_turn_is_refused_naming_the_field() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let board = oriented_board(dir.path(), "rotate = 45");
-    let out = common::lookout(&[
-        "run",
-        "--source",
-        "pattern",
-        "--max-frames",
-        "1",
-        "--board",
-        &board,
-    ]);
-    assert!(!out.status.success());
-    let err = common::stderr(&out);
+    let refused = |orientation: &str| {
+        let board = oriented_board(dir.path(), orientation);
+        let out = common::lookout(&[
+            "run",
+            "-s",
+            "pattern",
+            "--max-frames",
+            "1",
+            "--board",
+            &board,
+        ]);
+        assert!(!out.status.success(), "{orientation}");
+        common::stderr(&out)
+    };
+    let err = refused("rotate = 45");
     assert!(
         err.contains("turned.toml: field `camera.rotate`: 45 is not 0, 90, 180 or 270"),
         "{err}"
     );
-    let board = oriented_board(dir.path(), "flip = \"diagonal\"");
-    let out = common::lookout(&[
-        "run",
-        "--source",
-        "pattern",
-        "--max-frames",
-        "1",
-        "--board",
-        &board,
-    ]);
-    assert!(!out.status.success());
+    let err = refused("flip = \"diagonal\"");
     assert!(
-        common::stderr(&out).contains("diagonal"),
-        "{}",
-        common::stderr(&out)
+        err.contains("turned.toml") && err.contains("diagonal"),
+        "{err}"
     );
 }

@@ -93,6 +93,8 @@ pub struct Board {
     /// when absent).
     #[serde(default)]
     pub models: ModelsConfig,
+    // The scene tables are SceneConfig's fields written out, not a flattened SceneConfig:
+    // serde's flatten turns deny_unknown_fields off, and a misspelt table must be an error.
     /// How objects are followed across frames (`[tracking]`; off when absent and no zone is
     /// defined).
     #[serde(default)]
