@@ -163,7 +163,7 @@ fn run_with_lanes(lanes: usize) -> (Vec<FrameRecord>, Vec<u64>) {
         &mut sinks,
         Some(40),
         &mut pipeline::Unsteered,
-        None,
+        pipeline::RunExtras::default(),
         |e| panic!("{e}"),
     )
     .expect("runs");

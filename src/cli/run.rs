@@ -232,7 +232,13 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
         &mut sinks,
         args.max_frames,
         &mut steering,
-        samples.as_mut(),
+        pipeline::RunExtras {
+            samples: samples.as_mut(),
+            health: board
+                .health
+                .enabled
+                .then(lookout::lifecycle::health::HealthMonitor::of_this_board),
+        },
         |e| eprintln!("error: skipped frame: {e}"),
     )
     .map_err(|e| {

@@ -9,8 +9,10 @@
 //!   ([`ModelControl`](reload::ModelControl): SIGHUP or the console), a version on trial, and the
 //!   way back when it fails.
 //! - [`service`]: systemd readiness and watchdog.
+//! - [`health`]: the board's SoC temperature and throttling, in the records, `status` and events.
 
 pub mod drift;
+pub mod health;
 pub mod reload;
 pub mod samples;
 pub mod service;

@@ -226,6 +226,7 @@ mod tests {
             outputs: None,
             values: None,
             zones: None,
+            health: None,
         };
         n.emit(&record).expect("emit");
         assert_eq!(read(&systemd), "WATCHDOG=1\nSTATUS=42 frames processed\n");

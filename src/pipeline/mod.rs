@@ -19,7 +19,9 @@ mod run;
 mod watched;
 mod workers;
 
-pub use run::{run, RunControl, RunStats, RunSummary, Steering, Unsteered, FPS_WINDOW, PAUSE_POLL};
+pub use run::{
+    run, RunControl, RunExtras, RunStats, RunSummary, Steering, Unsteered, FPS_WINDOW, PAUSE_POLL,
+};
 pub use watched::Watched;
 
 use crate::frames::preprocess::{ImageView, InputTransform, PreprocessError, Preprocessor};
@@ -475,6 +477,7 @@ impl Started {
                     outputs: shapes,
                     values,
                     zones: None,
+                    health: None,
                 };
                 record.latency_ms = record.latency_ms.rounded_to_microseconds();
                 record

@@ -14,11 +14,22 @@
 use super::workers::Workers;
 use super::{PipelineError, Started, Watched};
 use crate::frames::source::{Frame, FrameSource, SourceError};
+use crate::lifecycle::health::HealthMonitor;
 use crate::lifecycle::samples::Collector;
 use crate::results::record::{EventRecord, FrameRecord};
 use crate::results::sink::{SinkError, SinkSet};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+/// What a run adds to the frame path besides the model and the sinks.
+#[derive(Default)]
+pub struct RunExtras<'a> {
+    /// Offered every frame with its record (see [`crate::lifecycle::samples`]).
+    pub samples: Option<&'a mut Collector>,
+    /// The board's temperature and throttling, read now and then: its reading goes into the
+    /// records and `status`, its events to the sinks (see [`crate::lifecycle::health`]).
+    pub health: Option<HealthMonitor>,
+}
 
 /// What the run loop knows about itself, for the console's `status`.
 #[derive(Debug, Clone)]
@@ -33,6 +44,8 @@ pub struct RunStats {
     pub fps: f64,
     /// The last error the loop survived, if any.
     pub last_error: Option<String>,
+    /// The board's temperature and throttling, where it says them.
+    pub health: Option<String>,
     recent: std::collections::VecDeque<Instant>,
 }
 
@@ -47,6 +60,7 @@ impl RunStats {
             failed_frames: 0,
             fps: 0.0,
             last_error: None,
+            health: None,
             recent: std::collections::VecDeque::with_capacity(FPS_WINDOW + 1),
         }
     }
@@ -233,15 +247,15 @@ impl From<PipelineError> for Stop {
 /// Runs frames from `source` through `pipeline` into every sink until the source ends or
 /// `max_frames` frames (read or failed) have passed. Unreadable frames are handed to
 /// `on_skipped` and skipped; any other error ends the run. `steering` is asked before every
-/// frame and may pause the run, change its thresholds or switch its model. `samples`, when
-/// given, is offered every frame with its record (see [`crate::lifecycle::samples`]).
+/// frame and may pause the run, change its thresholds or switch its model. `extras` adds the
+/// sample collector and the board's health ([`RunExtras`]).
 pub fn run(
     pipeline: &mut Watched,
     source: &mut dyn FrameSource,
     sinks: &mut SinkSet,
     max_frames: Option<u64>,
     steering: &mut dyn Steering,
-    samples: Option<&mut Collector>,
+    extras: RunExtras<'_>,
     on_skipped: impl FnMut(&SourceError),
 ) -> Result<RunSummary, PipelineError> {
     let mut summary = RunSummary::default();
@@ -251,7 +265,7 @@ pub fn run(
         sinks,
         max_frames,
         steering,
-        samples,
+        extras,
         on_skipped,
         &mut summary,
     );
@@ -297,6 +311,7 @@ struct Loop<'a, 'b> {
     sinks: &'a mut SinkSet,
     steering: &'a mut dyn Steering,
     samples: Option<&'b mut Collector>,
+    health: Option<HealthMonitor>,
     summary: &'a mut RunSummary,
     stats: RunStats,
     last_frame: Option<Frame>,
@@ -325,7 +340,7 @@ fn run_frames(
     sinks: &mut SinkSet,
     max_frames: Option<u64>,
     steering: &mut dyn Steering,
-    samples: Option<&mut Collector>,
+    extras: RunExtras<'_>,
     mut on_skipped: impl FnMut(&SourceError),
     summary: &mut RunSummary,
 ) -> Result<(), Stop> {
@@ -336,7 +351,8 @@ fn run_frames(
         source,
         sinks,
         steering,
-        samples,
+        samples: extras.samples,
+        health: extras.health,
         summary,
         stats: RunStats::new(),
         last_frame: None,
@@ -660,9 +676,14 @@ impl Loop<'_, '_> {
         }
     }
 
-    /// A record made: drift and sample events, counters, then the sinks.
-    fn emit(&mut self, record: FrameRecord, frame: Frame) -> Result<(), Stop> {
+    /// A record made: drift, scene, sample and health events, counters, then the sinks.
+    fn emit(&mut self, mut record: FrameRecord, frame: Frame) -> Result<(), Stop> {
         self.events.extend(self.pipeline.take_events());
+        if let Some(health) = self.health.as_mut() {
+            record.health = health.poll(Instant::now());
+            self.stats.health = health.status();
+            self.events.extend(health.take_events());
+        }
         // A frame of a model replaced meanwhile is not offered: the store files samples under
         // the labels of the model in place.
         let current = record.model == self.pipeline.pipeline_mut().model_id();

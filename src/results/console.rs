@@ -328,6 +328,9 @@ impl<P: ConsolePort> Console<P> {
         if let Some(scene) = control.pipeline.scene() {
             let _ = writeln!(out, "{}", scene.status());
         }
+        if let Some(health) = &s.health {
+            let _ = writeln!(out, "{health}");
+        }
         if let Some(samples) = control.samples {
             let _ = writeln!(out, "{}", samples.status());
         }

@@ -427,6 +427,7 @@ mod tests {
             outputs: None,
             values: None,
             zones: None,
+            health: None,
         }
     }
 

@@ -106,6 +106,10 @@ pub struct FrameRecord {
     /// Objects present in each zone after this frame (when the board defines zones).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zones: Option<Vec<crate::scene::ZoneCount>>,
+    /// The board's SoC temperature and throttling flags, as last read (where the board says
+    /// them: see [`crate::lifecycle::health`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::lifecycle::health::HealthReading>,
 }
 
 /// Something that happened outside any one frame (a camera lost or restored), reported on

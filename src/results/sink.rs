@@ -270,6 +270,7 @@ mod tests {
             outputs: None,
             values: None,
             zones: None,
+            health: None,
         }
     }
 

@@ -269,6 +269,7 @@ pub(crate) mod tests {
             outputs: None,
             values: None,
             zones: None,
+            health: None,
         }
     }
 

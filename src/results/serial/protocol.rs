@@ -283,6 +283,7 @@ mod tests {
             outputs: None,
             values: None,
             zones: None,
+            health: None,
         }
     }
 

@@ -14,13 +14,14 @@
 //!   kernels on Pi 5.
 //!
 //! Each table a profile holds is typed in its own module here, named after the part of lookout
-//! that reads it: [`serial`], [`gpio`], [`drift`], [`samples`], [`models`], [`scene`]
+//! that reads it: [`serial`], [`gpio`], [`drift`], [`samples`], [`models`], [`health`], [`scene`]
 //! (`[tracking]`, `[[zones]]`, `[[masks]]`). Each checks its own
 //! values and says which field is wrong ([`FieldError`](crate::FieldError)); [`Board::parse`]
 //! puts the file and table in front ([`ConfigError`]).
 
 pub mod drift;
 pub mod gpio;
+pub mod health;
 pub mod models;
 pub mod samples;
 pub mod scene;
@@ -29,6 +30,7 @@ pub mod serial;
 use crate::error::{parse_toml, read_text, ConfigError};
 pub use drift::DriftConfig;
 pub use gpio::{GpioDefaults, GpioRule, Heartbeat};
+pub use health::HealthConfig;
 pub use models::ModelsConfig;
 pub use samples::SamplesConfig;
 pub use scene::{Anchor, MaskConfig, SceneConfig, TrackingConfig, ZoneConfig};
@@ -93,6 +95,9 @@ pub struct Board {
     /// when absent).
     #[serde(default)]
     pub models: ModelsConfig,
+    /// Whether the SoC temperature and throttling are read (`[health]`; on when absent).
+    #[serde(default)]
+    pub health: HealthConfig,
     // The scene tables are SceneConfig's fields written out, not a flattened SceneConfig:
     // serde's flatten turns deny_unknown_fields off, and a misspelt table must be an error.
     /// How objects are followed across frames (`[tracking]`; off when absent and no zone is
