@@ -26,18 +26,7 @@ const BOTTOM_SQUARES: &str = "[tracking]\nenabled = true\n\n[[zones]]\nname = \"
 
 fn run_still(dir: &Path, extra: &[&str]) -> std::process::Output {
     let source = still_scene(dir);
-    let mut args = vec![
-        "run",
-        "--source",
-        &source,
-        "--loop",
-        "--max-frames",
-        "8",
-        "--threads",
-        "1",
-        "--workers",
-        "1",
-    ];
+    let mut args = vec!["run", "--source", &source, "--loop", "--max-frames", "8"];
     args.extend_from_slice(extra);
     lookout(&args)
 }
@@ -106,7 +95,12 @@ fn assert_still_scene_events(out: &std::process::Output) {
         .find(|l| l["event"] == "object_entered" && l.get("zone").is_some())
         .expect("zone event");
     assert_eq!(entered["label"], "square");
-    assert_eq!(entered["source"], "scene_0.png");
+    assert_eq!(entered["source"], "shapes-detector@2.1.0");
+    // After the record of the frame it happened in (frame 4), before the next one.
+    let at = |pred: &dyn Fn(&Value) -> bool| lines.iter().position(pred).expect("line");
+    let event_at = at(&|l| l["event"] == "object_entered" && l.get("zone").is_some());
+    assert_eq!(lines[event_at - 1]["seq"], 4);
+    assert_eq!(lines[event_at + 1]["seq"], 5);
     assert_eq!(entered["message"], "square 3 entered zone bottom");
     assert_eq!(entered["last_seen"], 4);
 }
@@ -116,8 +110,12 @@ fn a_zones_file_gives_object_and_zone_events_in_order() {
     let dir = tempfile::tempdir().expect("tempdir");
     let zones = dir.path().join("zones.toml");
     std::fs::write(&zones, BOTTOM_SQUARES).expect("zones");
-    let out = run_still(dir.path(), &["--zones", &zones.to_string_lossy()]);
-    assert_still_scene_events(&out);
+    let zones = zones.to_string_lossy();
+    let one = ["--zones", &zones, "--threads", "1", "--workers", "1"];
+    assert_still_scene_events(&run_still(dir.path(), &one));
+    // With two frames in flight at once, records and events come in the same order.
+    let two = ["--zones", &zones, "--threads", "1", "--workers", "2"];
+    assert_still_scene_events(&run_still(dir.path(), &two));
 }
 
 #[test]
@@ -130,7 +128,10 @@ fn the_board_profile_s_zones_give_the_same_events() {
         host.replace("name = \"host\"", "name = \"zoned\"") + "\n" + BOTTOM_SQUARES,
     )
     .expect("board");
-    let out = run_still(dir.path(), &["--board", &board.to_string_lossy()]);
+    let out = run_still(
+        dir.path(),
+        &["--board", &board.to_string_lossy(), "--workers", "1"],
+    );
     assert_still_scene_events(&out);
 }
 
@@ -216,7 +217,7 @@ fn the_serial_line_carries_track_and_zone_lines_and_the_console_shows_them() {
     );
     // Lines until the square has entered the zone (frame 4); every line checks.
     let lines = term.until(common::patience(Duration::from_secs(60)), |l| {
-        l.starts_with("E,object_entered,3,1,bottom,1*")
+        l.starts_with("E,object_entered,3,1,0,bottom,1*")
     });
     let parsed: Vec<_> = lines
         .iter()
@@ -242,11 +243,11 @@ fn the_serial_line_carries_track_and_zone_lines_and_the_console_shows_them() {
     assert_eq!(
         objects,
         vec![
-            ("object_entered".to_string(), vec![1, 0]),
-            ("object_entered".to_string(), vec![2, 2]),
-            ("object_entered".to_string(), vec![3, 1]),
-            ("object_entered".to_string(), vec![4, 1]),
-            ("object_entered".to_string(), vec![3, 1, 1]),
+            ("object_entered".to_string(), vec![1, 0, 0]),
+            ("object_entered".to_string(), vec![2, 2, 0]),
+            ("object_entered".to_string(), vec![3, 1, 0]),
+            ("object_entered".to_string(), vec![4, 1, 0]),
+            ("object_entered".to_string(), vec![3, 1, 0, 1]),
         ]
     );
     let status = term.command("status");

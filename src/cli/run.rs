@@ -132,7 +132,9 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
     pipeline
         .track_scene(&scene)
         .with_context(|| format!("{from}: the zones do not fit {}", pipeline.manifest().id()))?;
-    if pipeline.scene().is_some() {
+    // A model that does not detect boxes leaves the scene idle (its scene_off event says so)
+    // until one that does is switched in.
+    if scene.tracks() && pipeline.manifest().output.is_detector() {
         tracing::info!(
             "tracking objects ({from}): {} zone{}, {} mask{}",
             scene.zones.len(),
@@ -140,16 +142,12 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
             scene.masks.len(),
             if scene.masks.len() == 1 { "" } else { "s" },
         );
-    } else if scene.tracks() {
-        tracing::warn!(
-            "{} does not detect boxes: the zones and tracking of {from} are not used",
-            pipeline.manifest().id()
-        );
     }
-    // GPIO rules may name a zone: only those of a scene in use.
-    let zone_names: Vec<String> = match pipeline.scene() {
-        Some(_) => scene.zones.iter().map(|z| z.name.clone()).collect(),
-        None => Vec::new(),
+    // GPIO rules may name a zone of the scene in use.
+    let zones = if scene.tracks() {
+        scene.zones.clone()
+    } else {
+        Vec::new()
     };
     let thresholds = pipeline.thresholds_mut();
     if let Some(score) = args.score {
@@ -191,7 +189,7 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
         &args.sinks,
         &board,
         &pipeline.manifest().labels,
-        &zone_names,
+        &zones,
         &args.snapshot_dir,
         &control,
     )?;

@@ -371,10 +371,12 @@ fn run_frames(
     }
     if outcome.is_err() {
         // What happened before the error is still told, as far as the sinks can; frames in
-        // flight are not finished (their model or a sink may be what failed).
+        // flight are not finished (their model or a sink may be what failed). Every object
+        // tracked leaves, so that a receiver counting presence is not left with it.
         for (_, events) in std::mem::take(&mut state.deferred) {
             let _ = state.sinks.events(events);
         }
+        let _ = state.sinks.events(state.pipeline.finish_scene());
     }
     outcome
 }
@@ -678,6 +680,11 @@ impl Loop<'_, '_> {
 
     /// A record made: drift, scene, sample and health events, counters, then the sinks.
     fn emit(&mut self, mut record: FrameRecord, frame: Frame) -> Result<(), Stop> {
+        // What a model switch did to the tracked objects comes before the new model's record.
+        let switched = self.pipeline.take_switch_events();
+        if !switched.is_empty() {
+            self.sinks.events(switched)?;
+        }
         self.events.extend(self.pipeline.take_events());
         if let Some(health) = self.health.as_mut() {
             record.health = health.poll(Instant::now());

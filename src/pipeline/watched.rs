@@ -83,6 +83,11 @@ impl Watched {
             self.frames_done += 1;
         }
         if let Some(scene) = &mut self.scene {
+            // The scene follows this model from its first record on: frames of the model it
+            // replaced, finished after the switch, are still that model's.
+            if own {
+                scene.follow(self.pipeline.manifest());
+            }
             scene.observe(&mut record)?;
         }
         Ok(record)
@@ -158,13 +163,19 @@ impl Watched {
     }
 
     /// Takes over from `old` (a model being replaced): frame numbers go on from its, and so do
-    /// the tracked objects (as [`SceneRun::follow`] says).
+    /// the tracked objects (as [`SceneRun::follow`] says, from this model's first record).
     pub fn continue_after(&mut self, old: &mut Watched) {
         self.pipeline.continue_after(&old.pipeline);
         self.scene = old.scene.take();
-        if let Some(scene) = &mut self.scene {
-            scene.follow(self.pipeline.manifest());
-        }
+    }
+
+    /// The scene's events of a model switch, told before the first record of the model that
+    /// took over.
+    pub fn take_switch_events(&mut self) -> Vec<EventRecord> {
+        self.scene
+            .as_mut()
+            .map(SceneRun::take_switch_events)
+            .unwrap_or_default()
     }
 
     /// Whether drift is watched (the manifest has a `[profile]` and the board wants it).

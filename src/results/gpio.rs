@@ -15,7 +15,7 @@
 //! The chip is found by its label (`pinctrl-rp1`, `pinctrl-bcm2711`, ...), never by its
 //! `/dev/gpiochipN` number, which changed between kernels on the Pi 5.
 
-use crate::board::{GpioDefaults, GpioRule, Heartbeat};
+use crate::board::{GpioDefaults, GpioRule, Heartbeat, ZoneConfig};
 use crate::results::record::FrameRecord;
 use crate::results::sink::{Sink, SinkError};
 use embedded_hal::digital::OutputPin;
@@ -44,6 +44,21 @@ pub enum GpioError {
         zone: String,
         /// The zones defined, comma-separated, or "none defined".
         zones: String,
+    },
+    /// A rule's zone does not report the rule's label, so the rule could never fire.
+    #[error(
+        "gpio rules[{index}].when: zone {zone:?} reports only {labels}, not {label:?}: add it to \
+         the zone's labels"
+    )]
+    ZoneIgnoresLabel {
+        /// Index of the rule.
+        index: usize,
+        /// The zone.
+        zone: String,
+        /// The rule's label.
+        label: String,
+        /// The zone's labels, comma-separated.
+        labels: String,
     },
     /// No chip has the label.
     #[error("no GPIO chip labelled {label:?}; found: {found}. Check [gpio] chip_label in the board profile (gpiodetect lists the chips)")]
@@ -77,19 +92,32 @@ pub enum GpioError {
 /// A GPIO operation's result.
 pub type Result<T> = std::result::Result<T, GpioError>;
 
-/// Refuses rules for zones not defined (`zones`: the names of the run's zones), naming the
-/// rule.
-pub fn check_zones(config: &GpioDefaults, zones: &[String]) -> Result<()> {
+/// Refuses rules for zones the run does not have (`zones`: its zones), or for a label their
+/// zone does not report, naming the rule.
+pub fn check_zones(config: &GpioDefaults, zones: &[ZoneConfig]) -> Result<()> {
     for (index, rule) in config.rules.iter().enumerate() {
-        if let Some(zone) = rule.zone.as_ref().filter(|z| !zones.contains(z)) {
+        let Some(name) = &rule.zone else { continue };
+        let Some(zone) = zones.iter().find(|z| &z.name == name) else {
             return Err(GpioError::UnknownZone {
                 index,
-                zone: zone.clone(),
+                zone: name.clone(),
                 zones: if zones.is_empty() {
                     "none defined: [[zones]] in the board profile or --zones FILE".into()
                 } else {
-                    zones.join(", ")
+                    zones
+                        .iter()
+                        .map(|z| z.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 },
+            });
+        };
+        if !zone.labels.is_empty() && !zone.labels.contains(&rule.when) {
+            return Err(GpioError::ZoneIgnoresLabel {
+                index,
+                zone: name.clone(),
+                label: rule.when.clone(),
+                labels: zone.labels.join(", "),
             });
         }
     }
@@ -314,7 +342,7 @@ pub fn open_sink(
     rest: &str,
     board: &crate::board::Board,
     labels: &[String],
-    zones: &[String],
+    zones: &[ZoneConfig],
 ) -> Result<GpioSink<linux_embedded_hal::CdevPin>> {
     let bad = |message: String| GpioError::Spec {
         spec: spec.to_owned(),
@@ -668,7 +696,20 @@ mod tests {
             T::set(State::Low),  // end of run
         ]);
         let config = config(vec![door], None);
-        check_zones(&config, &["door".into()]).expect("door is a zone");
+        let door = |labels: &[&str]| ZoneConfig {
+            name: "door".into(),
+            points: vec![[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]],
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            anchor: Default::default(),
+        };
+        check_zones(&config, &[door(&[])]).expect("door is a zone of every label");
+        check_zones(&config, &[door(&["square"])]).expect("door reports squares");
+        let err = check_zones(&config, &[door(&["circle"])]).expect_err("no squares");
+        assert_eq!(
+            err.to_string(),
+            "gpio rules[0].when: zone \"door\" reports only circle, not \"square\": add it to the \
+             zone's labels"
+        );
         let err = check_zones(&config, &[]).expect_err("no zones");
         assert!(
             err.to_string()

@@ -40,7 +40,7 @@ pub fn open(
     specs: &[String],
     board: &Board,
     labels: &[String],
-    zones: &[String],
+    zones: &[crate::board::ZoneConfig],
     snapshot_dir: &Path,
     model: &ModelControl,
 ) -> Result<Outputs, OutputError> {

@@ -213,7 +213,7 @@ impl Scene {
             .collect()
     }
 
-    /// Objects of label index `class_id` present in zone `z`.
+    /// Objects present in zone `z`, every label.
     fn count_in(&self, z: usize) -> usize {
         self.counts[z].values().sum()
     }
@@ -436,37 +436,49 @@ pub struct SceneRun {
     /// The id the next object gets while `scene` is `None`: ids are never reused in a run.
     next_id: u64,
     events: Vec<EventRecord>,
+    /// Events of a model switch (objects of the model replaced leaving, `scene_off`): told
+    /// before the first record of the model that took over.
+    switch_events: Vec<EventRecord>,
 }
 
 impl SceneRun {
-    /// The scene layer for the model of `manifest`, when `config` tracks at all and the model
-    /// detects boxes; an error names a zone or mask the model cannot serve.
+    /// The scene layer for the model of `manifest`, when `config` tracks at all (`None`
+    /// otherwise); an error names a zone or mask the model cannot serve. A model that does not
+    /// detect boxes leaves it idle, with a `scene_off` event, until one that does is switched
+    /// in.
     pub fn start(config: &SceneConfig, manifest: &Manifest) -> Result<Option<Self>, SceneError> {
-        if !config.tracks() || !manifest.output.is_detector() {
+        if !config.tracks() {
             return Ok(None);
         }
-        let scene = Scene::new(config, &manifest.labels)?;
-        Ok(Some(Self {
+        let mut run = Self {
             config: config.clone(),
             model: manifest.id(),
             labels: manifest.labels.clone(),
-            scene: Some(scene),
+            scene: None,
             next_id: 1,
             events: Vec::new(),
-        }))
+            switch_events: Vec::new(),
+        };
+        if manifest.output.is_detector() {
+            run.scene = Some(Scene::new(config, &manifest.labels)?);
+        } else {
+            run.off(&manifest.id(), "it does not detect boxes");
+        }
+        Ok(Some(run))
     }
 
-    /// Follows the model of `manifest`, which replaces the one followed so far. With the same
-    /// labels every object goes on under its id; with others, every object leaves and the
-    /// zones are resolved again. A model whose labels the zones name no longer, or that does not
-    /// detect boxes, leaves the scene layer idle, with an event that says why.
+    /// Follows the model of `manifest`, which replaces the one followed so far, from its first
+    /// record on. With the same labels every object goes on under its id; with others, every
+    /// object leaves (events under the model replaced) and the zones are resolved again. A
+    /// model whose labels the zones name no longer, or that does not detect boxes, leaves the
+    /// scene layer idle, with a `scene_off` event that says why. Ids are never reused in a run.
     pub fn follow(&mut self, manifest: &Manifest) {
         let now = manifest.id();
         if now == self.model {
             return;
         }
         let same = manifest.labels == self.labels && manifest.output.is_detector();
-        self.model = now.clone();
+        let was = std::mem::replace(&mut self.model, now.clone());
         if same && self.scene.is_some() {
             return;
         }
@@ -474,8 +486,8 @@ impl SceneRun {
         if let Some(mut scene) = self.scene.take() {
             self.next_id = scene.next_id();
             for event in scene.finish() {
-                self.events
-                    .push(event_record(event, &timestamp, &self.model));
+                self.switch_events
+                    .push(event_record(event, &timestamp, &was));
             }
         }
         self.labels = manifest.labels.clone();
@@ -487,15 +499,22 @@ impl SceneRun {
         };
         match fresh {
             Ok(scene) => self.scene = Some(scene),
-            Err(why) => {
-                tracing::warn!("zones and tracking are off while {now} runs: {why}");
-                self.events.push(EventRecord::now(
-                    "scene_off",
-                    &now,
-                    format!("zones and tracking are off while {now} runs: {why}"),
-                ));
-            }
+            Err(why) => self.off(&now, &why),
         }
+    }
+
+    /// Zones and tracking wait while `model` runs, for `why`.
+    fn off(&mut self, model: &str, why: &str) {
+        let message = format!("zones and tracking are off while {model} runs: {why}");
+        tracing::warn!("{message}");
+        self.switch_events
+            .push(EventRecord::now("scene_off", model, message));
+    }
+
+    /// The events of a model switch, to be told before the record of the model that took over
+    /// ([`SceneRun::follow`]).
+    pub fn take_switch_events(&mut self) -> Vec<EventRecord> {
+        std::mem::take(&mut self.switch_events)
     }
 
     /// Takes a record of the model followed: masked detections dropped, track ids set, zone
@@ -514,7 +533,7 @@ impl SceneRun {
         }
         for event in events {
             self.events
-                .push(event_record(event, &record.timestamp, &record.frame));
+                .push(event_record(event, &record.timestamp, &record.model));
         }
         Ok(())
     }
@@ -582,16 +601,17 @@ impl SceneRun {
         out
     }
 
-    /// Ends every object (the run ends): their `object_left` events, for
-    /// [`SceneRun::take_events`].
+    /// Ends every object (the run ends): their `object_left` events, with any of a switch not
+    /// told yet, for [`SceneRun::take_events`].
     pub fn finish(&mut self) {
         let timestamp = format_timestamp(std::time::SystemTime::now());
+        let mut events = std::mem::take(&mut self.switch_events);
         if let Some(scene) = self.scene.as_mut() {
             for event in scene.finish() {
-                self.events
-                    .push(event_record(event, &timestamp, &self.model));
+                events.push(event_record(event, &timestamp, &self.model));
             }
         }
+        self.events.extend(events);
     }
 }
 

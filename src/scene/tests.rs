@@ -717,3 +717,90 @@ fn a_busy_scene_is_tracked_without_identity_switches() {
     // given a second id.
     assert_eq!((switches, fragments, extra), (0, 0, 0));
 }
+
+/// The scene across model switches: the same labels keep the objects; other labels end them
+/// under the model replaced and go on numbering; a model without boxes idles the scene.
+#[test]
+fn a_scene_run_follows_model_switches() {
+    let manifest = |version: &str, labels: &[&str]| {
+        let mut m =
+            crate::manifest::Manifest::load(std::path::Path::new("models/shapes-detector.toml"))
+                .expect("manifest");
+        m.version = version.into();
+        m.labels = labels.iter().map(|l| l.to_string()).collect();
+        m
+    };
+    let shapes = ["circle", "square", "triangle"];
+    let v1 = manifest("1.0.0", &shapes);
+    let config = SceneConfig {
+        tracking: TrackingConfig {
+            min_hits: 1,
+            ..tracking()
+        },
+        ..SceneConfig::default()
+    };
+    let mut run = SceneRun::start(&config, &v1)
+        .expect("start")
+        .expect("tracks");
+    let record = |model: &crate::manifest::Manifest, seq: u64| FrameRecord {
+        seq,
+        timestamp: "2026-12-06T00:00:00.000Z".into(),
+        model: model.id(),
+        frame: format!("camera-{seq}"),
+        frame_size: [640, 480],
+        latency_ms: Default::default(),
+        classes: None,
+        detections: Some(vec![person_at([100.0, 100.0, 140.0, 180.0], 0.9)]),
+        outputs: None,
+        values: None,
+        zones: None,
+        health: None,
+    };
+    let observed = |run: &mut SceneRun, model: &crate::manifest::Manifest, seq: u64| {
+        let mut r = record(model, seq);
+        run.observe(&mut r).expect("observe");
+        r.detections.expect("detections")[0].track_id
+    };
+    assert_eq!(observed(&mut run, &v1, 0), Some(1));
+    assert_eq!(run.take_events()[0].event, "object_entered");
+    // Same labels, another version: the object goes on under its id, nothing is told.
+    let v2 = manifest("2.0.0", &shapes);
+    run.follow(&v2);
+    assert!(run.take_switch_events().is_empty());
+    assert_eq!(observed(&mut run, &v2, 1), Some(1));
+    // A record of the replaced model, finished after the switch, is left alone.
+    assert_eq!(observed(&mut run, &v1, 2), None);
+    // Other labels: the object leaves, told under the model replaced; ids go on from 2.
+    let v3 = manifest("3.0.0", &["square", "circle", "triangle"]);
+    run.follow(&v3);
+    let left = run.take_switch_events();
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        (left[0].event.as_str(), left[0].source.as_str()),
+        ("object_left", "shapes-detector@2.0.0")
+    );
+    assert_eq!(observed(&mut run, &v3, 3), Some(2));
+    // A classifier: the scene idles with scene_off, then a detector again starts it anew.
+    let mut classifier =
+        crate::manifest::Manifest::load(std::path::Path::new("models/shapes-classifier.toml"))
+            .expect("classifier");
+    classifier.labels = shapes.iter().map(|l| l.to_string()).collect();
+    run.follow(&classifier);
+    let events: Vec<String> = run
+        .take_switch_events()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(events, ["object_left", "scene_off"]);
+    assert!(run.scene().is_none());
+    assert!(run
+        .status()
+        .starts_with("tracking off while shapes-classifier@"));
+    run.follow(&v1);
+    assert_eq!(observed(&mut run, &v1, 4), Some(3));
+    // Started on a classifier: idle from the start, with the reason told first.
+    let idle = SceneRun::start(&config, &classifier)
+        .expect("start")
+        .expect("tracks");
+    assert!(idle.scene().is_none());
+}

@@ -14,8 +14,8 @@
 //!   F,<seq>,<count>*<crc>                                           end of frame <seq>
 //!   E,<event>*<crc>                                                 an event, e.g. E,camera_lost
 //!   E,<event>,<stat>,<psi_permille>*<crc>                           drift, e.g. E,drift,brightness,812
-//!   E,<event>,<track_id>,<label_id>*<crc>                           an object, e.g. E,object_entered,7,0
-//!   E,<event>,<track_id>,<label_id>,<zone>,<count>*<crc>            an object in a zone
+//!   E,<event>,<track_id>,<label_id>,<stationary>*<crc>              an object, e.g. E,object_entered,7,0,0
+//!   E,<event>,<track_id>,<label_id>,<stationary>,<zone>,<count>*<crc> an object in a zone
 //!   ```
 //!   Fields are decimal integers: `seq` the frame number, `label_id` the index in the model's
 //!   labels (the console's `info` lists them), the score in thousandths (0..=1000), the box in
@@ -28,7 +28,10 @@
 //!   by a `T` line with the object's id, and the frame's `Z` lines (one per zone, its name and
 //!   the objects present) come before its `F`. `K`, `T` and `Z` lines are not counted in `F`;
 //!   a receiver that does not know them skips them by their first letter. Object events give
-//!   the object's id and label index, and for a zone its name and the count after the event. `<crc>` is CRC-8/SMBUS (polynomial 0x07,
+//!   the object's id, label index and whether it is stationary (1) or not (0), and for a zone
+//!   its name and the count after the event; `object_updated` says by that flag whether the
+//!   object settled or moved again. An `E` line's fields after the name tell its kind by their
+//!   number: 2 a drift statistic and its PSI, 3 an object, 5 an object in a zone. `<crc>` is CRC-8/SMBUS (polynomial 0x07,
 //!   initial value 0, no reflection) over every byte before the `*`, as two upper-case hex
 //!   digits; the line ends with `\r\n`.
 //! - **Console replies**: every line starts with `# ` (see [`crate::results::console`]). Results never
@@ -137,13 +140,19 @@ pub fn event_lines(
                     d.stat,
                     (d.psi * 1000.0).round() as i64
                 ),
-                (None, Some(o)) => match (&o.zone, o.zone_count) {
-                    (Some(zone), Some(count)) => format!(
-                        "E,{},{},{},{zone},{count}",
-                        event.event, o.track_id, o.label_id
-                    ),
-                    _ => format!("E,{},{},{}", event.event, o.track_id, o.label_id),
-                },
+                (None, Some(o)) => {
+                    let object = format!(
+                        "E,{},{},{},{}",
+                        event.event,
+                        o.track_id,
+                        o.label_id,
+                        u8::from(o.stationary)
+                    );
+                    match (&o.zone, o.zone_count) {
+                        (Some(zone), Some(count)) => format!("{object},{zone},{count}"),
+                        _ => object,
+                    }
+                }
                 (None, None) => format!("E,{}", event.event),
             };
             push_compact_line(&mut out, &body);
@@ -157,8 +166,9 @@ pub fn event_lines(
 pub struct CompactLine {
     /// `D`, `K`, `T`, `C`, `Z`, `F` or `E`.
     pub kind: char,
-    /// The integer fields after the kind (for `E`: those after the event's name and, in a
-    /// drift event, its statistic; for `Z`: the frame number and the count).
+    /// The integer fields after the kind (for `E`: those after the event's name, without a
+    /// drift event's statistic or an object event's zone; for `Z`: the frame number and the
+    /// count, without the zone).
     pub fields: Vec<i64>,
     /// `E`: the event's name; `Z`: the zone's.
     pub name: Option<String>,
@@ -192,19 +202,41 @@ pub fn parse_compact(line: &str) -> Result<CompactLine, String> {
         "E" => {
             // A name, then: nothing; a drift statistic and its PSI; or an object's id and label
             // index, and for a zone its name and count.
-            let name = parts.first().map(|n| n.to_string());
+            let name = parts
+                .first()
+                .filter(|n| !n.is_empty())
+                .map(|n| n.to_string());
+            if name.is_none() {
+                return Err(format!("{line:?}: E without an event name"));
+            }
             let (detail, fields) = match parts.len() {
-                0 => return Err(format!("{line:?}: E without an event name")),
                 1 => (None, Vec::new()),
-                3 if parts[1].parse::<i64>().is_err() => {
-                    (Some(parts[1].to_string()), vec![integer(parts[2])?])
-                }
-                3 => (None, vec![integer(parts[1])?, integer(parts[2])?]),
-                5 => (
-                    Some(parts[3].to_string()),
-                    vec![integer(parts[1])?, integer(parts[2])?, integer(parts[4])?],
+                // A drift statistic and its PSI.
+                3 => (Some(parts[1].to_string()), vec![integer(parts[2])?]),
+                // An object: id, label index, stationary.
+                4 => (
+                    None,
+                    parts[1..]
+                        .iter()
+                        .map(|p| integer(p))
+                        .collect::<Result<_, _>>()?,
                 ),
-                n => return Err(format!("{line:?}: E has {n} fields after E (1, 3 or 5)")),
+                // An object in a zone: id, label index, stationary, zone, count.
+                6 => (
+                    Some(parts[4].to_string()),
+                    vec![
+                        integer(parts[1])?,
+                        integer(parts[2])?,
+                        integer(parts[3])?,
+                        integer(parts[5])?,
+                    ],
+                ),
+                n => {
+                    return Err(format!(
+                        "{line:?}: E has {} fields after its name (0, 2, 3 or 5)",
+                        n - 1
+                    ))
+                }
             };
             return Ok(CompactLine {
                 kind: 'E',
@@ -464,7 +496,11 @@ mod tests {
                 crc8(b"E,drift,brightness,812")
             )
         );
-        assert_eq!(parse_compact(&compact).expect("checks").kind, 'E');
+        let parsed = parse_compact(&compact).expect("checks");
+        assert_eq!(parsed.kind, 'E');
+        assert_eq!(parsed.name.as_deref(), Some("drift"));
+        assert_eq!(parsed.detail.as_deref(), Some("brightness"));
+        assert_eq!(parsed.fields, vec![812]);
         let json: serde_json::Value =
             serde_json::from_str(&event_lines(&event, LineFormat::Json).expect("json"))
                 .expect("parses");
@@ -541,20 +577,37 @@ mod tests {
         };
         let frame_line = event_lines(&object(None), LineFormat::Compact).expect("line");
         assert!(
-            frame_line.starts_with("E,object_entered,7,0*"),
+            frame_line.starts_with("E,object_entered,7,0,0*"),
             "{frame_line}"
         );
         let zone_line = event_lines(&object(Some("porch")), LineFormat::Compact).expect("line");
         assert!(
-            zone_line.starts_with("E,object_entered,7,0,porch,2*"),
+            zone_line.starts_with("E,object_entered,7,0,0,porch,2*"),
             "{zone_line}"
         );
         let parsed = parse_compact(&zone_line).expect("checks");
         assert_eq!(parsed.name.as_deref(), Some("object_entered"));
         assert_eq!(parsed.detail.as_deref(), Some("porch"));
-        assert_eq!(parsed.fields, vec![7, 0, 2]);
+        assert_eq!(parsed.fields, vec![7, 0, 0, 2]);
         let parsed = parse_compact(&frame_line).expect("checks");
-        assert_eq!((parsed.fields, parsed.detail), (vec![7, 0], None));
+        assert_eq!((parsed.fields, parsed.detail), (vec![7, 0, 0], None));
+        // A zone named with digits is still a zone, told apart by the number of fields.
+        let numeric = event_lines(&object(Some("2")), LineFormat::Compact).expect("line");
+        let parsed = parse_compact(&numeric).expect("checks");
+        assert_eq!(
+            (parsed.detail.as_deref(), parsed.fields),
+            (Some("2"), vec![7, 0, 0, 2])
+        );
+        // Lines with another number of fields, or no name, are refused.
+        let with_crc = |body: &str| format!("{body}*{:02X}", crc8(body.as_bytes()));
+        for bad in [
+            "E,",
+            "E,object_left,7",
+            "E,object_left,7,0,1,porch",
+            "E,x,1,2,3,4,5,6",
+        ] {
+            assert!(parse_compact(&with_crc(bad)).is_err(), "{bad}");
+        }
         let json: serde_json::Value = serde_json::from_str(
             &event_lines(&object(Some("porch")), LineFormat::Json).expect("json"),
         )

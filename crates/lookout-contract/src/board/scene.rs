@@ -1,11 +1,12 @@
 //! The board profile's `[tracking]` table and its `[[zones]]` and `[[masks]]`: how the scene
 //! layer (`lookout::scene`) follows objects from frame to frame and where it reports them.
 //!
-//! Zones and masks are polygons in **source-frame pixels** (the camera's frame as captured),
-//! the same coordinates as the boxes in the records, so a polygon can be drawn on a snapshot
-//! (the console's `snapshot`, or any saved frame) and copied here.
-//! Whether a polygon fits the frame is known only once the first frame arrives: `lookout run`
-//! checks it then, and stops with the zone and point named if one lies outside.
+//! Zones and masks are polygons in **source-frame pixels** (the camera's frame after `[camera]`
+//! `rotate` and `flip`), the same coordinates as the boxes in the records, so a polygon can be
+//! drawn on a snapshot (the console's `snapshot`, or any saved frame) and copied here.
+//! Whether a polygon fits the frame is known only once frames arrive: `lookout run` checks it
+//! on the first frame and whenever the frame size changes (a camera reopened in another mode),
+//! and stops with the zone and point named if one lies outside.
 //!
 //! A zones file (`lookout run --zones FILE`) holds the same three tables and replaces the
 //! board's, so one board profile serves cameras that look at different scenes.
@@ -21,7 +22,8 @@ use std::path::Path;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrackingConfig {
-    /// Track objects and report object events even without zones (zones turn tracking on).
+    /// Track objects and report object events even without zones (zones and masks turn
+    /// tracking on).
     pub enabled: bool,
     /// Detections scored at or over this start tracks and are matched first; those under it
     /// (down to the manifest's score threshold) only continue tracks that already exist, the
@@ -157,9 +159,9 @@ impl SceneConfig {
         Ok(scene)
     }
 
-    /// Whether objects are tracked: asked for, or needed by a zone.
+    /// Whether objects are tracked: asked for, or needed by a zone or a mask.
     pub fn tracks(&self) -> bool {
-        self.tracking.enabled || !self.zones.is_empty()
+        self.tracking.enabled || !self.zones.is_empty() || !self.masks.is_empty()
     }
 
     /// Checks every table, naming the field that is wrong (`tracking.patience`,
