@@ -342,3 +342,63 @@ fn a_rotation_that_is_not_a_quarter_turn_is_refused_naming_the_field() {
         "{err}"
     );
 }
+
+/// A host board profile with `[camera] kind = "csi"`.
+fn csi_board(dir: &std::path::Path) -> String {
+    oriented_board(dir, "kind = \"csi\"")
+}
+
+#[test]
+fn a_csi_camera_runs_lookout_again_through_libcamera_s_v4l2_layer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let board = csi_board(dir.path());
+    // Without the layer: one clear error naming the package.
+    let missing = dir.path().join("no-such/v4l2-compat.so");
+    let out = lookout_command()
+        .args(["run", "--source", "camera:/dev/video99", "--board", &board])
+        .env("LOOKOUT_V4L2_COMPAT", &missing)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("kind is \"csi\", but libcamera's V4L2 layer is not installed: `sudo apt install libcamera-v4l2`"),
+        "{err}"
+    );
+    // With it (here a harmless system library standing in for libcamera's, which this machine
+    // does not have): lookout starts itself again with it preloaded, then waits for the camera.
+    let libm = [
+        "/lib/x86_64-linux-gnu/libm.so.6",
+        "/usr/lib/x86_64-linux-gnu/libm.so.6",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).is_file())
+    .expect("libm");
+    let layer = dir.path().join("v4l2-compat.so");
+    std::fs::copy(libm, &layer).expect("copy");
+    let log = tempfile::NamedTempFile::new().expect("log");
+    let mut child = lookout_command()
+        .args(["run", "--source", "camera:/dev/video99", "--board", &board])
+        .env("LOOKOUT_V4L2_COMPAT", &layer)
+        .env("LOOKOUT_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log.reopen().expect("log"))
+        .spawn()
+        .expect("starts");
+    let want = format!(
+        "CSI camera through libcamera's V4L2 layer (LD_PRELOAD={})",
+        layer.display()
+    );
+    let deadline = Instant::now() + patience(Duration::from_secs(30));
+    let text = loop {
+        let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+        if text.contains(&want) && text.contains("reopening") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(text.contains(&want), "{text}");
+    assert_eq!(text.matches("starting again through").count(), 1, "{text}");
+}

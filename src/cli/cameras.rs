@@ -10,7 +10,8 @@ pub(crate) fn list_cameras() -> Result<()> {
         bail!(
             "no camera found: plug in a USB (UVC) camera and check `ls /dev/video*` and that this user \
              is in group video; a Pi CSI camera on Bookworm needs libcamera's V4L2 layer: \
-             `libcamerify lookout cameras` (package libcamera-v4l2)"
+             `libcamerify lookout cameras` (package libcamera-v4l2), and `kind = \"csi\"` under \
+             [camera] in the board profile for `lookout run`"
         );
     }
     let mut text = String::new();

@@ -67,6 +67,16 @@ pub(crate) struct RunArgs {
 pub(crate) fn run(args: RunArgs) -> Result<()> {
     let place = &args.model.place;
     let (board, board_file) = model::board(place.board.as_deref(), &place.boards_dir)?;
+    // A CSI camera is read through libcamera's V4L2 layer: start again with it preloaded
+    // before anything is loaded (this returns only when it is preloaded already).
+    let camera = lookout::spec::scheme(&args.source, &["camera"]).is_some();
+    if camera && board.camera.kind == lookout::board::CameraKind::Csi {
+        frames::camera::csi::run_through_layer()?;
+        tracing::info!(
+            "CSI camera through libcamera's V4L2 layer (LD_PRELOAD={})",
+            std::env::var("LD_PRELOAD").unwrap_or_default()
+        );
+    }
     // Where the zones come from, for messages.
     let from = match &args.zones {
         Some(path) => path.display().to_string(),

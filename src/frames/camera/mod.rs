@@ -11,6 +11,7 @@
 //! recovery are reported as events on the sinks (`camera_lost`, `camera_restored`), and the
 //! process keeps running.
 
+pub mod csi;
 pub mod orient;
 pub mod pixels;
 pub mod replay;

@@ -206,6 +206,21 @@ pub struct CameraDefaults {
     /// `vertical` (top and bottom swapped).
     #[serde(default)]
     pub flip: Flip,
+    /// `v4l2` (a USB camera, the default) or `csi` (a Camera Module on the ribbon cable, which
+    /// lookout reads through libcamera's V4L2 layer, starting itself again with it preloaded).
+    #[serde(default)]
+    pub kind: CameraKind,
+}
+
+/// How the board's camera is reached (`[camera] kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CameraKind {
+    /// A V4L2 capture device (USB/UVC).
+    #[default]
+    V4l2,
+    /// A CSI Camera Module, through libcamera's V4L2 compatibility layer.
+    Csi,
 }
 
 /// A mirror of the camera's frame (`[camera] flip`).
