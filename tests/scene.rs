@@ -262,3 +262,122 @@ fn the_serial_line_carries_track_and_zone_lines_and_the_console_shows_them() {
         "{status:?}"
     );
 }
+
+/// `(frame of the record before it, event, track_id, zone, zone_count, stationary)` of every
+/// event line.
+type Told = (u64, String, u64, Option<String>, Option<u64>, bool);
+
+/// A rendered sequence with known trajectories (tools/scene_sequence.py: a square walking
+/// through a zone behind a post that hides it for 4 frames, a circle moving, a triangle
+/// standing still, a square coming in later), through the bundled detector: every object keeps
+/// one id, the occlusion ends nothing, and the events are exactly these.
+#[test]
+fn a_rendered_sequence_is_tracked_through_an_occlusion_with_exact_events() {
+    let out = lookout(&[
+        "run",
+        "--source",
+        "tests/images/sequence",
+        "--zones",
+        "tests/images/sequence/zones.toml",
+        "--threads",
+        "1",
+        "--workers",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&stdout(&out));
+    let truth: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::repo("tests/images/sequence/truth.json")).expect("truth"),
+    )
+    .expect("truth JSON");
+    let frames = truth["frames"].as_array().expect("frames");
+    // Each detection to the true object it overlaps (IoU > 0.5, same class): the track ids each
+    // true object was given, in order.
+    let mut ids_of: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+    let mut hidden_frames = 0;
+    let records: Vec<&Value> = lines.iter().filter(|l| l.get("seq").is_some()).collect();
+    assert_eq!(records.len(), frames.len());
+    for (record, frame) in records.iter().zip(frames) {
+        for object in frame["objects"].as_array().expect("objects") {
+            let truth_box = common::json_box(&object["box"]);
+            let found = record["detections"]
+                .as_array()
+                .expect("detections")
+                .iter()
+                .find(|d| {
+                    d["label_id"] == object["class"]
+                        && common::iou(common::json_box(&d["box"]), truth_box) > 0.5
+                });
+            let id = object["id"].as_u64().expect("id");
+            match found.and_then(|d| d["track_id"].as_u64()) {
+                Some(track) => {
+                    let ids = ids_of.entry(id).or_default();
+                    if ids.last() != Some(&track) {
+                        ids.push(track);
+                    }
+                }
+                None if object["hidden"] == true => hidden_frames += 1,
+                None => {}
+            }
+        }
+    }
+    assert!(
+        hidden_frames >= 3,
+        "the post hides object 1: {hidden_frames} frames"
+    );
+    // One id per object, the same before and after the post: no switch, no fragment.
+    let ids: Vec<(u64, Vec<u64>)> = ids_of.into_iter().collect();
+    assert_eq!(
+        ids,
+        vec![(1, vec![2]), (2, vec![1]), (3, vec![3]), (4, vec![4])],
+        "true object -> track ids"
+    );
+    let mut last_seq = 0;
+    let mut told: Vec<Told> = Vec::new();
+    for l in &lines {
+        if let Some(seq) = l["seq"].as_u64() {
+            last_seq = seq;
+            continue;
+        }
+        told.push((
+            last_seq,
+            l["event"].as_str().expect("event").into(),
+            l["track_id"].as_u64().expect("track"),
+            l.get("zone").and_then(Value::as_str).map(String::from),
+            l.get("zone_count").and_then(Value::as_u64),
+            l["stationary"].as_bool().expect("stationary"),
+        ));
+    }
+    let ev =
+        |seq: u64, kind: &str, id: u64, zone: Option<&str>, count: Option<u64>, still: bool| {
+            (
+                seq,
+                kind.to_string(),
+                id,
+                zone.map(String::from),
+                count,
+                still,
+            )
+        };
+    assert_eq!(
+        told,
+        vec![
+            // Confirmed at their third frame (min_hits 3): circle, square, triangle.
+            ev(2, "object_entered", 1, None, None, false),
+            ev(2, "object_entered", 2, None, None, false),
+            ev(2, "object_entered", 3, None, None, false),
+            // The second square comes in at frame 12.
+            ev(14, "object_entered", 4, None, None, false),
+            // The triangle has stood still for 20 sightings.
+            ev(20, "object_updated", 3, None, None, true),
+            // Behind the post in frames 15-18, inside the zone from 19: entered after 3 frames.
+            ev(21, "object_entered", 2, Some("right"), Some(1), false),
+            // The end of the sequence ends every object, zones first.
+            ev(35, "object_left", 1, None, None, false),
+            ev(35, "object_left", 2, Some("right"), Some(0), false),
+            ev(35, "object_left", 2, None, None, false),
+            ev(35, "object_left", 3, None, None, true),
+            ev(35, "object_left", 4, None, None, false),
+        ]
+    );
+}
