@@ -451,13 +451,7 @@ pub fn open_camera(
         },
     };
     let orientation = orient::Orientation::of(board);
-    // The model's input is covered by the turned frame: sideways, the camera's height is its
-    // width.
-    let need = if orientation.rotate % 180 == 90 {
-        (need.1, need.0)
-    } else {
-        need
-    };
+    let need = orientation.need_in_camera(need);
     let request = v4l::ModeRequest {
         fixed,
         need,

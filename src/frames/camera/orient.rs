@@ -50,6 +50,16 @@ impl Orientation {
         }
     }
 
+    /// The camera frame's (width, height) that covers `need` (width, height) of the turned
+    /// frame: sideways, the camera's height becomes the frame's width.
+    pub fn need_in_camera(&self, need: (u32, u32)) -> (u32, u32) {
+        if self.rotate % 180 == 90 {
+            (need.1, need.0)
+        } else {
+            need
+        }
+    }
+
     /// For logs: `rotated 90°, mirrored horizontally`.
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
@@ -114,5 +124,15 @@ mod tests {
             o(90, Flip::Vertical).describe(),
             "rotated 90° clockwise, mirrored top to bottom"
         );
+        // Sideways, a 320x240 model input needs a camera frame 240 wide and 320 high.
+        assert_eq!(o(90, Flip::None).need_in_camera((320, 240)), (240, 320));
+        assert_eq!(
+            o(270, Flip::Horizontal).need_in_camera((320, 240)),
+            (240, 320)
+        );
+        assert_eq!(o(180, Flip::None).need_in_camera((320, 240)), (320, 240));
+        // A vertical mirror swaps top and bottom only.
+        let v = o(0, Flip::Vertical).apply(image.clone());
+        assert_eq!((at(&v, 2, 0), at(&v, 2, 1)), ((2, 1), (2, 0)));
     }
 }
