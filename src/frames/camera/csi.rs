@@ -17,12 +17,17 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-/// Where distributions install libcamera's V4L2 layer: Raspberry Pi OS and Debian on arm64 and
-/// armhf, then the older libexec location.
-pub const COMPAT_PATHS: [&str; 4] = [
+/// Where distributions install libcamera's V4L2 layer: Raspberry Pi OS's libcamera (0.1 and
+/// later) under `libcamera/`, Debian bookworm's `libcamera-v4l2` 0.0.3 in the library folder
+/// itself (its amd64 package holds `/usr/lib/x86_64-linux-gnu/v4l2-compat.so`), on arm64,
+/// armhf and amd64; then the older libexec location.
+pub const COMPAT_PATHS: [&str; 7] = [
     "/usr/lib/aarch64-linux-gnu/libcamera/v4l2-compat.so",
     "/usr/lib/arm-linux-gnueabihf/libcamera/v4l2-compat.so",
+    "/usr/lib/aarch64-linux-gnu/v4l2-compat.so",
+    "/usr/lib/arm-linux-gnueabihf/v4l2-compat.so",
     "/usr/lib/x86_64-linux-gnu/libcamera/v4l2-compat.so",
+    "/usr/lib/x86_64-linux-gnu/v4l2-compat.so",
     "/usr/libexec/libcamera/v4l2-compat.so",
 ];
 
