@@ -33,6 +33,7 @@
 //! [`MAX_TRACKS`] tracks.
 
 use super::assign::assign;
+use crate::results::decode::BBox;
 use lookout_contract::board::TrackingConfig;
 
 /// A detection as the tracker needs it.
@@ -236,27 +237,19 @@ fn widened(bbox: [f32; 4], share: f32) -> [f32; 4] {
     [bbox[0] - dw, bbox[1] - dh, bbox[2] + dw, bbox[3] + dh]
 }
 
-/// Whether a detection can be tracked: a finite score and a finite box with an area.
+/// Whether a detection can be tracked: a finite score and a valid box ([`BBox::is_valid`]:
+/// finite, with an area).
 fn trackable(obs: &Observation) -> bool {
-    let b = obs.bbox;
-    obs.score.is_finite() && b.iter().all(|v| v.is_finite()) && b[2] > b[0] && b[3] > b[1]
+    obs.score.is_finite() && corners(obs.bbox).is_valid()
 }
 
-/// Intersection over union of two `[x0, y0, x1, y1]` boxes (0 when either is empty or not
-/// finite).
-pub fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
-    if !a.iter().chain(&b).all(|v| v.is_finite()) {
-        return 0.0;
-    }
-    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = w * h;
-    let area = |r: [f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
-    let union = area(a) + area(b) - inter;
-    if union > 0.0 {
-        inter / union
-    } else {
-        0.0
+/// `[x0, y0, x1, y1]` as the decoders' box, whose IoU NMS uses too.
+fn corners(b: [f32; 4]) -> BBox {
+    BBox {
+        x0: b[0],
+        y0: b[1],
+        x1: b[2],
+        y1: b[3],
     }
 }
 
@@ -431,10 +424,9 @@ impl Tracker {
                 .map(|(t, o)| {
                     let track = &self.tracks[t];
                     let b = track.buffer(seq);
-                    let overlap = iou(
-                        widened(track.predicted(seq), b),
-                        widened(observations[o].bbox, b),
-                    );
+                    // Every track's state comes from trackable (finite) boxes, so both are too.
+                    let overlap = corners(widened(track.predicted(seq), b))
+                        .iou(&corners(widened(observations[o].bbox, b)));
                     (overlap >= self.config.match_iou).then(|| f64::from(1.0 - overlap))
                 })
                 .collect();
@@ -444,8 +436,7 @@ impl Tracker {
                 let (t, o) = (rows[r], cols[c]);
                 track_matched[t] = Some(o);
                 obs_matched[o] = true;
-                let config = self.config.clone();
-                self.tracks[t].update(seq, &observations[o], &config);
+                self.tracks[t].update(seq, &observations[o], &self.config);
             }
         }
     }
