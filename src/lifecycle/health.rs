@@ -245,14 +245,22 @@ impl HealthMonitor {
 
     /// One line for the console's `status`; `None` where the board says nothing.
     pub fn status(&self) -> Option<String> {
-        if self.reading.is_empty() {
+        self.reading.status()
+    }
+}
+
+impl HealthReading {
+    /// One line for the console's `status`; `None` where the board says nothing. Made when
+    /// someone asks, not at every frame.
+    pub fn status(&self) -> Option<String> {
+        if self.is_empty() {
             return None;
         }
-        let temp = match self.reading.soc_temp_c {
+        let temp = match self.soc_temp_c {
             Some(t) => format!("SoC {t:.1} °C"),
             None => "SoC temperature unknown".into(),
         };
-        Some(match self.reading.throttled {
+        Some(match self.throttled {
             Some(flags) => format!(
                 "{temp}, slowed now: {}, since boot: {}",
                 flags.describe_now(),

@@ -45,7 +45,7 @@ pub struct RunStats {
     /// The last error the loop survived, if any.
     pub last_error: Option<String>,
     /// The board's temperature and throttling, where it says them.
-    pub health: Option<String>,
+    pub health: Option<crate::lifecycle::health::HealthReading>,
     recent: std::collections::VecDeque<Instant>,
 }
 
@@ -688,7 +688,7 @@ impl Loop<'_, '_> {
         self.events.extend(self.pipeline.take_events());
         if let Some(health) = self.health.as_mut() {
             record.health = health.poll(Instant::now());
-            self.stats.health = health.status();
+            self.stats.health = record.health;
             self.events.extend(health.take_events());
         }
         // A frame of a model replaced meanwhile is not offered: the store files samples under

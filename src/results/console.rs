@@ -328,7 +328,7 @@ impl<P: ConsolePort> Console<P> {
         if let Some(scene) = control.pipeline.scene() {
             let _ = writeln!(out, "{}", scene.status());
         }
-        if let Some(health) = &s.health {
+        if let Some(health) = s.health.and_then(|reading| reading.status()) {
             let _ = writeln!(out, "{health}");
         }
         if let Some(samples) = control.samples {
