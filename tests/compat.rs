@@ -361,11 +361,11 @@ fn run_cases(full: bool) {
         return;
     }
     let work = tempfile::tempdir().expect("tempdir");
-    let mut lines = Vec::new();
+    let mut jobs: Vec<(String, PathBuf, &Case)> = Vec::new();
     for case in CASES {
         if !full {
             let folder = repo("tests/fixtures/compat").join(case.name);
-            lines.push(walk(case.name, &folder, case, work.path()));
+            jobs.push((case.name.to_owned(), folder, case));
             continue;
         }
         let Some((full_name, _)) = FULL.iter().find(|(_, mini)| *mini == case.name) else {
@@ -379,9 +379,29 @@ fn run_cases(full: bool) {
             );
             continue;
         }
-        lines.push(walk(full_name, &folder, case, work.path()));
+        jobs.push(((*full_name).to_owned(), folder, case));
     }
-    for line in &lines {
+    // One model per core: each walk is a chain of single-threaded processes (lookout under
+    // qemu-user, onnxruntime, the reference decoder), so under emulation, where this suite
+    // takes the longest, the cases would otherwise leave all but one core idle.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let lines = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..workers.min(jobs.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some((name, folder, case)) = jobs.get(i) else {
+                    break;
+                };
+                let line = walk(name, folder, case, work.path());
+                lines.lock().expect("lines").push((i, line));
+            });
+        }
+    });
+    let mut lines = lines.into_inner().expect("lines");
+    lines.sort();
+    for (_, line) in &lines {
         eprintln!("{line}");
     }
 }
