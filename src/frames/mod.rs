@@ -4,7 +4,8 @@
 //!   pre-processing hides behind; image files, folders and the test pattern.
 //! - [`camera`]: V4L2 capture on its own thread (newest frame only, reopened when the camera
 //!   goes away), pixel-format conversion, frames turned for a camera mounted sideways or upside
-//!   down, and a folder replayed as a live camera.
+//!   down, network cameras (MJPEG over HTTP, RTSP with H.264), and a folder replayed as a live
+//!   camera.
 //! - [`preprocess`]: resize, letterbox, colour order and normalisation exactly as in training.
 
 pub mod camera;
@@ -23,7 +24,8 @@ pub struct Opened {
     pub live: bool,
 }
 
-/// Opens a `--source` text: `camera[:N|:/dev/videoN]` and `replay:DIR[@FPS]` as live sources
+/// Opens a `--source` text: `camera[:N|:/dev/videoN]`, network cameras (`http://` MJPEG,
+/// `rtsp://`; also the board's `device` when it is such a URL) and `replay:DIR[@FPS]` as live sources
 /// (the board's `[camera]` settings, the model input `need` as (width, height), and a fixed
 /// `mode` from the command line choose the camera's mode; its `rotate` and `flip` turn the
 /// frames of both), anything else as files or the
@@ -39,12 +41,16 @@ pub fn open_source(
         source: Box::new(source),
         live: true,
     };
+    let orientation = camera::orient::Orientation::of(camera_defaults);
+    if camera::net::is_network(spec) {
+        return Ok(live(camera::open_network(spec, orientation)?));
+    }
     Ok(match crate::spec::scheme(spec, &["replay:", "camera"]) {
-        Some(("replay:", rest)) => live(camera::open_replay(
-            spec,
-            rest,
-            camera::orient::Orientation::of(camera_defaults),
-        )?),
+        Some(("replay:", rest)) => live(camera::open_replay(spec, rest, orientation)?),
+        // The board's camera may be a network camera: `device = "rtsp://..."`.
+        Some(("camera", "")) if camera::net::is_network(&camera_defaults.device) => {
+            live(camera::open_network(&camera_defaults.device, orientation)?)
+        }
         Some((_, rest)) => live(camera::open_camera(
             spec,
             rest,

@@ -1,7 +1,8 @@
 //! Cameras: capture on its own thread, the pipeline always on the newest frame.
 //!
 //! A [`CaptureDevice`] is anything that can be opened and asked for a frame: a V4L2 camera
-//! through nokhwa ([`v4l`]), or a folder of images played at a frame rate ([`replay`]), which
+//! through nokhwa ([`v4l`]), a network camera ([`mjpeg`] over HTTP, [`rtsp`] with H.264
+//! decoded by [`h264`]), or a folder of images played at a frame rate ([`replay`]), which
 //! stands in for a camera in tests and for replaying recorded footage. [`LatestFrame`] runs one
 //! on a capture thread and hands the pipeline only the newest frame: frames the pipeline had no
 //! time for are dropped and counted, never queued, and each frame carries its capture time.
@@ -12,9 +13,13 @@
 //! process keeps running.
 
 pub mod csi;
+pub mod h264;
+pub mod mjpeg;
+pub mod net;
 pub mod orient;
 pub mod pixels;
 pub mod replay;
+pub mod rtsp;
 pub mod v4l;
 
 use crate::frames::source::{Frame, FrameSource, SourceError};
@@ -120,6 +125,15 @@ pub enum Error {
         device: String,
         /// What does not add up.
         source: pixels::PixelError,
+    },
+    /// A network camera's stream is in an encoding lookout does not decode, or its decoder is
+    /// missing.
+    #[error("{device}: {message}")]
+    Codec {
+        /// The camera.
+        device: String,
+        /// The encoding and what lookout decodes.
+        message: String,
     },
     /// Nothing came within the grab timeout.
     #[error("{device}: no frame for {seconds} s")]
@@ -418,6 +432,24 @@ pub fn open_replay(
         replay::Replay::new(dir.into(), fps),
         orientation,
     ))
+}
+
+/// Opens a network camera's URL (`http://` for MJPEG, `rtsp://`) as a live source. Its
+/// stream's size is the camera's to choose; `orientation` turns its frames like any camera's.
+pub fn open_network(
+    spec: &str,
+    orientation: orient::Orientation,
+) -> std::result::Result<LatestFrame, SourceError> {
+    let url = net::NetUrl::parse(spec).map_err(|message| SourceError::Spec {
+        // The spec as given may hold a password: the error shows the URL without it when it
+        // parses, and only the scheme otherwise.
+        spec: spec.split("://").next().unwrap_or_default().to_owned() + "://…",
+        message,
+    })?;
+    Ok(match url.scheme() {
+        net::Scheme::Http => LatestFrame::start_oriented(mjpeg::MjpegHttp::new(url), orientation),
+        net::Scheme::Rtsp => LatestFrame::start_oriented(rtsp::RtspCamera::new(url), orientation),
+    })
 }
 
 /// Opens `camera[:N|:/dev/videoN]` (`rest` is what follows `camera`) as a live source. `need`

@@ -81,7 +81,7 @@ pub fn to_rgb(
             need(w * h * 2)?;
             for (quad, pixels) in bytes
                 .chunks_exact(4)
-                .zip(out.as_mut().chunks_exact_mut(6))
+                .zip(out.chunks_exact_mut(6))
                 .take(w * h / 2)
             {
                 let (y0, u, y1, v) = (quad[0], quad[1], quad[2], quad[3]);
@@ -95,7 +95,7 @@ pub fn to_rgb(
             }
             need(w * h * 3 / 2)?;
             let (luma, chroma) = bytes.split_at(w * h);
-            let rgb = out.as_mut();
+            let rgb: &mut [u8] = &mut out;
             for row in 0..h {
                 for col in 0..w {
                     let uv = (row / 2) * w + (col / 2) * 2;
@@ -106,13 +106,13 @@ pub fn to_rgb(
         }
         PixelFormat::Gray => {
             need(w * h)?;
-            for (g, px) in bytes.iter().zip(out.as_mut().chunks_exact_mut(3)) {
+            for (g, px) in bytes.iter().zip(out.chunks_exact_mut(3)) {
                 px.fill(*g);
             }
         }
         PixelFormat::Rgb => {
             need(w * h * 3)?;
-            out.as_mut().copy_from_slice(&bytes[..w * h * 3]);
+            out.copy_from_slice(&bytes[..w * h * 3]);
         }
         PixelFormat::Mjpeg => {
             let decoded = image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)?;

@@ -1,0 +1,190 @@
+//! What the network cameras share: their URL (`http://` for MJPEG, `rtsp://` for H.264),
+//! checked once when the source is opened, with the credentials kept out of every text lookout
+//! prints.
+
+use base64::Engine as _;
+use std::fmt;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+/// How long a camera has to accept the connection (and, for RTSP, to answer each request).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether a `--source` text (or a board's camera `device`) names a network camera, rightly
+/// or not: the URL's own check then says what is wrong with it.
+pub fn is_network(spec: &str) -> bool {
+    ["http://", "https://", "rtsp://", "rtsps://"]
+        .iter()
+        .any(|scheme| spec.starts_with(scheme))
+}
+
+/// The schemes of network cameras.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// MJPEG (or JPEG snapshots) over HTTP.
+    Http,
+    /// RTSP, H.264 video.
+    Rtsp,
+}
+
+/// A network camera's URL.
+#[derive(Clone)]
+pub struct NetUrl {
+    url: url::Url,
+    scheme: Scheme,
+}
+
+impl NetUrl {
+    /// Parses `text`, which must be an `http://` or `rtsp://` URL with a host. `https://` and
+    /// `rtsps://` are refused by name: lookout carries no TLS stack for cameras.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let url = url::Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
+        let scheme = match url.scheme() {
+            "http" => Scheme::Http,
+            "rtsp" => Scheme::Rtsp,
+            "https" | "rtsps" => {
+                return Err(format!(
+                    "{}:// is not supported: cameras are read over http:// (MJPEG) or rtsp:// on the local network",
+                    url.scheme()
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "scheme {other:?}: network cameras are http:// (MJPEG) or rtsp:// (H.264)"
+                ))
+            }
+        };
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("the URL names no host".into());
+        }
+        Ok(Self { url, scheme })
+    }
+
+    /// Which kind of camera.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    /// The URL as given, credentials included: for the protocol library only, never printed.
+    pub fn secret_url(&self) -> &url::Url {
+        &self.url
+    }
+
+    /// `user` and `password` from the URL, percent-decoded.
+    pub fn credentials(&self) -> Option<(String, String)> {
+        if self.url.username().is_empty() {
+            return None;
+        }
+        Some((
+            percent_decode(self.url.username()),
+            percent_decode(self.url.password().unwrap_or_default()),
+        ))
+    }
+
+    /// The `Authorization: Basic` value of the credentials.
+    pub fn basic_auth(&self) -> Option<String> {
+        let (user, password) = self.credentials()?;
+        Some(base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+    }
+
+    /// The request target: path and query.
+    pub fn path_and_query(&self) -> String {
+        match self.url.query() {
+            Some(q) => format!("{}?{q}", self.url.path()),
+            None => self.url.path().to_owned(),
+        }
+    }
+
+    /// The `Host` header: host, and port when not the scheme's default.
+    pub fn host_header(&self) -> String {
+        let host = self.url.host_str().unwrap_or_default();
+        match self.url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        }
+    }
+
+    /// A TCP connection to the camera, within `timeout` for each address the name resolves to.
+    pub fn connect(&self, timeout: Duration) -> Result<TcpStream, String> {
+        let host = self.url.host_str().unwrap_or_default();
+        let port = self
+            .url
+            .port_or_known_default()
+            .unwrap_or(match self.scheme {
+                Scheme::Http => 80,
+                Scheme::Rtsp => 554,
+            });
+        let addrs: Vec<_> = (host.trim_start_matches('[').trim_end_matches(']'), port)
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .collect();
+        let mut last = format!("{host} resolves to no address");
+        for addr in addrs {
+            match TcpStream::connect_timeout(&addr, timeout) {
+                Ok(stream) => return Ok(stream),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    last = format!("{addr} did not answer within {} s", timeout.as_secs_f64())
+                }
+                Err(e) => last = format!("connecting to {addr}: {e}"),
+            }
+        }
+        Err(last)
+    }
+}
+
+/// The URL with the password replaced by `***`: what logs, events and the console show.
+impl fmt::Display for NetUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = self.url.clone();
+        if shown.password().is_some() {
+            // Setting a password cannot fail on a URL that already has one.
+            let _ = shown.set_password(Some("***"));
+        }
+        write!(f, "{shown}")
+    }
+}
+
+impl fmt::Debug for NetUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NetUrl({self})")
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_and_passwords_never_shown() {
+        let url = NetUrl::parse("rtsp://admin:p%40ss@192.168.1.20:554/stream1").expect("url");
+        assert_eq!(url.scheme(), Scheme::Rtsp);
+        assert_eq!(url.to_string(), "rtsp://admin:***@192.168.1.20:554/stream1");
+        assert_eq!(
+            url.credentials(),
+            Some(("admin".to_owned(), "p@ss".to_owned()))
+        );
+        let http = NetUrl::parse("http://cam.local:8080/video?fps=5").expect("url");
+        assert_eq!(http.path_and_query(), "/video?fps=5");
+        assert_eq!(http.host_header(), "cam.local:8080");
+        assert_eq!(http.basic_auth(), None);
+        assert_eq!(
+            NetUrl::parse("http://u:p@h/").expect("url").basic_auth(),
+            Some("dTpw".to_owned())
+        );
+        for (bad, why) in [
+            ("https://cam/", "https:// is not supported"),
+            ("ftp://cam/", "scheme \"ftp\""),
+            ("rtsp://", "no host"),
+            ("http//cam", "not a URL"),
+        ] {
+            let err = NetUrl::parse(bad).expect_err(bad);
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+}
