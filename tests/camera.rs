@@ -402,3 +402,214 @@ fn a_csi_camera_runs_lookout_again_through_libcamera_s_v4l2_layer() {
     assert!(text.contains(&want), "{text}");
     assert_eq!(text.matches("starting again through").count(), 1, "{text}");
 }
+
+/// The objects of a record: (label, box), sorted.
+fn objects_of(record: &serde_json::Value) -> Vec<(String, [f64; 4])> {
+    let mut objects: Vec<(String, [f64; 4])> = record["detections"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|d| {
+                    let b: Vec<f64> = d["box"]
+                        .as_array()
+                        .expect("box")
+                        .iter()
+                        .map(|x| x.as_f64().expect("coordinate"))
+                        .collect();
+                    (
+                        d["label"].as_str().expect("label").to_owned(),
+                        [b[0], b[1], b[2], b[3]],
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    objects.sort_by(|a, b| a.0.cmp(&b.0).then(a.1[0].total_cmp(&b.1[0])));
+    objects
+}
+
+/// The objects of each frame of the rendered sequence, read as files.
+fn sequence_objects() -> Vec<Vec<(String, [f64; 4])>> {
+    let out = lookout(&[
+        "run",
+        "-m",
+        "models/shapes-detector.toml",
+        "-s",
+        "tests/images/sequence",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    common::json_lines(&common::stdout(&out))
+        .iter()
+        .filter(|v| v.get("detections").is_some())
+        .map(objects_of)
+        .collect()
+}
+
+/// Whether a record shows the objects of one of the sequence's frames: the same labels, each
+/// box within `tolerance` pixels.
+fn is_a_sequence_frame(
+    record: &serde_json::Value,
+    frames: &[Vec<(String, [f64; 4])>],
+    tolerance: f64,
+) -> bool {
+    let got = objects_of(record);
+    frames.iter().any(|want| {
+        want.len() == got.len()
+            && want.iter().zip(&got).all(|(w, g)| {
+                w.0 == g.0
+                    && w.1
+                        .iter()
+                        .zip(&g.1)
+                        .all(|(a, b)| (a - b).abs() <= tolerance)
+            })
+    })
+}
+
+/// A network camera streams the sequence; lookout's records show its frames; the camera goes
+/// away (server stopped: the connection ends and new ones are refused) and comes back on the
+/// same port; the outage is one `camera_lost` and one `camera_restored`, and frames flow again.
+fn network_camera_outage(
+    start: &dyn Fn(u16) -> common::camera_servers::Server,
+    url: &dyn Fn(u16) -> String,
+    tolerance: f64,
+    mode: &str,
+) {
+    let frames = sequence_objects();
+    let server = start(0);
+    let port = server.port();
+    let url = url(port);
+    let mut run = spawn(&["run", "-m", "models/shapes-detector.toml", "-s", &url]);
+    let before = run.until(Duration::from_secs(60), |v| v["seq"].as_u64() >= Some(4));
+    let records: Vec<&serde_json::Value> = before
+        .iter()
+        .filter(|v| v.get("detections").is_some())
+        .collect();
+    assert!(records.len() >= 5, "{before:#?}");
+    for record in &records {
+        assert_eq!(
+            record["frame_size"],
+            serde_json::json!([192, 144]),
+            "{record}"
+        );
+        assert!(
+            is_a_sequence_frame(record, &frames, tolerance),
+            "not a frame of the sequence: {record}"
+        );
+    }
+    assert!(
+        run.log().contains(mode),
+        "the capture mode is logged: {}",
+        run.log()
+    );
+
+    server.stop();
+    let lost = run.until(Duration::from_secs(30), |v| is_event(v, "camera_lost"));
+    let event = lost.last().expect("event");
+    assert_eq!(event["source"], url.as_str(), "{event}");
+    run.until_reopen_failed(2);
+    let server = start(port);
+    let back = run.until(Duration::from_secs(30), |v| is_event(v, "camera_restored"));
+    assert!(
+        back.iter().all(|v| !is_event(v, "camera_lost")),
+        "one lost event per outage: {back:#?}"
+    );
+    let last_seq = records.last().and_then(|v| v["seq"].as_u64()).expect("seq");
+    let after = run.until(Duration::from_secs(30), |v| v.get("detections").is_some());
+    let record = after.last().expect("record");
+    assert!(record["seq"].as_u64() > Some(last_seq), "{record}");
+    assert!(
+        is_a_sequence_frame(record, &frames, tolerance),
+        "not a frame of the sequence: {record}"
+    );
+    drop(server);
+}
+
+#[test]
+fn an_mjpeg_camera_over_http_is_read_and_its_outage_reported() {
+    let jpegs = common::camera_servers::jpegs(&root().join("tests/images/sequence"));
+    // Parts with a Content-Length first, then, after the outage, without one: the JPEG bytes
+    // are the files', so the records are exactly the files' results.
+    network_camera_outage(
+        &|port| common::camera_servers::mjpeg(port, jpegs.clone(), 20.0, port == 0),
+        &|port| format!("http://127.0.0.1:{port}/stream"),
+        0.0,
+        "MJPEG stream over HTTP",
+    );
+}
+
+#[test]
+fn an_rtsp_camera_s_h264_is_decoded_and_its_outage_reported() {
+    let clip = std::sync::Arc::new(common::camera_servers::H264Clip::load(
+        &root().join("tests/fixtures/network/sequence.h264"),
+    ));
+    // H.264 is lossy: boxes within 1 pixel of the files' (tools/encode-sequence-h264).
+    network_camera_outage(
+        &|port| {
+            common::camera_servers::rtsp(
+                port,
+                clip.clone(),
+                20.0,
+                common::camera_servers::RtspCodec::H264,
+            )
+        },
+        &|port| format!("rtsp://127.0.0.1:{port}/cam"),
+        1.0,
+        "192x144 H.264 over RTSP/TCP, decoded by OpenH264 2.",
+    );
+}
+
+#[test]
+fn a_network_stream_lookout_cannot_decode_is_an_event_naming_the_codec() {
+    let clip = std::sync::Arc::new(common::camera_servers::H264Clip::load(
+        &root().join("tests/fixtures/network/sequence.h264"),
+    ));
+    let server =
+        common::camera_servers::rtsp(0, clip, 20.0, common::camera_servers::RtspCodec::H265);
+    let url = format!("rtsp://127.0.0.1:{}/cam", server.port());
+    let run = spawn(&["run", "-s", &url]);
+    let seen = run.until(Duration::from_secs(30), |v| is_event(v, "camera_lost"));
+    let message = seen.last().expect("event")["message"]
+        .as_str()
+        .expect("message")
+        .to_owned();
+    assert!(
+        message.contains("the camera's video is h265; lookout decodes H.264 (h264) or JPEG"),
+        "{message}"
+    );
+    // A camera that answers HTTP with a web page instead of a stream.
+    let page = common::camera_servers::http_page(0);
+    let url = format!("http://127.0.0.1:{}/", page.port());
+    let run = spawn(&["run", "-s", &url]);
+    let seen = run.until(Duration::from_secs(30), |v| is_event(v, "camera_lost"));
+    let message = seen.last().expect("event")["message"]
+        .as_str()
+        .expect("message");
+    assert!(
+        message.contains("the answer is \"text/html\"; lookout reads MJPEG"),
+        "{message}"
+    );
+}
+
+#[test]
+fn network_camera_urls_are_checked_before_any_frame_and_passwords_never_shown() {
+    for (spec, needle) in [
+        ("https://cam.local/video", "https:// is not supported"),
+        ("rtsp://", "the URL names no host"),
+        ("http://[::1/", "not a URL"),
+    ] {
+        let out = lookout(&["run", "-s", spec]);
+        assert!(!out.status.success(), "{spec}");
+        let err = stderr(&out);
+        assert!(
+            err.contains(needle) && !err.contains("panicked"),
+            "{spec}: {err}"
+        );
+    }
+    // Nothing listens on port 9 of the loopback: refused, reported without the password.
+    let run = spawn(&["run", "-s", "rtsp://admin:hunter2@127.0.0.1:9/stream1"]);
+    let seen = run.until(Duration::from_secs(30), |v| is_event(v, "camera_lost"));
+    let event = seen.last().expect("event");
+    assert_eq!(event["source"], "rtsp://admin:***@127.0.0.1:9/stream1");
+    assert!(!event.to_string().contains("hunter2"), "{event}");
+    assert!(!run.log().contains("hunter2"), "{}", run.log());
+}

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod camera_servers;
 pub mod terminal;
 
 use std::path::{Path, PathBuf};
