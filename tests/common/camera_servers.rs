@@ -94,20 +94,38 @@ pub fn jpegs(dir: &Path) -> Vec<Vec<u8>> {
 
 /// An MJPEG camera at `http://127.0.0.1:PORT/stream` (port 0: any free one): the `frames`
 /// in a loop at `fps`, each part with its Content-Length as most cameras send it, or without
-/// (`with_length` false) as `mjpg-streamer` and ESP32 firmwares do.
-pub fn mjpeg(port: u16, frames: Vec<Vec<u8>>, fps: f64, with_length: bool) -> Server {
+/// (`with_length` false) as `mjpg-streamer` and ESP32 firmwares do; with `login`
+/// (`user:password`), a request without it is answered 401.
+pub fn mjpeg(
+    port: u16,
+    frames: Vec<Vec<u8>>,
+    fps: f64,
+    with_length: bool,
+    login: Option<&'static str>,
+) -> Server {
     let frames = Arc::new(frames);
     Server::start(port, move |stream, _, stop| {
         let mut reader = BufReader::new(stream.try_clone().expect("clone"));
         let mut line = String::new();
+        let mut authorized = login.is_none();
         // The request head.
         while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
             if line == "\r\n" {
                 break;
             }
+            if let (Some(l), Some((name, value))) = (login, line.split_once(':')) {
+                authorized |=
+                    name.eq_ignore_ascii_case("authorization") && value.trim() == basic(l);
+            }
             line.clear();
         }
         let mut out = stream;
+        if !authorized {
+            let _ = out.write_all(
+                b"HTTP/1.0 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"cam\"\r\n\r\n",
+            );
+            return;
+        }
         let _ = out.write_all(
             b"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=lookoutframe\r\n\r\n",
         );
@@ -189,17 +207,33 @@ pub enum RtspCodec {
     H265,
 }
 
+/// The `Authorization` value HTTP Basic authentication sends for `user:password`.
+pub fn basic(user_password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(user_password)
+    )
+}
+
 /// An RTSP camera at `rtsp://127.0.0.1:PORT/cam` (port 0: any free one) playing `clip` in a
-/// loop at `fps`, over interleaved TCP only.
-pub fn rtsp(port: u16, clip: Arc<H264Clip>, fps: f64, codec: RtspCodec) -> Server {
+/// loop at `fps`, over interleaved TCP only; with `login` (`user:password`), every request
+/// without it is answered 401 with a Basic challenge, as cameras do.
+pub fn rtsp(
+    port: u16,
+    clip: Arc<H264Clip>,
+    fps: f64,
+    codec: RtspCodec,
+    login: Option<&'static str>,
+) -> Server {
     Server::start(port, move |stream, port, stop| {
-        let _ = serve_rtsp(stream, port, &clip, fps, codec, stop);
+        let _ = serve_rtsp(stream, port, &clip, fps, codec, login, stop);
     })
 }
 
 struct Request {
     method: String,
     cseq: String,
+    authorization: String,
 }
 
 /// Reads one RTSP request, skipping interleaved frames the client sends (RTCP); `None` when
@@ -217,6 +251,10 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Req
             }
             Err(e) => return Err(e),
         };
+        // A request has begun: the rest of it is read whole, however it was split in segments.
+        reader
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_secs(5)))?;
         if peek == b'$' {
             let mut head = [0; 4];
             reader.read_exact(&mut head)?;
@@ -226,6 +264,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Req
         }
         let mut method = String::new();
         let mut cseq = String::new();
+        let mut authorization = String::new();
         let mut length = 0;
         let mut line = String::new();
         loop {
@@ -242,6 +281,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Req
             } else if let Some((name, value)) = text.split_once(':') {
                 match name.trim().to_ascii_lowercase().as_str() {
                     "cseq" => cseq = value.trim().to_owned(),
+                    "authorization" => authorization = value.trim().to_owned(),
                     "content-length" => length = value.trim().parse().unwrap_or(0),
                     _ => {}
                 }
@@ -249,7 +289,11 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Req
         }
         let mut body = vec![0; length];
         reader.read_exact(&mut body)?;
-        return Ok(Some(Request { method, cseq }));
+        return Ok(Some(Request {
+            method,
+            cseq,
+            authorization,
+        }));
     }
 }
 
@@ -259,6 +303,7 @@ fn serve_rtsp(
     clip: &H264Clip,
     fps: f64,
     codec: RtspCodec,
+    login: Option<&str>,
     stop: &AtomicBool,
 ) -> std::io::Result<()> {
     let mut out = stream.try_clone()?;
@@ -284,6 +329,16 @@ fn serve_rtsp(
             .get_ref()
             .set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
         if let Some(request) = read_request(&mut reader)? {
+            if login.is_some_and(|l| request.authorization != basic(l)) {
+                out.write_all(
+                    format!(
+                        "RTSP/1.0 401 Unauthorized\r\nCSeq: {}\r\nWWW-Authenticate: Basic realm=\"lookout test camera\"\r\n\r\n",
+                        request.cseq
+                    )
+                    .as_bytes(),
+                )?;
+                continue;
+            }
             let mut head = format!("RTSP/1.0 200 OK\r\nCSeq: {}\r\n", request.cseq);
             let mut body = String::new();
             match request.method.as_str() {

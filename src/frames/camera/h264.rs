@@ -6,8 +6,8 @@
 //! distribution's security updates. The `openh264` crate's bindings are generated from
 //! OpenH264 2.7's headers; the decoder's part of the ABI (`ISVCDecoder`, `SDecodingParam`,
 //! `SBufferInfo`, the decoder options) is the same in every 2.x release (Debian 12 ships 2.3.1:
-//! its headers differ from 2.7's only in encoder structures), so a library reporting major
-//! version 2 is accepted and any other refused.
+//! its headers differ from 2.7's only in encoder structures, compared file by file), so a
+//! library reporting 2.3 or a later 2.x is accepted and any other refused.
 
 use image::RgbImage;
 use openh264::decoder::{Decoder, DecoderConfig};
@@ -34,16 +34,16 @@ impl H264Decoder {
         };
         let mut tried = Vec::new();
         for name in &candidates {
-            // SAFETY: the library is checked to be OpenH264 2.x below, before a decoder is
+            // SAFETY: the library is checked to be OpenH264 2.3+ below, before a decoder is
             // made; the decoder's ABI is the same across 2.x (module docs).
             match unsafe { OpenH264API::from_blob_path_unchecked(name) } {
                 Ok(api) => {
                     use openh264_sys2::API as _;
                     // SAFETY: a plain function of the loaded library, returning a struct.
                     let v = unsafe { api.WelsGetCodecVersion() };
-                    if v.uMajor != 2 {
+                    if v.uMajor != 2 || v.uMinor < 3 {
                         tried.push(format!(
-                            "{name} is OpenH264 {}.{}.{}, not 2.x",
+                            "{name} is OpenH264 {}.{}.{}, not 2.3 or a later 2.x",
                             v.uMajor, v.uMinor, v.uRevision
                         ));
                         continue;

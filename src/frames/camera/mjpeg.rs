@@ -3,13 +3,15 @@
 //! JPEG frames. A URL answering a single `image/jpeg` (a camera's snapshot URL) works too: it
 //! is asked again for every frame.
 //!
-//! The request is HTTP/1.0 on a plain socket with a read timeout, so a camera that stops
-//! sending without closing the connection is noticed within the grab timeout, and no server
-//! may answer in chunks (HTTP/1.0 has none). The response head is parsed by `httparse`; the
-//! part boundaries are found here, with or without a `Content-Length` per part, and with the
-//! leading `--` that some servers leave out. Credentials come from the URL's user part
-//! (`http://user:password@host/`) as HTTP Basic authentication; they never appear in logs or
-//! events. Digest authentication is not spoken.
+//! The request is HTTP/1.0 on a plain socket, so no server may answer in chunks (HTTP/1.0 has
+//! none). Every read is bounded by the deadline of the open or grab it serves, not only by a
+//! per-read timeout, so a camera that trickles a byte now and then is noticed as surely as one
+//! that goes silent. The response head is parsed by `httparse`; the part boundaries are found
+//! here, with or without a `Content-Length` per part, and with or without the leading `--`
+//! that some servers leave out. A part that does not decode (a corrupt frame, as some ESP32
+//! firmwares send) is skipped, not taken for a lost camera. Credentials come from the URL's
+//! user part (`http://user:password@host/`) as HTTP Basic authentication; they never appear in
+//! logs or events. Digest authentication is not spoken.
 
 use super::net::{NetUrl, CONNECT_TIMEOUT};
 use super::{CaptureDevice, Error, Result};
@@ -23,8 +25,11 @@ use std::time::{Duration, Instant};
 pub const MAX_PART_BYTES: usize = 16 << 20;
 /// Largest response or part head accepted.
 const MAX_HEAD_BYTES: usize = 16 << 10;
-/// Largest frame side decoded: a JPEG header claiming more is refused before any allocation.
-pub const MAX_SIDE: u32 = 8192;
+/// Largest frame side decoded (4K is 3840x2160): a picture claiming more is refused before
+/// anything is allocated for it. 4096 x 4096 RGB is 48 MiB.
+pub const MAX_SIDE: u32 = 4096;
+/// What a JPEG decode may allocate in all: the largest frame and the decoder's planes.
+const MAX_DECODE_BYTES: u64 = 112 << 20;
 
 /// An MJPEG-over-HTTP camera.
 pub struct MjpegHttp {
@@ -36,7 +41,7 @@ pub struct MjpegHttp {
 enum Body {
     /// A multipart stream: parts follow one another on the open connection.
     Stream {
-        reader: BufReader<TcpStream>,
+        reader: BufReader<Deadlined>,
         boundary: Vec<u8>,
         /// Whether the boundary line of the next part was already read (it ends the previous
         /// part when parts carry no length).
@@ -44,6 +49,23 @@ enum Body {
     },
     /// A snapshot URL: one JPEG per request. The first answer is kept for the first grab.
     Snapshot(Option<Vec<u8>>),
+}
+
+/// A socket whose reads fail once `deadline` has passed, however the bytes trickle in.
+pub struct Deadlined {
+    stream: TcpStream,
+    deadline: Instant,
+}
+
+impl Read for Deadlined {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf)
+    }
 }
 
 impl MjpegHttp {
@@ -56,25 +78,21 @@ impl MjpegHttp {
         }
     }
 
-    fn error(&self, message: impl Into<String>) -> Error {
-        Error::Frame {
-            device: self.url.to_string(),
-            message: message.into(),
-        }
-    }
-
-    /// Sends the request and reads the response head; returns the reader at the body and the
-    /// head's content type.
-    fn request(&self, timeout: Duration) -> Result<(BufReader<TcpStream>, String)> {
+    /// Sends the request and reads the response head by `deadline`; returns the reader at the
+    /// body and the head's content type.
+    fn request(&self, deadline: Instant) -> Result<(BufReader<Deadlined>, String)> {
         let device = self.url.to_string();
         let open_err = |message: String| Error::Open {
             device: device.clone(),
             message,
         };
-        let stream = self.url.connect(CONNECT_TIMEOUT).map_err(open_err)?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let stream = self
+            .url
+            .connect(CONNECT_TIMEOUT.min(left).max(Duration::from_millis(1)))
+            .map_err(open_err)?;
         stream
-            .set_read_timeout(Some(timeout))
-            .and_then(|()| stream.set_write_timeout(Some(timeout)))
+            .set_write_timeout(Some(CONNECT_TIMEOUT))
             .map_err(|e| open_err(format!("setting timeouts: {e}")))?;
         let mut request = format!(
             "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: lookout/{}\r\nAccept: multipart/x-mixed-replace, image/jpeg\r\n",
@@ -89,7 +107,7 @@ impl MjpegHttp {
         (&stream)
             .write_all(request.as_bytes())
             .map_err(|e| open_err(format!("sending the request: {e}")))?;
-        let mut reader = BufReader::new(stream);
+        let mut reader = BufReader::new(Deadlined { stream, deadline });
         let head =
             read_head(&mut reader).map_err(|e| open_err(format!("reading the answer: {e}")))?;
         let mut headers = [httparse::EMPTY_HEADER; 64];
@@ -105,7 +123,11 @@ impl MjpegHttp {
         if code == 401 || code == 403 {
             return Err(open_err(format!(
                 "HTTP {code}: the camera refused {} (lookout sends Basic authentication from the URL's user:password)",
-                if self.url.basic_auth().is_some() { "the credentials" } else { "a request without credentials" }
+                if self.url.basic_auth().is_some() {
+                    "the credentials"
+                } else {
+                    "a request without credentials"
+                }
             )));
         }
         if code != 200 {
@@ -118,26 +140,24 @@ impl MjpegHttp {
         Ok((reader, content_type))
     }
 
-    fn next_jpeg(&mut self, timeout: Duration) -> Result<Vec<u8>> {
-        let deadline = Instant::now() + timeout;
+    /// The next picture's bytes, by `deadline`.
+    fn next_jpeg(&mut self, deadline: Instant) -> std::result::Result<Vec<u8>, String> {
         match self.body.as_mut() {
-            None => Err(Error::NotOpen {
-                device: self.url.to_string(),
-            }),
+            None => Err("not open".into()),
             Some(Body::Snapshot(first)) => {
                 if let Some(bytes) = first.take() {
                     return Ok(bytes);
                 }
-                let (mut reader, _) = self.request(timeout)?;
-                read_to_end_capped(&mut reader).map_err(|e| self.error(e))
+                let (mut reader, _) = self.request(deadline).map_err(|e| e.to_string())?;
+                read_to_end_capped(&mut reader)
             }
             Some(Body::Stream {
                 reader,
                 boundary,
                 at_part,
             }) => {
-                let part = next_part(reader, boundary, at_part, deadline);
-                part.map_err(|e| self.error(e))
+                reader.get_mut().deadline = deadline;
+                next_part(reader, boundary, at_part)
             }
         }
     }
@@ -146,7 +166,8 @@ impl MjpegHttp {
 impl CaptureDevice for MjpegHttp {
     fn open(&mut self) -> Result<String> {
         self.body = None;
-        let (mut reader, content_type) = self.request(super::GRAB_TIMEOUT)?;
+        let deadline = Instant::now() + super::GRAB_TIMEOUT;
+        let (mut reader, content_type) = self.request(deadline)?;
         let kind = content_type.to_ascii_lowercase();
         let device = self.url.to_string();
         if kind.starts_with("multipart/") {
@@ -178,9 +199,31 @@ impl CaptureDevice for MjpegHttp {
     }
 
     fn grab(&mut self, timeout: Duration) -> Result<RgbImage> {
-        let bytes = self.next_jpeg(timeout)?;
-        self.parts += 1;
-        decode_jpeg(&bytes).map_err(|e| self.error(format!("frame {}: {e}", self.parts)))
+        let deadline = Instant::now() + timeout;
+        let mut last_bad = None;
+        loop {
+            let bytes = match self.next_jpeg(deadline) {
+                Ok(bytes) => bytes,
+                Err(message) => {
+                    let message = match last_bad {
+                        Some(bad) => format!("{message} (and before that, {bad})"),
+                        None => message,
+                    };
+                    return Err(Error::Frame {
+                        device: self.url.to_string(),
+                        message,
+                    });
+                }
+            };
+            self.parts += 1;
+            match decode_jpeg(&bytes) {
+                Ok(picture) => return Ok(picture),
+                Err(e) => {
+                    tracing::debug!("{}: frame {} skipped: {e}", self.url, self.parts);
+                    last_bad = Some(format!("frame {}: {e}", self.parts));
+                }
+            }
+        }
     }
 
     fn close(&mut self) {
@@ -199,6 +242,7 @@ pub fn decode_jpeg(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
     let image = reader
         .decode()
@@ -214,8 +258,7 @@ fn header(headers: &[httparse::Header<'_>], name: &str) -> Option<String> {
         .map(|h| String::from_utf8_lossy(h.value).trim().to_owned())
 }
 
-/// The `boundary` parameter of a multipart content type, unquoted, without a leading `--`
-/// that some servers include in it.
+/// The `boundary` parameter of a multipart content type, unquoted.
 fn boundary_of(content_type: &str) -> Option<String> {
     content_type.split(';').find_map(|param| {
         let (key, value) = param.split_once('=')?;
@@ -223,7 +266,6 @@ fn boundary_of(content_type: &str) -> Option<String> {
             return None;
         }
         let value = value.trim().trim_matches('"');
-        let value = value.strip_prefix("--").unwrap_or(value);
         (!value.is_empty()).then(|| value.to_owned())
     })
 }
@@ -271,29 +313,31 @@ fn read_to_end_capped(reader: &mut impl Read) -> std::result::Result<Vec<u8>, St
 fn describe_io(e: std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-            "the camera sent nothing within the grab timeout".into()
+            "no whole frame within the grab timeout".into()
         }
+        std::io::ErrorKind::UnexpectedEof => "the camera closed the connection".into(),
         _ => e.to_string(),
     }
 }
 
-/// Whether `line` is the boundary line `--BOUNDARY` (or `--BOUNDARY--`, or without the
-/// dashes some servers leave out).
+/// Whether `line` is a boundary line of `boundary` as declared: `--BOUNDARY` (RFC 2046),
+/// `--BOUNDARY--` (the last), or `BOUNDARY` alone (servers that declare the dashes as part of
+/// the boundary, or leave them out).
 fn is_boundary(line: &[u8], boundary: &[u8]) -> bool {
     let line = line.trim_ascii();
-    let line = line.strip_prefix(b"--").unwrap_or(line);
-    let line = line.strip_suffix(b"--").unwrap_or(line);
-    line == boundary
+    let line = line
+        .strip_suffix(b"--")
+        .filter(|l| l.len() > 2)
+        .unwrap_or(line);
+    line == boundary || line.strip_prefix(b"--") == Some(boundary)
 }
 
 /// Reads the next part's JPEG bytes from a multipart stream.
 fn next_part(
-    reader: &mut BufReader<TcpStream>,
+    reader: &mut BufReader<Deadlined>,
     boundary: &[u8],
     at_part: &mut bool,
-    deadline: Instant,
 ) -> std::result::Result<Vec<u8>, String> {
-    let too_late = || Instant::now() > deadline;
     // The boundary line (whatever precedes it, such as a preamble, is skipped).
     let mut skipped = 0;
     while !*at_part {
@@ -302,7 +346,7 @@ fn next_part(
             *at_part = true;
         } else {
             skipped += line.len();
-            if skipped > MAX_PART_BYTES || too_late() {
+            if skipped > MAX_PART_BYTES {
                 return Err(format!(
                     "no part boundary \"--{}\" in {skipped} bytes",
                     String::from_utf8_lossy(boundary)
@@ -335,21 +379,12 @@ fn next_part(
                     return Err(format!("a part of {n} bytes is over {MAX_PART_BYTES}"));
                 }
                 length = Some(n);
-            } else if name.trim().eq_ignore_ascii_case("content-type")
-                && !value.to_ascii_lowercase().starts_with("image/jpeg")
-            {
-                return Err(format!(
-                    "a part is {value:?}; lookout reads JPEG parts (image/jpeg)"
-                ));
             }
         }
     }
     if let Some(n) = length {
         let mut bytes = vec![0; n];
-        reader.read_exact(&mut bytes).map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => "the camera closed the connection".into(),
-            _ => describe_io(e),
-        })?;
+        reader.read_exact(&mut bytes).map_err(describe_io)?;
         return Ok(bytes);
     }
     // No length: the part runs to the next boundary line, whose line break belongs to it.
@@ -369,9 +404,6 @@ fn next_part(
         if bytes.len() > MAX_PART_BYTES {
             return Err(format!("a part is over {MAX_PART_BYTES} bytes"));
         }
-        if too_late() {
-            return Err("a part did not end within the grab timeout".into());
-        }
     }
 }
 
@@ -387,24 +419,31 @@ mod tests {
         );
         assert_eq!(
             boundary_of("multipart/x-mixed-replace;boundary=\"--myboundary\"").as_deref(),
-            Some("myboundary")
+            Some("--myboundary")
         );
         assert_eq!(boundary_of("multipart/x-mixed-replace"), None);
         assert!(is_boundary(b"--frame\r\n", b"frame"));
         assert!(is_boundary(b"frame\r\n", b"frame"));
         assert!(is_boundary(b"--frame--\r\n", b"frame"));
         assert!(!is_boundary(b"--framex\r\n", b"frame"));
+        // Declared with its dashes: written with two more (RFC 2046) or as declared.
+        assert!(is_boundary(b"----myboundary\r\n", b"--myboundary"));
+        assert!(is_boundary(b"--myboundary\r\n", b"--myboundary"));
+        assert!(!is_boundary(b"myboundary\r\n", b"--myboundary"));
     }
 
     #[test]
-    fn an_oversized_jpeg_header_is_refused_before_decoding() {
-        // A baseline JPEG header claiming 60000 x 60000 pixels, and nothing after it.
-        let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 0x08];
-        jpeg.extend_from_slice(&60000u16.to_be_bytes());
-        jpeg.extend_from_slice(&60000u16.to_be_bytes());
-        jpeg.extend_from_slice(&[3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1]);
+    fn an_oversized_jpeg_is_refused_by_its_header() {
+        // A real JPEG whose frame header (SOF0) is made to claim 60000 x 60000 pixels.
+        let mut jpeg = jpeg_bytes();
+        let sof = jpeg
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC0])
+            .expect("SOF0");
+        jpeg[sof + 5..sof + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]);
         let err = decode_jpeg(&jpeg).expect_err("refused");
-        assert!(err.contains("not a JPEG picture"), "{err}");
+        assert!(err.contains("limit"), "{err}");
+        assert!(decode_jpeg(&jpeg_bytes()).is_ok());
     }
 
     /// A server on 127.0.0.1 that answers each connection with the next of `answers`.

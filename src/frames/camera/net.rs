@@ -7,16 +7,22 @@ use std::fmt;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-/// How long a camera has to accept the connection (and, for RTSP, to answer each request).
+/// How long an HTTP camera has to accept the connection (RTSP's whole start-up is bounded by
+/// [`super::rtsp::OPEN_TIMEOUT`]).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Whether a `--source` text (or a board's camera `device`) names a network camera, rightly
 /// or not: the URL's own check then says what is wrong with it.
 pub fn is_network(spec: &str) -> bool {
+    let spec = spec.to_ascii_lowercase();
     ["http://", "https://", "rtsp://", "rtsps://"]
         .iter()
         .any(|scheme| spec.starts_with(scheme))
 }
+
+/// Query keys whose values are secrets: cameras that take credentials in the query
+/// (`?user=admin&pwd=...`) rather than the user part.
+const SECRET_KEYS: [&str; 6] = ["password", "passwd", "pwd", "pass", "token", "key"];
 
 /// The schemes of network cameras.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,14 +71,19 @@ impl NetUrl {
         self.scheme
     }
 
-    /// The URL as given, credentials included: for the protocol library only, never printed.
-    pub fn secret_url(&self) -> &url::Url {
-        &self.url
+    /// The URL without its user part, which the protocol library takes separately
+    /// ([`Self::credentials`]); its path and query as given.
+    pub fn without_credentials(&self) -> url::Url {
+        let mut url = self.url.clone();
+        // Clearing the user part cannot fail on a URL with a host, which parse() requires.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        url
     }
 
     /// `user` and `password` from the URL, percent-decoded.
     pub fn credentials(&self) -> Option<(String, String)> {
-        if self.url.username().is_empty() {
+        if self.url.username().is_empty() && self.url.password().is_none() {
             return None;
         }
         Some((
@@ -140,6 +151,17 @@ impl fmt::Display for NetUrl {
             // Setting a password cannot fail on a URL that already has one.
             let _ = shown.set_password(Some("***"));
         }
+        if shown.query().is_some() {
+            let pairs: Vec<(String, String)> = shown
+                .query_pairs()
+                .map(|(k, v)| {
+                    let secret = SECRET_KEYS.iter().any(|s| k.eq_ignore_ascii_case(s));
+                    let v = if secret { "***".into() } else { v.into_owned() };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            shown.query_pairs_mut().clear().extend_pairs(pairs);
+        }
         write!(f, "{shown}")
     }
 }
@@ -169,6 +191,13 @@ mod tests {
             url.credentials(),
             Some(("admin".to_owned(), "p@ss".to_owned()))
         );
+        assert_eq!(
+            url.without_credentials().as_str(),
+            "rtsp://192.168.1.20:554/stream1"
+        );
+        let foscam = NetUrl::parse("http://cam/cgi?usr=admin&pwd=secret&fps=5").expect("url");
+        assert_eq!(foscam.to_string(), "http://cam/cgi?usr=admin&pwd=***&fps=5");
+        assert!(is_network("RTSP://cam/") && !is_network("cam/rtsp://"));
         let http = NetUrl::parse("http://cam.local:8080/video?fps=5").expect("url");
         assert_eq!(http.path_and_query(), "/video?fps=5");
         assert_eq!(http.host_header(), "cam.local:8080");

@@ -18,16 +18,23 @@ use super::{CaptureDevice, Error, Result};
 use futures_util::StreamExt as _;
 use image::RgbImage;
 use retina::client::{
-    Credentials, Demuxed, PlayOptions, Session, SessionOptions, SetupOptions, TcpTransportOptions,
-    Transport,
+    Credentials, Demuxed, PlayOptions, Session, SessionGroup, SessionOptions, SetupOptions,
+    TcpTransportOptions, Transport,
 };
 use retina::codec::{CodecItem, FrameFormat};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long DESCRIBE, SETUP and PLAY together may take before the camera counts as not
 /// answering.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a grab waits for the stream's first key frame (or the next, after a frame failed
+/// to decode).
+pub const KEY_FRAME_WAIT: Duration = Duration::from_secs(10);
+/// How long closing waits for the camera to acknowledge TEARDOWN.
+const TEARDOWN_WAIT: Duration = Duration::from_secs(2);
 
 /// The encodings lookout decodes, as RTSP names them.
 const DECODED: &str = "H.264 (h264) or JPEG (jpeg)";
@@ -36,6 +43,8 @@ const DECODED: &str = "H.264 (h264) or JPEG (jpeg)";
 pub struct RtspCamera {
     url: NetUrl,
     runtime: Option<tokio::runtime::Runtime>,
+    /// The sessions this camera started, so closing can wait for their TEARDOWN.
+    group: Arc<SessionGroup>,
     playing: Option<Playing>,
 }
 
@@ -58,6 +67,7 @@ impl RtspCamera {
         Self {
             url,
             runtime: None,
+            group: Arc::new(SessionGroup::default()),
             playing: None,
         }
     }
@@ -77,15 +87,28 @@ fn frame_error(url: &NetUrl, message: impl Into<String>) -> Error {
     }
 }
 
-/// DESCRIBE, SETUP of the first video stream lookout decodes, PLAY.
-async fn start(url: &NetUrl) -> std::result::Result<(Demuxed, String, String), StartError> {
+/// A session started: the frames, the decoder for them, and the mode for the log.
+struct Started {
+    session: Demuxed,
+    video: Video,
+    mode: String,
+}
+
+/// DESCRIBE, SETUP of the first video stream lookout decodes, PLAY. The decoder is made before
+/// SETUP, so a board without OpenH264 fails without starting a stream it cannot use.
+async fn start(
+    url: &NetUrl,
+    group: &Arc<SessionGroup>,
+) -> std::result::Result<Started, StartError> {
     let creds = url
         .credentials()
         .map(|(username, password)| Credentials { username, password });
     let options = SessionOptions::default()
         .creds(creds)
+        .session_group(group.clone())
         .user_agent(format!("lookout/{}", env!("CARGO_PKG_VERSION")));
-    let mut session = Session::describe(url.secret_url().clone(), options)
+    // retina takes the credentials apart from the URL, and refuses a URL that holds them.
+    let mut session = Session::describe(url.without_credentials(), options)
         .await
         .map_err(|e| StartError::Rtsp(e.to_string()))?;
     let videos: Vec<(usize, String)> = session
@@ -110,6 +133,13 @@ async fn start(url: &NetUrl) -> std::result::Result<(Demuxed, String, String), S
             )
         }));
     };
+    let video = if encoding == "h264" {
+        Video::H264(Box::new(
+            H264Decoder::load(MAX_SIDE).map_err(StartError::Codec)?,
+        ))
+    } else {
+        Video::Jpeg
+    };
     session
         .setup(
             index,
@@ -119,19 +149,36 @@ async fn start(url: &NetUrl) -> std::result::Result<(Demuxed, String, String), S
         )
         .await
         .map_err(|e| StartError::Rtsp(e.to_string()))?;
+    // The picture size the stream declares, checked before any frame is decoded at it.
     let size = match session.streams()[index].parameters() {
         Some(retina::codec::ParametersRef::Video(v)) => {
             let (w, h) = v.pixel_dimensions();
+            if w > MAX_SIDE || h > MAX_SIDE {
+                return Err(StartError::Codec(format!(
+                    "the camera's video is {w}x{h}; lookout decodes pictures up to {MAX_SIDE} pixels a side: use the camera's smaller stream"
+                )));
+            }
             format!("{w}x{h} ")
         }
         _ => String::new(),
     };
-    let demuxed = session
+    let mode = match &video {
+        Video::H264(decoder) => format!(
+            "{size}H.264 over RTSP/TCP, decoded by {}",
+            decoder.version()
+        ),
+        Video::Jpeg => format!("{size}JPEG over RTSP/TCP"),
+    };
+    let session = session
         .play(PlayOptions::default())
         .await
         .and_then(|playing| playing.demuxed())
         .map_err(|e| StartError::Rtsp(e.to_string()))?;
-    Ok((demuxed, encoding, size))
+    Ok(Started {
+        session,
+        video,
+        mode,
+    })
 }
 
 enum StartError {
@@ -153,9 +200,10 @@ impl CaptureDevice for RtspCamera {
         let Some(runtime) = self.runtime.as_ref() else {
             return Err(self.open_error("no RTSP runtime"));
         };
-        let started =
-            runtime.block_on(async { tokio::time::timeout(OPEN_TIMEOUT, start(&self.url)).await });
-        let (session, encoding, size) = match started {
+        let started = runtime.block_on(async {
+            tokio::time::timeout(OPEN_TIMEOUT, start(&self.url, &self.group)).await
+        });
+        let started = match started {
             Ok(Ok(started)) => started,
             Ok(Err(StartError::Rtsp(message))) => return Err(self.open_error(message)),
             Ok(Err(StartError::Codec(message))) => {
@@ -171,48 +219,41 @@ impl CaptureDevice for RtspCamera {
                 )))
             }
         };
-        let (video, mode) = if encoding == "h264" {
-            let decoder = H264Decoder::load(MAX_SIDE).map_err(|e| Error::Codec {
-                device: self.url.to_string(),
-                message: e,
-            });
-            let decoder = match decoder {
-                Ok(d) => d,
-                Err(e) => {
-                    let _inside = runtime.enter();
-                    drop(session);
-                    return Err(e);
-                }
-            };
-            let mode = format!(
-                "{size}H.264 over RTSP/TCP, decoded by {}",
-                decoder.version()
-            );
-            (Video::H264(Box::new(decoder)), mode)
-        } else {
-            (Video::Jpeg, format!("{size}JPEG over RTSP/TCP"))
-        };
         self.playing = Some(Playing {
-            session: Box::pin(session),
-            video,
+            session: Box::pin(started.session),
+            video: started.video,
             wait_for_key: true,
         });
-        Ok(mode)
+        Ok(started.mode)
     }
 
     fn grab(&mut self, timeout: Duration) -> Result<RgbImage> {
-        let deadline = Instant::now() + timeout;
         let (Some(runtime), Some(playing)) = (self.runtime.as_ref(), self.playing.as_mut()) else {
             return Err(Error::NotOpen {
                 device: self.url.to_string(),
             });
         };
+        // Until a key frame comes, nothing can be decoded: a camera may send one only every
+        // few seconds (long key-frame intervals, "smart" codecs), longer than a grab's timeout.
+        let timeout = if playing.wait_for_key {
+            timeout.max(KEY_FRAME_WAIT)
+        } else {
+            timeout
+        };
+        let deadline = Instant::now() + timeout;
         let mut skipped = 0u32;
         let mut last_error = None;
         loop {
+            // Checked here too: a stream busy with frames that cannot be decoded (before a key
+            // frame) never lets the timeout below expire.
             let left = deadline.saturating_duration_since(Instant::now());
-            let item = runtime
-                .block_on(async { tokio::time::timeout(left, playing.session.next()).await });
+            let item = if left.is_zero() {
+                Err(())
+            } else {
+                runtime
+                    .block_on(async { tokio::time::timeout(left, playing.session.next()).await })
+                    .map_err(|_| ())
+            };
             let frame = match item {
                 Err(_) => {
                     let device = self.url.to_string();
@@ -258,11 +299,16 @@ impl CaptureDevice for RtspCamera {
     fn close(&mut self) {
         if let Some(playing) = self.playing.take() {
             // retina sends TEARDOWN from a task it spawns when the session is dropped: it
-            // needs the runtime's context, and runs at the next open's `block_on`.
+            // needs the runtime's context, and is given a moment to finish, so a camera with
+            // few session slots has this one back before the next open.
             match self.runtime.as_ref() {
                 Some(runtime) => {
                     let _inside = runtime.enter();
                     drop(playing);
+                    let group = self.group.clone();
+                    let _ = runtime.block_on(async {
+                        tokio::time::timeout(TEARDOWN_WAIT, group.await_teardown()).await
+                    });
                 }
                 None => drop(playing),
             }
@@ -277,6 +323,11 @@ impl CaptureDevice for RtspCamera {
 impl Drop for RtspCamera {
     fn drop(&mut self) {
         self.close();
+        if let Some(runtime) = self.runtime.take() {
+            // Without a bound, dropping a runtime waits for its blocking threads (a name
+            // lookup in progress) however long they take.
+            runtime.shutdown_timeout(TEARDOWN_WAIT);
+        }
     }
 }
 
