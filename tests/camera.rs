@@ -543,7 +543,13 @@ fn an_mjpeg_camera_over_http_is_read_and_its_outage_reported() {
     // are the files', so the records are exactly the files' results.
     network_camera_outage(
         &|port| {
-            common::camera_servers::mjpeg(port, jpegs.clone(), 20.0, port == 0, Some("viewer:m7Qz4pL"))
+            common::camera_servers::mjpeg(
+                port,
+                jpegs.clone(),
+                20.0,
+                port == 0,
+                Some("viewer:m7Qz4pL"),
+            )
         },
         &|port| format!("http://viewer:m7Qz4pL@127.0.0.1:{port}/stream"),
         0.0,
