@@ -401,27 +401,12 @@ fn run_cases(full: bool) {
         }
         jobs.push(((*full_name).to_owned(), folder, case));
     }
-    // One model per core: each walk is a chain of single-threaded processes (lookout under
-    // qemu-user, onnxruntime, the reference decoder), so under emulation, where this suite
-    // takes the longest, the cases would otherwise leave all but one core idle.
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let lines = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..workers.min(jobs.len()) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some((name, folder, case)) = jobs.get(i) else {
-                    break;
-                };
-                let line = walk(name, folder, case, work.path());
-                lines.lock().expect("lines").push((i, line));
-            });
-        }
+    // One model per core (common::par_map): under qemu-user, where this suite takes longest,
+    // each walk is a chain of single-threaded processes.
+    let lines = common::par_map(&jobs, |(name, folder, case)| {
+        walk(name, folder, case, work.path())
     });
-    let mut lines = lines.into_inner().expect("lines");
-    lines.sort();
-    for (_, line) in &lines {
+    for line in &lines {
         eprintln!("{line}");
     }
 }

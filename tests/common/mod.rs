@@ -41,6 +41,30 @@ where
     out
 }
 
+/// `f` over `items` on one thread per core, results in the order of `items`. For suites that
+/// walk many models through single-threaded processes (lookout under qemu-user, onnxruntime):
+/// one at a time, they leave all but one core idle. A panic in `f` fails the caller.
+pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..workers.min(items.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(item) = items.get(i) else {
+                    break;
+                };
+                let result = f(item);
+                done.lock().expect("results").push((i, result));
+            });
+        }
+    });
+    let mut done = done.into_inner().expect("results");
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
 /// Whether these tests run for another architecture under an emulator (`scripts/test-cross`).
 pub fn under_emulator() -> bool {
     std::env::var("LOOKOUT_TEST_RUNNER").is_ok_and(|r| !r.trim().is_empty())
