@@ -251,7 +251,9 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Req
             }
             Err(e) => return Err(e),
         };
-        // A request has begun: the rest of it is read whole, however it was split in segments.
+        // A frame or request has begun: the rest of it is read whole, however it was split in
+        // segments; then the caller's timeout again.
+        let pacing = reader.get_ref().read_timeout()?;
         reader
             .get_ref()
             .set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -260,6 +262,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Req
             reader.read_exact(&mut head)?;
             let mut skip = vec![0; u16::from_be_bytes([head[2], head[3]]) as usize];
             reader.read_exact(&mut skip)?;
+            reader.get_ref().set_read_timeout(pacing)?;
             continue;
         }
         let mut method = String::new();

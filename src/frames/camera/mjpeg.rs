@@ -28,8 +28,6 @@ const MAX_HEAD_BYTES: usize = 16 << 10;
 /// Largest frame side decoded (4K is 3840x2160): a picture claiming more is refused before
 /// anything is allocated for it. 4096 x 4096 RGB is 48 MiB.
 pub const MAX_SIDE: u32 = 4096;
-/// What a JPEG decode may allocate in all: the largest frame and the decoder's planes.
-const MAX_DECODE_BYTES: u64 = 112 << 20;
 
 /// An MJPEG-over-HTTP camera.
 pub struct MjpegHttp {
@@ -148,7 +146,14 @@ impl MjpegHttp {
                 if let Some(bytes) = first.take() {
                     return Ok(bytes);
                 }
-                let (mut reader, _) = self.request(deadline).map_err(|e| e.to_string())?;
+                if Instant::now() >= deadline {
+                    return Err("no whole frame within the grab timeout".into());
+                }
+                let (mut reader, _) = self.request(deadline).map_err(|e| match e {
+                    // The device is named by the caller's error already.
+                    Error::Open { message, .. } => message,
+                    other => other.to_string(),
+                })?;
                 read_to_end_capped(&mut reader)
             }
             Some(Body::Stream {
@@ -166,7 +171,8 @@ impl MjpegHttp {
 impl CaptureDevice for MjpegHttp {
     fn open(&mut self) -> Result<String> {
         self.body = None;
-        let deadline = Instant::now() + super::GRAB_TIMEOUT;
+        // The connection within CONNECT_TIMEOUT, then the answer within a grab's timeout.
+        let deadline = Instant::now() + CONNECT_TIMEOUT + super::GRAB_TIMEOUT;
         let (mut reader, content_type) = self.request(deadline)?;
         let kind = content_type.to_ascii_lowercase();
         let device = self.url.to_string();
@@ -218,6 +224,14 @@ impl CaptureDevice for MjpegHttp {
             self.parts += 1;
             match decode_jpeg(&bytes) {
                 Ok(picture) => return Ok(picture),
+                // A snapshot URL is asked once per frame: a bad answer is the frame's error,
+                // not a reason to ask again at once.
+                Err(e) if matches!(self.body, Some(Body::Snapshot(_))) => {
+                    return Err(Error::Frame {
+                        device: self.url.to_string(),
+                        message: format!("frame {}: {e}", self.parts),
+                    })
+                }
                 Err(e) => {
                     tracing::debug!("{}: frame {} skipped: {e}", self.url, self.parts);
                     last_bad = Some(format!("frame {}: {e}", self.parts));
@@ -242,7 +256,6 @@ pub fn decode_jpeg(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
     let image = reader
         .decode()
@@ -325,11 +338,8 @@ fn describe_io(e: std::io::Error) -> String {
 /// the boundary, or leave them out).
 fn is_boundary(line: &[u8], boundary: &[u8]) -> bool {
     let line = line.trim_ascii();
-    let line = line
-        .strip_suffix(b"--")
-        .filter(|l| l.len() > 2)
-        .unwrap_or(line);
-    line == boundary || line.strip_prefix(b"--") == Some(boundary)
+    let matches = |l: &[u8]| l == boundary || l.strip_prefix(b"--") == Some(boundary);
+    matches(line) || line.strip_suffix(b"--").is_some_and(matches)
 }
 
 /// Reads the next part's JPEG bytes from a multipart stream.
@@ -428,19 +438,21 @@ mod tests {
         assert!(!is_boundary(b"--framex\r\n", b"frame"));
         // Declared with its dashes: written with two more (RFC 2046) or as declared.
         assert!(is_boundary(b"----myboundary\r\n", b"--myboundary"));
+        assert!(is_boundary(b"--edge--\r\n", b"edge--"));
         assert!(is_boundary(b"--myboundary\r\n", b"--myboundary"));
         assert!(!is_boundary(b"myboundary\r\n", b"--myboundary"));
     }
 
     #[test]
     fn an_oversized_jpeg_is_refused_by_its_header() {
-        // A real JPEG whose frame header (SOF0) is made to claim 60000 x 60000 pixels.
+        // A real JPEG whose frame header (SOF0) is made to claim 5000 x 3000 pixels: 45 MB of
+        // RGB, which image's own default limit (512 MiB) would let through.
         let mut jpeg = jpeg_bytes();
         let sof = jpeg
             .windows(2)
             .position(|w| w == [0xFF, 0xC0])
             .expect("SOF0");
-        jpeg[sof + 5..sof + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]);
+        jpeg[sof + 5..sof + 9].copy_from_slice(&[0x0B, 0xB8, 0x13, 0x88]);
         let err = decode_jpeg(&jpeg).expect_err("refused");
         assert!(err.contains("limit"), "{err}");
         assert!(decode_jpeg(&jpeg_bytes()).is_ok());

@@ -297,6 +297,11 @@ fn capture_loop<D: CaptureDevice>(
                     open = true;
                     tracing::info!("{name}: capturing {m}");
                     mode = m;
+                    // An open can take seconds (a network camera): a stop asked meanwhile
+                    // should not wait for a grab as well.
+                    if lock(state).stop {
+                        break;
+                    }
                 }
                 Err(e) => {
                     let wait = backoff.next_wait();
@@ -397,8 +402,9 @@ impl FrameSource for LatestFrame {
 impl Drop for LatestFrame {
     fn drop(&mut self) {
         lock(&self.shared.0).stop = true;
-        // Wakes a capture thread waiting out a backoff; one inside a grab or an open ends
-        // within GRAB_TIMEOUT or the device's open timeout.
+        // Wakes a capture thread waiting out a backoff; one inside an open or a grab ends
+        // within the device's own bounds (V4L2: the open timeout and GRAB_TIMEOUT; RTSP: its
+        // open, key-frame and teardown waits, about 24 s at worst).
         self.shared.1.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();

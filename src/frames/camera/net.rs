@@ -20,9 +20,39 @@ pub fn is_network(spec: &str) -> bool {
         .any(|scheme| spec.starts_with(scheme))
 }
 
-/// Query keys whose values are secrets: cameras that take credentials in the query
-/// (`?user=admin&pwd=...`) rather than the user part.
-const SECRET_KEYS: [&str; 6] = ["password", "passwd", "pwd", "pass", "token", "key"];
+/// Parts of key names whose values are secrets: cameras that take credentials in the query
+/// (`?user=admin&pwd=...`) or the path (`/user=admin&password=...&channel=1`) rather than the
+/// user part.
+const SECRET_KEYS: [&str; 5] = ["pass", "pwd", "token", "secret", "key"];
+
+fn is_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_KEYS.iter().any(|s| key.contains(s))
+}
+
+/// `text` with the values of secret `key=value` pairs (split at `&` and `;`) replaced by `***`.
+fn hide_pairs(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let end = rest.find(['&', ';']).unwrap_or(rest.len());
+        let (pair, tail) = rest.split_at(end);
+        match pair.split_once('=') {
+            Some((key, _)) if is_secret(key) => {
+                out.push_str(key);
+                out.push_str("=***");
+            }
+            _ => out.push_str(pair),
+        }
+        // The separator, if any, is kept.
+        let mut chars = tail.chars();
+        if let Some(sep) = chars.next() {
+            out.push(sep);
+        }
+        rest = chars.as_str();
+    }
+    out
+}
 
 /// The schemes of network cameras.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,17 +181,11 @@ impl fmt::Display for NetUrl {
             // Setting a password cannot fail on a URL that already has one.
             let _ = shown.set_password(Some("***"));
         }
-        if shown.query().is_some() {
-            let pairs: Vec<(String, String)> = shown
-                .query_pairs()
-                .map(|(k, v)| {
-                    let secret = SECRET_KEYS.iter().any(|s| k.eq_ignore_ascii_case(s));
-                    let v = if secret { "***".into() } else { v.into_owned() };
-                    (k.into_owned(), v)
-                })
-                .collect();
-            shown.query_pairs_mut().clear().extend_pairs(pairs);
+        if let Some(query) = shown.query().map(hide_pairs) {
+            shown.set_query(Some(&query));
         }
+        let path = hide_pairs(shown.path());
+        shown.set_path(&path);
         write!(f, "{shown}")
     }
 }
@@ -197,6 +221,19 @@ mod tests {
         );
         let foscam = NetUrl::parse("http://cam/cgi?usr=admin&pwd=secret&fps=5").expect("url");
         assert_eq!(foscam.to_string(), "http://cam/cgi?usr=admin&pwd=***&fps=5");
+        let xmeye =
+            NetUrl::parse("rtsp://h/user=admin&password=X1&channel=1&stream=0.sdp?real_stream")
+                .expect("url");
+        assert_eq!(
+            xmeye.to_string(),
+            "rtsp://h/user=admin&password=***&channel=1&stream=0.sdp?real_stream"
+        );
+        assert_eq!(
+            NetUrl::parse("http://cam/a?api_key=K;user_pwd=P&x=1")
+                .expect("url")
+                .to_string(),
+            "http://cam/a?api_key=***;user_pwd=***&x=1"
+        );
         assert!(is_network("RTSP://cam/") && !is_network("cam/rtsp://"));
         let http = NetUrl::parse("http://cam.local:8080/video?fps=5").expect("url");
         assert_eq!(http.path_and_query(), "/video?fps=5");

@@ -240,7 +240,8 @@ impl CaptureDevice for RtspCamera {
         } else {
             timeout
         };
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
+        let mut deadline = started + timeout;
         let mut skipped = 0u32;
         let mut last_error = None;
         loop {
@@ -257,7 +258,7 @@ impl CaptureDevice for RtspCamera {
             let frame = match item {
                 Err(_) => {
                     let device = self.url.to_string();
-                    let seconds = timeout.as_secs_f64();
+                    let seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
                     return Err(match last_error {
                         None => Error::NoFrame { device, seconds },
                         Some(e) => Error::Frame {
@@ -288,6 +289,11 @@ impl CaptureDevice for RtspCamera {
                 Ok(None) => playing.wait_for_key = false,
                 Err(e) => {
                     tracing::debug!("{}: {e}; waiting for the next key frame", self.url);
+                    // The next key frame may be further away than a grab's timeout: wait for
+                    // it once per grab, so a stream whose every frame fails still counts as lost.
+                    if !playing.wait_for_key && skipped == 0 {
+                        deadline = deadline.max(Instant::now() + KEY_FRAME_WAIT);
+                    }
                     playing.wait_for_key = true;
                     skipped += 1;
                     last_error = Some(e);
