@@ -557,11 +557,16 @@ fn an_mjpeg_camera_over_http_is_read_and_its_outage_reported() {
     );
 }
 
+/// The rendered sequence as H.264 (tools/encode-sequence-h264), for the RTSP server.
+fn sequence_clip() -> std::sync::Arc<common::camera_servers::H264Clip> {
+    std::sync::Arc::new(common::camera_servers::H264Clip::load(
+        &root().join("tests/fixtures/network/sequence.h264"),
+    ))
+}
+
 #[test]
 fn an_rtsp_camera_s_h264_is_decoded_and_its_outage_reported() {
-    let clip = std::sync::Arc::new(common::camera_servers::H264Clip::load(
-        &root().join("tests/fixtures/network/sequence.h264"),
-    ));
+    let clip = sequence_clip();
     // H.264 is lossy: boxes within 1 pixel of the files' (tools/encode-sequence-h264).
     network_camera_outage(
         &|port| {
@@ -581,9 +586,7 @@ fn an_rtsp_camera_s_h264_is_decoded_and_its_outage_reported() {
 
 #[test]
 fn a_network_stream_lookout_cannot_decode_is_an_event_naming_the_codec() {
-    let clip = std::sync::Arc::new(common::camera_servers::H264Clip::load(
-        &root().join("tests/fixtures/network/sequence.h264"),
-    ));
+    let clip = sequence_clip();
     let server =
         common::camera_servers::rtsp(0, clip, 20.0, common::camera_servers::RtspCodec::H265, None);
     let url = format!("rtsp://127.0.0.1:{}/cam", server.port());
