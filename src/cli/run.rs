@@ -195,6 +195,7 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
     let outputs::Outputs {
         mut sinks,
         consoles,
+        mqtt,
     } = outputs::open(
         &args.sinks,
         &board,
@@ -232,7 +233,7 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
     } else {
         None
     };
-    let mut steering = (consoles, reloader);
+    let mut steering = ((consoles, mqtt), reloader);
     let started = std::time::Instant::now();
     let summary = pipeline::run(
         &mut pipeline,

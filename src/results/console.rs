@@ -34,6 +34,12 @@ pub trait ConsolePort {
     fn read_input(&mut self, input: &mut Vec<u8>);
     /// Writes reply lines.
     fn write_reply(&mut self, text: &str);
+    /// Delivers the `snapshot` command's frame where this port sends frames, returning the
+    /// reply; `None` (the default) saves it as PNG in the console's snapshot folder.
+    fn snapshot(&mut self, frame: &crate::frames::source::Frame) -> Option<Result<String, String>> {
+        let _ = frame;
+        None
+    }
 }
 
 impl ConsolePort for SharedLink {
@@ -267,9 +273,12 @@ impl<P: ConsolePort> Console<P> {
             Command::Snapshot => {
                 let result = match control.last_frame {
                     None => Err("snapshot: no frame yet".to_owned()),
-                    Some(frame) => save_snapshot(&self.snapshot_dir, frame)
-                        .map(|p| format!("snapshot {}", p.display()))
-                        .map_err(|e| format!("snapshot: {e}")),
+                    Some(frame) => match self.port.snapshot(frame) {
+                        Some(sent) => sent,
+                        None => save_snapshot(&self.snapshot_dir, frame)
+                            .map(|p| format!("snapshot {}", p.display()))
+                            .map_err(|e| format!("snapshot: {e}")),
+                    },
                 };
                 self.reply("", result);
             }

@@ -8,11 +8,14 @@
 //! - [`serial`]: the serial line (its protocol in one place, the port, the sink), and
 //!   [`console`], the commands typed on it.
 //! - [`gpio`]: lines driven by rules on the detections, written against embedded-hal.
+//! - [`mqtt`]: results, events, counts and stats through a broker, Home Assistant discovery,
+//!   and commands from a topic.
 //! - [`outputs`]: a run's `--sink` texts opened into a `SinkSet` and its consoles.
 
 pub mod console;
 pub mod decode;
 pub mod gpio;
+pub mod mqtt;
 pub mod outputs;
 pub mod record;
 pub mod serial;

@@ -1,10 +1,11 @@
 //! The `--sink` texts of a run, opened: every sink in one [`SinkSet`], and a console on each
-//! serial line that has one.
+//! serial line that has one, and MQTT's command readers.
 
 use crate::board::Board;
 use crate::lifecycle::reload::ModelControl;
 use crate::results::console::{Console, ConsoleInfo};
 use crate::results::gpio::{self, GpioError};
+use crate::results::mqtt::{self, MqttSteering};
 use crate::results::serial::{self, SerialLink, SerialSink, SharedLink};
 use crate::results::sink::{self, SinkError, SinkSet};
 use std::path::Path;
@@ -21,6 +22,9 @@ pub enum OutputError {
     /// A serial line.
     #[error(transparent)]
     Serial(#[from] serial::Error),
+    /// An MQTT broker.
+    #[error(transparent)]
+    Mqtt(#[from] mqtt::MqttError),
 }
 
 /// What the sinks of a run are: where records and events go, and the consoles listening on
@@ -30,6 +34,8 @@ pub struct Outputs {
     pub sinks: SinkSet,
     /// A console per serial line with `console=on` (the default).
     pub consoles: Vec<Console<SharedLink>>,
+    /// MQTT's commands and drift readings, one per MQTT sink.
+    pub mqtt: Vec<MqttSteering>,
 }
 
 /// Opens each `--sink` text in `specs`: `gpio[:RULES.toml]` on the board's header (rules
@@ -47,8 +53,20 @@ pub fn open(
     let mut outputs = Outputs {
         sinks: SinkSet::default(),
         consoles: Vec::new(),
+        mqtt: Vec::new(),
+    };
+    let info = ConsoleInfo {
+        board: board.name.clone(),
+        sinks: specs.to_vec(),
     };
     for spec in specs {
+        if spec == "mqtt" || spec.starts_with("mqtt://") || spec.starts_with("mqtts://") {
+            let (sink, steering) =
+                mqtt::open(spec, board, labels, info.clone(), snapshot_dir, model)?;
+            outputs.sinks.push(Box::new(sink));
+            outputs.mqtt.push(steering);
+            continue;
+        }
         match crate::spec::scheme(spec, &["gpio", "serial"]) {
             Some(("gpio", rest)) => outputs
                 .sinks
@@ -60,13 +78,14 @@ pub fn open(
                     std::rc::Rc::new(std::cell::RefCell::new(SerialLink::new(settings)));
                 outputs.sinks.push(Box::new(SerialSink::new(link.clone())));
                 if console {
-                    let info = ConsoleInfo {
-                        board: board.name.clone(),
-                        sinks: specs.to_vec(),
-                    };
                     outputs.consoles.push(
-                        Console::new(link.clone(), snapshot_dir.to_owned(), info, model.clone())
-                            .with_link_stats(link),
+                        Console::new(
+                            link.clone(),
+                            snapshot_dir.to_owned(),
+                            info.clone(),
+                            model.clone(),
+                        )
+                        .with_link_stats(link),
                     );
                 }
             }

@@ -171,7 +171,7 @@ pub fn open(spec: &str) -> Result<Box<dyn Sink>, SinkError> {
     }
     Err(SinkError::Spec {
         spec: spec.to_owned(),
-        message: "expected `stdout`, `file:PATH` or `serial[:PATH][@BAUD][,options]`".into(),
+        message: "expected `stdout`, `file:PATH`, `serial[:PATH][@BAUD][,options]`, `gpio[:RULES]` or `mqtt://HOST[:PORT][/PREFIX]`".into(),
     })
 }
 

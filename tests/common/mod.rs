@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod camera_servers;
+pub mod mqtt_broker;
 pub mod terminal;
 
 use std::path::{Path, PathBuf};

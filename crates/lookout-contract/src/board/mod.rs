@@ -14,7 +14,7 @@
 //!   kernels on Pi 5.
 //!
 //! Each table a profile holds is typed in its own module here, named after the part of lookout
-//! that reads it: [`serial`], [`gpio`], [`drift`], [`samples`], [`models`], [`health`], [`scene`]
+//! that reads it: [`serial`], [`gpio`], [`drift`], [`samples`], [`models`], [`health`], [`mqtt`], [`scene`]
 //! (`[tracking]`, `[[zones]]`, `[[masks]]`). Each checks its own
 //! values and says which field is wrong ([`FieldError`](crate::FieldError)); [`Board::parse`]
 //! puts the file and table in front ([`ConfigError`]).
@@ -23,6 +23,7 @@ pub mod drift;
 pub mod gpio;
 pub mod health;
 pub mod models;
+pub mod mqtt;
 pub mod samples;
 pub mod scene;
 pub mod serial;
@@ -32,6 +33,7 @@ pub use drift::DriftConfig;
 pub use gpio::{GpioDefaults, GpioRule, Heartbeat};
 pub use health::HealthConfig;
 pub use models::ModelsConfig;
+pub use mqtt::{MqttConfig, MqttUrl, ResultsPolicy};
 pub use samples::SamplesConfig;
 pub use scene::{Anchor, MaskConfig, SceneConfig, TrackingConfig, ZoneConfig};
 use serde::{Deserialize, Serialize};
@@ -98,6 +100,10 @@ pub struct Board {
     /// Whether the SoC temperature and throttling are read (`[health]`; on when absent).
     #[serde(default)]
     pub health: HealthConfig,
+    /// Where results and events are published through a broker, and what is (`[mqtt]`;
+    /// used by `--sink mqtt`).
+    #[serde(default)]
+    pub mqtt: MqttConfig,
     // The scene tables are SceneConfig's fields written out, not a flattened SceneConfig:
     // serde's flatten turns deny_unknown_fields off, and a misspelt table must be an error.
     /// How objects are followed across frames (`[tracking]`; off when absent and no zone is
@@ -275,6 +281,7 @@ impl Board {
             .check()
             .map_err(|e| e.in_file(path, "samples"))?;
         self.models.check().map_err(|e| e.in_file(path, "models"))?;
+        self.mqtt.check().map_err(|e| e.in_file(path, "mqtt"))?;
         self.scene().check().map_err(|e| e.in_file(path, ""))?;
         if self.threads == 0 || self.threads > self.cores {
             return fail(
