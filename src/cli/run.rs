@@ -28,7 +28,8 @@ pub(crate) struct RunArgs {
     /// `serial[:PATH][@BAUD][,format=json|compact][,flow=none|hardware|software][,console=on|off]`
     /// (defaults from the board profile; the console listens on the same line unless
     /// `console=off`), or `gpio` / `gpio:RULES.toml` (lines driven by the board's
-    /// [[gpio.rules]] or a rules file). Repeat for several.
+    /// [[gpio.rules]] or a rules file), or `mqtt://HOST[:PORT][/PREFIX]` / `mqtts://...` /
+    /// `mqtt` (an MQTT broker, with the board's [mqtt]; README "MQTT"). Repeat for several.
     #[arg(long = "sink", default_value = "stdout")]
     sinks: Vec<String>,
     /// Camera mode, `WIDTHxHEIGHT@FPS FORMAT` (e.g. "640x480@30 YUYV"); default: the board

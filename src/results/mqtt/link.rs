@@ -137,13 +137,17 @@ impl LinkHandle {
     pub fn start(
         settings: LinkSettings,
         queue: EventQueue,
-        commands: mpsc::Sender<Vec<u8>>,
+        commands: mpsc::SyncSender<Vec<u8>>,
     ) -> std::io::Result<Self> {
         let (tx, rx) = tmpsc::channel(CHANNEL);
         let state = Arc::new(LinkState::default());
         state
             .events_queued
             .store(queue.len() as u64, Ordering::Relaxed);
+        // Events from before over the queue's bound, dropped as it opened.
+        state
+            .events_dropped
+            .store(queue.dropped(), Ordering::Relaxed);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -157,7 +161,12 @@ impl LinkHandle {
         };
         let thread = std::thread::Builder::new()
             .name("mqtt".into())
-            .spawn(move || runtime.block_on(link.run()))?;
+            .spawn(move || {
+                runtime.block_on(link.run());
+                // Without waiting for a name lookup still blocked in the resolver: the run is
+                // over either way.
+                runtime.shutdown_background();
+            })?;
         Ok(Self {
             sender: LinkSender {
                 tx,
@@ -227,7 +236,7 @@ struct Link {
     settings: LinkSettings,
     queue: EventQueue,
     rx: tmpsc::Receiver<ToLink>,
-    commands: mpsc::Sender<Vec<u8>>,
+    commands: mpsc::SyncSender<Vec<u8>>,
     state: Arc<LinkState>,
     /// Latest values sent again on each connect, by topic.
     kept: HashMap<String, Vec<u8>>,
@@ -237,9 +246,18 @@ struct Link {
 enum Ended {
     /// The run ended; signal this when done.
     Finished(Option<mpsc::Sender<()>>),
-    /// The connection failed or was lost; `connected` says whether it had got through.
-    Lost { error: String, connected: bool },
+    /// The connection failed or was lost; `connected` says whether it had got through, and
+    /// for how long.
+    Lost {
+        error: String,
+        connected: Option<Duration>,
+    },
 }
+
+/// A connection that lasted this long was a good one: the next attempt starts at the shortest
+/// wait. One dropped sooner (a client id taken over by another board, a message the broker
+/// keeps sending that lookout cannot take) keeps backing off.
+const STABLE: Duration = Duration::from_secs(10);
 
 impl Link {
     async fn run(mut self) {
@@ -253,9 +271,11 @@ impl Link {
                     return;
                 }
                 Ended::Lost { error, connected } => {
-                    if connected {
+                    if let Some(lasted) = connected {
                         self.state.reconnects.fetch_add(1, Ordering::Relaxed);
-                        backoff = MIN_BACKOFF;
+                        if lasted >= STABLE {
+                            backoff = MIN_BACKOFF;
+                        }
                         tracing::warn!("MQTT: lost {}: {error}", self.settings.broker);
                     } else {
                         tracing::warn!(
@@ -343,7 +363,7 @@ impl Link {
         });
         let mut session = Session {
             client,
-            connected: false,
+            connected: None,
             // The events behind each QoS 1 publish of this connection, in the order they were
             // handed to rumqttc, which numbers packets in that order.
             unnumbered: VecDeque::new(),
@@ -354,19 +374,19 @@ impl Link {
                 note = notes.recv() => match note {
                     Some(Ok(event)) => {
                         if let Err(error) = self.on_note(&mut session, event) {
-                            break Ended::Lost { error, connected: session.connected };
+                            break Ended::Lost { error, connected: session.lasted() };
                         }
                     }
                     Some(Err(e)) => {
                         break Ended::Lost {
                             error: self.describe(&e),
-                            connected: session.connected,
+                            connected: session.lasted(),
                         }
                     }
                     None => {
                         break Ended::Lost {
                             error: "the connection's task ended".into(),
-                            connected: session.connected,
+                            connected: session.lasted(),
                         }
                     }
                 },
@@ -376,7 +396,7 @@ impl Link {
                         break Ended::Finished(Some(done));
                     }
                     None => break Ended::Finished(None),
-                    Some(message) if session.connected => self.online(&mut session, message),
+                    Some(message) if session.connected.is_some() => self.online(&mut session, message),
                     Some(message) => self.offline(message),
                 },
             }
@@ -406,7 +426,7 @@ impl Link {
     fn on_note(&mut self, session: &mut Session, event: Event) -> Result<(), String> {
         match event {
             Event::Incoming(Packet::ConnAck(_)) => {
-                session.connected = true;
+                session.connected = Some(std::time::Instant::now());
                 self.state.connected.store(true, Ordering::Relaxed);
                 tracing::info!("MQTT: connected to {}", self.settings.broker);
                 self.on_connect(session)?;
@@ -423,8 +443,19 @@ impl Link {
                     self.state
                         .events_queued
                         .store(self.queue.len() as u64, Ordering::Relaxed);
-                    self.pump(session);
                 }
+            }
+            Event::Incoming(Packet::SubAck(ack))
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) =>
+            {
+                tracing::warn!(
+                    "MQTT: {} refused lookout's subscription to {}: commands are off (check the broker's access control)",
+                    self.settings.broker,
+                    self.settings.topics.set()
+                );
             }
             Event::Incoming(Packet::Publish(publish))
                 if self.settings.commands && publish.topic == self.settings.topics.set() =>
@@ -439,11 +470,22 @@ impl Link {
                         true,
                         false,
                     );
-                } else {
-                    let _ = self.commands.send(publish.payload.to_vec());
+                } else if self.commands.try_send(publish.payload.to_vec()).is_err() {
+                    // The frame loop takes a few commands a frame; a flood is not queued.
+                    self.publish(
+                        session,
+                        self.settings.topics.reply(),
+                        b"# error: too many commands at once; this one is ignored\n".to_vec(),
+                        true,
+                        false,
+                    );
                 }
             }
             _ => {}
+        }
+        // Every notification may be room: rumqttc's queue emptied, or an acknowledgement.
+        if self.queue.has_unsent() {
+            self.pump(session);
         }
         Ok(())
     }
@@ -536,7 +578,7 @@ impl Link {
 
     /// Publishes queued events while fewer than [`WINDOW`] wait for their acknowledgement.
     fn pump(&mut self, session: &mut Session) {
-        if !session.connected {
+        if session.connected.is_none() {
             return;
         }
         while let Some((seq, payload)) = self.queue.next_to_send(WINDOW) {
@@ -547,8 +589,9 @@ impl Link {
             {
                 Ok(()) => session.unnumbered.push_back(Some(seq)),
                 Err(_) => {
-                    // rumqttc's queue is full (a stalled broker): the event goes again later.
-                    self.queue.connection_lost();
+                    // rumqttc's queue is full (a stalled broker): this event goes at the next
+                    // notification.
+                    self.queue.unsend(seq);
                     break;
                 }
             }
@@ -565,7 +608,7 @@ impl Link {
     ) {
         let deadline = tokio::time::Instant::now() + FINISH_WAIT;
         // A connection on its way (a short run) is waited for, so that its events go out.
-        while !session.connected || !self.queue.is_empty() {
+        while session.connected.is_none() || !self.queue.is_empty() {
             match tokio::time::timeout_at(deadline, notes.recv()).await {
                 Ok(Some(Ok(event))) => {
                     if self.on_note(session, event).is_err() {
@@ -596,7 +639,15 @@ impl Link {
 /// One connection's rumqttc client and packet bookkeeping.
 struct Session {
     client: AsyncClient,
-    connected: bool,
+    /// When the broker accepted the connection.
+    connected: Option<std::time::Instant>,
     unnumbered: VecDeque<Option<u64>>,
     numbered: HashMap<u16, u64>,
+}
+
+impl Session {
+    /// How long the connection has been up, if it got through.
+    fn lasted(&self) -> Option<Duration> {
+        self.connected.map(|at| at.elapsed())
+    }
 }

@@ -188,8 +188,10 @@ const MAX_OUTGOING: usize = 16 << 20;
 /// The rumqttc options of every connection.
 fn options(settings: &MqttSettings) -> Result<(rumqttc::MqttOptions, Option<String>), MqttError> {
     let topics = settings.topics();
+    // A suffix of its own per run: two boards left with the same host name would otherwise
+    // take the connection from each other in turn, forever.
     let mut options = rumqttc::MqttOptions::new(
-        format!("lookout-{}", settings.device),
+        format!("lookout-{}-{:08x}", settings.device, fastrand::u32(..)),
         settings.url.host.clone(),
         settings.url.port,
     );
@@ -268,7 +270,7 @@ pub fn open(
             },
         )
     };
-    let (commands_tx, commands_rx) = mpsc::channel();
+    let (commands_tx, commands_rx) = mpsc::sync_channel(COMMANDS_WAITING);
     let link = LinkHandle::start(
         LinkSettings {
             options,
@@ -317,7 +319,9 @@ pub fn open(
         counts: Gate::default(),
         stats_every: (config.stats_interval_s > 0)
             .then(|| Duration::from_secs(config.stats_interval_s)),
-        stats_due: now + Duration::from_secs(config.stats_interval_s),
+        stats_due: now
+            .checked_add(Duration::from_secs(config.stats_interval_s))
+            .unwrap_or(now),
         stats_since: now,
         started: now,
         latency: LatencyTotals::default(),
@@ -434,7 +438,7 @@ impl MqttSink {
         if let Some(every) = self.stats_every {
             if now >= self.stats_due {
                 self.publish_stats(now);
-                self.stats_due = now + every;
+                self.stats_due = now.checked_add(every).unwrap_or(now);
             }
         }
     }
@@ -554,9 +558,17 @@ pub struct MqttPort {
 
 impl ConsolePort for MqttPort {
     fn read_input(&mut self, input: &mut Vec<u8>) {
-        while let Ok(command) = self.commands.try_recv() {
-            input.extend_from_slice(&command);
-            // Each message is one command line, ended or not.
+        // A few a frame: a burst of commands waits (bounded by the channel) rather than stall
+        // one frame.
+        for _ in 0..COMMANDS_PER_FRAME {
+            let Ok(command) = self.commands.try_recv() else {
+                break;
+            };
+            // Each message is one command: line ends inside it are spaces.
+            input.extend(command.iter().map(|&b| match b {
+                b'\r' | b'\n' => b' ',
+                b => b,
+            }));
             input.push(b'\n');
         }
     }
@@ -598,6 +610,11 @@ impl ConsolePort for MqttPort {
         }))
     }
 }
+
+/// Commands received and not yet run at most; past this the link answers that it is busy.
+const COMMANDS_WAITING: usize = 16;
+/// Commands run between two frames at most.
+const COMMANDS_PER_FRAME: usize = 4;
 
 /// How often the drift PSI shown in `stats` is read from the pipeline.
 const DRIFT_READ_EVERY: Duration = Duration::from_secs(1);

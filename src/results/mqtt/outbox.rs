@@ -7,7 +7,8 @@
 //!   it is raised;
 //! - `<device>.acked`: the number of the last event the broker acknowledged (or that was
 //!   dropped), replaced whole on each change. Lines up to it are dead; the events file is
-//!   rewritten without them once they outnumber the live ones.
+//!   rewritten without them once they outnumber the live ones;
+//! - `<device>.lock`: held while a run uses the queue.
 //!
 //! Bounded: past `capacity` events the oldest is dropped and counted. A disk that refuses a
 //! write (full, read-only) costs the persistence, not the event: it stays in memory and goes
@@ -25,8 +26,6 @@ struct Entry {
     seq: u64,
     /// The event record's JSON, without `seq`.
     json: String,
-    /// Published on the current connection, not acknowledged yet.
-    in_flight: bool,
     /// Acknowledged, waiting for the ones before it.
     acked: bool,
     /// Published before, on a connection lost before the acknowledgement.
@@ -39,7 +38,19 @@ pub struct EventQueue {
     events_path: PathBuf,
     acked_path: PathBuf,
     file: Option<File>,
+    /// `<device>.lock`, held with an exclusive lock: two runs publishing as the same device
+    /// from the same folder would corrupt each other's queue.
+    _lock: File,
+    /// Oldest first.
     entries: VecDeque<Entry>,
+    /// Leading entries handed out on this connection (in flight, or acknowledged and waiting
+    /// for one before them).
+    sent: usize,
+    /// Of those, the acknowledged ones.
+    acked_waiting: usize,
+    /// A write failed part-way: the file is rewritten whole before the next append, so no
+    /// event is glued to a torn line.
+    rewrite: bool,
     capacity: usize,
     next_seq: u64,
     /// The last event acknowledged or dropped: what `acked_path` says.
@@ -71,7 +82,8 @@ struct Line {
 
 impl EventQueue {
     /// Opens (or creates) the queue of `device` in `dir`, with the events a previous run left
-    /// unacknowledged. Unreadable lines are skipped and counted in the returned warnings.
+    /// unacknowledged. Unreadable lines are skipped and said in the returned warnings, as are
+    /// events over `capacity` (dropped, and counted in [`dropped`](Self::dropped)).
     pub fn open(
         dir: &Path,
         device: &str,
@@ -123,7 +135,6 @@ impl EventQueue {
                             entries.push_back(Entry {
                                 seq,
                                 json: strip_seq(text),
-                                in_flight: false,
                                 acked: false,
                                 resent: true,
                             });
@@ -157,10 +168,33 @@ impl EventQueue {
                 path: events_path.clone(),
                 source,
             })?;
+        // A file of its own: the events file is replaced whole when compacted.
+        let lock_path = dir.join(format!("{device}.lock"));
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| QueueError {
+                path: lock_path.clone(),
+                source,
+            })?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |e| QueueError {
+                path: lock_path.clone(),
+                source: std::io::Error::other(format!(
+                    "in use by another lookout publishing as {device:?} ({e}); give each run its own [mqtt] device or state_dir"
+                )),
+            },
+        )?;
         let mut queue = Self {
             events_path,
             acked_path,
             file: Some(file),
+            _lock: lock,
+            sent: 0,
+            acked_waiting: 0,
+            rewrite: false,
             entries,
             capacity: capacity.max(1),
             next_seq: last_seq + 1,
@@ -175,8 +209,16 @@ impl EventQueue {
         if !queue.entries.is_empty() || queue.dead_lines > 0 {
             queue.compact();
         }
-        while queue.entries.len() > queue.capacity {
-            queue.drop_oldest();
+        let over = queue.entries.len().saturating_sub(queue.capacity);
+        if over > 0 {
+            warnings.push(format!(
+                "{} events from before, {over} more than queue_events = {}: the oldest are dropped",
+                queue.entries.len(),
+                queue.capacity
+            ));
+            for _ in 0..over {
+                queue.drop_oldest();
+            }
         }
         Ok((queue, warnings))
     }
@@ -186,20 +228,24 @@ impl EventQueue {
     pub fn push(&mut self, json: String) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let mut line = schema::event_payload(seq, false, &json);
-        line.push('\n');
-        let written = match self.file.as_mut() {
-            Some(file) => file.write_all(line.as_bytes()),
-            None => Err(std::io::Error::other("the events file is not open")),
-        };
-        self.note_disk(written);
         self.entries.push_back(Entry {
             seq,
             json,
-            in_flight: false,
             acked: false,
             resent: false,
         });
+        if self.rewrite {
+            self.compact();
+        } else if let Some(entry) = self.entries.back() {
+            let mut line = schema::event_payload(seq, false, &entry.json);
+            line.push('\n');
+            let written = match self.file.as_mut() {
+                Some(file) => file.write_all(line.as_bytes()),
+                None => Err(std::io::Error::other("the events file is not open")),
+            };
+            self.rewrite = written.is_err();
+            self.note_disk(written);
+        }
         while self.entries.len() > self.capacity {
             self.drop_oldest();
         }
@@ -209,30 +255,56 @@ impl EventQueue {
     /// The next event to publish, as its payload, marked in flight; none while `window` are
     /// in flight already.
     pub fn next_to_send(&mut self, window: usize) -> Option<(u64, String)> {
-        let in_flight = self
-            .entries
-            .iter()
-            .filter(|e| e.in_flight && !e.acked)
-            .count();
-        if in_flight >= window {
+        // Acknowledged entries behind an unacknowledged one are not sent again.
+        while self.entries.get(self.sent).is_some_and(|e| e.acked) {
+            self.sent += 1;
+            self.acked_waiting += 1;
+        }
+        if self.sent - self.acked_waiting >= window {
             return None;
         }
-        let entry = self.entries.iter_mut().find(|e| !e.in_flight && !e.acked)?;
-        entry.in_flight = true;
+        let entry = self.entries.get(self.sent)?;
+        self.sent += 1;
         Some((
             entry.seq,
             schema::event_payload(entry.seq, entry.resent, &entry.json),
         ))
     }
 
+    /// The last event [`next_to_send`](Self::next_to_send) gave could not be handed on: it is
+    /// the next one again.
+    pub fn unsend(&mut self, seq: u64) {
+        if self.sent > 0
+            && self
+                .entries
+                .get(self.sent - 1)
+                .is_some_and(|e| e.seq == seq)
+        {
+            self.sent -= 1;
+        }
+    }
+
+    /// Whether an event waits to be published on this connection.
+    pub fn has_unsent(&self) -> bool {
+        self.entries.len() > self.sent
+    }
+
     /// The broker acknowledged event `seq`.
     pub fn ack(&mut self, seq: u64) {
-        if let Some(entry) = self.entries.iter_mut().find(|e| e.seq == seq) {
+        if let Some(entry) = self
+            .entries
+            .iter_mut()
+            .take(self.sent)
+            .find(|e| e.seq == seq && !e.acked)
+        {
             entry.acked = true;
+            self.acked_waiting += 1;
         }
         let mut through = None;
         while self.entries.front().is_some_and(|e| e.acked) {
             through = self.entries.pop_front().map(|e| e.seq);
+            self.sent -= 1;
+            self.acked_waiting -= 1;
             self.dead_lines += 1;
         }
         if let Some(seq) = through {
@@ -242,10 +314,12 @@ impl EventQueue {
 
     /// The connection went: what was in flight goes again, marked resent, from the oldest.
     pub fn connection_lost(&mut self) {
-        for entry in self.entries.iter_mut().filter(|e| e.in_flight && !e.acked) {
-            entry.in_flight = false;
+        for entry in self.entries.iter_mut().take(self.sent).filter(|e| !e.acked) {
             entry.resent = true;
         }
+        // Acknowledged entries behind a lost one stay acknowledged: sending skips them.
+        self.sent = 0;
+        self.acked_waiting = 0;
     }
 
     /// Events waiting (in flight included).
@@ -270,6 +344,12 @@ impl EventQueue {
 
     fn drop_oldest(&mut self) {
         if let Some(entry) = self.entries.pop_front() {
+            if self.sent > 0 {
+                self.sent -= 1;
+                if entry.acked {
+                    self.acked_waiting -= 1;
+                }
+            }
             self.dropped += 1;
             self.dead_lines += 1;
             self.mark_acked(entry.seq);
@@ -281,7 +361,13 @@ impl EventQueue {
         let tmp = self.acked_path.with_extension("acked.part");
         let written = std::fs::write(&tmp, format!("{seq}\n"))
             .and_then(|()| std::fs::rename(&tmp, &self.acked_path));
+        let saved = written.is_ok();
         self.note_disk(written);
+        if !saved {
+            // The file still says an older number: the events file keeps every line, so the
+            // next run numbers on after the last of them, never reusing a number.
+            return;
+        }
         if self.entries.is_empty() {
             // Nothing live: the file starts over empty.
             let truncated = match self.file.as_mut() {
@@ -310,6 +396,7 @@ impl EventQueue {
         self.note_disk(written);
         if ok {
             self.dead_lines = 0;
+            self.rewrite = false;
             self.file = OpenOptions::new()
                 .append(true)
                 .open(&self.events_path)
@@ -424,6 +511,42 @@ mod tests {
     }
 
     #[test]
+    fn a_second_run_on_the_same_queue_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_q, _) = EventQueue::open(dir.path(), "d", 10).expect("opens");
+        let err = EventQueue::open(dir.path(), "d", 10).expect_err("locked");
+        assert!(
+            err.to_string().contains("in use by another lookout"),
+            "{err}"
+        );
+        EventQueue::open(dir.path(), "other", 10).expect("another device opens");
+    }
+
+    #[test]
+    fn an_event_acknowledged_behind_a_lost_one_is_not_sent_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut q, _) = EventQueue::open(dir.path(), "d", 10).expect("opens");
+        for n in 0..4 {
+            q.push(event(n));
+        }
+        assert_eq!(seqs_sent(&mut q, 10), [1, 2, 3, 4]);
+        q.ack(2);
+        q.connection_lost();
+        assert_eq!(seqs_sent(&mut q, 10), [1, 3, 4]);
+        q.ack(1);
+        assert_eq!(q.len(), 2, "1 and 2 gone, in order");
+        q.ack(3);
+        q.ack(4);
+        assert!(q.is_empty());
+        // A publish that could not be handed on is the next again.
+        q.push(event(5));
+        let (seq, _) = q.next_to_send(10).expect("one");
+        q.unsend(seq);
+        assert!(q.has_unsent());
+        assert_eq!(seqs_sent(&mut q, 10), [seq]);
+    }
+
+    #[test]
     fn a_full_queue_drops_the_oldest_and_counts_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (mut q, _) = EventQueue::open(dir.path(), "d", 3).expect("opens");
@@ -464,5 +587,11 @@ mod tests {
         q.push(event(0));
         assert_eq!(q.unsaved(), 1);
         assert_eq!(seqs_sent(&mut q, 10), [1]);
+        // The next event rewrites the file whole: no line glued to a torn one.
+        q.push(event(1));
+        drop(q);
+        let (q, warnings) = EventQueue::open(dir.path(), "d", 10).expect("reopens");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(q.len(), 2);
     }
 }

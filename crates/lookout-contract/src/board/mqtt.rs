@@ -106,6 +106,21 @@ impl MqttConfig {
                 format!("{} is not in 5..=3600 seconds", self.keep_alive_s),
             ));
         }
+        if self.stats_interval_s > 86_400 {
+            return Err(FieldError::new(
+                "stats_interval_s",
+                format!("{} is more than a day (86400 s)", self.stats_interval_s),
+            ));
+        }
+        if self.results_interval_ms > 3_600_000 {
+            return Err(FieldError::new(
+                "results_interval_ms",
+                format!(
+                    "{} is more than an hour (3600000 ms)",
+                    self.results_interval_ms
+                ),
+            ));
+        }
         if self.state_dir.as_os_str().is_empty() {
             return Err(FieldError::new("state_dir", "is empty"));
         }
@@ -189,6 +204,9 @@ impl MqttUrl {
             let (host, after) = v6
                 .split_once(']')
                 .ok_or_else(|| format!("{text:?}: the IPv6 address has no closing `]`"))?;
+            if !after.is_empty() && !after.starts_with(':') {
+                return Err(format!("{text:?}: {after:?} after the IPv6 address"));
+            }
             (host, after.strip_prefix(':'))
         } else {
             match authority.split_once(':') {
@@ -282,6 +300,7 @@ mod tests {
         assert!(err("mqtt://h/a/#").contains("wildcards"));
         assert!(err("mqtt://h/a//b").contains("empty topic level"));
         assert!(err("mqtt://[::1/x").contains("closing"));
+        assert!(err("mqtt://[::1]junk/x").contains("after the IPv6 address"));
         assert!(err("mqtt://h h").contains("host holds ' '"));
     }
 
@@ -308,6 +327,13 @@ mod tests {
                 ..MqttConfig::default()
             }),
             "queue_events"
+        );
+        assert_eq!(
+            field(MqttConfig {
+                stats_interval_s: u64::MAX,
+                ..MqttConfig::default()
+            }),
+            "stats_interval_s"
         );
         assert_eq!(
             field(MqttConfig {
