@@ -672,3 +672,136 @@ fn bad_addresses_fields_and_credentials_are_clear_errors() {
     assert!(stderr(&out).contains("MQTT: connected"), "{}", stderr(&out));
     assert!(stdout(&out).is_empty());
 }
+
+/// Makes a certificate authority and a certificate for 127.0.0.1 signed by it, with openssl;
+/// returns (CA file, certificate file, key file).
+fn tls_files(dir: &Path, name: &str) -> (String, String, String) {
+    let path = |f: &str| {
+        dir.join(format!("{name}-{f}"))
+            .to_string_lossy()
+            .into_owned()
+    };
+    let (ca_key, ca, key, csr, cert) = (
+        path("ca.key"),
+        path("ca.pem"),
+        path("server.key"),
+        path("server.csr"),
+        path("server.pem"),
+    );
+    let ext = path("san.ext");
+    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1\n").expect("extensions");
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl runs (scripts/setup installs it)");
+        assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        &format!("/CN={name} test authority"),
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca,
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+        "-out",
+        &cert,
+    ]);
+    (ca, cert, key)
+}
+
+#[test]
+fn tls_connects_with_the_board_s_authority_and_refuses_another() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca, cert, key) = tls_files(dir.path(), "good");
+    let (other_ca, _, _) = tls_files(dir.path(), "other");
+    let broker = Broker::start(
+        dir.path(),
+        &format!("allow_anonymous true\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\n"),
+    );
+    let url = format!("mqtts://127.0.0.1:{}/tls", broker.port);
+    let run_with = |name: &str, ca_file: &str| {
+        let board = board(
+            dir.path(),
+            name,
+            &format!("device = \"{name}\"\nca_file = \"{ca_file}\"\n"),
+        );
+        lookout_command()
+            .args([
+                "run",
+                "--board",
+                &board,
+                "--source",
+                "tests/images/detect",
+                "--sink",
+                &url,
+            ])
+            .env("LOOKOUT_LOG", "info")
+            .output()
+            .expect("runs")
+    };
+    let out = run_with("trusting", &ca);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("MQTT: connected to mqtts://127.0.0.1"),
+        "{}",
+        stderr(&out)
+    );
+    // What it published went over TLS: the broker kept the retained status.
+    let config: Value = serde_json::from_str(
+        &mqtt_broker::retained_tls(
+            broker.port,
+            "homeassistant/sensor/lookout_trusting/circle_count/config",
+            &ca,
+        )
+        .expect("a retained config over TLS"),
+    )
+    .expect("json");
+    assert_eq!(config["state_topic"], "tls/trusting/counts");
+    // A broker whose certificate the board's authority did not sign is not talked to; the
+    // frames go on.
+    let out = run_with("doubting", &other_ca);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = stderr(&out);
+    assert!(
+        log.contains("MQTT: cannot connect to mqtts://127.0.0.1"),
+        "{log}"
+    );
+    assert!(log.contains("TLS"), "{log}");
+    assert!(!log.contains("MQTT: connected"), "{log}");
+    assert_eq!(common::json_lines(&stdout(&out)).len(), 0);
+}

@@ -42,10 +42,17 @@ impl Broker {
         let port = free_port();
         let config = dir.join("mosquitto.conf");
         let log = dir.join("mosquitto.log");
+        // Started as root, Mosquitto becomes the user `mosquitto`, who cannot read the test's
+        // private folder (its key files, its persistence): it stays the user the test is.
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
         std::fs::write(
             &config,
             format!(
-                "listener {port} 127.0.0.1\nlog_dest file {}\nlog_type all\n{extra}\n",
+                "{}listener {port} 127.0.0.1\nlog_dest file {}\nlog_type all\n{extra}\n",
+                if root { "user root\n" } else { "" },
                 log.display()
             ),
         )
@@ -259,7 +266,17 @@ pub fn publish(port: u16, topic: &str, payload: &[u8], retain: bool) {
 /// The retained message on `topic`, read by Mosquitto's own client (`mosquitto_sub`); `None`
 /// when there is none.
 pub fn retained(port: u16, topic: &str) -> Option<String> {
+    retained_with(port, topic, &[])
+}
+
+/// [`retained`] from a broker that speaks TLS, its certificate checked against `ca`.
+pub fn retained_tls(port: u16, topic: &str, ca: &str) -> Option<String> {
+    retained_with(port, topic, &["--cafile", ca])
+}
+
+fn retained_with(port: u16, topic: &str, extra: &[&str]) -> Option<String> {
     let out = Command::new("mosquitto_sub")
+        .args(extra)
         .args([
             "-h",
             "127.0.0.1",
