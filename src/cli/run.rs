@@ -59,6 +59,10 @@ pub(crate) struct RunArgs {
     /// with --threads.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
     workers: Option<u32>,
+    /// Serve the live preview and the API (README "Web preview and API"): at ADDR (`PORT`,
+    /// `IP:PORT`), or without it at the board's `[http] listen` (default 127.0.0.1:8080).
+    #[arg(long, num_args = 0..=1, value_name = "ADDR")]
+    http: Option<Option<String>>,
     /// A zones file: `[tracking]`, `[[zones]]` and `[[masks]]` as in a board profile, used
     /// instead of the board's (docs/operations.md, "Tracking and zones").
     #[arg(long)]
@@ -205,6 +209,22 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
         &args.snapshot_dir,
         &control,
     )?;
+    let http = match lookout::results::http::HttpSettings::resolve(
+        args.http.as_ref().map(|a| a.as_deref()),
+        &board.http,
+    )? {
+        Some(settings) => {
+            let info = lookout::results::console::ConsoleInfo {
+                board: board.name.clone(),
+                sinks: args.sinks.clone(),
+            };
+            let (sink, steering) =
+                lookout::results::http::open(settings, &board, info, &args.snapshot_dir, &control)?;
+            sinks.push(Box::new(sink));
+            Some(steering)
+        }
+        None => None,
+    };
     if let Some(notifier) = service::Notifier::from_env() {
         sinks.push(Box::new(notifier));
     }
@@ -234,7 +254,7 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
     } else {
         None
     };
-    let mut steering = ((consoles, mqtt), reloader);
+    let mut steering = (((consoles, mqtt), http), reloader);
     let started = std::time::Instant::now();
     let summary = pipeline::run(
         &mut pipeline,

@@ -8,6 +8,7 @@
 //! - [`serial`]: the serial line (its protocol in one place, the port, the sink), and
 //!   [`console`], the commands typed on it.
 //! - [`gpio`]: lines driven by rules on the detections, written against embedded-hal.
+//! - [`http`]: the web preview, the API and Prometheus metrics.
 //! - [`mqtt`]: results, events, counts and stats through a broker, Home Assistant discovery,
 //!   and commands from a topic.
 //! - [`outputs`]: a run's `--sink` texts opened into a `SinkSet` and its consoles.
@@ -15,6 +16,7 @@
 pub mod console;
 pub mod decode;
 pub mod gpio;
+pub mod http;
 pub mod mqtt;
 pub mod outputs;
 pub mod record;

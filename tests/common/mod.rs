@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod camera_servers;
 pub mod mqtt_broker;
 pub mod terminal;

@@ -14,7 +14,7 @@
 //!   kernels on Pi 5.
 //!
 //! Each table a profile holds is typed in its own module here, named after the part of lookout
-//! that reads it: [`serial`], [`gpio`], [`drift`], [`samples`], [`models`], [`health`], [`mqtt`], [`scene`]
+//! that reads it: [`serial`], [`gpio`], [`drift`], [`samples`], [`models`], [`health`], [`mqtt`], [`http`], [`scene`]
 //! (`[tracking]`, `[[zones]]`, `[[masks]]`). Each checks its own
 //! values and says which field is wrong ([`FieldError`](crate::FieldError)); [`Board::parse`]
 //! puts the file and table in front ([`ConfigError`]).
@@ -22,6 +22,7 @@
 pub mod drift;
 pub mod gpio;
 pub mod health;
+pub mod http;
 pub mod models;
 pub mod mqtt;
 pub mod samples;
@@ -32,6 +33,7 @@ use crate::error::{parse_toml, read_text, ConfigError};
 pub use drift::DriftConfig;
 pub use gpio::{GpioDefaults, GpioRule, Heartbeat};
 pub use health::HealthConfig;
+pub use http::HttpConfig;
 pub use models::ModelsConfig;
 pub use mqtt::{MqttConfig, MqttUrl, ResultsPolicy};
 pub use samples::SamplesConfig;
@@ -104,6 +106,9 @@ pub struct Board {
     /// used by `--sink mqtt`).
     #[serde(default)]
     pub mqtt: MqttConfig,
+    /// The live preview and the API (`[http]`; off when absent, unless `run --http`).
+    #[serde(default)]
+    pub http: HttpConfig,
     // The scene tables are SceneConfig's fields written out, not a flattened SceneConfig:
     // serde's flatten turns deny_unknown_fields off, and a misspelt table must be an error.
     /// How objects are followed across frames (`[tracking]`; off when absent and no zone is
@@ -282,6 +287,7 @@ impl Board {
             .map_err(|e| e.in_file(path, "samples"))?;
         self.models.check().map_err(|e| e.in_file(path, "models"))?;
         self.mqtt.check().map_err(|e| e.in_file(path, "mqtt"))?;
+        self.http.check().map_err(|e| e.in_file(path, "http"))?;
         self.scene().check().map_err(|e| e.in_file(path, ""))?;
         if self.threads == 0 || self.threads > self.cores {
             return fail(
