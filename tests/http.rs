@@ -39,7 +39,8 @@ impl Serving {
         let mut args = vec!["run", "--source"];
         let source = still(dir);
         args.push(&source);
-        args.extend_from_slice(&["--loop", "--sink", "file:/dev/null", "--http", listen]);
+        let records = format!("file:{}", dir.join("records.jsonl").display());
+        args.extend_from_slice(&["--loop", "--sink", &records, "--http", listen]);
         args.extend_from_slice(extra);
         let child = lookout_command()
             .args(&args)
@@ -68,6 +69,12 @@ impl Serving {
 
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Records written to the file sink so far.
+    fn records(&self) -> usize {
+        let file = self.log.with_file_name("records.jsonl");
+        std::fs::read_to_string(file).map_or(0, |t| t.lines().count())
     }
 
     fn get(&self, path: &str) -> (u16, Vec<u8>) {
@@ -114,14 +121,17 @@ fn the_page_draws_the_frames_with_their_boxes_and_keeps_updating() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The page keeps drawing as frames come (5 preview frames a second by default).
     let first = drawn().as_u64().expect("count");
-    std::thread::sleep(Duration::from_millis(1500));
-    let later = drawn().as_u64().expect("count");
-    // 5 preview frames a second by default: the page follows them.
-    assert!(
-        later >= first + 3,
-        "the page stopped at {first}, then {later}"
-    );
+    let deadline = Instant::now() + common::patience(Duration::from_secs(10));
+    while drawn().as_u64().unwrap_or(0) < first + 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the page stopped at {first}: {}",
+            serving.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     let shot = browser.screenshot();
     let pixel = |x: u32, y: u32| {
@@ -194,7 +204,7 @@ fn the_api_answers_with_records_status_events_and_metrics() {
         .expect("timeout");
     use std::io::{Read, Write};
     stream
-        .write_all(b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .expect("request");
     let mut got = String::new();
     let mut buf = [0u8; 4096];
@@ -311,15 +321,63 @@ fn other_machines_need_the_token_and_commands_need_it_from_anywhere() {
     let (code, _) = http(
         "GET",
         &outside,
-        &format!("/api/status?token={token}"),
+        &format!("/api/latest?token={token}"),
         &[],
         b"",
     );
-    assert!(code == 200 || code == 503, "the token in the query: {code}");
+    assert_eq!(code, 200, "the token in the query");
+    let (code, _) = http(
+        "GET",
+        &outside,
+        "/api/latest?token=wrong-token-0000000",
+        &[],
+        b"",
+    );
+    assert_eq!(code, 401, "a wrong token in the query");
+    let lower = format!("bearer {token}");
+    let (code, _) = http(
+        "GET",
+        &outside,
+        "/api/latest",
+        &[("Authorization", &lower)],
+        b"",
+    );
+    assert_eq!(code, 200, "the scheme's case does not matter");
+    // A page of another site that a browser on this board was made to believe is local (DNS
+    // rebinding) names that site, not the board: no token, no answer.
+    let (code, _) = http(
+        "GET",
+        &serving.address,
+        "/api/latest",
+        &[("Host", "evil.example:8080")],
+        b"",
+    );
+    assert_eq!(code, 401, "a web site's name from a local peer");
     // This board's own programs read without it, but command nobody without it.
     assert_eq!(serving.get("/api/latest").0, 200);
     let (code, body) = http("POST", &serving.address, "/api/command", &[], b"pause");
     assert_eq!(code, 401, "{}", String::from_utf8_lossy(&body));
+    let (code, _) = http(
+        "POST",
+        &serving.address,
+        &format!("/api/command?token={token}"),
+        &[],
+        b"pause",
+    );
+    assert_eq!(code, 401, "a command's token is not taken from the address");
+    // A body the console would find nothing in is answered, and the next command gets its own
+    // reply, not that one's.
+    let (code, body) = http(
+        "POST",
+        &serving.address,
+        "/api/command",
+        &[("Authorization", &bearer)],
+        b"\x01 ",
+    );
+    assert_eq!(
+        (code, String::from_utf8_lossy(&body).trim()),
+        (400, "# error: empty command")
+    );
     let (code, body) = http(
         "POST",
         &serving.address,
@@ -377,14 +435,16 @@ fn a_thousand_connections_at_once_are_refused_past_the_limit_and_frames_go_on() 
     let port = free_port().to_string();
     let serving = Serving::start(dir.path(), &port, &[]);
     let before = serving.json("/api/latest")["seq"].as_u64().expect("seq");
-    // 1000 connections held open at once, from 10 threads; none sends a request.
+    // 1000 connections held open at once, from 10 threads, each sending a request.
     let threads: Vec<_> = (0..10)
         .map(|_| {
             let address = serving.address.clone();
             std::thread::spawn(move || {
                 let mut held = Vec::new();
                 for _ in 0..100 {
-                    if let Ok(s) = TcpStream::connect(&address) {
+                    if let Ok(mut s) = TcpStream::connect(&address) {
+                        use std::io::Write;
+                        let _ = s.write_all(b"GET /api/latest HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
                         held.push(s);
                     }
                 }
@@ -396,23 +456,44 @@ fn a_thousand_connections_at_once_are_refused_past_the_limit_and_frames_go_on() 
         .into_iter()
         .flat_map(|t| t.join().expect("thread"))
         .collect();
-    // Each held connection: answered 503 at once, or one of the few served (waiting for a
-    // request head).
-    let mut busy = 0;
+    // The frames go on while the connections are held.
+    let during = serving.records();
+    let deadline = Instant::now() + common::patience(Duration::from_secs(10));
+    while serving.records() < during + 3 {
+        assert!(
+            Instant::now() < deadline,
+            "no frame while the flood held on: {}",
+            serving.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Each held connection: one of the few served, answered 503, or (past the refusals the
+    // server answers at once) closed unanswered; none left hanging.
+    let (mut served, mut busy, mut closed) = (0, 0, 0);
     for mut s in held {
         use std::io::Read;
-        s.set_read_timeout(Some(Duration::from_millis(200)))
+        s.set_read_timeout(Some(Duration::from_secs(5)))
             .expect("timeout");
         let mut head = [0u8; 12];
-        if s.read_exact(&mut head).is_ok() && &head == b"HTTP/1.1 503" {
-            busy += 1;
+        match s.read_exact(&mut head) {
+            Ok(()) if &head == b"HTTP/1.1 200" => served += 1,
+            Ok(()) if &head == b"HTTP/1.1 503" => busy += 1,
+            Ok(()) => panic!("unexpected answer {:?}", String::from_utf8_lossy(&head)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("a connection left hanging: {}", serving.log())
+            }
+            Err(_) => closed += 1,
         }
     }
-    assert!(
-        busy >= 900,
-        "only {busy} of 1000 were refused: {}",
-        serving.log()
-    );
+    eprintln!("1000 connections: {served} served, {busy} answered 503, {closed} closed unanswered");
+    assert!(served <= 8, "{served} served at once, past max_clients 8");
+    assert!(busy >= 64, "only {busy} answered 503");
+    assert_eq!(served + busy + closed, 1000);
     // The frames went on, and the server serves again once the flood is gone.
     let deadline = Instant::now() + common::patience(Duration::from_secs(15));
     loop {

@@ -223,6 +223,11 @@ impl<P: ConsolePort> Console<P> {
         }
     }
 
+    /// The port.
+    pub fn port_mut(&mut self) -> &mut P {
+        &mut self.port
+    }
+
     /// Shows this link's counters in `status`.
     pub fn with_link_stats(mut self, link: SharedLink) -> Self {
         self.link = Some(link);

@@ -309,7 +309,7 @@ mod tests {
         let err = open("serial-ish").err().expect("fails");
         assert!(err
             .to_string()
-            .contains("expected `stdout`, `file:PATH` or `serial"));
+            .contains("expected `stdout`, `file:PATH`, `serial"));
     }
 
     #[test]

@@ -204,7 +204,12 @@ impl Metrics {
             "Population Stability Index of each watched statistic's last window.",
         );
         for (stat, psi) in &f.drift_psi {
-            let _ = writeln!(out, "lookout_drift_psi{{stat=\"{}\"}} {psi}", escape(stat));
+            let _ = writeln!(
+                out,
+                "lookout_drift_psi{{stat=\"{}\"}} {}",
+                escape(stat),
+                number(*psi)
+            );
         }
         family(
             &mut out,
@@ -227,6 +232,17 @@ impl Metrics {
 /// A metric family's `# HELP` and `# TYPE` lines.
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A sample value as Prometheus spells it (`+Inf`, `-Inf`, `NaN`).
+fn number(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        v.to_string()
+    }
 }
 
 /// A label value with Prometheus' escapes.

@@ -174,9 +174,10 @@ pub struct Shared {
     status: Mutex<Option<Arc<str>>>,
     /// The counters.
     metrics: Mutex<metrics::Metrics>,
-    /// Connections open, and refused.
+    /// Connections open, refused, and being answered 503 now.
     clients: AtomicUsize,
     refused: AtomicU64,
+    refusing: AtomicUsize,
     started: Instant,
     /// The run ended: the encoder stops.
     ended: std::sync::atomic::AtomicBool,
@@ -201,6 +202,7 @@ impl Shared {
             metrics: Mutex::new(metrics::Metrics::default()),
             clients: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
+            refusing: AtomicUsize::new(0),
             started: Instant::now(),
             ended: std::sync::atomic::AtomicBool::new(false),
         }
@@ -379,7 +381,11 @@ impl Sink for HttpSink {
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        self.shared.ended.store(true, Ordering::Relaxed);
+        {
+            // Under the encoder's lock, so that its wait cannot miss the wake-up.
+            let _slot = self.shared.raw.lock();
+            self.shared.ended.store(true, Ordering::Relaxed);
+        }
         self.shared.raw_ready.notify_all();
         if let Some(encoder) = self.encoder.take() {
             let _ = encoder.join();
@@ -436,6 +442,16 @@ impl ConsolePort for HttpPort {
 
     fn write_reply(&mut self, text: &str) {
         if let Some(reply) = self.waiting.pop_front() {
+            let _ = reply.send(text.to_owned());
+        }
+    }
+}
+
+impl HttpPort {
+    /// Answers the requests still waiting after the console ran (none normally: each line it
+    /// was given gets one reply).
+    fn answer_the_rest(&mut self, text: &str) {
+        for reply in self.waiting.drain(..) {
             let _ = reply.send(text.to_owned());
         }
     }
@@ -543,8 +559,13 @@ impl Steering for HttpSteering {
             self.last_status = Some(now);
             self.read_status(&control);
         }
-        // The preview: only while someone watches, at most preview_fps, each frame once.
-        if self.shared.watchers.load(Ordering::Relaxed) > 0
+        // The preview: only while someone watches, at most preview_fps, each frame once (a
+        // page that comes when nobody watched gets the frame in place, even while paused).
+        let watchers = self.shared.watchers.load(Ordering::Relaxed);
+        if watchers == 0 {
+            self.last_seq = None;
+        }
+        if watchers > 0
             && self
                 .last_preview
                 .is_none_or(|at| now.duration_since(at) >= self.every)
@@ -559,17 +580,20 @@ impl Steering for HttpSteering {
                 if self.last_seq != Some(seq) {
                     self.last_seq = Some(seq);
                     self.last_preview = Some(now);
+                    // Copied before the lock: the encoder never waits for the copy.
+                    let image = frame.image.clone();
                     if let Ok(mut raw) = self.shared.raw.lock() {
                         // A frame the encoder has not taken yet is replaced: the newest wins.
-                        *raw = Some(RawFrame {
-                            seq,
-                            image: frame.image.clone(),
-                        });
+                        *raw = Some(RawFrame { seq, image });
                     }
                     self.shared.raw_ready.notify_one();
                 }
             }
         }
         self.console.between_frames(control.reborrow());
+        // Every request gets an answer, even one the console found nothing in.
+        self.console
+            .port_mut()
+            .answer_the_rest("# error: empty command\n");
     }
 }

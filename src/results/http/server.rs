@@ -10,12 +10,15 @@
 //! | `GET /metrics` | Prometheus' text format |
 //! | `POST /api/command` | a console command (the body); its reply |
 //!
-//! Who: this board's own programs (a loopback peer) may read without a token; another machine
+//! Who: this board's own programs (a loopback peer naming the board by address or
+//! `localhost`, not a web site's name: DNS rebinding) may read without a token; another machine
 //! needs `Authorization: Bearer <token>` (or `?token=` where a browser cannot set the header:
-//! an image, an event stream), and `POST /api/command` needs it from anywhere. How many: at
-//! most `max_clients` connections; one more is answered 503 and closed at once, so a flood
-//! costs the board no more than that many descriptors. A client has 10 s to send its request's
-//! head.
+//! an image, an event stream: for reading only), and `POST /api/command` needs it from
+//! anywhere. How many: at most `max_clients` connections, of which other machines may hold all
+//! but one or two; one more is answered 503 and closed (at most 64 such answers at a time,
+//! connections past them closed unanswered), so a flood costs the board no more than that many
+//! descriptors. A client has 10 s to send its request's head, one that vanished frees its slot
+//! within a minute, and a refused request's connection closes.
 
 use super::{CommandRequest, FeedItem, HttpError, HttpSettings, Shared};
 use bytes::Bytes;
@@ -42,6 +45,20 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_COMMAND: usize = 4096;
 /// An event stream says something at least this often, so a client that went away is noticed.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Refusals answered at once at most; more connections are closed unanswered.
+const REFUSING: usize = 64;
+
+/// Slots other machines leave to the board's own programs.
+fn reserved(max_clients: usize) -> usize {
+    (max_clients / 4).clamp(usize::from(max_clients > 1), 2)
+}
+
+/// Whether a peer is this board (IPv4 loopback, also as an IPv4-mapped IPv6 address, or ::1).
+fn is_local(peer: SocketAddr) -> bool {
+    peer.ip().is_loopback()
+        || matches!(peer.ip(), std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()))
+}
+
 /// What a connection over the limit gets.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
 Content-Length: 38\r\nRetry-After: 5\r\nConnection: close\r\n\r\ntoo many clients; try again in a while\n";
@@ -175,14 +192,44 @@ async fn serve(
             }
         };
         let shared = &context.shared;
-        if shared.clients.load(Ordering::Relaxed) >= context.max_clients {
+        // Other machines leave a slot or two to the board's own programs, so a flood from
+        // the network cannot keep the board's own page or scraper out.
+        let limit = if is_local(peer) {
+            context.max_clients
+        } else {
+            context.max_clients - reserved(context.max_clients)
+        };
+        if shared.clients.load(Ordering::Relaxed) >= limit {
             shared.refused.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(async move {
-                let _ = stream.write_all(BUSY).await;
-                let _ = stream.shutdown().await;
-            });
+            if shared.refusing.load(Ordering::Relaxed) < REFUSING {
+                shared.refusing.fetch_add(1, Ordering::Relaxed);
+                let refusing = shared.clone();
+                tokio::spawn(async move {
+                    // The request is read (briefly) before the answer and the close: a socket
+                    // closed with unread bytes is reset, and the reset can destroy the answer.
+                    let mut request = [0u8; 2048];
+                    let _ = tokio::time::timeout(
+                        Duration::from_millis(50),
+                        tokio::io::AsyncReadExt::read(&mut stream, &mut request),
+                    )
+                    .await;
+                    let _ = stream.write_all(BUSY).await;
+                    let _ = stream.shutdown().await;
+                    let _ = tokio::time::timeout(
+                        Duration::from_millis(200),
+                        tokio::io::AsyncReadExt::read(&mut stream, &mut request),
+                    )
+                    .await;
+                    refusing.refusing.fetch_sub(1, Ordering::Relaxed);
+                });
+            }
+            // Past REFUSING refusals at once, the connection is dropped unanswered: a flood
+            // gets no more of the board's descriptors than that.
             continue;
         }
+        // A client that vanished (a phone off the Wi-Fi) frees its slot within a minute,
+        // not after TCP's retransmissions give up (15 minutes).
+        let _ = socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(Duration::from_secs(60)));
         shared.clients.fetch_add(1, Ordering::Relaxed);
         let client = Client(shared.clone());
         let context = context.clone();
@@ -199,6 +246,16 @@ async fn serve(
                 .await;
         });
     }
+}
+
+/// A response after which the connection closes: a client that is refused does not keep a
+/// slot.
+fn closing(mut response: Response<Body>) -> Response<Body> {
+    response.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
@@ -228,14 +285,43 @@ fn respond(status: StatusCode, kind: &str, body: Bytes) -> Response<Body> {
 
 /// The token a request carries: its `Authorization: Bearer` header, else its `token=` query.
 fn presented_token(request: &Request<Incoming>) -> Option<String> {
-    if let Some(value) = request
+    let header = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-    {
-        return value.strip_prefix("Bearer ").map(|t| t.trim().to_owned());
-    }
-    query(request, "token")
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_owned())
+        });
+    // In the query only for reading (a page's images and event stream): a command's token
+    // stays out of addresses, logs and histories.
+    header.or_else(|| {
+        (request.method() == Method::GET)
+            .then(|| query(request, "token"))
+            .flatten()
+    })
+}
+
+/// Whether a request names this board by address (or `localhost`), as a page on this board
+/// does; a name a web site chose (DNS rebinding) is not served to local peers without the
+/// token.
+fn names_the_board(request: &Request<Incoming>) -> bool {
+    let Some(host) = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+    else {
+        // HTTP/1.0 without a Host: a program, not a browser.
+        return true;
+    };
+    let name = if let Some(v6) = host.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
 
 /// A query parameter's value (percent-decoded).
@@ -271,8 +357,7 @@ fn refuse(
     if holds_token {
         return None;
     }
-    let local = peer.ip().is_loopback()
-        || matches!(peer.ip(), std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()));
+    let local = is_local(peer);
     if changes_state {
         let why = if context.token.is_none() {
             "commands need a token: set [http] token_file in the board profile"
@@ -281,7 +366,7 @@ fn refuse(
         };
         return Some(unauthorized(why));
     }
-    if local {
+    if local && names_the_board(request) {
         return None;
     }
     Some(unauthorized(if presented.is_some() {
@@ -292,7 +377,7 @@ fn refuse(
 }
 
 fn unauthorized(why: &str) -> Response<Body> {
-    let mut response = text(StatusCode::UNAUTHORIZED, format!("{why}\n"));
+    let mut response = closing(text(StatusCode::UNAUTHORIZED, format!("{why}\n")));
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         header::HeaderValue::from_static("Bearer realm=\"lookout\""),
@@ -314,10 +399,10 @@ async fn route(context: &Context, peer: SocketAddr, request: Request<Incoming>) 
             | "/api/command"
     );
     if !known {
-        return text(
+        return closing(text(
             StatusCode::NOT_FOUND,
             format!("no {path} here; the page is /\n"),
-        );
+        ));
     }
     if let Some(refused) = refuse(context, peer, &request, changes_state) {
         return refused;
@@ -330,12 +415,9 @@ async fn route(context: &Context, peer: SocketAddr, request: Request<Incoming>) 
             Bytes::from_static(PAGE.as_bytes()),
         ),
         (Method::GET, "/api/latest") => {
-            let latest = shared
-                .latest
-                .lock()
-                .ok()
-                .and_then(|l| l.as_ref().map(serde_json::to_vec));
-            match latest {
+            // Copied under the lock, written out after it: the frame loop waits for no JSON.
+            let latest = shared.latest.lock().ok().and_then(|l| l.clone());
+            match latest.map(|record| serde_json::to_vec(&record)) {
                 Some(Ok(body)) => json(body),
                 _ => text(StatusCode::NOT_FOUND, "no frame yet\n"),
             }
@@ -348,17 +430,12 @@ async fn route(context: &Context, peer: SocketAddr, request: Request<Incoming>) 
             }
         }
         (Method::GET, "/metrics") => {
-            let body = shared
-                .metrics
-                .lock()
-                .map(|m| {
-                    m.render(
-                        shared.started.elapsed().as_secs_f64(),
-                        shared.clients.load(Ordering::Relaxed),
-                        shared.refused.load(Ordering::Relaxed),
-                    )
-                })
-                .unwrap_or_default();
+            let metrics = shared.metrics.lock().map(|m| m.clone()).unwrap_or_default();
+            let body = metrics.render(
+                shared.started.elapsed().as_secs_f64(),
+                shared.clients.load(Ordering::Relaxed),
+                shared.refused.load(Ordering::Relaxed),
+            );
             respond(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -385,8 +462,8 @@ async fn route(context: &Context, peer: SocketAddr, request: Request<Incoming>) 
             events(context, query(&request, "frames").is_some_and(|v| v == "1"))
         }
         (Method::POST, "/api/command") => command(context, request).await,
-        (_, "/api/command") => text(StatusCode::METHOD_NOT_ALLOWED, "POST a command\n"),
-        _ => text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n"),
+        (_, "/api/command") => closing(text(StatusCode::METHOD_NOT_ALLOWED, "POST a command\n")),
+        _ => closing(text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n")),
     }
 }
 
@@ -402,13 +479,15 @@ fn events(context: &Context, frames: bool) -> Response<Body> {
     if let Ok(recent) = shared.recent_events.lock() {
         first.extend(recent.iter().map(|e| sse("event", e)));
     }
-    if let Some(Ok(latest)) = shared
-        .latest
-        .lock()
-        .ok()
-        .and_then(|l| l.as_ref().map(serde_json::to_string))
-    {
+    let latest = shared.latest.lock().ok().and_then(|l| l.clone());
+    if let Some(Ok(latest)) = latest.map(|record| serde_json::to_string(&record)) {
         first.push(sse("record", &latest));
+    }
+    // A page opened while nothing new comes (a paused run) still gets the last frame.
+    if frames {
+        if let Some(preview) = shared.preview.lock().ok().and_then(|p| p.clone()) {
+            first.push(sse("frame", &format!("{{\"seq\":{}}}", preview.seq)));
+        }
     }
     let state = (first.into_iter(), receiver, watcher);
     let body = stream::unfold(state, |(mut first, mut receiver, watcher)| async move {
@@ -416,6 +495,8 @@ fn events(context: &Context, frames: bool) -> Response<Body> {
             return Some((Ok(Frame::data(chunk)), (first, receiver, watcher)));
         }
         let chunk = match tokio::time::timeout(KEEP_ALIVE, receiver.recv()).await {
+            // Frames only for the streams that asked for them.
+            Ok(Ok(FeedItem { kind: "frame", .. })) if watcher.is_none() => Bytes::new(),
             Ok(Ok(FeedItem { kind, json })) => sse(kind, &json),
             Ok(Err(broadcast::error::RecvError::Lagged(n))) => {
                 Bytes::from(format!(": {n} skipped\n\n"))
@@ -465,6 +546,11 @@ async fn command(context: &Context, request: Request<Incoming>) -> Response<Body
             "# error: the command is not UTF-8 text\n",
         );
     };
+    // A line the console would skip (nothing but spaces and control bytes) would get no
+    // reply: it is answered here.
+    if line.chars().all(|c| c.is_whitespace() || c.is_control()) {
+        return text(StatusCode::BAD_REQUEST, "# error: empty command\n");
+    }
     let (reply_tx, reply_rx) = oneshot::channel();
     if context
         .commands

@@ -47,10 +47,11 @@ impl HttpConfig {
     /// Checks the values, naming the field that is wrong.
     pub fn check(&self) -> Result<(), FieldError> {
         parse_listen(&self.listen).map_err(|e| FieldError::new("listen", e))?;
-        if !(1..=1024).contains(&self.max_clients) {
+        // Each client is a descriptor, under a process limit of 1024 by default.
+        if !(1..=256).contains(&self.max_clients) {
             return Err(FieldError::new(
                 "max_clients",
-                format!("{} is not in 1..=1024", self.max_clients),
+                format!("{} is not in 1..=256", self.max_clients),
             ));
         }
         if !(self.preview_fps > 0.0 && self.preview_fps <= 30.0) {
