@@ -16,14 +16,7 @@ use std::time::{Duration, Instant};
 
 /// A still scene (one frame, the same boxes in every record) in `dir`, as a replay source.
 fn still(dir: &Path) -> String {
-    let folder = dir.join("still");
-    std::fs::create_dir_all(&folder).expect("folder");
-    std::fs::copy(
-        common::repo("tests/images/detect/scene_0.png"),
-        folder.join("scene_0.png"),
-    )
-    .expect("copy");
-    format!("replay:{}@10", folder.display())
+    format!("replay:{}@10", common::still_scene(dir))
 }
 
 /// `lookout run --http` in the background, killed when dropped.

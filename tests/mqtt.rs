@@ -111,6 +111,31 @@ impl Drop for Running {
     }
 }
 
+/// `lookout run` on the rendered sequence replayed as a 10 fps camera, looping, publishing to
+/// `url` with `board` (and `extra` arguments); returns once `sub` saw it say `online`.
+fn live(dir: &Path, sub: &Subscriber, board: &str, url: &str, extra: &[&str]) -> Running {
+    let mut args = vec![
+        "run",
+        "--board",
+        board,
+        "--source",
+        "replay:tests/images/sequence@10",
+        "--loop",
+        "--sink",
+        url,
+    ];
+    args.extend_from_slice(extra);
+    let run = Running::start(&args, &dir.join("lookout.log"));
+    assert!(
+        sub.wait_for(common::patience(Duration::from_secs(20)), |m| m
+            .iter()
+            .any(|m| m.payload == b"online")),
+        "never online: {}",
+        run.log()
+    );
+    run
+}
+
 fn is_record(v: &Value) -> bool {
     v.get("frame").is_some() && v.get("event").is_none()
 }
@@ -334,26 +359,7 @@ fn the_last_will_says_offline_when_lookout_is_killed() {
     let sub = Subscriber::start(broker.port, "watcher", "will/+/status", false);
     let board = board(dir.path(), "will-board", "device = \"yard\"\n");
     let url = broker.url("will");
-    let mut run = Running::start(
-        &[
-            "run",
-            "--board",
-            &board,
-            "--source",
-            "replay:tests/images/sequence@10",
-            "--loop",
-            "--sink",
-            &url,
-        ],
-        &dir.path().join("lookout.log"),
-    );
-    assert!(
-        sub.wait_for(common::patience(Duration::from_secs(20)), |m| m
-            .iter()
-            .any(|m| m.payload == b"online")),
-        "never online: {}",
-        run.log()
-    );
+    let mut run = live(dir.path(), &sub, &board, &url, &[]);
     assert_eq!(
         mqtt_broker::retained(broker.port, "will/yard/status").as_deref(),
         Some("online")
@@ -489,28 +495,7 @@ fn commands_on_the_set_topic_are_answered_and_bad_ones_refused() {
     let url = broker.url("cmd");
     // A retained command would run at every start of every board listening: it is refused.
     mqtt_broker::publish(broker.port, "cmd/desk/set", b"pause", true);
-    let run = Running::start(
-        &[
-            "run",
-            "--board",
-            &board,
-            "--source",
-            "replay:tests/images/sequence@10",
-            "--loop",
-            "--sink",
-            "stdout",
-            "--sink",
-            &url,
-        ],
-        &dir.path().join("lookout.log"),
-    );
-    assert!(
-        sub.wait_for(common::patience(Duration::from_secs(20)), |m| m
-            .iter()
-            .any(|m| m.payload == b"online")),
-        "never online: {}",
-        run.log()
-    );
+    let run = live(dir.path(), &sub, &board, &url, &["--sink", "stdout"]);
     let reply = "cmd/desk/reply";
     let ask = |payload: &[u8], retain: bool, expect: &str| {
         let before = sub.on(reply).len();

@@ -8,24 +8,11 @@ use common::{json_lines, lookout, stderr, stdout};
 use serde_json::Value;
 use std::path::Path;
 
-/// A folder holding one test scene (192x144: a circle, a triangle and two squares, one of them
-/// in the bottom half), which `--loop` plays as a still camera.
-fn still_scene(dir: &Path) -> String {
-    let folder = dir.join("still");
-    std::fs::create_dir_all(&folder).expect("folder");
-    std::fs::copy(
-        common::repo("tests/images/detect/scene_0.png"),
-        folder.join("scene_0.png"),
-    )
-    .expect("copy");
-    folder.to_string_lossy().into_owned()
-}
-
 const BOTTOM_SQUARES: &str = "[tracking]\nenabled = true\n\n[[zones]]\nname = \"bottom\"\n\
      points = [[0, 72], [192, 72], [192, 144], [0, 144]]\nlabels = [\"square\"]\n";
 
 fn run_still(dir: &Path, extra: &[&str]) -> std::process::Output {
-    let source = still_scene(dir);
+    let source = common::still_scene(dir);
     let mut args = vec!["run", "--source", &source, "--loop", "--max-frames", "8"];
     args.extend_from_slice(extra);
     lookout(&args)
@@ -202,7 +189,7 @@ fn the_serial_line_carries_track_and_zone_lines_and_the_console_shows_them() {
     let dir = tempfile::tempdir().expect("tempdir");
     let zones = dir.path().join("zones.toml");
     std::fs::write(&zones, BOTTOM_SQUARES).expect("zones");
-    let source = still_scene(dir.path());
+    let source = common::still_scene(dir.path());
     let (mut term, _slave, tty) = common::terminal::pair();
     let sink = format!("serial:{tty}@115200,format=compact");
     let _run = Running(

@@ -169,6 +169,19 @@ pub fn assert_clean_failure(out: &Output, needles: &[&str]) {
     }
 }
 
+/// A folder in `dir` holding one test scene (192x144: a circle, a triangle and two squares,
+/// one of them in the bottom half), which `--loop` plays as a still camera.
+pub fn still_scene(dir: &Path) -> String {
+    let folder = dir.join("still");
+    std::fs::create_dir_all(&folder).expect("folder");
+    std::fs::copy(
+        repo("tests/images/detect/scene_0.png"),
+        folder.join("scene_0.png"),
+    )
+    .expect("copy");
+    folder.to_string_lossy().into_owned()
+}
+
 /// Intersection over union of two `[x0, y0, x1, y1]` boxes.
 pub fn iou(a: [f64; 4], b: [f64; 4]) -> f64 {
     let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);

@@ -222,7 +222,7 @@ impl Metrics {
             &mut out,
             "lookout_http_refused_total",
             "counter",
-            "HTTP connections refused with 503 (over max_clients).",
+            "HTTP connections refused over max_clients (answered 503, or closed unanswered in a flood).",
         );
         let _ = writeln!(out, "lookout_http_refused_total {refused}");
         out

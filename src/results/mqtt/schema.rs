@@ -289,33 +289,36 @@ pub fn discovery_configs(
         // The label as a Jinja string literal: JSON's escaping is one Jinja accepts.
         let key = serde_json::to_string(label).unwrap_or_default();
         let count = format!("value_json.get({key}, 0)");
-        let binary = json!({
-            "name": format!("{label} seen"),
-            "unique_id": format!("{node}_{id}_seen"),
-            "state_topic": topics.counts(),
-            "value_template": format!("{{{{ 'ON' if ({count} | int) > 0 else 'OFF' }}}}"),
-            "payload_on": "ON",
-            "payload_off": "OFF",
-            "device_class": "occupancy",
-            "availability_topic": topics.status(),
-            "payload_available": ONLINE,
-            "payload_not_available": OFFLINE,
-            "device": device,
-            "origin": {"name": "lookout", "sw_version": env!("CARGO_PKG_VERSION")},
-        });
-        let sensor = json!({
-            "name": format!("{label} count"),
-            "unique_id": format!("{node}_{id}_count"),
-            "state_topic": topics.counts(),
-            "value_template": format!("{{{{ {count} | int }}}}"),
-            "state_class": "measurement",
-            "unit_of_measurement": "objects",
-            "availability_topic": topics.status(),
-            "payload_available": ONLINE,
-            "payload_not_available": OFFLINE,
-            "device": device,
-            "origin": {"name": "lookout", "sw_version": env!("CARGO_PKG_VERSION")},
-        });
+        // What both entities of a label say alike: where they read, when they are there.
+        let entity = |name: String, unique: String, template: String, own: serde_json::Value| {
+            let mut config = json!({
+                "name": name,
+                "unique_id": unique,
+                "state_topic": topics.counts(),
+                "value_template": template,
+                "availability_topic": topics.status(),
+                "payload_available": ONLINE,
+                "payload_not_available": OFFLINE,
+                "device": device,
+                "origin": {"name": "lookout", "sw_version": env!("CARGO_PKG_VERSION")},
+            });
+            if let (Some(config), serde_json::Value::Object(own)) = (config.as_object_mut(), own) {
+                config.extend(own);
+            }
+            config
+        };
+        let binary = entity(
+            format!("{label} seen"),
+            format!("{node}_{id}_seen"),
+            format!("{{{{ 'ON' if ({count} | int) > 0 else 'OFF' }}}}"),
+            json!({"payload_on": "ON", "payload_off": "OFF", "device_class": "occupancy"}),
+        );
+        let sensor = entity(
+            format!("{label} count"),
+            format!("{node}_{id}_count"),
+            format!("{{{{ {count} | int }}}}"),
+            json!({"state_class": "measurement", "unit_of_measurement": "objects"}),
+        );
         configs.push((
             topics.discovery("binary_sensor", &format!("{id}_seen")),
             binary.to_string().into_bytes(),
