@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The other side of tests/compat.rs: onnxruntime and the numpy reference decoder on what
+"""The other side of tests/arch/compat.rs: onnxruntime and the numpy reference decoder on what
 lookout computed for a compatibility model (tests/fixtures/compat/, scripts/export-compat).
 
     compat_check.py --manifest M.toml --outputs DIR [--candidates 50]

@@ -8,7 +8,7 @@ per group x kernel surface) and Gemm/MatMul (output elements x inner dimension);
 pooling and activations are not counted. Parameters are the weights and biases of those
 same operators. Shapes come from ONNX shape inference. It is the
 independent check of `lookout inspect`'s compute line, which counts on tract's graph instead
-(tests/models.rs).
+(tests/arch/models.rs).
 """
 import math
 import sys

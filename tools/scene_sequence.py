@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A rendered sequence with known trajectories, for the tracker and zones (tests/scene.rs).
+"""A rendered sequence with known trajectories, for the tracker and zones (tests/system/scene.rs).
 
     python3 tools/scene_sequence.py OUT_DIR
 

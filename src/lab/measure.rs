@@ -433,7 +433,7 @@ mod tests {
         .expect("judged");
         assert_eq!(c.model, "shapes-detector@2.1.0");
         assert_eq!(c.metric, "mAP@0.5:0.95");
-        // The bundled detector finds the test scenes' shapes well (tests/cli.rs checks each box).
+        // The bundled detector finds the test scenes' shapes well (tests/system/cli.rs checks each box).
         assert!(c.accuracy > 50.0 && c.accuracy <= 100.0, "{}", c.accuracy);
         assert_eq!(c.model_bytes, detector.onnx.len() as u64);
         // The host profile has no published speed: the board's time is the time here.

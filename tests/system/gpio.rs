@@ -2,9 +2,7 @@
 //! one clear error line before any frame. (The rule engine's exact pin sequences are tested
 //! against embedded-hal-mock pins in src/results/gpio.rs.)
 
-mod common;
-
-use common::{assert_clean_failure, lookout};
+use crate::common::{assert_clean_failure, lookout};
 
 fn run_with(sink: &str) -> std::process::Output {
     lookout(&["run", "-s", "tests/images/detect", "--sink", sink])

@@ -3,9 +3,8 @@
 //!
 //! Needs `python3` with `tools/requirements-ref.txt` installed (`scripts/setup` does it).
 
-mod common;
-
-use common::{assert_clean_failure, lookout, python_tool, repo, stdout};
+use crate::common;
+use crate::common::{assert_clean_failure, lookout, python_tool, repo, stdout};
 use serde_json::Value;
 use std::path::Path;
 

@@ -4,10 +4,9 @@
 //! lookout is killed; every event of a 10 s broker outage delivered after it, in order; the
 //! console's commands on `set`; and bad addresses, fields and credentials.
 
-mod common;
-
-use common::mqtt_broker::{self, Broker, Message, Subscriber};
-use common::{assert_clean_failure, json_lines, lookout_command, stderr, stdout};
+use crate::common;
+use crate::common::mqtt_broker::{self, Broker, Message, Subscriber};
+use crate::common::{assert_clean_failure, json_lines, lookout_command, stderr, stdout};
 use serde_json::Value;
 use std::io::BufRead as _;
 use std::path::Path;

@@ -3,11 +3,10 @@
 //! it, the API read by a plain HTTP client, the token from another machine's address, and a
 //! flood of connections refused while the frames go on.
 
-mod common;
-
-use common::browser::{http, Browser};
-use common::mqtt_broker::free_port;
-use common::{assert_clean_failure, lookout_command, stderr};
+use crate::common;
+use crate::common::browser::{http, Browser};
+use crate::common::mqtt_broker::free_port;
+use crate::common::{assert_clean_failure, lookout_command, stderr};
 use serde_json::Value;
 use std::net::TcpStream;
 use std::path::Path;
@@ -422,12 +421,37 @@ fn other_machines_need_the_token_and_commands_need_it_from_anywhere() {
     assert_eq!(code, 400);
 }
 
+/// Raises this process's soft limit on open files to at least `wanted`, within the hard limit:
+/// the flood holds its sockets in the test process, beside the files of the tests running in
+/// parallel, and many machines' default soft limit (1024) would refuse some of them.
+fn room_for_open_files(wanted: u64) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current.is_none_or(|current| current >= wanted) {
+        return;
+    }
+    assert!(
+        limit.maximum.is_none_or(|maximum| maximum >= wanted),
+        "the hard limit on open files ({:?}) is below the {wanted} the flood needs",
+        limit.maximum
+    );
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(wanted),
+            maximum: limit.maximum,
+        },
+    )
+    .expect("raise the soft limit on open files");
+}
+
 #[test]
 fn a_thousand_connections_at_once_are_refused_past_the_limit_and_frames_go_on() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port().to_string();
     let serving = Serving::start(dir.path(), &port, &[]);
     let before = serving.json("/api/latest")["seq"].as_u64().expect("seq");
+    room_for_open_files(1000 + 200);
     // 1000 connections held open at once, from 10 threads, each sending a request.
     let threads: Vec<_> = (0..10)
         .map(|_| {

@@ -2,9 +2,8 @@
 //! and loads in tract, and the bundled models are the variants `tools/model-table` chose.
 //! CI does not retrain; this is how it knows the files in `models/` are the ones described.
 
-mod common;
-
-use common::{lookout, repo, stdout};
+use crate::common;
+use crate::common::{lookout, repo, stdout};
 use std::path::PathBuf;
 
 const BASES: [&str; 2] = ["shapes-classifier", "shapes-detector"];

@@ -3,9 +3,8 @@
 //! check run on the result; and the files it cannot describe refused with one line naming the
 //! file and the field, writing nothing.
 
-mod common;
-
-use common::{assert_clean_failure, json_lines, lookout, repo, stderr, stdout};
+use crate::common;
+use crate::common::{assert_clean_failure, json_lines, lookout, repo, stderr, stdout};
 use lookout::manifest::{Layout, Manifest, OutputSpec, ResizeMode};
 use std::path::{Path, PathBuf};
 

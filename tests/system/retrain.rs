@@ -4,9 +4,8 @@
 //! deployment check, installs into a slot and runs. A short training: this checks the
 //! mechanics; what retraining buys is measured by `tools/drift-loop` (docs/operations.md, "Retraining").
 
-mod common;
-
-use common::{json_lines, lookout, stderr, stdout};
+use crate::common;
+use crate::common::{json_lines, lookout, stderr, stdout};
 use std::path::Path;
 use std::process::{Command, Output};
 

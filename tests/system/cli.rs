@@ -1,9 +1,8 @@
 //! The `lookout` binary on the bundled models and real image files: correct answers, and a
 //! clear one-line error for every kind of bad input.
 
-mod common;
-
-use common::*;
+use crate::common;
+use crate::common::*;
 use std::path::Path;
 
 /// Ground truth of a detection test image: `(class, [x0, y0, x1, y1])` in pixels.

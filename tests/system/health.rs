@@ -2,9 +2,8 @@
 //! fake tree (`LOOKOUT_SYSFS_ROOT`): the SoC temperature and the firmware's throttling word in
 //! every record, and a `throttled` event when the board says it slows itself.
 
-mod common;
-
-use common::{json_lines, lookout_command, stderr, stdout};
+use crate::common;
+use crate::common::{json_lines, lookout_command, stderr, stdout};
 
 #[test]
 fn a_throttled_board_says_so_in_the_records_and_an_event() {

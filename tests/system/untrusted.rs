@@ -4,9 +4,8 @@
 //! refused by `check` with tract's reason; and an exporter's conflicting `value_info` no longer
 //! stops a model onnxruntime runs. The models are built by `tools/odd-models`.
 
-mod common;
-
-use common::{assert_clean_failure, json_lines, lookout, repo, stderr, stdout};
+use crate::common;
+use crate::common::{assert_clean_failure, json_lines, lookout, repo, stderr, stdout};
 use std::path::{Path, PathBuf};
 
 /// `tests/fixtures/odd-models/<name>.onnx` copied into `dir` with a manifest written for it:

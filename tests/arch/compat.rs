@@ -16,9 +16,8 @@
 //! are skipped with a message naming it otherwise. Needs `python3` with
 //! `tools/requirements-ref.txt` (`scripts/setup`).
 
-mod common;
-
-use common::{lookout, python_tool, repo, stderr, stdout};
+use crate::common;
+use crate::common::{lookout, python_tool, repo, stderr, stdout};
 use lookout::manifest::{Manifest, Thresholds};
 use lookout::model::engine::{Engine, InputBuffer};
 use lookout::results::decode::{Decoded, Decoder, OutputView};

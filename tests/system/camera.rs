@@ -2,9 +2,8 @@
 //! file-backed "camera" (`replay:DIR@FPS`) whose folder disappears and comes back, which runs
 //! the same capture thread, outage events and reconnect logic as a V4L2 camera.
 
-mod common;
-
-use common::{lookout, lookout_command, patience, root, stderr};
+use crate::common;
+use crate::common::{lookout, lookout_command, patience, root, stderr};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::mpsc::{self, Receiver};

@@ -6,9 +6,7 @@
 //! once the tests are built), so the dependencies are already compiled and it fails within
 //! seconds, in the build script.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::process::Command;
 
 #[test]

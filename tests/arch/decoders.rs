@@ -5,9 +5,8 @@
 //!
 //! Needs `python3` with `tools/requirements-ref.txt` installed (`scripts/setup` does it).
 
-mod common;
-
-use common::*;
+use crate::common;
+use crate::common::*;
 use serde_json::Value;
 use std::path::Path;
 

@@ -2,10 +2,9 @@
 //! pseudo-terminal pair and the test, on the other end, reads its results and types console
 //! commands, as a microcontroller or a person with a USB-serial cable would.
 
-mod common;
-
-use common::terminal::{pair, Terminal};
-use common::{lookout, lookout_command, patience, stdout};
+use crate::common;
+use crate::common::terminal::{pair, Terminal};
+use crate::common::{lookout, lookout_command, patience, stdout};
 use lookout::results::serial::protocol::parse_compact;
 use serialport::TTYPort;
 use std::path::Path;

@@ -3,9 +3,8 @@
 //! on a serial pseudo-terminal. The normal frames must raise nothing; each shift must raise a
 //! drift event on the statistic it moves, within the windows the board profile configures.
 
-mod common;
-
-use common::{lookout_command, python_tool};
+use crate::common;
+use crate::common::{lookout_command, python_tool};
 use serialport::{SerialPort, TTYPort};
 use std::io::{Read, Write};
 use std::path::Path;

@@ -4,9 +4,7 @@
 //!
 //! Needs `python3` with `tools/requirements-ref.txt` installed (`scripts/setup` does it).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const SCORE_TOLERANCE: f64 = 1e-3;

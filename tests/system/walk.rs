@@ -8,10 +8,9 @@
 //! root, as an unprivileged user, until its compact lines arrive on a serial line (a
 //! pseudo-terminal pair).
 
-mod common;
-
-use common::terminal::pair;
-use common::{lookout, lookout_command, repo, stderr, stdout};
+use crate::common;
+use crate::common::terminal::pair;
+use crate::common::{lookout, lookout_command, repo, stderr, stdout};
 use lookout::results::serial::protocol::parse_compact;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;

@@ -9,9 +9,8 @@
 //! After a deliberate change (a retrained model, a new decoder), re-record on x86_64 with
 //! `LOOKOUT_RECORD_X86=1 cargo test --test cross_arch` and commit the files.
 
-mod common;
-
-use common::*;
+use crate::common;
+use crate::common::*;
 use serde_json::Value;
 
 const SCORE_TOLERANCE: f64 = 1e-4;

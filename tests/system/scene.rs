@@ -2,9 +2,8 @@
 //! zones from a zones file or the board profile, and the events and records it writes; and
 //! zones that do not fit the model or the frame, refused with the file, zone and field named.
 
-mod common;
-
-use common::{json_lines, lookout, stderr, stdout};
+use crate::common;
+use crate::common::{json_lines, lookout, stderr, stdout};
 use serde_json::Value;
 use std::path::Path;
 

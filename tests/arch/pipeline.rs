@@ -1,8 +1,6 @@
 //! The library pipeline on the real bundled models.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use lookout::board::Board;
 use lookout::frames::source;
 use lookout::model;

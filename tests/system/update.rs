@@ -1,16 +1,15 @@
 //! Model updates with the real binary: `lookout model install|use|rollback|list` on a slot
 //! folder, and `lookout run` on the version in use.
 
-mod common;
-
-use common::{json_lines, lookout, lookout_command, stderr, stdout};
+use crate::common;
+use crate::common::{json_lines, lookout, lookout_command, stderr, stdout};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::VARIANT as NAME;
+use crate::common::VARIANT as NAME;
 
 /// The bundled detector's int8-weights variant under `version`, in a folder of its own.
 fn release(dir: &Path, version: &str, corrupt: bool) -> PathBuf {

@@ -2,9 +2,8 @@
 //! `lookout eval` reads, stops (and says so) when the disk is full or the free-space floor is
 //! reached while inference goes on, and `lookout samples export` packs what is kept.
 
-mod common;
-
-use common::{json_lines, lookout, stdout};
+use crate::common;
+use crate::common::{json_lines, lookout, stdout};
 use std::path::Path;
 
 /// A board profile like the host's keeping samples in `store` with the given cap and floor,
