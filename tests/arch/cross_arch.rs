@@ -7,7 +7,7 @@
 //! boxes within 1 pixel, scores within 1e-4.
 //!
 //! After a deliberate change (a retrained model, a new decoder), re-record on x86_64 with
-//! `LOOKOUT_RECORD_X86=1 cargo test --test cross_arch` and commit the files.
+//! `LOOKOUT_RECORD_X86=1 cargo test --test arch cross_arch::` and commit the files.
 
 use crate::common;
 use crate::common::*;
