@@ -209,15 +209,27 @@ pub fn scale(
 pub struct Estimator<'a> {
     board: &'a Board,
     runs: usize,
+    time: ReferenceTimer,
     host_reference_ms: BTreeMap<Reference, f64>,
 }
+
+/// How an [`Estimator`] times a reference network here: [`time_reference`], or in the unit
+/// tests a stand-in, so that what they check (which reference, timed once) does not wait for a
+/// ResNet-18 to run, which takes a minute under an emulator (`lookout select`'s tests time the
+/// real one, natively).
+type ReferenceTimer = fn(Reference, usize) -> Result<f64, EngineError>;
 
 impl<'a> Estimator<'a> {
     /// An estimator for `board` that times a reference over `runs` inferences.
     pub fn new(board: &'a Board, runs: usize) -> Self {
+        Self::timed_by(board, runs, time_reference)
+    }
+
+    fn timed_by(board: &'a Board, runs: usize, time: ReferenceTimer) -> Self {
         Estimator {
             board,
             runs,
+            time,
             host_reference_ms: BTreeMap::new(),
         }
     }
@@ -235,7 +247,7 @@ impl<'a> Estimator<'a> {
         let host_reference_ms = match self.host_reference_ms.get(&reference) {
             Some(ms) => *ms,
             None => {
-                let ms = time_reference(reference, self.runs)?;
+                let ms = (self.time)(reference, self.runs)?;
                 self.host_reference_ms.insert(reference, ms);
                 ms
             }
@@ -366,29 +378,44 @@ mod tests {
         assert_eq!(Reference::choose(&p, &load("host")), None);
     }
 
+    thread_local! {
+        /// The references [`counting_timer`] was asked to time, on this test's thread.
+        static TIMED: std::cell::RefCell<Vec<(Reference, usize)>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// A stand-in for [`time_reference`]: 10 ms the first time, 20 ms the second, and so on, so
+    /// that a reference timed twice would change the factor.
+    fn counting_timer(reference: Reference, runs: usize) -> Result<f64, EngineError> {
+        TIMED.with(|t| {
+            t.borrow_mut().push((reference, runs));
+            Ok(10.0 * t.borrow().len() as f64)
+        })
+    }
+
     #[test]
     fn the_estimator_times_only_the_reference_a_model_needs_and_only_once() {
         let onnx = std::fs::read("models/shapes-detector.onnx").expect("detector");
         let detector = probe(&onnx, "shapes-detector").expect("probe");
         let pi4 = load("rpi-4b");
-        let mut estimator = Estimator::new(&pi4, 1);
+        let mut estimator = Estimator::timed_by(&pi4, 3, counting_timer);
         let first = estimator.estimate(4.0, &detector).expect("timed");
         let first = first.expect("estimate");
+        // A detector without grouped convolutions is scaled by the dense reference.
         assert_eq!(first.reference, Reference::ResNet18);
         assert_eq!(first.board_reference_ms, 191.10);
-        assert!(first.host_reference_ms > 0.0);
-        assert_eq!(
-            estimator.host_reference_ms.keys().collect::<Vec<_>>(),
-            [&Reference::ResNet18]
-        );
+        assert_eq!(first.host_reference_ms, 10.0);
+        assert_eq!(first.factor, 19.11);
+        assert!((first.estimated_ms - 76.44).abs() < 1e-9, "{first:?}");
         // The second model of the kind reuses the time: the same factor exactly.
         let second = estimator.estimate(8.0, &detector).expect("timed");
         assert_eq!(second.expect("estimate").factor, first.factor);
+        TIMED.with(|t| assert_eq!(*t.borrow(), [(Reference::ResNet18, 3)]));
 
+        // The host profile publishes no figures: nothing to scale by, nothing timed.
         let host = load("host");
-        let mut estimator = Estimator::new(&host, 1);
+        let mut estimator = Estimator::timed_by(&host, 1, counting_timer);
         assert_eq!(estimator.estimate(4.0, &detector).expect("no timing"), None);
-        assert!(estimator.host_reference_ms.is_empty());
+        TIMED.with(|t| assert_eq!(t.borrow().len(), 1));
     }
 
     #[test]
