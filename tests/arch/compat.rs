@@ -3,8 +3,8 @@
 //! Ultralytics YOLOv8 detect, pose and classify, YOLOv10 (end-to-end), torchvision MobileNetV3
 //! with a symbolic batch in `value_info`, with dynamic height and width, with its weights as
 //! external data, and onnxruntime's QDQ int8 form. Each goes the way a user's model goes:
-//! `lookout import`, then the deployment check, then `lookout run` on real images (natively:
-//! under an emulator the check's run stands for it); and then
+//! `lookout import`, then the deployment check, then `lookout run` on real images (natively
+//! only: under an emulator the check's run of one black frame stands for it); and then
 //!
 //! - its raw output tensors are compared with onnxruntime's on the suite's test input, within a
 //!   tolerance stated per form ([`Form`]), and
@@ -157,13 +157,18 @@ fn copy_folder(folder: &Path, into: &Path) {
     }
 }
 
-/// How many images `folder` (a path under the repository) holds.
+/// How many images `folder` (a path under the repository) holds, by the extensions `lookout
+/// run` reads.
 fn images_in(folder: &str) -> usize {
     std::fs::read_dir(repo(folder))
         .expect("image folder")
         .filter(|e| {
-            e.as_ref()
-                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".png"))
+            e.as_ref().is_ok_and(|e| {
+                let name = e.file_name().to_string_lossy().to_ascii_lowercase();
+                [".jpg", ".jpeg", ".png", ".bmp"]
+                    .iter()
+                    .any(|x| name.ends_with(x))
+            })
         })
         .count()
 }
@@ -191,10 +196,11 @@ fn walk(name: &str, folder: &Path, case: &Case, work: &Path) -> String {
     let manifest_path = dir.join(format!("{name}.toml"));
     let manifest = Manifest::load(&manifest_path).expect("imported manifest");
 
-    // run, on real images; natively only. Under an emulator the import's check has already
-    // run the model in a lookout process, and a frame of a 640-pixel detector takes seconds
-    // there (the folder, a minute of each walk); what the architecture can change, tract's
-    // outputs and the decoders' arithmetic, is compared below.
+    // run, on real images; natively only. A frame of a 640-pixel detector takes seconds under
+    // an emulator (the folder, a minute of each walk). There the import's check has run the
+    // model on one black frame in a lookout process, and tract's outputs and the decoders'
+    // arithmetic are compared below; real frames' resampling on ARM is the unit tests' and
+    // cross_arch's, with the bundled models.
     let manifest_arg = manifest_path.to_string_lossy().into_owned();
     if !common::under_emulator() {
         let out = lookout(&["run", "--model", &manifest_arg, "--source", case.images]);
