@@ -108,7 +108,8 @@ pub trait FrameSource {
 /// File extensions read as images.
 const IMAGE_EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "bmp"];
 
-fn is_image_file(path: &Path) -> bool {
+/// Whether a folder source reads `path` as an image, by its extension (any case).
+pub fn is_image_file(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))

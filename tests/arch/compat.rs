@@ -19,6 +19,7 @@
 
 use crate::common;
 use crate::common::{lookout, python_tool, repo, stderr, stdout};
+use lookout::frames::source::is_image_file;
 use lookout::manifest::{Manifest, Thresholds};
 use lookout::model::engine::{Engine, InputBuffer};
 use lookout::results::decode::{Decoded, Decoder, OutputView};
@@ -157,19 +158,11 @@ fn copy_folder(folder: &Path, into: &Path) {
     }
 }
 
-/// How many images `folder` (a path under the repository) holds, by the extensions `lookout
-/// run` reads.
+/// How many images `folder` (a path under the repository) holds, as `lookout run` tells them.
 fn images_in(folder: &str) -> usize {
     std::fs::read_dir(repo(folder))
         .expect("image folder")
-        .filter(|e| {
-            e.as_ref().is_ok_and(|e| {
-                let name = e.file_name().to_string_lossy().to_ascii_lowercase();
-                [".jpg", ".jpeg", ".png", ".bmp"]
-                    .iter()
-                    .any(|x| name.ends_with(x))
-            })
-        })
+        .filter(|e| e.as_ref().is_ok_and(|e| is_image_file(&e.path())))
         .count()
 }
 
