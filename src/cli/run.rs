@@ -7,6 +7,7 @@ use lookout::frames;
 use lookout::lifecycle::reload::{ModelControl, Reloader};
 use lookout::lifecycle::samples::{Collector, WhenBusy};
 use lookout::lifecycle::service;
+use lookout::lifecycle::stop::StopRequest;
 use lookout::model;
 use lookout::pipeline::{self, cores, Watched};
 use lookout::results::outputs;
@@ -82,6 +83,9 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
             std::env::var("LD_PRELOAD").unwrap_or_default()
         );
     }
+    // From here on, `systemctl stop` and Ctrl-C end the run as its source ending, every sink
+    // flushed (lifecycle::stop); one during start-up ends it before its first frame.
+    let stop = StopRequest::on_signals().context("listening for SIGTERM and SIGINT")?;
     // Where the zones come from, for messages.
     let from = match &args.zones {
         Some(path) => path.display().to_string(),
@@ -268,6 +272,7 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
                 .health
                 .enabled
                 .then(lookout::lifecycle::health::HealthMonitor::of_this_board),
+            stop,
         },
         |e| eprintln!("error: skipped frame: {e}"),
     )
@@ -282,7 +287,11 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
     })?;
     let seconds = started.elapsed().as_secs_f64();
     tracing::info!(
-        "{} frames in {seconds:.2} s: {:.2} frames/s",
+        "{}{} frames in {seconds:.2} s: {:.2} frames/s",
+        summary
+            .stopped_by
+            .map(|by| format!("stopped by {by}: "))
+            .unwrap_or_default(),
         summary.frames,
         if seconds > 0.0 {
             summary.frames as f64 / seconds

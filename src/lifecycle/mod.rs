@@ -9,6 +9,7 @@
 //!   ([`ModelControl`](reload::ModelControl): SIGHUP or the console), a version on trial, and the
 //!   way back when it fails.
 //! - [`service`]: systemd readiness and watchdog.
+//! - [`stop`]: SIGTERM and SIGINT end a run as its source ending, every sink flushed.
 //! - [`health`]: the board's SoC temperature and throttling, in the records, `status` and events.
 
 pub mod drift;
@@ -17,3 +18,4 @@ pub mod reload;
 pub mod samples;
 pub mod service;
 pub mod slots;
+pub mod stop;

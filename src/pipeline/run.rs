@@ -16,6 +16,7 @@ use super::{PipelineError, Started, Watched};
 use crate::frames::source::{Frame, FrameSource, SourceError};
 use crate::lifecycle::health::HealthMonitor;
 use crate::lifecycle::samples::Collector;
+use crate::lifecycle::stop::StopRequest;
 use crate::results::record::{EventRecord, FrameRecord};
 use crate::results::sink::{SinkError, SinkSet};
 use std::collections::VecDeque;
@@ -29,6 +30,9 @@ pub struct RunExtras<'a> {
     /// The board's temperature and throttling, read now and then: its reading goes into the
     /// records and `status`, its events to the sinks (see [`crate::lifecycle::health`]).
     pub health: Option<HealthMonitor>,
+    /// Read before every frame: once asked, the run reads no more frames and ends as if its
+    /// source had (see [`crate::lifecycle::stop`]).
+    pub stop: StopRequest,
 }
 
 /// What the run loop knows about itself, for the console's `status`.
@@ -215,6 +219,8 @@ pub struct RunSummary {
     pub failed_frames: u64,
     /// The reader of a sink went away, which ends the run early without error.
     pub stopped_by_reader: bool,
+    /// What asked the run to stop before its source ended (`SIGTERM`), if anything did.
+    pub stopped_by: Option<&'static str>,
 }
 
 /// Consecutive unreadable frames after which the source counts as broken, so a looping folder
@@ -312,6 +318,7 @@ struct Loop<'a, 'b> {
     steering: &'a mut dyn Steering,
     samples: Option<&'b mut Collector>,
     health: Option<HealthMonitor>,
+    stop: StopRequest,
     summary: &'a mut RunSummary,
     stats: RunStats,
     last_frame: Option<Frame>,
@@ -353,6 +360,7 @@ fn run_frames(
         steering,
         samples: extras.samples,
         health: extras.health,
+        stop: extras.stop,
         summary,
         stats: RunStats::new(),
         last_frame: None,
@@ -393,6 +401,17 @@ impl Loop<'_, '_> {
         loop {
             self.collect()?;
             self.finish_ready()?;
+            if !ended && self.stop.requested() {
+                // As the end of the source: the frames in flight are finished and told.
+                ended = true;
+                self.summary.stopped_by = Some(self.stop.by());
+                tracing::info!(
+                    "{}: stopping after the {} frame{} in flight",
+                    self.stop.by(),
+                    self.in_flight.len(),
+                    if self.in_flight.len() == 1 { "" } else { "s" }
+                );
+            }
             let may_read = !ended
                 && self.in_flight.len() < self.lanes
                 && max_frames.is_none_or(|max| read < max);
@@ -441,6 +460,10 @@ impl Loop<'_, '_> {
                 } else {
                     self.wait()?;
                 }
+                continue;
+            }
+            if self.stop.requested() {
+                // Asked while steering ran: no frame more (the next turn ends the run).
                 continue;
             }
             let started = Instant::now();

@@ -23,6 +23,7 @@ mod mqtt;
 mod retrain;
 mod samples;
 mod scene;
+mod stop;
 mod untrusted;
 mod update;
 mod walk;
