@@ -25,7 +25,8 @@ pub(crate) struct RunArgs {
     /// Start a directory over when it ends.
     #[arg(long = "loop")]
     looping: bool,
-    /// Where records go: `stdout`, `file:PATH` (JSON Lines),
+    /// Where records go: `stdout`, `file:PATH[,max_bytes=SIZE][,keep=N]` (JSON Lines, rotated
+    /// at 64M with 4 kept unless these say otherwise),
     /// `serial[:PATH][@BAUD][,format=json|compact][,flow=none|hardware|software][,console=on|off]`
     /// (defaults from the board profile; the console listens on the same line unless
     /// `console=off`), or `gpio` / `gpio:RULES.toml` (lines driven by the board's

@@ -5,6 +5,7 @@
 //!   [`EventRecord`](record::EventRecord), and their JSON form.
 //! - [`sink`]: the [`Sink`](sink::Sink) seam, stdout and file sinks, and the
 //!   [`SinkSet`](sink::SinkSet) the run loop hands every record and event to once.
+//! - [`file`]: the file sink's file, rotated by size under a total cap.
 //! - [`serial`]: the serial line (its protocol in one place, the port, the sink), and
 //!   [`console`], the commands typed on it.
 //! - [`gpio`]: lines driven by rules on the detections, written against embedded-hal.
@@ -15,6 +16,7 @@
 
 pub mod console;
 pub mod decode;
+pub mod file;
 pub mod gpio;
 pub mod http;
 pub mod mqtt;

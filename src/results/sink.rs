@@ -5,10 +5,10 @@
 //! holds the JSON Lines sinks (stdout and file); serial and GPIO sinks implement the same trait
 //! in their own modules.
 
+use crate::results::file::{FileSpec, RotatingFile};
 use crate::results::record::{EventRecord, FrameRecord};
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::PathBuf;
 
 /// Errors writing records.
 #[derive(Debug, thiserror::Error)]
@@ -139,39 +139,42 @@ pub fn stdout() -> JsonLines<std::io::Stdout> {
     JsonLines::new(std::io::stdout(), "stdout")
 }
 
-/// JSON Lines appended to a file (created if missing).
-pub fn file(path: &Path) -> Result<JsonLines<BufWriter<File>>, SinkError> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|source| SinkError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-    Ok(JsonLines::new(
-        BufWriter::new(file),
-        path.display().to_string(),
-    ))
+/// JSON Lines appended to a file (created if missing), rotated as `spec` says.
+pub fn file(spec: &FileSpec) -> Result<JsonLines<RotatingFile>, SinkError> {
+    let file = RotatingFile::open(spec.clone()).map_err(|source| SinkError::Open {
+        path: spec.path.clone(),
+        source,
+    })?;
+    Ok(JsonLines::new(file, spec.path.display().to_string()))
 }
 
-/// Opens a sink from its command-line text: `stdout` or `file:PATH`.
+/// Opens a sink from its command-line text: `stdout` or `file:PATH[,options]` ([`FileSpec`]).
 pub fn open(spec: &str) -> Result<Box<dyn Sink>, SinkError> {
     if spec == "stdout" || spec == "-" {
         return Ok(Box::new(stdout()));
     }
-    if let Some(path) = spec.strip_prefix("file:") {
-        if path.is_empty() {
-            return Err(SinkError::Spec {
-                spec: spec.to_owned(),
-                message: "expected file:PATH".into(),
-            });
+    if let Some(rest) = spec.strip_prefix("file:") {
+        let parsed = FileSpec::parse(rest).map_err(|message| SinkError::Spec {
+            spec: spec.to_owned(),
+            message,
+        })?;
+        match parsed.cap() {
+            Some(cap) => tracing::info!(
+                "records to {}: rotated at {} bytes, {} kept, at most {cap} bytes",
+                parsed.path.display(),
+                parsed.max_bytes.unwrap_or_default(),
+                parsed.keep
+            ),
+            None => tracing::info!(
+                "records to {}, never rotated (max_bytes=none)",
+                parsed.path.display()
+            ),
         }
-        return Ok(Box::new(file(Path::new(path))?));
+        return Ok(Box::new(file(&parsed)?));
     }
     Err(SinkError::Spec {
         spec: spec.to_owned(),
-        message: "expected `stdout`, `file:PATH`, `serial[:PATH][@BAUD][,options]`, `gpio[:RULES]` or `mqtt://HOST[:PORT][/PREFIX]`".into(),
+        message: "expected `stdout`, `file:PATH[,max_bytes=SIZE][,keep=N]`, `serial[:PATH][@BAUD][,options]`, `gpio[:RULES]` or `mqtt://HOST[:PORT][/PREFIX]`".into(),
     })
 }
 
@@ -278,8 +281,9 @@ mod tests {
     fn file_sink_appends_one_json_object_per_line() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("out.jsonl");
+        let spec = FileSpec::parse(&path.to_string_lossy()).expect("spec");
         for seq in 0..2 {
-            let mut sink = file(&path).expect("open");
+            let mut sink = file(&spec).expect("open");
             sink.emit(&record(seq)).expect("emit");
             sink.flush().expect("flush");
         }
@@ -309,7 +313,7 @@ mod tests {
         let err = open("serial-ish").err().expect("fails");
         assert!(err
             .to_string()
-            .contains("expected `stdout`, `file:PATH`, `serial"));
+            .contains("expected `stdout`, `file:PATH[,max_bytes=SIZE][,keep=N]`, `serial"));
     }
 
     #[test]

@@ -166,24 +166,60 @@ fn thresholds_from_the_command_line_apply() {
 }
 
 #[test]
-fn file_sink_gets_the_same_records_as_stdout() {
+fn file_sink_gets_the_same_records_as_stdout_and_rotates_under_its_cap() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("results.jsonl");
-    let sink = format!("file:{}", path.display());
-    let out = lookout(&[
+    let rotated = dir.path().join("rotated.jsonl");
+    let out = lookout_command()
+        .env("LOOKOUT_LOG", "info")
+        .args([
+            "run",
+            "--source",
+            "tests/images/detect",
+            "--loop",
+            "--max-frames",
+            "30",
+            "--sink",
+            &format!("file:{}", path.display()),
+            "--sink",
+            &format!("file:{},max_bytes=2k,keep=2", rotated.display()),
+            "--sink",
+            "stdout",
+        ])
+        .output()
+        .expect("the lookout binary runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("rotated at 2048 bytes, 2 kept, at most 6144 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    let from_file = json_lines(&std::fs::read_to_string(&path).expect("sink file"));
+    let from_stdout = json_lines(&stdout(&out));
+    assert_eq!(from_file.len(), 30);
+    assert_eq!(from_file, from_stdout);
+    // 30 records of some 500 bytes pass 2 KiB several times: the newest records, whole and in
+    // order, in three files of at most 2 KiB each, and nothing older.
+    let mut kept = Vec::new();
+    for name in ["rotated.jsonl.2", "rotated.jsonl.1", "rotated.jsonl"] {
+        let text = std::fs::read_to_string(dir.path().join(name)).expect(name);
+        assert!(text.len() <= 2048, "{name}: {} bytes", text.len());
+        kept.extend(json_lines(&text));
+    }
+    assert!(!dir.path().join("rotated.jsonl.3").exists());
+    assert!(kept.len() < 30, "{} records kept", kept.len());
+    assert_eq!(kept[..], from_stdout[30 - kept.len()..]);
+    let bad = lookout(&[
         "run",
         "--source",
         "tests/images/detect",
         "--sink",
-        &sink,
-        "--sink",
-        "stdout",
+        &format!("file:{},maxbytes=2k", rotated.display()),
     ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let from_file = json_lines(&std::fs::read_to_string(&path).expect("sink file"));
-    let from_stdout = json_lines(&stdout(&out));
-    assert!(!from_file.is_empty());
-    assert_eq!(from_file, from_stdout);
+    assert_clean_failure(
+        &bad,
+        &["maxbytes", "unknown option", "known: max_bytes, keep"],
+    );
 }
 
 #[test]
