@@ -27,13 +27,16 @@ pub(crate) struct VerifyArgs {
 }
 
 pub(crate) fn verify_model(args: VerifyArgs) -> Result<()> {
+    use std::io::Write as _;
+    // Not println!: a parent that went away (Ctrl-C on `model install`) closed the pipe, and
+    // the answer then has nobody to go to, which is no reason to panic.
     match try_model(&args) {
         Ok(verified) => {
-            println!("{}", verify::answer(verified));
+            let _ = writeln!(std::io::stdout(), "{}", verify::answer(verified));
             Ok(())
         }
         Err(e) => {
-            println!("{}", super::one_line(&e));
+            let _ = writeln!(std::io::stdout(), "{}", super::one_line(&e));
             std::process::exit(verify::REFUSED);
         }
     }

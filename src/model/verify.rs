@@ -422,12 +422,22 @@ pub fn answer(verified: Verified) -> String {
     )
 }
 
-/// What the child does first: volunteers for the out-of-memory killer, and caps its address
-/// space at `mb` megabytes (0: no cap) as a soft limit under whatever hard limit it inherited.
+/// What the child does first: volunteers for the out-of-memory killer, leaves SIGTERM and
+/// SIGINT to its parent, and caps its address space at `mb` megabytes (0: no cap) as a soft
+/// limit under whatever hard limit it inherited.
 /// Neither is fatal when refused (a container may forbid both): the trial still runs.
 pub fn limit_this_process(mb: u64) {
     if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "1000") {
         tracing::debug!("verify-model: oom_score_adj: {e}");
+    }
+    // A stop meant for the parent reaches the child too (`systemctl stop` signals every
+    // process of the service, Ctrl-C the whole foreground group), and a child ended by it would
+    // read as a model that failed its trial. The parent stops it (it kills it past its time);
+    // the signals only set a flag nobody reads.
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(signal, Default::default()) {
+            tracing::debug!("verify-model: ignoring signal {signal}: {e}");
+        }
     }
     if mb == 0 {
         return;
