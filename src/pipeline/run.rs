@@ -2,10 +2,10 @@
 //! whoever steers the run (consoles, the reloader) asked between frames.
 //!
 //! Every event of a run travels one path, the loop's queue: what the source says (a camera
-//! lost), what steering does (a model switched or rolled back), what the drift monitor and the
+//! lost) and the sinks say of themselves (a file sink's disk full), what steering does (a model switched or rolled back), what the drift monitor and the
 //! sample collector notice. The queue is delivered to every sink at three points, which fixes
 //! the order a reader sees:
-//! - before a frame is read: the source's events, then steering's (a switch is told before the
+//! - before a frame is read: the source's and the sinks' events, then steering's (a switch is told before the
 //!   new model's first record);
 //! - after a model fault: what steering did about it, before the record of the model that took
 //!   over;
@@ -373,9 +373,14 @@ fn run_frames(
     };
     let mut outcome = state.frames(max_frames, &mut on_skipped);
     if outcome.is_ok() {
-        // The source ended: every object still tracked leaves.
+        // The source ended: what the sinks raised while the last frames were finished is
+        // told, and every object still tracked leaves.
+        let raised = state.sinks.take_events();
         let left = state.pipeline.finish_scene();
-        outcome = state.sinks.events(left).map_err(Stop::from);
+        outcome = state
+            .sinks
+            .events(raised.into_iter().chain(left))
+            .map_err(Stop::from);
     }
     if outcome.is_err() {
         // What happened before the error is still told, as far as the sinks can; frames in
@@ -384,6 +389,8 @@ fn run_frames(
         for (_, events) in std::mem::take(&mut state.deferred) {
             let _ = state.sinks.events(events);
         }
+        let raised = state.sinks.take_events();
+        let _ = state.sinks.events(raised);
         let _ = state.sinks.events(state.pipeline.finish_scene());
     }
     outcome
@@ -434,7 +441,9 @@ impl Loop<'_, '_> {
             });
             // The source's events (taken after steering, so one raised meanwhile is told now)
             // go before what steering did; both after the frames read before them.
-            let from_source = self.source.take_events();
+            // The sinks' own (a file sink's disk full) go with the source's.
+            let mut from_source = self.source.take_events();
+            from_source.extend(self.sinks.take_events());
             for event in &from_source {
                 self.stats.last_error = Some(format!(
                     "{}: {}: {}",

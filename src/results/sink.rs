@@ -5,7 +5,7 @@
 //! holds the JSON Lines sinks (stdout and file); serial and GPIO sinks implement the same trait
 //! in their own modules.
 
-use crate::results::file::{FileSpec, RotatingFile};
+use crate::results::file::{FileSink, FileSpec, RotatingFile};
 use crate::results::record::{EventRecord, FrameRecord};
 use std::io::Write;
 use std::path::PathBuf;
@@ -63,6 +63,20 @@ pub trait Sink {
         let _ = event;
         Ok(())
     }
+
+    /// Events the sink raised itself (its destination failing, and coming back), taken by the
+    /// run loop between frames and told to every sink like the source's.
+    fn take_events(&mut self) -> Vec<EventRecord> {
+        Vec::new()
+    }
+}
+
+/// `value` as one line of JSON, newline included, in `line` (cleared first).
+pub(crate) fn json_line(value: &impl serde::Serialize, line: &mut Vec<u8>) -> std::io::Result<()> {
+    line.clear();
+    serde_json::to_writer(&mut *line, value)?;
+    line.push(b'\n');
+    Ok(())
 }
 
 /// Writes one JSON object per line to any writer, flushing after each record so a reader sees
@@ -100,12 +114,10 @@ impl<W: Write> JsonLines<W> {
 
 impl<W: Write> JsonLines<W> {
     fn write_json(&mut self, value: &impl serde::Serialize) -> Result<(), SinkError> {
-        self.line.clear();
-        serde_json::to_writer(&mut self.line, value).map_err(|e| SinkError::Write {
+        json_line(value, &mut self.line).map_err(|source| SinkError::Write {
             destination: self.destination.clone(),
-            source: e.into(),
+            source,
         })?;
-        self.line.push(b'\n');
         // One write per record keeps lines whole if another process appends to the same file.
         if let Err(e) = self.writer.write_all(&self.line) {
             return Err(self.io_error(e));
@@ -139,13 +151,14 @@ pub fn stdout() -> JsonLines<std::io::Stdout> {
     JsonLines::new(std::io::stdout(), "stdout")
 }
 
-/// JSON Lines appended to a file (created if missing), rotated as `spec` says.
-pub fn file(spec: &FileSpec) -> Result<JsonLines<RotatingFile>, SinkError> {
+/// JSON Lines appended to a file (created if missing), rotated as `spec` says; see
+/// [`FileSink`] for what a full disk does.
+pub fn file(spec: &FileSpec) -> Result<FileSink, SinkError> {
     let file = RotatingFile::open(spec.clone()).map_err(|source| SinkError::Open {
         path: spec.path.clone(),
         source,
     })?;
-    Ok(JsonLines::new(file, spec.path.display().to_string()))
+    Ok(FileSink::new(file))
 }
 
 /// Opens a sink from its command-line text: `stdout` or `file:PATH[,options]` ([`FileSpec`]).
@@ -212,6 +225,14 @@ impl SinkSet {
             self.each(|sink| sink.event(&event))?;
         }
         Ok(())
+    }
+
+    /// What every sink raised itself since last asked ([`Sink::take_events`]), in sink order.
+    pub fn take_events(&mut self) -> Vec<EventRecord> {
+        self.sinks
+            .iter_mut()
+            .flat_map(|s| s.take_events())
+            .collect()
     }
 
     /// Lets every sink run its clocks while no frame comes (a GPIO hold ends on time).

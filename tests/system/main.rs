@@ -15,6 +15,7 @@ mod build_budget;
 mod camera;
 mod cli;
 mod drift;
+mod faults;
 mod gpio;
 mod health;
 mod http;

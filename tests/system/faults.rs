@@ -1,0 +1,151 @@
+//! Faults where a board meets them, each with what the user sees and the frames that follow:
+//! a full disk under the file sink.
+
+use crate::common::{self, lookout_command};
+use std::io::BufRead as _;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Waits until `done` holds, failing after `limit` (scaled for emulation) with `what`.
+fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit * common::time_scale();
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A tmpfs of `size` at `at`, unmounted when dropped; `None` where mounting needs a root this
+/// process does not have.
+struct Tmpfs<'a>(&'a Path);
+
+impl<'a> Tmpfs<'a> {
+    fn mount(at: &'a Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(at).expect("mount point");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(Self(at))
+    }
+}
+
+impl Drop for Tmpfs<'_> {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.0).status();
+    }
+}
+
+/// Fills the file system holding `path` with one file there, until it says no more.
+fn fill(path: &Path) {
+    use std::io::Write as _;
+    let mut file = std::fs::File::create(path).expect("filler");
+    let block = vec![0u8; 4096];
+    while file.write_all(&block).is_ok() {}
+    let _ = file.sync_all();
+}
+
+#[test]
+fn a_full_disk_under_the_file_sink_drops_lines_counted_and_the_run_goes_on_until_there_is_room() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let disk = dir.path().join("disk");
+    let Some(_tmpfs) = Tmpfs::mount(&disk, "256k") else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let filler = disk.join("filler");
+    fill(&filler);
+    let records = disk.join("records.jsonl");
+    let mut child = lookout_command()
+        .args([
+            "run",
+            "-s",
+            "replay:tests/images/detect@20",
+            "--sink",
+            &format!("file:{}", records.display()),
+            "--sink",
+            "stdout",
+        ])
+        .env("LOOKOUT_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("lookout starts");
+    let printed = Arc::new(Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let printed = printed.clone();
+        let out = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                printed.lock().expect("lock").push(line);
+            }
+        })
+    };
+    let lines = || printed.lock().expect("lock").clone();
+    let position = |event: &str| {
+        lines()
+            .iter()
+            .position(|l| l.contains(&format!("\"event\":\"{event}\"")))
+    };
+    wait_until(Duration::from_secs(120), "sink_failed", || {
+        position("sink_failed").is_some()
+    });
+    // Frames go on while the disk is full.
+    let failed_at = position("sink_failed").expect("failed");
+    wait_until(Duration::from_secs(60), "records after the failure", || {
+        lines().len() > failed_at + 10
+    });
+    std::fs::remove_file(&filler).expect("room again");
+    wait_until(Duration::from_secs(60), "sink_restored", || {
+        position("sink_restored").is_some()
+    });
+    let restored_at = position("sink_restored").expect("restored");
+    wait_until(Duration::from_secs(60), "records after the restore", || {
+        lines().len() > restored_at + 5
+    });
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let status = child.wait().expect("lookout ends");
+    reader.join().expect("reader");
+    let mut log = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        use std::io::Read as _;
+        let _ = err.read_to_string(&mut log);
+    }
+    assert_eq!(status.code(), Some(0), "{status}; log: {log}");
+
+    // The file holds exactly what stdout printed from its first line that could be written:
+    // every line before it was dropped, and the restore says how many.
+    let printed = lines();
+    let text = std::fs::read_to_string(&records).expect("records");
+    let written: Vec<&str> = text.lines().collect();
+    let dropped = printed.len() - written.len();
+    assert_eq!(written, printed[dropped..], "the file is stdout's tail");
+    let restore: serde_json::Value =
+        serde_json::from_str(&printed[restored_at]).expect("event JSON");
+    let message = restore["message"].as_str().expect("message");
+    assert!(
+        message.contains(&format!("; {dropped} lines were not written")),
+        "{message}; {dropped} lines before the file's first"
+    );
+    assert!(dropped > failed_at + 10, "{dropped}");
+    // Records, not only events, were written after the restore: the frames went on.
+    assert!(
+        written
+            .iter()
+            .filter(|l| l.starts_with("{\"seq\":"))
+            .count()
+            >= 3,
+        "{written:?}"
+    );
+    assert!(
+        log.contains("write failed: No space left on device"),
+        "{log}"
+    );
+}
