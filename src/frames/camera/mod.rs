@@ -96,6 +96,19 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// Earlier worker threads are still inside the driver, in a call that never returned: no
+    /// more are started until they return.
+    #[error(
+        "{device}: {threads} earlier capture threads are still inside the driver (a call that \
+         never returned); no more are started until they return: replug the camera or restart \
+         lookout"
+    )]
+    Stuck {
+        /// The device.
+        device: String,
+        /// Threads still inside the driver.
+        threads: usize,
+    },
     /// The device did not finish opening in time (a driver stuck in an ioctl).
     #[error("{device}: did not open within {seconds} s")]
     OpenTimeout {
@@ -160,6 +173,14 @@ pub enum Error {
     List(String),
 }
 
+impl Error {
+    /// A frame came but its bytes do not make a picture (truncated by the driver, a broken
+    /// JPEG): that frame is skipped, the device is not reopened for it.
+    pub fn is_corrupt_frame(&self) -> bool {
+        matches!(self, Error::Pixels { .. })
+    }
+}
+
 /// A camera operation's result.
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -184,6 +205,8 @@ pub struct CaptureStats {
     pub dropped: u64,
     /// Times the device was reopened after failing.
     pub reconnects: u64,
+    /// Frames skipped because their bytes did not make a picture.
+    pub corrupt: u64,
 }
 
 #[derive(Default)]
@@ -272,6 +295,9 @@ fn capture_loop<D: CaptureDevice>(
     let mut outage: Option<Instant> = None;
     let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
     let mut count: u64 = 0;
+    // When the device last gave a frame that made a picture (or was opened): corrupt frames
+    // alone for GRAB_TIMEOUT count as no frames.
+    let mut last_good = Instant::now();
     let lost = |s: &mut Shared, outage: &mut Option<Instant>, message: String| {
         if outage.is_none() {
             tracing::warn!("{name}: {message}; reopening");
@@ -295,6 +321,7 @@ fn capture_loop<D: CaptureDevice>(
             match device.open() {
                 Ok(m) => {
                     open = true;
+                    last_good = Instant::now();
                     tracing::info!("{name}: capturing {m}");
                     mode = m;
                     // An open can take seconds (a network camera): a stop asked meanwhile
@@ -327,6 +354,7 @@ fn capture_loop<D: CaptureDevice>(
                 };
                 count += 1;
                 backoff.reset();
+                last_good = Instant::now();
                 let mut s = lock(state);
                 if let Some(since) = outage.take() {
                     s.stats.reconnects += 1;
@@ -340,6 +368,18 @@ fn capture_loop<D: CaptureDevice>(
                     s.stats.dropped += 1;
                 }
                 ready.notify_all();
+            }
+            Err(e) if e.is_corrupt_frame() && last_good.elapsed() < GRAB_TIMEOUT => {
+                // One bad frame (USB bandwidth, a broken JPEG): skipped and counted; the next
+                // one is likely whole.
+                let corrupt = {
+                    let mut s = lock(state);
+                    s.stats.corrupt += 1;
+                    s.stats.corrupt
+                };
+                if corrupt.is_power_of_two() {
+                    tracing::warn!("{name}: frame skipped: {e} ({corrupt} so far)");
+                }
             }
             Err(e) => {
                 device.close();
@@ -634,5 +674,86 @@ mod tests {
             source.take_events().is_empty(),
             "events are handed out once"
         );
+    }
+
+    /// A device whose frames are YUYV bytes through the real conversion: grabs in `short`
+    /// come truncated, as from a USB camera short of bandwidth.
+    struct Truncating {
+        grabs: u32,
+        short: std::ops::Range<u32>,
+    }
+
+    impl CaptureDevice for Truncating {
+        fn open(&mut self) -> Result<String> {
+            Ok("8x8 YUYV".into())
+        }
+        fn grab(&mut self, _: Duration) -> Result<RgbImage> {
+            std::thread::sleep(Duration::from_millis(2));
+            let n = self.grabs;
+            self.grabs += 1;
+            let full = 8 * 8 * 2;
+            let bytes = vec![
+                n as u8;
+                if self.short.contains(&n) {
+                    full / 3
+                } else {
+                    full
+                }
+            ];
+            pixels::to_rgb(v4l::PixelFormat::Yuyv, 8, 8, &bytes).map_err(|source| Error::Pixels {
+                device: "truncating".into(),
+                source,
+            })
+        }
+        fn close(&mut self) {}
+        fn describe(&self) -> String {
+            "truncating".into()
+        }
+    }
+
+    #[test]
+    fn truncated_frames_are_skipped_and_counted_without_reopening_the_device() {
+        let mut source = LatestFrame::start(Truncating {
+            grabs: 0,
+            short: 3..6,
+        });
+        let mut seen = 0;
+        while source.stats().captured < 10 {
+            next(&mut source);
+            seen += 1;
+            assert!(seen < 1000, "{:?}", source.stats());
+        }
+        let stats = source.stats();
+        assert_eq!(stats.corrupt, 3, "{stats:?}");
+        assert_eq!(stats.reconnects, 0, "{stats:?}");
+        assert!(
+            source.take_events().is_empty(),
+            "no camera_lost for a bad frame"
+        );
+    }
+
+    #[test]
+    fn a_device_giving_only_corrupt_frames_is_lost_after_the_grab_timeout() {
+        let mut source = LatestFrame::start(Truncating {
+            grabs: 0,
+            short: 0..u32::MAX,
+        });
+        let deadline = Instant::now() + GRAB_TIMEOUT * 20;
+        let events = loop {
+            let events = source.take_events();
+            if !events.is_empty() {
+                break events;
+            }
+            assert!(Instant::now() < deadline, "{:?}", source.stats());
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(events[0].event, "camera_lost", "{events:?}");
+        assert!(
+            events[0]
+                .message
+                .contains("YUYV frame of 8x8 needs 128 bytes, got 42"),
+            "{events:?}"
+        );
+        assert!(source.stats().corrupt > 0);
     }
 }

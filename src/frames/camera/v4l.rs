@@ -11,11 +11,13 @@
 //! nokhwa's frame call blocks inside the driver and its camera is not `Send`, so each opened
 //! camera lives on a worker thread of its own that hands frames over a channel; a camera that
 //! stops delivering is given up on after the grab timeout (its worker is left to end when the
-//! driver returns) and a fresh one is opened.
+//! driver returns) and a fresh one is opened. A driver that never returns would leave a thread
+//! behind at every reopen: past [`MAX_STUCK_WORKERS`] of them no new one is started, and the
+//! camera stays lost (its `camera_lost` event says why) until they return.
 
 use super::{CaptureDevice, Error, Result};
 use image::RgbImage;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -322,25 +324,91 @@ pub fn list_cameras() -> Result<Vec<CameraListing>> {
     native::list()
 }
 
+/// The V4L2 calls a camera's worker thread makes: the device itself on a board, a script in
+/// the tests (a driver that hangs cannot be had otherwise).
+pub trait Driver: Send + Sync + 'static {
+    /// An opened device; it never leaves its worker thread (nokhwa's camera is not `Send`).
+    type Camera;
+    /// Opens the device and lists its modes.
+    fn open(&self, id: &CameraId) -> Result<(Self::Camera, Vec<Mode>)>;
+    /// Sets `mode` and starts streaming.
+    fn start(&self, id: &CameraId, camera: &mut Self::Camera, mode: &Mode) -> Result<()>;
+    /// Waits in the driver for the next frame, as RGB.
+    fn frame(&self, id: &CameraId, camera: &mut Self::Camera, mode: &Mode) -> Result<RgbImage>;
+}
+
+/// The machine's V4L2 devices, through nokhwa.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Native;
+
+impl Driver for Native {
+    type Camera = nokhwa::Camera;
+
+    fn open(&self, id: &CameraId) -> Result<(Self::Camera, Vec<Mode>)> {
+        native::open(id)
+    }
+
+    fn start(&self, id: &CameraId, camera: &mut Self::Camera, mode: &Mode) -> Result<()> {
+        native::start(id, camera, mode)
+    }
+
+    fn frame(&self, id: &CameraId, camera: &mut Self::Camera, mode: &Mode) -> Result<RgbImage> {
+        native::frame(id, camera, mode)
+    }
+}
+
 struct Worker {
     frames: Receiver<Result<RgbImage>>,
     stop: Arc<AtomicBool>,
 }
 
+/// Worker threads given up on and still inside the driver, beyond which no new one is started.
+/// A driver that never returns from a call (no frame, no error) would otherwise cost a thread,
+/// its stack and the device's file descriptor every reopen, for as long as the board runs.
+pub const MAX_STUCK_WORKERS: usize = 2;
+
+/// Counts a worker thread as alive until it ends (or is never started).
+struct Alive(Arc<AtomicUsize>);
+
+impl Alive {
+    fn count(workers: &Arc<AtomicUsize>) -> Self {
+        workers.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(workers))
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// A V4L2 camera as a [`CaptureDevice`].
-pub struct V4lCamera {
+pub struct V4lCamera<D: Driver = Native> {
     id: CameraId,
     request: ModeRequest,
     worker: Option<Worker>,
+    driver: Arc<D>,
+    /// Worker threads that have not ended: the current one and those given up on.
+    alive: Arc<AtomicUsize>,
 }
 
-impl V4lCamera {
+impl V4lCamera<Native> {
     /// A camera to be opened by the capture thread.
     pub fn new(id: CameraId, request: ModeRequest) -> Self {
+        Self::with_driver(id, request, Native)
+    }
+}
+
+impl<D: Driver> V4lCamera<D> {
+    /// A camera whose calls go to `driver`.
+    pub fn with_driver(id: CameraId, request: ModeRequest, driver: D) -> Self {
         Self {
             id,
             request,
             worker: None,
+            driver: Arc::new(driver),
+            alive: Arc::default(),
         }
     }
 }
@@ -348,17 +416,29 @@ impl V4lCamera {
 /// How long opening a camera may take.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
-impl CaptureDevice for V4lCamera {
+impl<D: Driver> CaptureDevice for V4lCamera<D> {
     fn open(&mut self) -> Result<String> {
         self.close();
+        // close() told the last worker to stop; it ends when its call in the driver returns.
+        let stuck = self.alive.load(Ordering::SeqCst);
+        if stuck >= MAX_STUCK_WORKERS {
+            return Err(Error::Stuck {
+                device: self.id.to_string(),
+                threads: stuck,
+            });
+        }
         let (setup_tx, setup_rx) = mpsc::sync_channel(1);
         let (frame_tx, frame_rx) = mpsc::sync_channel(2);
         let stop = Arc::new(AtomicBool::new(false));
         let (id, request, worker_stop) = (self.id.clone(), self.request.clone(), Arc::clone(&stop));
+        let driver = Arc::clone(&self.driver);
+        // Moved into the thread: dropped when it ends, or here if it cannot start.
+        let alive = Alive::count(&self.alive);
         std::thread::Builder::new()
             .name("camera".into())
             .spawn(move || {
-                let opened = native::open(&id).and_then(|(mut camera, modes)| {
+                let _alive = alive;
+                let opened = driver.open(&id).and_then(|(mut camera, modes)| {
                     let mode = match request.fixed {
                         Some(m) if modes.contains(&m) => m,
                         Some(m) => {
@@ -374,7 +454,7 @@ impl CaptureDevice for V4lCamera {
                                 device: id.to_string(),
                             })?,
                     };
-                    native::start(&id, &mut camera, &mode)?;
+                    driver.start(&id, &mut camera, &mode)?;
                     Ok((camera, mode))
                 });
                 let (mut camera, mode) = match opened {
@@ -388,8 +468,9 @@ impl CaptureDevice for V4lCamera {
                     }
                 };
                 while !worker_stop.load(Ordering::SeqCst) {
-                    let frame = native::frame(&id, &mut camera, &mode);
-                    let failed = frame.is_err();
+                    let frame = driver.frame(&id, &mut camera, &mode);
+                    // A corrupt frame is the capture loop's to skip; the device goes on.
+                    let failed = frame.as_ref().is_err_and(|e| !e.is_corrupt_frame());
                     if frame_tx.send(frame).is_err() || failed {
                         break;
                     }
@@ -531,5 +612,85 @@ mod tests {
             .parse::<Mode>()
             .unwrap_err()
             .contains("\"H264\""));
+    }
+
+    /// A driver whose frame call never returns until released, as a camera that hangs in
+    /// VIDIOC_DQBUF (no frame, no error); once released, frames come at once.
+    #[derive(Clone, Default)]
+    struct Hanging {
+        released: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+        frame_calls: Arc<AtomicUsize>,
+    }
+
+    const MODE: Mode = Mode {
+        width: 8,
+        height: 8,
+        fps: 30,
+        format: Yuyv,
+    };
+
+    impl Driver for Hanging {
+        type Camera = ();
+
+        fn open(&self, _: &CameraId) -> Result<((), Vec<Mode>)> {
+            Ok(((), vec![MODE]))
+        }
+
+        fn start(&self, _: &CameraId, _: &mut (), _: &Mode) -> Result<()> {
+            Ok(())
+        }
+
+        fn frame(&self, _: &CameraId, _: &mut (), _: &Mode) -> Result<RgbImage> {
+            self.frame_calls.fetch_add(1, Ordering::SeqCst);
+            let (released, wake) = &*self.released;
+            let mut released = released.lock().expect("lock");
+            while !*released {
+                released = wake.wait(released).expect("wait");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+            Ok(RgbImage::new(8, 8))
+        }
+    }
+
+    #[test]
+    fn a_driver_that_hangs_costs_at_most_two_threads_and_the_camera_is_back_when_it_returns() {
+        let driver = Hanging::default();
+        let request = ModeRequest {
+            fixed: Some(MODE),
+            need: (8, 8),
+            aspect: 1.0,
+            min_fps: 1,
+        };
+        let mut camera = V4lCamera::with_driver(CameraId::Index(7), request, driver.clone());
+        let short = Duration::from_millis(50);
+        for _ in 0..MAX_STUCK_WORKERS {
+            assert_eq!(camera.open().expect("opens"), "8x8@30 YUYV");
+            let err = camera.grab(short).expect_err("hangs");
+            assert!(matches!(err, Error::NoFrame { .. }), "{err}");
+            camera.close();
+        }
+        let err = camera.open().expect_err("no third thread");
+        assert_eq!(
+            err.to_string(),
+            "camera:7: 2 earlier capture threads are still inside the driver (a call that never \
+             returned); no more are started until they return: replug the camera or restart lookout"
+        );
+        // Tried again (the capture loop's backoff): still no thread more.
+        assert!(camera.open().is_err());
+        assert_eq!(driver.frame_calls.load(Ordering::SeqCst), MAX_STUCK_WORKERS);
+        // The driver returns: the stuck threads end, and the camera opens and delivers.
+        *driver.released.0.lock().expect("lock") = true;
+        driver.released.1.notify_all();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while camera.open().is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the stuck threads never ended"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let frame = camera.grab(Duration::from_secs(60)).expect("a frame");
+        assert_eq!(frame.dimensions(), (8, 8));
+        camera.close();
     }
 }
