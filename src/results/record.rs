@@ -164,7 +164,29 @@ pub struct DriftDetail {
     pub window: [u64; 2],
 }
 
-/// RFC 3339 UTC timestamp with milliseconds.
+/// RFC 3339 UTC timestamp with milliseconds. A clock set before 1970 or after 9999 (a board
+/// without a battery-backed clock, a GPS module's garbage) is written as the nearest time
+/// RFC 3339 can say, where the formatter would panic.
 pub fn format_timestamp(time: std::time::SystemTime) -> String {
-    humantime::format_rfc3339_millis(time).to_string()
+    use std::time::{Duration, UNIX_EPOCH};
+    // The last millisecond of 9999-12-31.
+    let last = UNIX_EPOCH + Duration::from_millis(253_402_300_799_999);
+    humantime::format_rfc3339_millis(time.clamp(UNIX_EPOCH, last)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn timestamps_outside_what_rfc_3339_can_say_are_clamped_not_a_panic() {
+        let at = |ms: u64| format_timestamp(UNIX_EPOCH + Duration::from_millis(ms));
+        assert_eq!(at(1_764_750_062_345), "2025-12-03T08:21:02.345Z");
+        assert_eq!(
+            format_timestamp(UNIX_EPOCH - Duration::from_secs(3600)),
+            "1970-01-01T00:00:00.000Z"
+        );
+        assert_eq!(at(300_000_000_000_000), "9999-12-31T23:59:59.999Z");
+    }
 }

@@ -125,6 +125,82 @@ pub struct Collector {
     drifting_frames: u64,
     /// Times of the samples of the last minute.
     recent: std::collections::VecDeque<Instant>,
+    /// The time in the newest sample's name, in milliseconds since 1970 ([`NameClock`]).
+    names: NameClock,
+}
+
+/// The times sample names carry, which must only grow: the store evicts by name, oldest
+/// first, so a clock set back (NTP correcting a wrong clock at boot, a board without a
+/// battery-backed clock) would otherwise make the new samples the first to go, and keep the
+/// ones named in the clock's future. A frame captured at or before the newest name's time is
+/// named one millisecond after it, until the clock passes it again.
+#[derive(Debug, Default)]
+struct NameClock {
+    /// Milliseconds since 1970 in the newest name.
+    newest: Option<u64>,
+    /// The clock is a second or more behind the newest name (told once per such stretch).
+    behind: bool,
+}
+
+impl NameClock {
+    /// Starts after the newest name in the store, if it has one.
+    fn after(stem: Option<&str>) -> Self {
+        Self {
+            newest: stem.and_then(stem_millis),
+            behind: false,
+        }
+    }
+
+    /// The time for a sample of a frame captured at `captured`.
+    fn name_time(&mut self, captured: SystemTime) -> SystemTime {
+        let captured = millis(captured);
+        let time = match self.newest {
+            Some(newest) if captured <= newest => {
+                if newest - captured >= 1000 && !self.behind {
+                    self.behind = true;
+                    tracing::warn!(
+                        "the clock is {:.1} s behind the newest sample's name: samples are named \
+                         after it, so that the oldest are still evicted first",
+                        (newest - captured) as f64 / 1000.0
+                    );
+                }
+                newest + 1
+            }
+            _ => {
+                if std::mem::take(&mut self.behind) {
+                    tracing::info!("the clock has passed the newest sample's name again");
+                }
+                captured
+            }
+        };
+        self.newest = Some(time);
+        SystemTime::UNIX_EPOCH + Duration::from_millis(time)
+    }
+}
+
+/// Milliseconds since 1970 (0 for a clock set before it).
+fn millis(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The time a sample's name carries ([`file_time`]), in milliseconds since 1970.
+fn stem_millis(stem: &str) -> Option<u64> {
+    // 20261203T090102.345Z_000123_random
+    let t = stem.split('_').next()?;
+    if t.len() != 20 || !t.is_ascii() {
+        return None;
+    }
+    let text = format!(
+        "{}-{}-{}T{}:{}:{}",
+        &t[0..4],
+        &t[4..6],
+        &t[6..8],
+        &t[9..11],
+        &t[11..13],
+        &t[13..]
+    );
+    humantime::parse_rfc3339(&text).ok().map(millis)
 }
 
 impl Collector {
@@ -140,6 +216,7 @@ impl Collector {
         when_busy: WhenBusy,
     ) -> Result<Self, StoreError> {
         let mut store = Store::open(&config.dir, config.max_bytes, config.min_free_bytes)?;
+        let names = NameClock::after(store.newest_stem());
         let labels_text = labels_text(&labels, detector);
         if let Some(text) = &labels_text {
             // Without room for them now, the writer tries again before each sample.
@@ -177,6 +254,7 @@ impl Collector {
             when_busy,
             drifting_frames: 0,
             recent: std::collections::VecDeque::new(),
+            names,
         })
     }
 
@@ -238,7 +316,7 @@ impl Collector {
         }
         let stem = format!(
             "{}_{:06}_{}",
-            file_time(frame.captured_at),
+            file_time(self.names.name_time(frame.captured_at)),
             record.seq,
             reason.name()
         );
@@ -424,5 +502,144 @@ fn write_samples(
         }
         shared.stats.stored = store.len();
         shared.stats.bytes = store.total_bytes();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::record::StageLatency;
+
+    fn at(ms: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn names_carry_their_time_back_and_only_grow_when_the_clock_goes_back() {
+        let stem = format!("{}_000123_random", file_time(at(1_764_750_062_345)));
+        assert_eq!(stem, "20251203T082102.345Z_000123_random");
+        assert_eq!(stem_millis(&stem), Some(1_764_750_062_345));
+        assert_eq!(stem_millis("labels"), None);
+        let mut names = NameClock::after(Some(&stem));
+        // An hour behind the store's newest name, then the clock running on from there, then
+        // past the newest name again.
+        let given: Vec<u64> = [
+            1_764_746_462_000,
+            1_764_746_463_000,
+            1_764_750_062_345,
+            1_764_750_070_000,
+        ]
+        .into_iter()
+        .map(|ms| millis(names.name_time(at(ms))))
+        .collect();
+        assert_eq!(
+            given,
+            [
+                1_764_750_062_346,
+                1_764_750_062_347,
+                1_764_750_062_348,
+                1_764_750_070_000
+            ]
+        );
+        assert!(!names.behind);
+    }
+
+    fn record(seq: u64) -> FrameRecord {
+        FrameRecord {
+            seq,
+            timestamp: String::new(),
+            model: "m@1".into(),
+            frame: format!("f{seq}"),
+            frame_size: [8, 8],
+            latency_ms: StageLatency::default(),
+            classes: None,
+            detections: Some(Vec::new()),
+            outputs: None,
+            values: None,
+            zones: None,
+            health: None,
+        }
+    }
+
+    /// The stems in the store under `dir`, sorted as the store evicts them (oldest first).
+    fn stems(dir: &std::path::Path) -> Vec<String> {
+        let mut files = Vec::new();
+        store::collect_files(dir, &mut files).expect("files");
+        let mut stems: Vec<String> = files
+            .iter()
+            .filter(|(p, _)| p.extension().is_some_and(|e| e == "jpg"))
+            .map(|(p, _)| p.file_stem().expect("stem").to_string_lossy().into_owned())
+            .collect();
+        stems.sort();
+        stems
+    }
+
+    #[test]
+    fn after_the_clock_goes_back_the_oldest_samples_are_still_evicted_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = SamplesConfig {
+            enabled: true,
+            dir: dir.path().to_owned(),
+            every_n: 1,
+            max_per_minute: 1000,
+            min_free_bytes: 0,
+            ..SamplesConfig::default()
+        };
+        let frame = |seq: u64, ms: u64| Frame {
+            id: format!("f{seq}"),
+            captured_at: at(ms),
+            image: image::RgbImage::from_pixel(8, 8, image::Rgb([seq as u8 * 40, 0, 0])),
+        };
+        let offer = |config: &SamplesConfig, frames: &[(u64, u64)]| {
+            let mut collector = Collector::start(
+                config.clone(),
+                "m@1".into(),
+                vec!["a".into()],
+                true,
+                WhenBusy::Wait,
+            )
+            .expect("store");
+            for &(seq, ms) in frames {
+                collector.offer(&frame(seq, ms), &record(seq), false);
+            }
+            collector.finish();
+            collector.stats()
+        };
+        // One run with the clock right, then one after a restart with the clock an hour
+        // behind (NTP not yet synchronised).
+        let first = offer(&config, &[(0, 1_764_750_000_000), (1, 1_764_750_001_000)]);
+        assert_eq!(first.saved, 2);
+        let before = stems(dir.path());
+        let second = offer(&config, &[(0, 1_764_746_400_000), (1, 1_764_746_401_000)]);
+        assert_eq!(second.saved, 2);
+        let all = stems(dir.path());
+        assert_eq!(all.len(), 4);
+        // The new samples sort after the old ones: the oldest first is still the first run's.
+        assert_eq!(all[..2], before[..]);
+        assert!(
+            all[2].starts_with("20251203T082001.001Z_000000_"),
+            "{all:?}"
+        );
+        assert!(
+            all[3].starts_with("20251203T082001.002Z_000001_"),
+            "{all:?}"
+        );
+        // A cap at what is there now: the next sample evicts the first run's oldest, not the
+        // newest.
+        let mut files = Vec::new();
+        store::collect_files(dir.path(), &mut files).expect("files");
+        let capped = SamplesConfig {
+            max_bytes: files.iter().map(|(_, bytes)| bytes).sum(),
+            ..config
+        };
+        assert_eq!(offer(&capped, &[(2, 1_764_746_402_000)]).saved, 1);
+        let kept = stems(dir.path());
+        assert!(!kept.contains(&all[0]), "{kept:?}");
+        assert!(kept.contains(&all[2]) && kept.contains(&all[3]), "{kept:?}");
+        let newest = kept.last().expect("a sample");
+        assert!(
+            newest.starts_with("20251203T082001.003Z_000002_"),
+            "{kept:?}"
+        );
     }
 }

@@ -147,6 +147,11 @@ impl Store {
         self.samples.len()
     }
 
+    /// The name (stem) that sorts last: the newest sample's.
+    pub fn newest_stem(&self) -> Option<&str> {
+        self.samples.last_key_value().map(|(stem, _)| stem.as_str())
+    }
+
     /// Whether the store holds no sample.
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty()
