@@ -1,5 +1,6 @@
 //! Faults where a board meets them, each with what the user sees and the frames that follow:
-//! a full disk under the file sink.
+//! a full disk under the file sink; a frame loop stuck in a write, which systemd's watchdog
+//! must see.
 
 use crate::common::{self, lookout_command};
 use std::io::BufRead as _;
@@ -148,4 +149,85 @@ fn a_full_disk_under_the_file_sink_drops_lines_counted_and_the_run_goes_on_until
         log.contains("write failed: No space left on device"),
         "{log}"
     );
+}
+
+#[test]
+fn a_frame_loop_stuck_in_a_sink_stops_feeding_the_watchdog() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A file sink on a FIFO whose reader never reads: once the pipe's buffer is full, the
+    // write blocks the way one to a hung network share or a wedged device does, and the loop
+    // is stuck in it.
+    let fifo = dir.path().join("records.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let notify = dir.path().join("notify");
+    let systemd = UnixDatagram::bind(&notify).expect("bind");
+    let child = lookout_command()
+        .args([
+            "run",
+            "-s",
+            "replay:tests/images/detect@50",
+            "--sink",
+            &format!("file:{}", fifo.display()),
+        ])
+        // A watchdog of 200 ms: a loop that runs pings every 100 ms.
+        .env("NOTIFY_SOCKET", &notify)
+        .env("WATCHDOG_USEC", "200000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("lookout starts");
+    let mut child = KillOnDrop(child);
+    // The reader that never reads: opening a FIFO to write waits for one.
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::File::open(fifo))
+    };
+    let mut buf = [0u8; 512];
+    systemd
+        .set_read_timeout(Some(Duration::from_secs(60) * common::time_scale()))
+        .expect("timeout");
+    let first = systemd.recv(&mut buf).expect("READY=1");
+    assert!(
+        buf[..first].starts_with(b"READY=1\n"),
+        "{}",
+        String::from_utf8_lossy(&buf[..first])
+    );
+    let _held = reader.join().expect("reader").expect("the FIFO opens");
+    let ping = systemd.recv(&mut buf).expect("a ping while frames flow");
+    assert!(
+        buf[..ping].starts_with(b"WATCHDOG=1\n"),
+        "{}",
+        String::from_utf8_lossy(&buf[..ping])
+    );
+    // Pings until the pipe is full, then a second of silence: ten pings missed, where systemd
+    // at 200 ms would have restarted lookout after two.
+    systemd
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("timeout");
+    let deadline = Instant::now() + Duration::from_secs(120) * common::time_scale();
+    while systemd.recv(&mut buf).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the watchdog was still fed: the loop never got stuck"
+        );
+    }
+    assert!(
+        child.0.try_wait().expect("try_wait").is_none(),
+        "lookout ended instead of being stuck"
+    );
+}
+
+/// Kills the process when dropped: a stuck lookout must not outlive its test.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
