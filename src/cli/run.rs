@@ -99,14 +99,21 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
         Some(arg) => {
             let manifest = model::manifest_path_for(arg, &place.models_dir, &board.models.dir);
             tracing::info!("model {arg}: {}", manifest.display());
-            let verifier = super::verifier(place)?;
+            let verifier = super::verifier(place)?.with_stop(stop.clone());
             let hidden = hidden_from_the_service(&manifest);
-            let (pipeline, reloader) = Reloader::start(manifest, &board, board_file, verifier)
-                .map_err(anyhow::Error::from)
-                .map_err(|e| match hidden {
-                    Some(hint) => e.context(hint),
-                    None => e,
-                })?;
+            let started = Reloader::start(manifest, &board, board_file, verifier);
+            if started.is_err() && stop.requested() {
+                // Its trial was stopped, not failed.
+                tracing::info!("stopped by {} during start-up", stop.by());
+                return Ok(());
+            }
+            let (pipeline, reloader) =
+                started
+                    .map_err(anyhow::Error::from)
+                    .map_err(|e| match hidden {
+                        Some(hint) => e.context(hint),
+                        None => e,
+                    })?;
             let control = reloader.control();
             (pipeline, Some(reloader), control)
         }

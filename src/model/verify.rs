@@ -26,6 +26,7 @@
 //! child with; the memory cap is not applied then, since the emulator reserves address space
 //! of its own.
 
+use crate::lifecycle::stop::StopRequest;
 use std::ffi::OsString;
 use std::io::Read;
 use std::path::PathBuf;
@@ -87,6 +88,13 @@ pub enum VerifyError {
         /// What it said last.
         message: String,
     },
+    /// lookout was asked to stop (SIGTERM, SIGINT) while the child worked: it was stopped, and
+    /// the model was not judged.
+    #[error("{model}: not tried to the end: lookout is stopping")]
+    Stopped {
+        /// The model.
+        model: String,
+    },
     /// The child could not be started.
     #[error("cannot start lookout to verify {model}: {source}")]
     Spawn {
@@ -122,6 +130,10 @@ pub struct Verified {
     pub finite: bool,
 }
 
+/// The variable holding the parent's process id, by which a child tells that its parent is
+/// gone.
+const PARENT_PID: &str = "LOOKOUT_VERIFY_PARENT";
+
 /// Starts `lookout verify-model` children.
 #[derive(Debug, Clone)]
 pub struct Verifier {
@@ -133,6 +145,9 @@ pub struct Verifier {
     time: Duration,
     /// Called every few seconds while a child works (the systemd watchdog).
     heartbeat: Option<fn()>,
+    /// A stop asked of the run: the child is stopped rather than waited for, so that
+    /// `systemctl stop` does not wait out a trial (and then SIGKILL every process).
+    stop: Option<StopRequest>,
 }
 
 /// How often the heartbeat is called while a child works.
@@ -177,7 +192,14 @@ impl Verifier {
             memory_mb,
             time,
             heartbeat: None,
+            stop: None,
         })
+    }
+
+    /// Stops a child as soon as `stop` is asked for ([`VerifyError::Stopped`]).
+    pub fn with_stop(mut self, stop: StopRequest) -> Self {
+        self.stop = Some(stop);
+        self
     }
 
     /// Calls `beat` every few seconds while a child works.
@@ -230,6 +252,7 @@ impl Verifier {
             None => Command::new(&self.exe),
         };
         command
+            .env(PARENT_PID, std::process::id().to_string())
             .arg("verify-model")
             .arg("--memory-mb")
             .arg(self.memory_mb.to_string())
@@ -271,6 +294,13 @@ impl Verifier {
         let status = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break Some(status),
+                Ok(None) if self.stop.as_ref().is_some_and(StopRequest::requested) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(VerifyError::Stopped {
+                        model: model.to_owned(),
+                    });
+                }
                 Ok(None) if started.elapsed() <= self.time => {
                     if let Some(beat) = self
                         .heartbeat
@@ -437,6 +467,24 @@ pub fn limit_this_process(mb: u64) {
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         if let Err(e) = signal_hook::flag::register(signal, Default::default()) {
             tracing::debug!("verify-model: ignoring signal {signal}: {e}");
+        }
+    }
+    // Only the parent holds the time limit: a child outliving it (the parent killed, or ended
+    // by a second Ctrl-C) is killed with it, and one whose parent went before this line ends
+    // here.
+    if let Err(e) =
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+    {
+        tracing::debug!("verify-model: parent death signal: {e}");
+    }
+    // The parent that started it (through an emulator or wrapper, perhaps) is gone already.
+    let parent = std::env::var(PARENT_PID)
+        .ok()
+        .and_then(|p| p.parse::<i32>().ok())
+        .and_then(rustix::process::Pid::from_raw);
+    if let Some(parent) = parent {
+        if rustix::process::test_kill_process(parent).is_err_and(|e| e == rustix::io::Errno::SRCH) {
+            std::process::exit(REFUSED);
         }
     }
     if mb == 0 {

@@ -277,3 +277,63 @@ impl lookout::results::sink::Sink for Kept {
         Ok(())
     }
 }
+
+#[test]
+fn a_stop_during_a_models_trial_stops_the_trial_and_exits_0() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The trial's child, started through this wrapper, says when it has begun and then takes
+    // long: the stop comes while the parent waits for it.
+    let mark = dir.path().join("trying");
+    let wrapper = dir.path().join("slow-trial");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ntouch '{}'\nsleep 20\nexec \"$@\"\n",
+            mark.display()
+        ),
+    )
+    .expect("wrapper");
+    std::process::Command::new("chmod")
+        .args(["+x", &wrapper.to_string_lossy()])
+        .status()
+        .expect("chmod");
+    let runner = match std::env::var("LOOKOUT_TEST_RUNNER") {
+        Ok(emulator) if !emulator.trim().is_empty() => format!("{} {emulator}", wrapper.display()),
+        _ => wrapper.display().to_string(),
+    };
+    let log = dir.path().join("log");
+    let mut child = lookout_command()
+        .args([
+            "run",
+            "-m",
+            "models/shapes-detector.toml",
+            "-s",
+            "replay:tests/images/detect@20",
+            "--sink",
+            "file:/dev/null",
+        ])
+        .env("LOOKOUT_CHILD_RUNNER", &runner)
+        .env("LOOKOUT_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("lookout starts");
+    wait_until(Duration::from_secs(60), "the trial to begin", || {
+        mark.exists()
+    });
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    // Well before the trial's 20 s: the parent stops it rather than waiting it out.
+    let mut status = None;
+    wait_until(Duration::from_secs(15), "lookout to stop", || {
+        status = child.try_wait().expect("try_wait");
+        status.is_some()
+    });
+    let log = std::fs::read_to_string(&log).expect("log");
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{log}");
+    assert!(log.contains("stopped by SIGTERM during start-up"), "{log}");
+    assert!(!log.contains("model_load_failed"), "{log}");
+}
