@@ -381,6 +381,11 @@ fn run_frames(
             .sinks
             .events(raised.into_iter().chain(left))
             .map_err(Stop::from);
+        // And what they raised telling those (a file sink writing again, or failing, on them).
+        let raised = state.sinks.take_events();
+        if outcome.is_ok() && !raised.is_empty() {
+            outcome = state.sinks.events(raised).map_err(Stop::from);
+        }
     }
     if outcome.is_err() {
         // What happened before the error is still told, as far as the sinks can; frames in

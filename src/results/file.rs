@@ -42,12 +42,16 @@ impl FileSpec {
     /// an error (a mistyped option must not end up as part of the file name).
     pub fn parse(rest: &str) -> Result<Self, String> {
         // A comma followed by text without `=` belongs to the path (`a,b.jsonl`); from the
-        // first `key=value` on, everything is an option.
+        // first option on, everything is one.
         let mut parts = rest.split(',');
         let mut path = parts.next().unwrap_or_default().to_owned();
         let mut options = Vec::new();
         for part in parts {
-            if options.is_empty() && !part.contains('=') {
+            // A known key without its value (`keep`, `max_bytes:16M`) is a mistyped option,
+            // not part of the path.
+            let option =
+                part.contains('=') || ["max_bytes", "keep"].iter().any(|k| part.starts_with(k));
+            if options.is_empty() && !option {
                 path.push(',');
                 path.push_str(part);
             } else {
@@ -127,10 +131,11 @@ pub struct RotatingFile {
     spec: FileSpec,
     /// `None` after a failed write or rotation: opened again by path for the next line.
     file: Option<File>,
-    /// Whether opening again may create the file: after a rotation moved it away, yes; after
-    /// a failed write, no (a card that was unmounted leaves its mount point behind, and a new
+    /// The device of the folder holding the file when it was first opened. The file is created
+    /// again only while its folder is still on that device: after it was deleted by hand, yes;
+    /// after a card was unmounted, leaving its mount point on the root file system, no (a new
     /// file there would fill the card underneath).
-    create: bool,
+    folder_device: Option<u64>,
     /// A regular file (rotated and checked for a cut last line).
     regular: bool,
     /// Bytes in the file being written.
@@ -138,6 +143,18 @@ pub struct RotatingFile {
     /// The file ends with a newline (or is empty): false after a crash or a failed write cut a
     /// line short.
     at_line_start: bool,
+    /// Lines written since the path was last checked to still name the open file.
+    since_check: u32,
+}
+
+/// Every this many lines the path is checked to still name the file being written: a file
+/// deleted or moved away (its folder removed, a stick pulled) would otherwise take the lines
+/// into an unlinked file, uncounted, until the next rotation.
+const CHECK_EVERY: u32 = 64;
+
+/// `e` with what was being done to which file.
+fn context(what: String) -> impl FnOnce(std::io::Error) -> std::io::Error {
+    move |e| std::io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
 impl RotatingFile {
@@ -146,27 +163,49 @@ impl RotatingFile {
         let mut file = Self {
             spec,
             file: None,
-            create: true,
+            folder_device: None,
             regular: true,
             size: 0,
             at_line_start: true,
+            since_check: 0,
         };
         file.reopen()?;
+        file.folder_device = file.folder_device_now();
         Ok(file)
+    }
+
+    /// The device the file's folder is on now, if it can be read.
+    fn folder_device_now(&self) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt as _;
+        let folder = match self.spec.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        std::fs::metadata(folder).ok().map(|m| m.dev())
     }
 
     /// Opens the file at its path, noting its size and whether it ends in the middle of a line.
     fn reopen(&mut self) -> std::io::Result<()> {
-        // Write only: a FIFO opened to read as well would never see its reader go.
+        use std::os::unix::fs::FileTypeExt as _;
+        let create = match self.folder_device {
+            None => true,
+            Some(device) => self.folder_device_now() == Some(device),
+        };
+        // A FIFO is opened to read as well: to write only would wait, in the frame loop, for a
+        // reader to come.
+        let fifo = std::fs::metadata(&self.spec.path).is_ok_and(|m| m.file_type().is_fifo());
         let file = OpenOptions::new()
-            .create(self.create)
+            .create(create)
             .append(true)
-            .open(&self.spec.path)?;
+            .read(fifo)
+            .open(&self.spec.path)
+            .map_err(context(format!("opening {}", self.spec.path.display())))?;
         let meta = file.metadata()?;
         self.regular = meta.is_file();
         self.size = if self.regular { meta.len() } else { 0 };
         self.at_line_start = !self.regular || self.size == 0 || self.ends_with_newline();
         self.file = Some(file);
+        self.since_check = 0;
         Ok(())
     }
 
@@ -183,6 +222,18 @@ impl RotatingFile {
         !matches!(last(), Ok(byte) if byte != b'\n')
     }
 
+    /// Whether the path still names the open file (not deleted, moved or replaced).
+    fn still_named(&self) -> bool {
+        use std::os::unix::fs::MetadataExt as _;
+        let Some(file) = &self.file else {
+            return false;
+        };
+        match (file.metadata(), std::fs::metadata(&self.spec.path)) {
+            (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+            _ => false,
+        }
+    }
+
     /// The path being written.
     pub fn path(&self) -> &Path {
         &self.spec.path
@@ -192,15 +243,20 @@ impl RotatingFile {
     /// line that a crash or a failed write left unfinished is ended first, so that this one is
     /// a line of its own. After an error the file is opened again by path for the next line.
     pub fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        if self.regular && self.since_check >= CHECK_EVERY {
+            self.since_check = 0;
+            if !self.still_named() {
+                self.file = None;
+            }
+        }
         if self.file.is_none() {
             self.reopen()?;
         }
+        self.since_check += 1;
         let result = self.write_line_open(line);
-        if result.is_err() && self.file.take().is_some() {
-            // A write failed on the open file (a full or pulled card, a replaced file): the
-            // next line opens the path again, without creating it. (A failed rotation closed
-            // the file itself, and may create it: it moved it away.)
-            self.create = false;
+        if result.is_err() {
+            // A full or pulled card, a replaced file: the next line opens the path again.
+            self.file = None;
         }
         result
     }
@@ -216,7 +272,19 @@ impl RotatingFile {
         if self.regular && self.size > 0 && past_cap {
             self.rotate()?;
         }
-        self.append(line)
+        let before = self.size;
+        let appended = self.append(line);
+        if appended.is_err() && self.regular && self.size != before {
+            // Part of the line went in before the disk filled: it is cut off again, so that
+            // the file holds whole lines only.
+            if let Some(file) = &self.file {
+                if file.set_len(before).is_ok() {
+                    self.size = before;
+                    self.at_line_start = true;
+                }
+            }
+        }
+        appended
     }
 
     /// Writes all of `bytes`, keeping `size` and `at_line_start` true to what reached the file.
@@ -253,12 +321,8 @@ impl RotatingFile {
     /// is lost to the retries.
     fn rotate(&mut self) -> std::io::Result<()> {
         // Whatever happens below, the file being written is written no more: the next line
-        // opens the path again, created if it was moved away.
+        // opens the path again.
         self.file = None;
-        self.create = true;
-        let context = |what: String| {
-            move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{what}: {e}"))
-        };
         // Left by a run that kept more: the cap is this run's.
         let mut beyond = self.spec.keep + 1;
         while remove_if_present(&self.rotated(beyond)).map_err(context(format!(
@@ -271,9 +335,19 @@ impl RotatingFile {
             remove_if_present(&self.spec.path)
                 .map_err(context(format!("removing {}", self.spec.path.display())))?;
         } else {
-            let free = (1..=self.spec.keep)
-                .find(|&n| !self.rotated(n).exists())
-                .unwrap_or(self.spec.keep);
+            let mut free = self.spec.keep;
+            for n in 1..=self.spec.keep {
+                let kept = self.rotated(n);
+                match std::fs::symlink_metadata(&kept) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        free = n;
+                        break;
+                    }
+                    // A card that cannot say which files it holds: nothing is moved blindly.
+                    Err(e) => return Err(context(format!("reading {}", kept.display()))(e)),
+                }
+            }
             for n in (1..free).rev() {
                 let (from, to) = (self.rotated(n), self.rotated(n + 1));
                 std::fs::rename(&from, &to).map_err(context(format!(
@@ -505,6 +579,11 @@ mod tests {
                 "unknown option \"maxbytes\" (known: max_bytes, keep)",
             ),
             ("r,keep=2,x", "option \"x\" is not key=value"),
+            ("r,keep", "option \"keep\" is not key=value"),
+            (
+                "r,max_bytes:16M",
+                "option \"max_bytes:16M\" is not key=value",
+            ),
         ] {
             let err = FileSpec::parse(text).expect_err(text);
             assert!(err.contains(needle), "{text}: {err}");
@@ -587,23 +666,6 @@ mod tests {
         assert!(!dir.path().join("out.jsonl.3").exists());
     }
 
-    fn record(seq: u64) -> FrameRecord {
-        FrameRecord {
-            seq,
-            timestamp: "2026-12-07T08:00:00.000Z".into(),
-            model: "m@1".into(),
-            frame: format!("f{seq}"),
-            frame_size: [8, 8],
-            latency_ms: crate::results::record::StageLatency::default(),
-            classes: None,
-            detections: Some(Vec::new()),
-            outputs: None,
-            values: None,
-            zones: None,
-            health: None,
-        }
-    }
-
     #[test]
     fn a_full_disk_drops_lines_counted_says_so_once_and_the_run_goes_on() {
         // /dev/full fails every write with ENOSPC, like a full SD card.
@@ -614,7 +676,7 @@ mod tests {
         };
         let mut sink = FileSink::new(RotatingFile::open(spec).expect("opens"));
         for seq in 0..3 {
-            sink.emit(&record(seq))
+            sink.emit(&FrameRecord::empty(seq))
                 .expect("a full disk does not end the run");
         }
         let events = sink.take_events();
@@ -636,7 +698,7 @@ mod tests {
         let folder = dir.path().join("stick");
         std::fs::create_dir(&folder).expect("folder");
         let mut line = Vec::new();
-        json_line(&record(0), &mut line).expect("JSON");
+        json_line(&FrameRecord::empty(0), &mut line).expect("JSON");
         let len = line.len() as u64;
         let spec = FileSpec {
             path: folder.join("out.jsonl"),
@@ -647,18 +709,19 @@ mod tests {
         // Four records to a file: the fifth rotates, which needs the folder (until then the
         // open file takes them, folder or not).
         for seq in 0..4 {
-            sink.emit(&record(seq)).expect("emit");
+            sink.emit(&FrameRecord::empty(seq)).expect("emit");
         }
         assert!(sink.take_events().is_empty());
         std::fs::remove_dir_all(&folder).expect("the stick is pulled");
         for seq in 4..7 {
-            sink.emit(&record(seq)).expect("the run goes on");
+            sink.emit(&FrameRecord::empty(seq))
+                .expect("the run goes on");
         }
         let failed = sink.take_events();
         assert_eq!(failed.len(), 1, "{failed:?}");
         assert_eq!(failed[0].event, "sink_failed");
         std::fs::create_dir(&folder).expect("the stick is back");
-        sink.emit(&record(7)).expect("emit");
+        sink.emit(&FrameRecord::empty(7)).expect("emit");
         let restored = sink.take_events();
         assert_eq!(restored.len(), 1, "{restored:?}");
         assert_eq!(restored[0].event, "sink_restored");

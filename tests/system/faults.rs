@@ -60,7 +60,7 @@ fn a_full_disk_under_the_file_sink_drops_lines_counted_and_the_run_goes_on_until
     let filler = disk.join("filler");
     fill(&filler);
     let records = disk.join("records.jsonl");
-    let mut child = lookout_command()
+    let child = lookout_command()
         .args([
             "run",
             "-s",
@@ -75,10 +75,12 @@ fn a_full_disk_under_the_file_sink_drops_lines_counted_and_the_run_goes_on_until
         .stderr(Stdio::piped())
         .spawn()
         .expect("lookout starts");
+    // Killed if an assertion fails first (dropped before the tmpfs, whose files it holds).
+    let mut child = KillOnDrop(child);
     let printed = Arc::new(Mutex::new(Vec::<String>::new()));
     let reader = {
         let printed = printed.clone();
-        let out = child.stdout.take().expect("stdout");
+        let out = child.0.stdout.take().expect("stdout");
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
                 printed.lock().expect("lock").push(line);
@@ -108,14 +110,14 @@ fn a_full_disk_under_the_file_sink_drops_lines_counted_and_the_run_goes_on_until
         lines().len() > restored_at + 5
     });
     let sent = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .expect("kill runs");
     assert!(sent.success());
-    let status = child.wait().expect("lookout ends");
+    let status = child.0.wait().expect("lookout ends");
     reader.join().expect("reader");
     let mut log = String::new();
-    if let Some(mut err) = child.stderr.take() {
+    if let Some(mut err) = child.0.stderr.take() {
         use std::io::Read as _;
         let _ = err.read_to_string(&mut log);
     }
@@ -197,7 +199,7 @@ fn a_frame_loop_stuck_in_a_sink_stops_feeding_the_watchdog() {
         "{}",
         String::from_utf8_lossy(&buf[..first])
     );
-    let _held = reader.join().expect("reader").expect("the FIFO opens");
+    let held = reader.join().expect("reader").expect("the FIFO opens");
     let ping = systemd.recv(&mut buf).expect("a ping while frames flow");
     assert!(
         buf[..ping].starts_with(b"WATCHDOG=1\n"),
@@ -219,6 +221,23 @@ fn a_frame_loop_stuck_in_a_sink_stops_feeding_the_watchdog() {
     assert!(
         child.0.try_wait().expect("try_wait").is_none(),
         "lookout ended instead of being stuck"
+    );
+    // It was the write: read what the pipe holds, and the loop goes on and pings again.
+    use std::io::Read as _;
+    let mut held = held;
+    let mut drained = vec![0u8; 1 << 16];
+    let read = held.read(&mut drained).expect("the pipe holds records");
+    assert!(read > 0);
+    systemd
+        .set_read_timeout(Some(Duration::from_secs(60) * common::time_scale()))
+        .expect("timeout");
+    let again = systemd
+        .recv(&mut buf)
+        .expect("pings once the write goes through");
+    assert!(
+        buf[..again].starts_with(b"WATCHDOG=1\n"),
+        "{}",
+        String::from_utf8_lossy(&buf[..again])
     );
 }
 
