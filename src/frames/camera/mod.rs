@@ -295,9 +295,11 @@ fn capture_loop<D: CaptureDevice>(
     let mut outage: Option<Instant> = None;
     let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
     let mut count: u64 = 0;
-    // When the device last gave a frame that made a picture (or was opened): corrupt frames
-    // alone for GRAB_TIMEOUT count as no frames.
-    let mut last_good = Instant::now();
+    // Since when every frame was corrupt: that for GRAB_TIMEOUT counts as no frames (timed from
+    // the first bad one, so that a slow camera is not reopened for one).
+    let mut corrupt_since: Option<Instant> = None;
+    // Whether the log said, in this outage, that threads are stuck in the driver.
+    let mut stuck_told = false;
     let lost = |s: &mut Shared, outage: &mut Option<Instant>, message: String| {
         if outage.is_none() {
             tracing::warn!("{name}: {message}; reopening");
@@ -321,7 +323,7 @@ fn capture_loop<D: CaptureDevice>(
             match device.open() {
                 Ok(m) => {
                     open = true;
-                    last_good = Instant::now();
+                    corrupt_since = None;
                     tracing::info!("{name}: capturing {m}");
                     mode = m;
                     // An open can take seconds (a network camera): a stop asked meanwhile
@@ -337,6 +339,12 @@ fn capture_loop<D: CaptureDevice>(
                         wait.as_millis()
                     );
                     lost(&mut lock(state), &mut outage, e.to_string());
+                    // The outage was told with its first reason (no frame); this one matters
+                    // more (replug or restart), so it is said once too.
+                    if matches!(e, Error::Stuck { .. }) && !std::mem::replace(&mut stuck_told, true)
+                    {
+                        tracing::warn!("{e}");
+                    }
                     if pause(shared, wait) {
                         break;
                     }
@@ -354,7 +362,8 @@ fn capture_loop<D: CaptureDevice>(
                 };
                 count += 1;
                 backoff.reset();
-                last_good = Instant::now();
+                corrupt_since = None;
+                stuck_told = false;
                 let mut s = lock(state);
                 if let Some(since) = outage.take() {
                     s.stats.reconnects += 1;
@@ -369,7 +378,10 @@ fn capture_loop<D: CaptureDevice>(
                 }
                 ready.notify_all();
             }
-            Err(e) if e.is_corrupt_frame() && last_good.elapsed() < GRAB_TIMEOUT => {
+            Err(e)
+                if e.is_corrupt_frame()
+                    && corrupt_since.get_or_insert_with(Instant::now).elapsed() < GRAB_TIMEOUT =>
+            {
                 // One bad frame (USB bandwidth, a broken JPEG): skipped and counted; the next
                 // one is likely whole.
                 let corrupt = {

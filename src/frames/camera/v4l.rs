@@ -669,6 +669,15 @@ mod tests {
             assert!(matches!(err, Error::NoFrame { .. }), "{err}");
             camera.close();
         }
+        // Both workers inside the driver (waited for: under an emulator a thread starts late).
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while driver.frame_calls.load(Ordering::SeqCst) < MAX_STUCK_WORKERS {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the workers never called"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let err = camera.open().expect_err("no third thread");
         assert_eq!(
             err.to_string(),
