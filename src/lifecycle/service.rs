@@ -214,20 +214,7 @@ mod tests {
         assert!(nothing_waiting(&systemd));
         // A frame at least 600 ms after that ping: it counts, and pings.
         n.frames = 41;
-        let record = FrameRecord {
-            seq: 41,
-            timestamp: String::new(),
-            model: "m@1".into(),
-            frame: "f".into(),
-            frame_size: [1, 1],
-            latency_ms: crate::results::record::StageLatency::default(),
-            classes: None,
-            detections: Some(Vec::new()),
-            outputs: None,
-            values: None,
-            zones: None,
-            health: None,
-        };
+        let record = FrameRecord::empty(41);
         n.emit(&record).expect("emit");
         assert_eq!(read(&systemd), "WATCHDOG=1\nSTATUS=42 frames processed\n");
         n.flush().expect("flush");

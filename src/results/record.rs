@@ -175,6 +175,27 @@ pub fn format_timestamp(time: std::time::SystemTime) -> String {
 }
 
 #[cfg(test)]
+impl FrameRecord {
+    /// A record of frame `seq` with no detections, for the tests of what handles records.
+    pub(crate) fn empty(seq: u64) -> Self {
+        FrameRecord {
+            seq,
+            timestamp: "2026-12-07T08:00:00.000Z".into(),
+            model: "m@1".into(),
+            frame: format!("f{seq}"),
+            frame_size: [8, 8],
+            latency_ms: StageLatency::default(),
+            classes: None,
+            detections: Some(Vec::new()),
+            outputs: None,
+            values: None,
+            zones: None,
+            health: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};

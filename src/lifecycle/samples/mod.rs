@@ -508,7 +508,6 @@ fn write_samples(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::record::StageLatency;
 
     fn at(ms: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
@@ -542,23 +541,6 @@ mod tests {
             ]
         );
         assert!(!names.behind);
-    }
-
-    fn record(seq: u64) -> FrameRecord {
-        FrameRecord {
-            seq,
-            timestamp: String::new(),
-            model: "m@1".into(),
-            frame: format!("f{seq}"),
-            frame_size: [8, 8],
-            latency_ms: StageLatency::default(),
-            classes: None,
-            detections: Some(Vec::new()),
-            outputs: None,
-            values: None,
-            zones: None,
-            health: None,
-        }
     }
 
     /// The stems in the store under `dir`, sorted as the store evicts them (oldest first).
@@ -600,7 +582,7 @@ mod tests {
             )
             .expect("store");
             for &(seq, ms) in frames {
-                collector.offer(&frame(seq, ms), &record(seq), false);
+                collector.offer(&frame(seq, ms), &FrameRecord::empty(seq), false);
             }
             collector.finish();
             collector.stats()
