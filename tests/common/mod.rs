@@ -97,6 +97,19 @@ pub fn time_scale() -> u32 {
     }
 }
 
+/// Waits until `done` holds, polling, and fails naming `what` after `limit` (scaled by
+/// [`time_scale`] for emulation): a generous deadline, never a measure of speed.
+pub fn wait_until(limit: std::time::Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit * time_scale();
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// A command for the `lookout` binary built for these tests, run from the repository root.
 ///
 /// When the tests run for another architecture under qemu-user (`scripts/test-cross`), the

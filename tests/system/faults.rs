@@ -1,22 +1,13 @@
 //! Faults where a board meets them, each with what the user sees and the frames that follow:
-//! a full disk under the file sink; a frame loop stuck in a write, which systemd's watchdog
-//! must see.
+//! a full disk under the file sink; a serial line whose receiver stops reading; a frame loop
+//! stuck in a write, which systemd's watchdog must see.
 
-use crate::common::{self, lookout_command};
+use crate::common::{self, lookout_command, wait_until};
 use std::io::BufRead as _;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Waits until `done` holds, failing after `limit` (scaled for emulation) with `what`.
-fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit * common::time_scale();
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// A tmpfs of `size` at `at`, unmounted when dropped; `None` where mounting needs a root this
 /// process does not have.
@@ -249,4 +240,81 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+#[test]
+fn a_serial_line_whose_receiver_stops_reading_never_holds_up_the_frames() {
+    let (mut terminal, _lookout_end, tty) = common::terminal::pair();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let records = dir.path().join("records.jsonl");
+    let log = dir.path().join("log");
+    let child = lookout_command()
+        .args([
+            "run",
+            "-s",
+            "replay:tests/images/detect@50",
+            // Hardware flow control: a receiver holding CTS low looks the same, a line whose
+            // driver takes no more bytes.
+            "--sink",
+            &format!("serial:{tty}@115200,format=json,flow=hardware,console=off"),
+            "--sink",
+            &format!("file:{}", records.display()),
+        ])
+        .env("LOOKOUT_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("lookout starts");
+    let mut child = KillOnDrop(child);
+    let log_says = |text: &str| std::fs::read_to_string(&log).is_ok_and(|l| l.contains(text));
+    let count = || {
+        std::fs::read_to_string(&records)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    // Nobody reads the terminal: its buffer fills, and lookout says so.
+    wait_until(Duration::from_secs(120), "the stall to be told", || {
+        log_says("receiver not reading")
+    });
+    // Frames go on while the line takes nothing.
+    let at_stall = count();
+    wait_until(Duration::from_secs(60), "records during the stall", || {
+        count() > at_stall + 50
+    });
+    // The receiver reads again: the line carries records again, and lookout says how many were
+    // dropped.
+    wait_until(Duration::from_secs(60), "the line to be read again", || {
+        // A bounded drain: lines keep coming while it reads.
+        for _ in 0..100 {
+            if terminal.line(Duration::from_millis(10)).is_none() {
+                break;
+            }
+        }
+        log_says("receiver reading again")
+    });
+    // A frame read after that comes over the line, whole.
+    let after = count() as u64;
+    let seq = |line: &str| {
+        serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|r| r["seq"].as_u64())
+    };
+    terminal.until(Duration::from_secs(60), |l| {
+        seq(l).is_some_and(|n| n >= after)
+    });
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let status = child.0.wait().expect("lookout ends");
+    let log = std::fs::read_to_string(&log).expect("log");
+    assert_eq!(status.code(), Some(0), "{log}");
+    let dropped: u64 = log
+        .split("receiver reading again; ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no dropped count: {log}"));
+    assert!(dropped > 0, "{log}");
 }

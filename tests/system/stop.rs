@@ -2,7 +2,7 @@
 //! the frames in flight finished, every sink flushed, GPIO lines idle, exit status 0. The
 //! signal's default action ended it with 143 between two writes.
 
-use crate::common::{self, json_lines, lookout_command, repo};
+use crate::common::{self, json_lines, lookout_command, repo, wait_until};
 use lookout::board::{Board, GpioDefaults, GpioRule};
 use lookout::frames::source::{self, FrameSource};
 use lookout::lifecycle::stop::StopRequest;
@@ -13,16 +13,7 @@ use lookout::results::sink::SinkSet;
 use std::cell::RefCell;
 use std::process::Stdio;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
-
-/// Waits until `done` holds, failing after `limit` (scaled for emulation) with `what`.
-fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit * common::time_scale();
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use std::time::Duration;
 
 /// The closing line's frame count: "stopped by SIGTERM: N frames in ...".
 fn frames_stopped_by(log: &str, signal: &str) -> u64 {

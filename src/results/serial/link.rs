@@ -74,6 +74,9 @@ pub struct SerialLink {
     /// The last write timed out: until one goes through, writes do not wait at all, so a
     /// receiver that stopped reading costs lines, not 0.5 s per frame.
     stalled: bool,
+    /// While the receiver takes nothing (a write timed out or the output queue is full): the
+    /// dropped-line count when that began, for the log line when it reads again.
+    stall: Option<u64>,
     stats: LinkStats,
 }
 
@@ -91,6 +94,7 @@ impl SerialLink {
             ever_connected: false,
             broken_line: false,
             stalled: false,
+            stall: None,
             stats: LinkStats::default(),
         };
         link.ensure_open();
@@ -200,6 +204,7 @@ impl SerialLink {
         // No flush: it waits for the line to drain (tcdrain) without any timeout, which a
         // receiver holding CTS low would turn into a hang of the whole frame loop.
         if port.bytes_to_write().is_ok_and(|n| n > MAX_PENDING) {
+            self.stall_begins();
             self.stats.last_error = Some(format!(
                 "{}: output queue full (receiver not reading, or CTS low)",
                 self.settings.path
@@ -222,10 +227,12 @@ impl SerialLink {
             Ok(()) => {
                 self.broken_line = false;
                 self.stalled = false;
+                self.stall_ends();
                 self.backoff.reset();
                 true
             }
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                self.stall_begins();
                 // The receiver is not taking data; the port itself is fine. Part of the line
                 // may be out: end it before the next one, so only this line is lost.
                 self.broken_line = true;
@@ -243,6 +250,30 @@ impl SerialLink {
                 self.drop_lines(lines);
                 false
             }
+        }
+    }
+
+    /// The receiver takes nothing: said once, and lines dropped from here on are counted.
+    /// Only the log can say it: the console is on this very line.
+    fn stall_begins(&mut self) {
+        if self.stall.is_none() {
+            self.stall = Some(self.stats.dropped_lines);
+            tracing::warn!(
+                "serial {}: receiver not reading (or CTS low): lines are dropped and counted \
+                 until it reads",
+                self.settings.path
+            );
+        }
+    }
+
+    /// A line went through after a stall: says how many were dropped meanwhile.
+    fn stall_ends(&mut self) {
+        if let Some(before) = self.stall.take() {
+            tracing::warn!(
+                "serial {}: receiver reading again; {} lines dropped",
+                self.settings.path,
+                self.stats.dropped_lines - before
+            );
         }
     }
 
