@@ -110,6 +110,15 @@ pub fn wait_until(limit: std::time::Duration, what: &str, mut done: impl FnMut()
     }
 }
 
+/// Sends `signal` (`TERM`, `INT`, ...) to process `pid`, as `kill -SIGNAL PID` does.
+pub fn send_signal(pid: u32, signal: &str) {
+    let sent = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "kill -{signal} {pid} failed");
+}
+
 /// A command for the `lookout` binary built for these tests, run from the repository root.
 ///
 /// When the tests run for another architecture under qemu-user (`scripts/test-cross`), the

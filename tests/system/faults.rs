@@ -100,11 +100,7 @@ fn a_full_disk_under_the_file_sink_drops_lines_counted_and_the_run_goes_on_until
     wait_until(Duration::from_secs(60), "records after the restore", || {
         lines().len() > restored_at + 5
     });
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(sent.success());
+    common::send_signal(child.0.id(), "TERM");
     let status = child.0.wait().expect("lookout ends");
     reader.join().expect("reader");
     let mut log = String::new();
@@ -302,11 +298,7 @@ fn a_serial_line_whose_receiver_stops_reading_never_holds_up_the_frames() {
     terminal.until(Duration::from_secs(60), |l| {
         seq(l).is_some_and(|n| n >= after)
     });
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(sent.success());
+    common::send_signal(child.0.id(), "TERM");
     let status = child.0.wait().expect("lookout ends");
     let log = std::fs::read_to_string(&log).expect("log");
     assert_eq!(status.code(), Some(0), "{log}");

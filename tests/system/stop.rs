@@ -65,11 +65,7 @@ fn a_signal_ends_a_camera_run_as_its_source_ending(signal: &str) {
     wait_until(Duration::from_secs(120), "five records", || {
         std::fs::read_to_string(&records).is_ok_and(|text| text.lines().count() >= 5)
     });
-    let sent = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(sent.success(), "kill -{signal} failed");
+    common::send_signal(child.id(), signal);
     let mut status = None;
     wait_until(Duration::from_secs(60), "lookout to stop", || {
         status = child.try_wait().expect("try_wait");
@@ -312,11 +308,7 @@ fn a_stop_during_a_models_trial_stops_the_trial_and_exits_0() {
     wait_until(Duration::from_secs(60), "the trial to begin", || {
         mark.exists()
     });
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(sent.success());
+    common::send_signal(child.id(), "TERM");
     // Well before the trial's 20 s: the parent stops it rather than waiting it out.
     let mut status = None;
     wait_until(Duration::from_secs(15), "lookout to stop", || {
