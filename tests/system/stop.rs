@@ -275,7 +275,7 @@ fn a_stop_during_a_models_trial_stops_the_trial_and_exits_0() {
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\ntouch '{}'\nsleep 20\nexec \"$@\"\n",
+            "#!/bin/sh\ntouch '{}'\nsleep 120\nexec \"$@\"\n",
             mark.display()
         ),
     )
@@ -309,9 +309,10 @@ fn a_stop_during_a_models_trial_stops_the_trial_and_exits_0() {
         mark.exists()
     });
     common::send_signal(child.id(), "TERM");
-    // Well before the trial's 20 s: the parent stops it rather than waiting it out.
+    // Well before the trial's 120 s (a generous wait, not a measure of speed): the parent stops
+    // it rather than waiting it out.
     let mut status = None;
-    wait_until(Duration::from_secs(15), "lookout to stop", || {
+    wait_until(Duration::from_secs(60), "lookout to stop", || {
         status = child.try_wait().expect("try_wait");
         status.is_some()
     });
