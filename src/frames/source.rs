@@ -120,11 +120,41 @@ fn decode(path: &Path) -> Result<RgbImage, SourceError> {
         path: path.to_owned(),
         source,
     })?;
-    let image = image::load_from_memory(&bytes).map_err(|e| SourceError::Decode {
+    decode_image(&bytes, None).map_err(|e| SourceError::Decode {
         path: path.to_owned(),
         message: e.to_string(),
-    })?;
-    Ok(image.into_rgb8())
+    })
+}
+
+/// Widest and tallest image decoded, in pixels.
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+/// Most memory one decoded image may take: a 40-megapixel photo in RGB. A file's header can
+/// claim any size; without a cap a few bytes would ask for gigabytes, more than a Pi Zero 2 W
+/// has, before a single pixel is read.
+pub const MAX_IMAGE_BYTES: u64 = 128 << 20;
+
+/// Decodes an image file's bytes (the format from `format`, else guessed from the bytes) to
+/// RGB, within [`MAX_IMAGE_SIDE`] and [`MAX_IMAGE_BYTES`].
+pub fn decode_image(
+    bytes: &[u8],
+    format: Option<image::ImageFormat>,
+) -> Result<RgbImage, image::ImageError> {
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes));
+    match format {
+        Some(format) => reader.set_format(format),
+        None => reader = reader.with_guessed_format()?,
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_IMAGE_BYTES);
+    reader.limits(limits);
+    let image = reader.decode()?;
+    // A 16-bit or alpha image is converted; the RGB copy is within the cap too.
+    Ok(match image {
+        image::DynamicImage::ImageRgb8(rgb) => rgb,
+        other => other.into_rgb8(),
+    })
 }
 
 fn file_id(path: &Path) -> String {
@@ -441,5 +471,23 @@ mod tests {
         assert!(err.to_string().contains("pattern:WIDTHxHEIGHT"));
         let err = open("/no/such/file.png", false).err().expect("missing");
         assert!(err.to_string().starts_with("/no/such/file.png"));
+    }
+
+    #[test]
+    fn an_image_whose_header_claims_more_than_the_cap_is_refused_unread() {
+        // A 54-byte BMP claiming 20000 x 20000 pixels of 24 bits (1.1 GiB decoded).
+        let mut bmp = Vec::new();
+        bmp.extend_from_slice(b"BM");
+        bmp.extend_from_slice(&54u32.to_le_bytes());
+        bmp.extend_from_slice(&[0; 4]);
+        bmp.extend_from_slice(&54u32.to_le_bytes());
+        bmp.extend_from_slice(&40u32.to_le_bytes());
+        bmp.extend_from_slice(&20_000i32.to_le_bytes());
+        bmp.extend_from_slice(&20_000i32.to_le_bytes());
+        bmp.extend_from_slice(&1u16.to_le_bytes());
+        bmp.extend_from_slice(&24u16.to_le_bytes());
+        bmp.extend_from_slice(&[0; 24]);
+        let err = decode_image(&bmp, None).expect_err("over the cap");
+        assert!(matches!(err, image::ImageError::Limits(_)), "{err}");
     }
 }

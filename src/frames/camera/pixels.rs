@@ -59,26 +59,44 @@ pub fn to_rgb(
     bytes: &[u8],
 ) -> Result<RgbImage, PixelError> {
     let (w, h) = (width as usize, height as usize);
-    let need = |n: usize| {
-        if bytes.len() < n {
+    // Bytes a mode needs, counted in 64 bits: on a 32-bit board the product of two sides a
+    // driver reports could wrap around.
+    let pixels = u64::from(width) * u64::from(height);
+    let need = |numerator: u64, denominator: u64| {
+        let n = pixels * numerator / denominator;
+        if (bytes.len() as u64) < n {
             Err(PixelError::Short {
                 format,
                 width,
                 height,
-                need: n,
+                need: usize::try_from(n).unwrap_or(usize::MAX),
                 got: bytes.len(),
             })
         } else {
             Ok(())
         }
     };
+    // Checked before anything is allocated: the output is never larger than three times
+    // the buffer that was handed over, whatever sides the driver claims.
+    match format {
+        PixelFormat::Yuyv if w % 2 != 0 => return Err(PixelError::OddWidth(width)),
+        PixelFormat::Yuyv => need(2, 1)?,
+        PixelFormat::Nv12 if w % 2 != 0 || h % 2 != 0 => {
+            return Err(PixelError::OddSides(width, height))
+        }
+        PixelFormat::Nv12 => need(3, 2)?,
+        PixelFormat::Gray => need(1, 1)?,
+        PixelFormat::Rgb => need(3, 1)?,
+        PixelFormat::Mjpeg => {
+            return Ok(crate::frames::source::decode_image(
+                bytes,
+                Some(image::ImageFormat::Jpeg),
+            )?)
+        }
+    }
     let mut out = RgbImage::new(width, height);
     match format {
         PixelFormat::Yuyv => {
-            if w % 2 != 0 {
-                return Err(PixelError::OddWidth(width));
-            }
-            need(w * h * 2)?;
             for (quad, pixels) in bytes
                 .chunks_exact(4)
                 .zip(out.chunks_exact_mut(6))
@@ -90,10 +108,6 @@ pub fn to_rgb(
             }
         }
         PixelFormat::Nv12 => {
-            if w % 2 != 0 || h % 2 != 0 {
-                return Err(PixelError::OddSides(width, height));
-            }
-            need(w * h * 3 / 2)?;
             let (luma, chroma) = bytes.split_at(w * h);
             let rgb: &mut [u8] = &mut out;
             for row in 0..h {
@@ -105,19 +119,15 @@ pub fn to_rgb(
             }
         }
         PixelFormat::Gray => {
-            need(w * h)?;
             for (g, px) in bytes.iter().zip(out.chunks_exact_mut(3)) {
                 px.fill(*g);
             }
         }
         PixelFormat::Rgb => {
-            need(w * h * 3)?;
             out.copy_from_slice(&bytes[..w * h * 3]);
         }
-        PixelFormat::Mjpeg => {
-            let decoded = image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)?;
-            return Ok(decoded.into_rgb8());
-        }
+        // Decoded above.
+        PixelFormat::Mjpeg => {}
     }
     Ok(out)
 }
@@ -208,5 +218,17 @@ mod tests {
             .expect_err("bad")
             .to_string()
             .starts_with("MJPEG frame"));
+    }
+
+    #[test]
+    fn sides_a_buffer_cannot_hold_are_refused_before_anything_is_allocated() {
+        // 65534 x 65534 YUYV would be 8 GiB once converted; the buffer holds 16 bytes.
+        let err = to_rgb(PixelFormat::Yuyv, 65534, 65534, &[0; 16]).expect_err("short");
+        assert!(
+            matches!(err, PixelError::Short { need, got: 16, .. } if need as u64 == 65534 * 65534 * 2),
+            "{err}"
+        );
+        let err = to_rgb(PixelFormat::Nv12, u32::MAX - 1, 2, &[0; 16]).expect_err("short");
+        assert!(matches!(err, PixelError::Short { .. }), "{err}");
     }
 }
