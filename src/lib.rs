@@ -22,6 +22,7 @@
 //! - [`reconnect`]: the backoff between attempts to reopen a camera or serial port that went
 //!   away.
 //! - [`spec`]: which part of lookout a `--source` or `--sink` text belongs to.
+//! - [`fuzz`]: the fuzz targets' entry points, one per parser of bytes from outside.
 //! - The deployment contract ([`manifest`], [`board`], [`onnx_meta`], [`budget`]) is its own
 //!   crate, `lookout-contract`, shared with the build script; it is re-exported here under the
 //!   paths the rest of lookout uses.
@@ -29,6 +30,7 @@
 pub use lookout_contract::{board, budget, external, manifest, onnx_meta};
 
 pub mod frames;
+pub mod fuzz;
 pub mod lab;
 pub mod lifecycle;
 pub mod model;

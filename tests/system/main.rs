@@ -16,6 +16,7 @@ mod camera;
 mod cli;
 mod drift;
 mod faults;
+mod fuzz_corpora;
 mod gpio;
 mod health;
 mod http;

@@ -446,6 +446,11 @@ impl Preprocessor {
         }
     }
 
+    /// The length [`run`](Self::run) expects of its output: the product of the input shape.
+    pub fn input_len(&self) -> usize {
+        self.expected_len
+    }
+
     /// Writes the model input for `frame` into `out` (length = product of the input shape,
     /// layout per the [`InputSpec`]) and returns the mapping back to frame pixels.
     pub fn run<T: InputElement>(

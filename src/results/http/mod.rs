@@ -274,6 +274,27 @@ pub fn open(
     ))
 }
 
+/// The server without a run, its commands answered by `answer` on a thread of its own: for
+/// the fuzz target of request handling ([`crate::fuzz`]), where the frame loop is not what is
+/// tested. Serves until the returned server is dropped.
+pub fn serve_alone(
+    settings: &HttpSettings,
+    answer: fn(&str) -> String,
+) -> Result<server::Server, HttpError> {
+    let (commands_tx, mut commands_rx) = mpsc::channel::<CommandRequest>(COMMANDS_WAITING);
+    let server = server::Server::start(settings, Arc::new(Shared::new()), commands_tx)?;
+    std::thread::Builder::new()
+        .name("http-answers".into())
+        .spawn(move || {
+            // Ends when the server, the only sender, is gone.
+            while let Some(request) = commands_rx.blocking_recv() {
+                let _ = request.reply.send(answer(&request.line));
+            }
+        })
+        .map_err(HttpError::Thread)?;
+    Ok(server)
+}
+
 /// Encodes the frames the steering hands over, one at a time, while someone watches: scaled to
 /// `preview_size`, as JPEG, then announced on the feed.
 fn encode_previews(shared: &Shared, config: &HttpConfig) {

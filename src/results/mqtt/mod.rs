@@ -564,12 +564,7 @@ impl ConsolePort for MqttPort {
             let Ok(command) = self.commands.try_recv() else {
                 break;
             };
-            // Each message is one command: line ends inside it are spaces.
-            input.extend(command.iter().map(|&b| match b {
-                b'\r' | b'\n' => b' ',
-                b => b,
-            }));
-            input.push(b'\n');
+            command_line(&command, input);
         }
     }
 
@@ -609,6 +604,16 @@ impl ConsolePort for MqttPort {
             }
         }))
     }
+}
+
+/// Appends a command message's payload to the console's input as one line: line ends inside
+/// it are spaces, so a message is one command and gets one reply.
+pub fn command_line(payload: &[u8], input: &mut Vec<u8>) {
+    input.extend(payload.iter().map(|&b| match b {
+        b'\r' | b'\n' => b' ',
+        b => b,
+    }));
+    input.push(b'\n');
 }
 
 /// Commands received and not yet run at most; past this the link answers that it is busy.

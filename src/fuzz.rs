@@ -1,0 +1,527 @@
+//! The fuzz targets' entry points: each feeds arbitrary bytes to one parser of outside input,
+//! the way they reach a board, and checks what must hold of the result.
+//!
+//! The targets in `fuzz/` (cargo-fuzz, libFuzzer) call these, and so does the test that replays
+//! the committed corpora (`tests/system/fuzz_corpora.rs`), so a crash found once stays fixed.
+//! An entry point never fails on bad input: refusing it is the expected answer. It panics only
+//! when lookout breaks a promise (an accepted line longer than the limit, a converted frame of
+//! the wrong size): that is the crash the fuzzer reports.
+//!
+//! | target | the bytes are |
+//! |---|---|
+//! | [`manifest`] | a model manifest (TOML), parsed and validated |
+//! | [`board`] | a board profile (TOML), parsed and validated |
+//! | [`console`] | what arrives on the serial console, in two chunks |
+//! | [`compact`] | a line of the compact serial protocol, as a receiver checks it |
+//! | [`pixels`] | a camera frame: format, width, height, then its bytes |
+//! | [`image_file`] | an image file, decoded and pre-processed for a model |
+//! | [`onnx_meta`] | an ONNX file, read without loading it |
+//! | [`model`] | an ONNX file through the whole deployment check and one frame |
+//! | [`mqtt_command`] | an MQTT command message's payload |
+//! | [`http_request`] | what a client sends the web server |
+//!
+//! A panic inside tract (or another dependency) on a crafted model is not lookout's to fix:
+//! on a board the model is first tried in a child process ([`crate::model::verify`]), which
+//! turns such a panic into a refusal. [`model`] catches those and answers
+//! [`Outcome::DependencyPanic`]; a panic in lookout's own code goes on as a crash.
+
+use crate::frames::camera::pixels;
+use crate::frames::camera::v4l::PixelFormat;
+use crate::frames::preprocess::Preprocessor;
+use crate::frames::source::Frame;
+use crate::manifest::{ColorOrder, Layout, Manifest, ResizeMode};
+use crate::onnx_meta::{Dim, OnnxMeta};
+use crate::results::console::{self, Input, LineAssembler, MAX_LINE};
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+
+/// What an entry point made of its input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Taken as valid.
+    Accepted,
+    /// Refused with an error (the expected answer to most fuzzed input).
+    Refused,
+    /// A dependency (tract) panicked on it, and lookout caught the panic; the message.
+    DependencyPanic(String),
+}
+
+/// An entry point.
+pub type Target = fn(&[u8]) -> Outcome;
+
+/// Every target, by the name of its file in `fuzz/fuzz_targets/` and its corpus folder.
+pub const TARGETS: [(&str, Target); 10] = [
+    ("manifest", manifest),
+    ("board", board),
+    ("console", console),
+    ("compact", compact),
+    ("pixels", pixels),
+    ("image_file", image_file),
+    ("onnx_meta", onnx_meta),
+    ("model", model),
+    ("mqtt_command", mqtt_command),
+    ("http_request", http_request),
+];
+
+fn verdict<T, E>(result: Result<T, E>) -> Outcome {
+    if result.is_ok() {
+        Outcome::Accepted
+    } else {
+        Outcome::Refused
+    }
+}
+
+/// A model manifest: parsed, validated, and its error naming the file.
+pub fn manifest(data: &[u8]) -> Outcome {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return Outcome::Refused;
+    };
+    let origin = Path::new("fuzzed.toml");
+    match Manifest::parse(text, origin) {
+        Ok(manifest) => {
+            // What the run derives from every accepted manifest at start-up.
+            let _ = manifest.input.width() * manifest.input.height();
+            let _ = manifest.model.total_bytes();
+            let _ = manifest.output.decoder_name();
+            Outcome::Accepted
+        }
+        Err(e) => {
+            assert!(
+                e.to_string().contains("fuzzed.toml"),
+                "the error does not name the file: {e}"
+            );
+            Outcome::Refused
+        }
+    }
+}
+
+/// A board profile: parsed and validated (every table), its error naming the file.
+pub fn board(data: &[u8]) -> Outcome {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return Outcome::Refused;
+    };
+    match crate::board::Board::parse(text, Path::new("fuzzed.toml")) {
+        Ok(board) => {
+            let _ = board.scene();
+            Outcome::Accepted
+        }
+        Err(e) => {
+            assert!(
+                e.to_string().contains("fuzzed.toml"),
+                "the error does not name the file: {e}"
+            );
+            Outcome::Refused
+        }
+    }
+}
+
+/// Console input: the first byte says where the rest is cut in two (bytes arrive in pieces);
+/// the lines must not depend on the cut, and each line is parsed as a command.
+pub fn console(data: &[u8]) -> Outcome {
+    let Some((&cut, bytes)) = data.split_first() else {
+        return Outcome::Refused;
+    };
+    let cut = usize::from(cut).min(bytes.len());
+    let whole = LineAssembler::default().push(bytes);
+    let mut pieces = LineAssembler::default();
+    let mut lines = pieces.push(&bytes[..cut]);
+    lines.extend(pieces.push(&bytes[cut..]));
+    assert_eq!(whole, lines, "the lines depend on how the bytes arrived");
+    let mut accepted = false;
+    for input in &whole {
+        if let Input::Line(line) = input {
+            assert!(line.len() <= MAX_LINE, "a line of {} bytes", line.len());
+            assert!(
+                !line.chars().any(|c| c.is_ascii_control()),
+                "a control byte kept in {line:?}"
+            );
+            accepted |= command(line);
+        }
+    }
+    if accepted {
+        Outcome::Accepted
+    } else {
+        Outcome::Refused
+    }
+}
+
+/// Parses a command line; whether it is one.
+fn command(line: &str) -> bool {
+    match console::parse(line) {
+        Ok(console::Command::SetThreshold(v)) => {
+            assert!((0.0..=1.0).contains(&v), "threshold {v} accepted");
+            true
+        }
+        Ok(_) => true,
+        Err(reply) => {
+            assert!(!reply.is_empty(), "an empty error for {line:?}");
+            false
+        }
+    }
+}
+
+/// A compact serial line as a receiver checks it: as it came, and with its CRC made right (so
+/// that the fields behind the check are reached).
+pub fn compact(data: &[u8]) -> Outcome {
+    use crate::results::serial::protocol::{crc8, parse_compact};
+    let text = String::from_utf8_lossy(data);
+    let _ = parse_compact(&text);
+    let body = text.trim_end_matches(['\r', '\n']);
+    let body = body.rsplit_once('*').map_or(body, |(body, _)| body);
+    let line = format!("{body}*{:02X}\n", crc8(body.as_bytes()));
+    match parse_compact(&line) {
+        Ok(parsed) => {
+            assert!(
+                "DKTCZFE".contains(parsed.kind),
+                "kind {:?} accepted",
+                parsed.kind
+            );
+            Outcome::Accepted
+        }
+        Err(message) => {
+            assert!(!message.is_empty());
+            Outcome::Refused
+        }
+    }
+}
+
+/// A camera frame: byte 0 picks the pixel format, bytes 1..5 are the width and height the
+/// driver reported (16 bits each), the rest is the buffer it handed over.
+pub fn pixels(data: &[u8]) -> Outcome {
+    let [f, w0, w1, h0, h1, bytes @ ..] = data else {
+        return Outcome::Refused;
+    };
+    let format = match f % 5 {
+        0 => PixelFormat::Yuyv,
+        1 => PixelFormat::Nv12,
+        2 => PixelFormat::Mjpeg,
+        3 => PixelFormat::Gray,
+        _ => PixelFormat::Rgb,
+    };
+    let width = u32::from(u16::from_le_bytes([*w0, *w1]));
+    let height = u32::from(u16::from_le_bytes([*h0, *h1]));
+    match pixels::to_rgb(format, width, height, bytes) {
+        Ok(image) => {
+            if format != PixelFormat::Mjpeg {
+                assert_eq!(image.dimensions(), (width, height), "{format} frame");
+            }
+            Outcome::Accepted
+        }
+        Err(_) => Outcome::Refused,
+    }
+}
+
+/// The pre-processing variants an image is fed to: the bundled detector's input, and its
+/// other resize modes, colour orders and layouts.
+fn preprocessors() -> &'static Mutex<Vec<Preprocessor>> {
+    static PREPROCESSORS: OnceLock<Mutex<Vec<Preprocessor>>> = OnceLock::new();
+    PREPROCESSORS.get_or_init(|| {
+        let manifest = Manifest::parse(
+            crate::model::embedded::MANIFEST,
+            Path::new(crate::model::embedded::MANIFEST_ORIGIN),
+        )
+        .expect("the bundled manifest is checked by the build");
+        let mut variants = Vec::new();
+        for (resize, color, layout) in [
+            (ResizeMode::Letterbox, ColorOrder::Rgb, Layout::Nchw),
+            (ResizeMode::Stretch, ColorOrder::Bgr, Layout::Nhwc),
+            (ResizeMode::CenterCrop, ColorOrder::Gray, Layout::Nchw),
+        ] {
+            let mut m = manifest.clone();
+            m.preprocess.resize = resize;
+            m.preprocess.color = color;
+            m.input.layout = layout;
+            if color == ColorOrder::Gray {
+                let side = m.input.height();
+                m.input.shape = [1, 1, side, side];
+                m.preprocess.mean.truncate(1);
+                m.preprocess.std.truncate(1);
+            } else if layout == Layout::Nhwc {
+                let side = m.input.height();
+                m.input.shape = [1, side, side, 3];
+            }
+            variants.push(Preprocessor::new(&m.input, &m.preprocess));
+        }
+        Mutex::new(variants)
+    })
+}
+
+/// An image file as a folder source reads it, then pre-processed for a model three ways.
+pub fn image_file(data: &[u8]) -> Outcome {
+    let Ok(image) = crate::frames::source::decode_image(data, None) else {
+        return Outcome::Refused;
+    };
+    let Ok(mut variants) = preprocessors().lock() else {
+        return Outcome::Refused;
+    };
+    let mut accepted = false;
+    for pre in variants.iter_mut() {
+        let mut out = vec![0f32; pre.input_len()];
+        if let Ok(transform) = pre.run(&image, &mut out) {
+            assert!(
+                out.iter().all(|v| v.is_finite()),
+                "a non-finite input value"
+            );
+            let b = transform.box_to_source([0.0, 0.0, 1.0, 1.0]);
+            assert!(b.iter().all(|v| v.is_finite()), "a non-finite box {b:?}");
+            accepted = true;
+        }
+    }
+    if accepted {
+        Outcome::Accepted
+    } else {
+        Outcome::Refused
+    }
+}
+
+/// An ONNX file read as the build and `inspect` read it, without loading it.
+pub fn onnx_meta(data: &[u8]) -> Outcome {
+    match OnnxMeta::parse(data) {
+        Ok(meta) => {
+            for input in &meta.inputs {
+                let _ = input.shape_text();
+            }
+            let _ = meta.quant_form();
+            let _ = meta.foreign_ops();
+            let _ = meta.metadata_labels();
+            Outcome::Accepted
+        }
+        Err(e) => {
+            assert!(!e.to_string().is_empty());
+            Outcome::Refused
+        }
+    }
+}
+
+/// Largest side of an input a fuzzed model may declare, and the most values in it: tract is
+/// given nothing it would take seconds or gigabytes to build for.
+const MODEL_MAX_SIDE: i64 = 1024;
+const MODEL_MAX_INPUT: i64 = 3 * 640 * 640;
+
+/// Whether a fuzzed model's declared input is small enough to hand to tract.
+fn within_caps(meta: &OnnxMeta) -> bool {
+    meta.inputs.iter().all(|input| {
+        let mut values = 1i64;
+        input.shape.iter().all(|d| match d {
+            Dim::Fixed(v) => {
+                values = values.saturating_mul((*v).max(1));
+                (0..=MODEL_MAX_SIDE).contains(v)
+            }
+            Dim::Symbolic(_) | Dim::Unknown => true,
+        }) && values <= MODEL_MAX_INPUT
+    })
+}
+
+/// The panic a dependency raised in the last [`model`] call, with where.
+static LAST_PANIC: Mutex<Option<(String, String)>> = Mutex::new(None);
+
+/// Makes panics inside dependencies catchable by [`model`]: the hook in place (libFuzzer's
+/// aborts the process) still runs for a panic in lookout's own code; one raised elsewhere is
+/// only noted. Call it once, before the first input.
+pub fn catch_dependency_panics() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let file = info.location().map(|l| l.file()).unwrap_or("");
+        if is_lookout_code(file) {
+            previous(info);
+        } else if let Ok(mut last) = LAST_PANIC.lock() {
+            let message = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let at = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            *last = Some((message, at));
+        }
+    }));
+}
+
+/// Whether a panic's file is lookout's (or the standard library's on lookout's behalf), not a
+/// dependency's: those are the sources cargo downloaded (its registry and git checkouts).
+fn is_lookout_code(file: &str) -> bool {
+    !(file.contains("/registry/src/") || file.contains("/git/checkouts/"))
+}
+
+/// Keeps a model a dependency panicked on, once per place it panicked at: printed, and written
+/// to `$LOOKOUT_FUZZ_FINDINGS/<sha256>.onnx` with the message in `<sha256>.txt` when the
+/// variable names a folder (scripts/fuzz sets it), for the list of dependency panics.
+pub fn note_dependency_panic(data: &[u8], message: &str) {
+    static SEEN: Mutex<std::collections::BTreeSet<String>> =
+        Mutex::new(std::collections::BTreeSet::new());
+    let place = message.rsplit(" at ").next().unwrap_or(message).to_owned();
+    if !SEEN.lock().is_ok_and(|mut seen| seen.insert(place)) {
+        return;
+    }
+    eprintln!("lookout-fuzz: a dependency panicked (caught): {message}");
+    if let Some(dir) = std::env::var_os("LOOKOUT_FUZZ_FINDINGS") {
+        let dir = Path::new(&dir);
+        let sha = crate::budget::sha256_hex(data);
+        let _ = std::fs::create_dir_all(dir);
+        let _ = std::fs::write(dir.join(format!("{sha}.onnx")), data);
+        let _ = std::fs::write(dir.join(format!("{sha}.txt")), format!("{message}\n"));
+    }
+}
+
+/// Where files of the model target go: one folder per process.
+fn scratch() -> &'static Path {
+    static DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("lookout-fuzz-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        dir
+    })
+}
+
+/// An ONNX file through what `lookout import`, `check` and the model's trial do with it: read,
+/// its input capped, a manifest written for it, the deployment check against the bundled
+/// board, then loaded and run on one black frame.
+pub fn model(data: &[u8]) -> Outcome {
+    let Ok(meta) = OnnxMeta::parse(data) else {
+        return Outcome::Refused;
+    };
+    if !within_caps(&meta) || meta.external_data {
+        return Outcome::Refused;
+    }
+    let path = scratch().join("fuzzed.onnx");
+    if std::fs::write(&path, data).is_err() {
+        return Outcome::Refused;
+    }
+    if let Ok(mut last) = LAST_PANIC.lock() {
+        *last = None;
+    }
+    let tried = std::panic::catch_unwind(|| try_model(data, &meta, &path));
+    match tried {
+        Ok(outcome) => outcome,
+        Err(payload) => {
+            let noted = LAST_PANIC.lock().ok().and_then(|mut l| l.take());
+            match noted {
+                Some((message, at)) => Outcome::DependencyPanic(format!("{message} at {at}")),
+                // Not noted by the hook: lookout's own (or no hook installed): a crash.
+                None => std::panic::resume_unwind(payload),
+            }
+        }
+    }
+}
+
+fn try_model(data: &[u8], meta: &OnnxMeta, path: &Path) -> Outcome {
+    let origin = "fuzzed.onnx";
+    if crate::model::engine::probe(data, origin).is_err() {
+        return Outcome::Refused;
+    }
+    let _ = meta.quant_form();
+    let Ok(imported) = crate::model::import::import(path, &Default::default()) else {
+        return Outcome::Refused;
+    };
+    let Ok(board) = crate::model::embedded_board() else {
+        return Outcome::Refused;
+    };
+    let board_file = Path::new(crate::model::embedded::BOARD_ORIGIN);
+    if crate::budget::check_model(&board, board_file, &imported.manifest, &imported.path, data)
+        .is_err()
+    {
+        return Outcome::Refused;
+    }
+    let manifest = imported.manifest;
+    let (w, h) = (manifest.input.width(), manifest.input.height());
+    let Ok(mut pipeline) = crate::pipeline::Pipeline::new(manifest, data, origin) else {
+        return Outcome::Refused;
+    };
+    let frame = Frame {
+        id: "fuzz-black".into(),
+        captured_at: std::time::SystemTime::UNIX_EPOCH,
+        image: image::RgbImage::new(w as u32, h as u32),
+    };
+    verdict(pipeline.process(&frame, std::time::Duration::ZERO))
+}
+
+/// An MQTT command message: its payload as the MQTT port hands it to the console (one line),
+/// then the console's editing and parsing.
+pub fn mqtt_command(data: &[u8]) -> Outcome {
+    let mut input = Vec::new();
+    crate::results::mqtt::command_line(data, &mut input);
+    let lines = LineAssembler::default().push(&input);
+    assert!(lines.len() <= 1, "one message became {} lines", lines.len());
+    match lines.first() {
+        Some(Input::Line(line)) if command(line) => Outcome::Accepted,
+        _ => Outcome::Refused,
+    }
+}
+
+/// The web server, on a loopback port of its own, with commands answered by the console's
+/// parser (the frame loop is not what this target tests).
+fn http_server() -> Option<std::net::SocketAddr> {
+    static SERVER: OnceLock<Option<std::net::SocketAddr>> = OnceLock::new();
+    *SERVER.get_or_init(|| {
+        let settings = crate::results::http::HttpSettings {
+            listen: "127.0.0.1:0".parse().ok()?,
+            token: Some("fuzzing-token-0123456789".into()),
+            config: Default::default(),
+        };
+        let server =
+            crate::results::http::serve_alone(&settings, |line| match console::parse(line) {
+                Ok(_) => "# ok\n".into(),
+                Err(e) => format!("# error: {e}\n"),
+            })
+            .ok()?;
+        let addr = server.addr();
+        // Serves for the life of the process.
+        std::mem::forget(server);
+        Some(addr)
+    })
+}
+
+/// What a client sends the web server, sent on a real connection; the answer must be HTTP
+/// and never a server error, and the connection must end.
+pub fn http_request(data: &[u8]) -> Outcome {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let Some(addr) = http_server() else {
+        return Outcome::Refused;
+    };
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return Outcome::Refused;
+    };
+    let _ = stream.write_all(data);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    // An event stream never ends by itself: its head is enough.
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 16384];
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && !answer.is_empty() => break,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break,
+        }
+    }
+    if answer.is_empty() {
+        return Outcome::Refused;
+    }
+    // An HTTP/1.0 request is answered in 1.0.
+    let status = answer
+        .strip_prefix(b"HTTP/1.1 ")
+        .or_else(|| answer.strip_prefix(b"HTTP/1.0 "))
+        .unwrap_or_else(|| {
+            panic!(
+                "not an HTTP answer: {:?}",
+                String::from_utf8_lossy(&answer[..answer.len().min(64)])
+            )
+        });
+    assert!(
+        !status.starts_with(b"500"),
+        "a server error: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    if status.starts_with(b"2") {
+        Outcome::Accepted
+    } else {
+        Outcome::Refused
+    }
+}
