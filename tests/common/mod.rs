@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod camera_servers;
+pub mod failing_disk;
 pub mod mqtt_broker;
 pub mod terminal;
 

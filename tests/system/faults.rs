@@ -1,5 +1,6 @@
 //! Faults where a board meets them, each with what the user sees and the frames that follow:
-//! a full disk under the file sink; a serial line whose receiver stops reading; a frame loop
+//! a full disk under the file sink; a disk failing with EIO (a dying SD card) under the file
+//! sink and under the sample store; a serial line whose receiver stops reading; a frame loop
 //! stuck in a write, which systemd's watchdog must see.
 
 use crate::common::{self, lookout_command, wait_until};
@@ -309,4 +310,239 @@ fn a_serial_line_whose_receiver_stops_reading_never_holds_up_the_frames() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no dropped count: {log}"));
     assert!(dropped > 0, "{log}");
+}
+
+/// A `lookout run` whose stdout (JSON Lines: records and events) is read as it comes.
+struct WatchedRun {
+    child: KillOnDrop,
+    printed: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WatchedRun {
+    fn start(args: &[&str]) -> Self {
+        let mut child = KillOnDrop(
+            lookout_command()
+                .args(args)
+                .env("LOOKOUT_LOG", "warn")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("lookout starts"),
+        );
+        let printed = Arc::new(Mutex::new(Vec::<String>::new()));
+        let out = child.0.stdout.take().expect("stdout");
+        let reader = {
+            let printed = printed.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                    printed.lock().expect("lock").push(line);
+                }
+            })
+        };
+        Self {
+            child,
+            printed,
+            reader: Some(reader),
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.printed.lock().expect("lock").clone()
+    }
+
+    /// Waits for the first event `event`; returns its line's index and the event.
+    fn wait_for_event(&self, event: &str, within: Duration) -> (usize, serde_json::Value) {
+        let find = || {
+            self.lines().iter().enumerate().find_map(|(i, l)| {
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                (v["event"] == event).then_some((i, v))
+            })
+        };
+        wait_until(within, event, || find().is_some());
+        find().expect("found")
+    }
+
+    /// Waits until `n` more lines than `after` were printed.
+    fn wait_for_lines(&self, after: usize, n: usize) {
+        wait_until(Duration::from_secs(60), "more records", || {
+            self.lines().len() > after + n
+        });
+    }
+
+    /// Stops it with SIGTERM; returns the exit code, the log and every line it printed.
+    fn stop(mut self) -> (Option<i32>, String, Vec<String>) {
+        common::send_signal(self.child.0.id(), "TERM");
+        let status = self.child.0.wait().expect("lookout ends");
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("reader");
+        }
+        let mut log = String::new();
+        if let Some(mut err) = self.child.0.stderr.take() {
+            use std::io::Read as _;
+            let _ = err.read_to_string(&mut log);
+        }
+        (status.code(), log, self.lines())
+    }
+}
+
+/// The records' `seq`s in the printed lines, which must run without a gap.
+fn assert_seqs_gap_free(lines: &[String]) -> u64 {
+    let seqs: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["seq"].as_u64())
+        .collect();
+    assert!(!seqs.is_empty());
+    for (i, seq) in seqs.iter().enumerate() {
+        assert_eq!(*seq, i as u64, "records {seqs:?}");
+    }
+    seqs.len() as u64
+}
+
+#[test]
+fn a_disk_failing_with_eio_under_the_file_sink_drops_lines_counted_until_it_works_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(disk) = common::failing_disk::FailingDisk::mount(dir.path()) else {
+        return;
+    };
+    let records = disk.path().join("records.jsonl");
+    let run = WatchedRun::start(&[
+        "run",
+        "-s",
+        "replay:tests/images/detect@20",
+        "--sink",
+        &format!("file:{}", records.display()),
+        "--sink",
+        "stdout",
+    ]);
+    run.wait_for_lines(0, 5);
+    disk.fail(true);
+    let (failed_at, failed) = run.wait_for_event("sink_failed", Duration::from_secs(60));
+    let message = failed["message"].as_str().expect("message");
+    assert!(message.contains("Input/output error"), "{message}");
+    // Frames go on while the disk fails.
+    run.wait_for_lines(failed_at, 10);
+    disk.fail(false);
+    let (restored_at, restored) = run.wait_for_event("sink_restored", Duration::from_secs(60));
+    run.wait_for_lines(restored_at, 5);
+    let (code, log, stdout) = run.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("write failed: Input/output error"), "{log}");
+    assert_seqs_gap_free(&stdout);
+
+    // The file holds what stdout printed but for one stretch, the lines the failure cost,
+    // which the restore event counts; the frames after it are all there.
+    let text = std::fs::read_to_string(&records).expect("records");
+    let written: Vec<&str> = text.lines().collect();
+    let message = restored["message"].as_str().expect("message");
+    let lost = stdout.len() - written.len();
+    assert!(
+        message.contains(&format!("; {lost} lines were not written")),
+        "{message}; {lost} lines missing from the file"
+    );
+    assert!(lost >= 10, "{message}");
+    let before = written
+        .iter()
+        .zip(&stdout)
+        .take_while(|(w, s)| *w == s)
+        .count();
+    assert!(before >= 5, "lines before the failure: {before}");
+    assert_eq!(
+        written[before..],
+        stdout[before + lost..],
+        "the file after the failure"
+    );
+    let after_restore = stdout[restored_at..]
+        .iter()
+        .filter(|l| l.starts_with("{\"seq\":"))
+        .count();
+    assert!(
+        after_restore >= 3,
+        "records after the restore: {after_restore}"
+    );
+}
+
+#[test]
+fn a_disk_failing_with_eio_under_the_sample_store_stops_collection_until_it_works_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(disk) = common::failing_disk::FailingDisk::mount(dir.path()) else {
+        return;
+    };
+    let store = disk.path().join("store");
+    let board = common::host_board_with(
+        dir.path(),
+        "eio-test",
+        "samples",
+        &format!(
+            "enabled = true\ndir = {:?}\nevery_n = 1\nmax_per_minute = 100000\n\
+             max_bytes = 1073741824\nmin_free_bytes = 0\n",
+            store.display().to_string()
+        ),
+    );
+    disk.fail(true);
+    let run = WatchedRun::start(&[
+        "run",
+        "-m",
+        "models/shapes-detector.toml",
+        "-b",
+        &board,
+        "-s",
+        "replay:tests/images/detect@10",
+        "--sink",
+        "stdout",
+    ]);
+    let (stopped_at, stopped) = run.wait_for_event("samples_stopped", Duration::from_secs(60));
+    let message = stopped["message"].as_str().expect("message");
+    assert!(message.contains("Input/output error"), "{message}");
+    // Inference goes on meanwhile.
+    run.wait_for_lines(stopped_at, 10);
+    disk.fail(false);
+    // Collection is tried again a minute after it stopped.
+    let (resumed_at, _) = run.wait_for_event("samples_resumed", Duration::from_secs(150));
+    run.wait_for_lines(resumed_at, 5);
+    let (code, log, stdout) = run.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("Input/output error"), "{log}");
+    let frames = assert_seqs_gap_free(&stdout);
+    let stops = stdout
+        .iter()
+        .filter(|l| l.contains("\"samples_stopped\""))
+        .count();
+    assert_eq!(stops, 1, "said once");
+
+    // Nothing half-written is left from the failure, and samples were kept after it.
+    let mut images = 0;
+    for entry in walk(&store) {
+        let name = entry
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_owned();
+        assert!(!name.ends_with(".tmp"), "left over: {name}");
+        if name.ends_with(".jpg") {
+            image::open(&entry).unwrap_or_else(|e| panic!("{name}: {e}"));
+            images += 1;
+        }
+    }
+    assert!(
+        images >= 1,
+        "no sample kept after the disk came back ({frames} frames)"
+    );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
 }
