@@ -19,6 +19,14 @@ use tokio::sync::mpsc as tmpsc;
 /// Messages waiting for the link thread at most; past this the frame loop's sends fail (and
 /// are counted) rather than wait.
 const CHANNEL: usize = 1024;
+/// Notifications of the connection (packets received, acknowledgements) waiting for the link
+/// at most; each holds at most one message of the broker's (2 MiB: `MAX_INCOMING`), so at
+/// most 16 MiB wait here, and only under a flood of the largest commands.
+const NOTES: usize = 8;
+/// Longest command payload handed to the console: it takes lines of 256 bytes
+/// ([`crate::results::console::MAX_LINE`]), so a longer one is answered here, and the queue
+/// of commands waiting for the frame loop holds at most 16 of these.
+const COMMAND_BYTES: usize = 4096;
 /// Events published and not yet acknowledged at most.
 const WINDOW: usize = 32;
 /// Requests rumqttc holds for the connection at most (more than WINDOW plus the retained
@@ -350,13 +358,17 @@ impl Link {
     async fn connection(&mut self) -> Ended {
         let (client, mut eventloop) = AsyncClient::new(self.settings.options.clone(), REQUESTS);
         // The event loop on its own task, its notifications forwarded: the select below then
-        // waits only on channels, whose receive is cancel-safe.
-        let (note_tx, mut notes) = tmpsc::unbounded_channel();
+        // waits only on channels, whose receive is cancel-safe. Bounded: while the loop below
+        // is behind, the poller waits, and so does the socket's reading, which leaves a flood
+        // of commands in the broker's hands rather than in this board's memory. No deadlock:
+        // the loop never waits on the poller, only on this channel (its publishes are
+        // `try_publish`).
+        let (note_tx, mut notes) = tmpsc::channel(NOTES);
         let poller = tokio::spawn(async move {
             loop {
                 let polled = eventloop.poll().await;
                 let failed = polled.is_err();
-                if note_tx.send(polled).is_err() || failed {
+                if note_tx.send(polled).await.is_err() || failed {
                     break;
                 }
             }
@@ -467,6 +479,20 @@ impl Link {
                         self.settings.topics.reply(),
                         b"# error: a retained command is ignored; publish commands without retain\n"
                             .to_vec(),
+                        true,
+                        false,
+                    );
+                } else if publish.payload.len() > COMMAND_BYTES {
+                    // The console's own answer to a line this long, without queueing it.
+                    self.publish(
+                        session,
+                        self.settings.topics.reply(),
+                        format!(
+                            "# error: line of {} bytes ignored; at most {}\n",
+                            publish.payload.len(),
+                            crate::results::console::MAX_LINE
+                        )
+                        .into_bytes(),
                         true,
                         false,
                     );
@@ -604,7 +630,7 @@ impl Link {
     async fn finish(
         &mut self,
         session: &mut Session,
-        notes: &mut tmpsc::UnboundedReceiver<Result<Event, rumqttc::ConnectionError>>,
+        notes: &mut tmpsc::Receiver<Result<Event, rumqttc::ConnectionError>>,
     ) {
         let deadline = tokio::time::Instant::now() + FINISH_WAIT;
         // A connection on its way (a short run) is waited for, so that its events go out.
