@@ -7,7 +7,7 @@
 //! info                   model, labels with their ids, input, thresholds, source, board
 //! set threshold <0..1>   minimum score to report, from the next frame on
 //! pause | resume         stop and restart reading frames
-//! snapshot               save the last frame as PNG in the snapshot folder
+//! snapshot               save the last frame as PNG in the snapshot folder (the newest 20 kept)
 //! reboot-pipeline        reload the model and reopen the source
 //! model use <version>    switch to an installed version of the running model (see `slots`)
 //! ```
@@ -418,7 +418,12 @@ impl<P: ConsolePort> Steering for Console<P> {
     }
 }
 
-/// Writes `frame` as `snapshot-<frame id>-<unix ms>.png` in `dir`, whole or not at all.
+/// Snapshots kept in the snapshot folder at most: a script asking for one every minute for
+/// months must not fill the disk the samples and the MQTT queue share. The oldest go first.
+pub const MAX_SNAPSHOTS: usize = 20;
+
+/// Writes `frame` as `snapshot-<frame id>-<unix ms>.png` in `dir`, whole or not at all, and
+/// removes the oldest snapshots past [`MAX_SNAPSHOTS`].
 fn save_snapshot(dir: &Path, frame: &crate::frames::source::Frame) -> Result<PathBuf, String> {
     let millis = frame
         .captured_at
@@ -453,7 +458,33 @@ fn save_snapshot(dir: &Path, frame: &crate::frames::source::Frame) -> Result<Pat
         let _ = std::fs::remove_file(&tmp);
         return Err(format!("{}: {e}", path.display()));
     }
+    prune_snapshots(dir, MAX_SNAPSHOTS);
     Ok(path)
+}
+
+/// Removes all but the newest `keep` snapshots in `dir` (by modification time, then name);
+/// other files are left alone. A file that cannot be removed is left too: the next snapshot
+/// tries again.
+fn prune_snapshots(dir: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut snapshots: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("snapshot-") && name.ends_with(".png")
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    if snapshots.len() <= keep {
+        return;
+    }
+    snapshots.sort();
+    for (_, path) in &snapshots[..snapshots.len() - keep] {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 #[cfg(test)]
@@ -462,6 +493,37 @@ mod tests {
 
     fn lines(a: &mut LineAssembler, bytes: &[u8]) -> Vec<Input> {
         a.push(bytes)
+    }
+
+    #[test]
+    fn snapshots_past_the_limit_go_oldest_first_and_other_files_stay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let frame = |n: u64| crate::frames::source::Frame {
+            id: format!("camera-{n}"),
+            captured_at: std::time::UNIX_EPOCH + std::time::Duration::from_secs(n),
+            image: image::RgbImage::new(4, 3),
+        };
+        std::fs::write(dir.path().join("notes.txt"), "mine").expect("write");
+        let mut saved = Vec::new();
+        for n in 0..MAX_SNAPSHOTS as u64 + 5 {
+            saved.push(save_snapshot(dir.path(), &frame(n)).expect("saved"));
+            // Modification times a clear order apart, on file systems with coarse clocks.
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000 + n);
+            std::fs::File::options()
+                .write(true)
+                .open(saved.last().expect("one"))
+                .and_then(|f| f.set_modified(at))
+                .expect("mtime");
+        }
+        let mut left: Vec<PathBuf> = std::fs::read_dir(dir.path())
+            .expect("read")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        left.sort();
+        let mut want: Vec<PathBuf> = saved[5..].to_vec();
+        want.push(dir.path().join("notes.txt"));
+        want.sort();
+        assert_eq!(left, want);
     }
 
     #[test]
