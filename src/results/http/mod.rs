@@ -451,6 +451,10 @@ impl ConsolePort for HttpPort {
             let Ok(request) = self.commands.try_recv() else {
                 break;
             };
+            // Its client was answered 504 and went: a command it was told failed is not run.
+            if request.reply.is_closed() {
+                continue;
+            }
             // One line per request, so that each gets exactly one reply.
             input.extend(request.line.bytes().map(|b| match b {
                 b'\r' | b'\n' => b' ',
