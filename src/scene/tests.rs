@@ -460,6 +460,52 @@ fn boxes_that_are_not_finite_or_empty_are_not_tracked_and_many_detections_are_ca
     assert_eq!(tracked[0], 2000 - tracker::MAX_OBSERVATIONS);
 }
 
+#[test]
+fn past_the_most_tracks_new_objects_go_untracked_until_there_is_room() {
+    let config = TrackingConfig {
+        min_hits: 1,
+        ..tracking()
+    };
+    let mut tracker = tracker::Tracker::new(config, 1);
+    // Each frame a grid of new objects nowhere near the last frame's.
+    let grid = |frame: usize| -> Vec<tracker::Observation> {
+        (0..tracker::MAX_OBSERVATIONS)
+            .map(|i| {
+                let (x, y) = ((i % 16) as f32 * 40.0, (frame * 16 + i / 16) as f32 * 40.0);
+                tracker::Observation {
+                    class_id: 0,
+                    score: 0.9,
+                    bbox: [x, y, x + 10.0, y + 10.0],
+                }
+            })
+            .collect()
+    };
+    let full = tracker::MAX_TRACKS / tracker::MAX_OBSERVATIONS;
+    for frame in 0..full {
+        let update = tracker.update(frame as u64, &grid(frame));
+        assert_eq!(update.started.len(), tracker::MAX_OBSERVATIONS);
+        assert!(!tracker.is_full());
+    }
+    let update = tracker.update(full as u64, &grid(full));
+    assert!(
+        update.started.is_empty(),
+        "{} started",
+        update.started.len()
+    );
+    assert!(tracker.is_full());
+    assert_eq!(tracker.objects().count(), tracker::MAX_TRACKS);
+    // Once the unseen ones run out of patience, there is room again.
+    let mut frame = full as u64 + 1;
+    while tracker.objects().count() == tracker::MAX_TRACKS {
+        tracker.update(frame, &[]);
+        frame += 1;
+        assert!(frame < 100, "the tracks never ended");
+    }
+    let update = tracker.update(frame, &grid(full + 1));
+    assert_eq!(update.started.len(), tracker::MAX_OBSERVATIONS);
+    assert!(!tracker.is_full());
+}
+
 /// A person walks down through a zone drawn across the middle of the frame, and a car drives
 /// along the bottom of the frame, outside it.
 fn driveway_scene() -> (SceneConfig, Vec<Actor>) {

@@ -259,6 +259,9 @@ pub struct Tracker {
     config: TrackingConfig,
     tracks: Vec<TrackState>,
     next_id: u64,
+    /// [`MAX_TRACKS`] were followed and an object went untracked: said once, until there is
+    /// room again.
+    full: bool,
 }
 
 impl Tracker {
@@ -269,7 +272,14 @@ impl Tracker {
             config,
             tracks: Vec::new(),
             next_id: first_id.max(1),
+            full: false,
         }
+    }
+
+    /// Whether new objects went untracked at the last update for want of room: [`MAX_TRACKS`]
+    /// were followed already.
+    pub fn is_full(&self) -> bool {
+        self.full
     }
 
     /// The id the next object will get.
@@ -369,8 +379,13 @@ impl Tracker {
             }
         }
         // New tentative tracks from strong detections nothing claimed.
+        let mut turned_away = false;
         for &o in &high {
-            if obs_matched[o] || kept.len() >= MAX_TRACKS {
+            if obs_matched[o] {
+                continue;
+            }
+            if kept.len() >= MAX_TRACKS {
+                turned_away = true;
                 continue;
             }
             let mut track = TrackState::new(seq, &observations[o]);
@@ -382,6 +397,13 @@ impl Tracker {
             }
             kept.push(track);
         }
+        if turned_away && !self.full {
+            tracing::warn!(
+                "tracking: {MAX_TRACKS} objects followed at once; new ones go untracked until \
+                 some leave"
+            );
+        }
+        self.full = turned_away || (self.full && kept.len() >= MAX_TRACKS);
         self.tracks = kept;
         update
     }
