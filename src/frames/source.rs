@@ -134,11 +134,13 @@ pub const MAX_IMAGE_SIDE: u32 = 16_384;
 pub const MAX_IMAGE_BYTES: u64 = 128 << 20;
 
 /// Decodes an image file's bytes (the format from `format`, else guessed from the bytes) to
-/// RGB, within [`MAX_IMAGE_SIDE`] and [`MAX_IMAGE_BYTES`].
+/// RGB, within [`MAX_IMAGE_SIDE`] and [`MAX_IMAGE_BYTES`]: the decoded image and, for any other
+/// pixel type than 8-bit RGB, its RGB copy together.
 pub fn decode_image(
     bytes: &[u8],
     format: Option<image::ImageFormat>,
 ) -> Result<RgbImage, image::ImageError> {
+    use image::ImageDecoder as _;
     let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes));
     match format {
         Some(format) => reader.set_format(format),
@@ -148,9 +150,22 @@ pub fn decode_image(
     limits.max_image_width = Some(MAX_IMAGE_SIDE);
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
     limits.max_alloc = Some(MAX_IMAGE_BYTES);
-    reader.limits(limits);
-    let image = reader.decode()?;
-    // A 16-bit or alpha image is converted; the RGB copy is within the cap too.
+    reader.limits(limits.clone());
+    let mut decoder = reader.into_decoder()?;
+    let (width, height) = decoder.dimensions();
+    let rgb = u64::from(width) * u64::from(height) * 3;
+    let copy = if decoder.color_type() == image::ColorType::Rgb8 {
+        0
+    } else {
+        rgb
+    };
+    if decoder.total_bytes().saturating_add(copy) > MAX_IMAGE_BYTES {
+        return Err(image::ImageError::Limits(
+            image::error::LimitError::from_kind(image::error::LimitErrorKind::InsufficientMemory),
+        ));
+    }
+    decoder.set_limits(limits)?;
+    let image = image::DynamicImage::from_decoder(decoder)?;
     Ok(match image {
         image::DynamicImage::ImageRgb8(rgb) => rgb,
         other => other.into_rgb8(),
@@ -489,5 +504,48 @@ mod tests {
         bmp.extend_from_slice(&[0; 24]);
         let err = decode_image(&bmp, None).expect_err("over the cap");
         assert!(matches!(err, image::ImageError::Limits(_)), "{err}");
+    }
+
+    /// A PNG chunk with its CRC-32.
+    fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+        let mut crc = !0u32;
+        for &b in kind.iter().chain(data) {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        let mut out = (data.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&(!crc).to_be_bytes());
+        out
+    }
+
+    /// A PNG of `width` x `height` 8-bit grey pixels with no pixel data.
+    fn grey_png_header(width: u32, height: u32) -> Vec<u8> {
+        let mut header = Vec::new();
+        header.extend_from_slice(&width.to_be_bytes());
+        header.extend_from_slice(&height.to_be_bytes());
+        header.extend_from_slice(&[8, 0, 0, 0, 0]);
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.extend(chunk(b"IHDR", &header));
+        png.extend(chunk(b"IDAT", &[]));
+        png.extend(chunk(b"IEND", &[]));
+        png
+    }
+
+    #[test]
+    fn a_grey_image_within_the_cap_whose_rgb_copy_is_not_is_refused_unread() {
+        // 16384 x 8192 grey is 128 MiB as decoded, the cap itself; its RGB copy 384 MiB more.
+        let err = decode_image(&grey_png_header(16_384, 8_192), None).expect_err("over the cap");
+        assert!(matches!(err, image::ImageError::Limits(_)), "{err}");
+        // A quarter of that passes the check, and then fails on its missing pixels.
+        let err = decode_image(&grey_png_header(4_096, 8_192), None).expect_err("no pixels");
+        assert!(!matches!(err, image::ImageError::Limits(_)), "{err}");
     }
 }

@@ -59,12 +59,12 @@ pub fn to_rgb(
     bytes: &[u8],
 ) -> Result<RgbImage, PixelError> {
     let (w, h) = (width as usize, height as usize);
-    // Bytes a mode needs, counted in 64 bits: on a 32-bit board the product of two sides a
-    // driver reports could wrap around.
-    let pixels = u64::from(width) * u64::from(height);
-    let need = |numerator: u64, denominator: u64| {
+    // Bytes a mode needs, counted in 128 bits: the product of two sides a driver reports
+    // cannot wrap around, on a 32-bit board or a 64-bit one.
+    let pixels = u128::from(width) * u128::from(height);
+    let need = |numerator: u128, denominator: u128| {
         let n = pixels * numerator / denominator;
-        if (bytes.len() as u64) < n {
+        if (bytes.len() as u128) < n {
             Err(PixelError::Short {
                 format,
                 width,
