@@ -458,14 +458,15 @@ fn save_snapshot(dir: &Path, frame: &crate::frames::source::Frame) -> Result<Pat
         let _ = std::fs::remove_file(&tmp);
         return Err(format!("{}: {e}", path.display()));
     }
-    prune_snapshots(dir, MAX_SNAPSHOTS);
+    prune_snapshots(dir, &path, MAX_SNAPSHOTS);
     Ok(path)
 }
 
-/// Removes all but the newest `keep` snapshots in `dir` (by modification time, then name);
-/// other files are left alone. A file that cannot be removed is left too: the next snapshot
-/// tries again.
-fn prune_snapshots(dir: &Path, keep: usize) {
+/// Removes all but `kept` and the newest `keep - 1` other snapshots in `dir` (by modification
+/// time, then name): the one just written stays even when the clock was set back since the
+/// others were. Other files are left alone. A file that cannot be removed is left too: the
+/// next snapshot tries again.
+fn prune_snapshots(dir: &Path, kept: &Path, keep: usize) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -474,15 +475,16 @@ fn prune_snapshots(dir: &Path, keep: usize) {
         .filter(|e| {
             let name = e.file_name();
             let name = name.to_string_lossy();
-            name.starts_with("snapshot-") && name.ends_with(".png")
+            name.starts_with("snapshot-") && name.ends_with(".png") && e.path() != kept
         })
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .collect();
-    if snapshots.len() <= keep {
+    let others = keep.saturating_sub(1);
+    if snapshots.len() <= others {
         return;
     }
     snapshots.sort();
-    for (_, path) in &snapshots[..snapshots.len() - keep] {
+    for (_, path) in &snapshots[..snapshots.len() - others] {
         let _ = std::fs::remove_file(path);
     }
 }
@@ -524,6 +526,20 @@ mod tests {
         want.push(dir.path().join("notes.txt"));
         want.sort();
         assert_eq!(left, want);
+
+        // The clock set back: each snapshot just taken is older than the rest, and stays.
+        let back = std::time::UNIX_EPOCH + std::time::Duration::from_secs(10);
+        for n in 1_000..1_003 {
+            let newest = save_snapshot(dir.path(), &frame(n)).expect("saved");
+            assert!(newest.exists(), "the snapshot just written was removed");
+            std::fs::File::options()
+                .write(true)
+                .open(&newest)
+                .and_then(|f| f.set_modified(back))
+                .expect("mtime");
+        }
+        let count = std::fs::read_dir(dir.path()).expect("read").count();
+        assert_eq!(count, MAX_SNAPSHOTS + 1, "20 snapshots and notes.txt");
     }
 
     #[test]
