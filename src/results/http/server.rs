@@ -242,9 +242,6 @@ async fn serve(
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEAD_TIMEOUT)
-                // A client may close its sending side once the request is out (`nc -N`, a
-                // script): its command's reply still reaches it.
-                .half_close(true)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
