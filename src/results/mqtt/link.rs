@@ -20,8 +20,9 @@ use tokio::sync::mpsc as tmpsc;
 /// are counted) rather than wait.
 const CHANNEL: usize = 1024;
 /// Notifications of the connection (packets received, acknowledgements) waiting for the link
-/// at most; each holds at most one message of the broker's (2 MiB: `MAX_INCOMING`), so at
-/// most 16 MiB wait here, and only under a flood of the largest commands.
+/// at most; each holds at most one message of the broker's (2 MiB: `MAX_INCOMING`). With the
+/// one the poller holds and the 10 rumqttc decodes from one read of the socket, at most 19
+/// such messages (38 MiB) are held, and only under a flood of the largest commands.
 const NOTES: usize = 8;
 /// Longest command payload handed to the console: it takes lines of 256 bytes
 /// ([`crate::results::console::MAX_LINE`]), so a longer one is answered here, and the queue
