@@ -501,6 +501,12 @@ fn past_the_most_tracks_new_objects_go_untracked_until_there_is_room() {
         frame += 1;
         assert!(frame < 100, "the tracks never ended");
     }
+    // The first frame's objects ended together: well past an eighth of the tracks.
+    assert_eq!(
+        tracker.objects().count(),
+        tracker::MAX_TRACKS - tracker::MAX_OBSERVATIONS
+    );
+    assert!(!tracker.is_full());
     let update = tracker.update(frame, &grid(full + 1));
     assert_eq!(update.started.len(), tracker::MAX_OBSERVATIONS);
     assert!(!tracker.is_full());

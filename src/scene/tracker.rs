@@ -259,8 +259,9 @@ pub struct Tracker {
     config: TrackingConfig,
     tracks: Vec<TrackState>,
     next_id: u64,
-    /// [`MAX_TRACKS`] were followed and an object went untracked: said once, until there is
-    /// room again.
+    /// [`MAX_TRACKS`] were followed and an object went untracked: said once, until an
+    /// eighth of the tracks have ended (so that a scene hovering at the limit is not said at
+    /// every frame).
     full: bool,
 }
 
@@ -276,8 +277,8 @@ impl Tracker {
         }
     }
 
-    /// Whether new objects went untracked at the last update for want of room: [`MAX_TRACKS`]
-    /// were followed already.
+    /// Whether new objects went untracked for want of room ([`MAX_TRACKS`] followed already)
+    /// and fewer than an eighth of the tracks have ended since.
     pub fn is_full(&self) -> bool {
         self.full
     }
@@ -403,7 +404,7 @@ impl Tracker {
                  some leave"
             );
         }
-        self.full = turned_away || (self.full && kept.len() >= MAX_TRACKS);
+        self.full = turned_away || (self.full && kept.len() > MAX_TRACKS - MAX_TRACKS / 8);
         self.tracks = kept;
         update
     }

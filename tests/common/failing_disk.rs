@@ -54,7 +54,9 @@ impl FailingDisk {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = Command::new("umount").arg("-l").arg(&mount).status();
         let _ = server.kill();
+        let _ = server.wait();
         eprintln!("skipped: the failing disk did not mount within 10 s");
         None
     }
