@@ -80,7 +80,7 @@ pub fn manifest(data: &[u8]) -> Outcome {
     match Manifest::parse(text, origin) {
         Ok(manifest) => {
             // What the run derives from every accepted manifest at start-up.
-            let _ = manifest.input.width() * manifest.input.height();
+            let _ = manifest.input.width().checked_mul(manifest.input.height());
             let _ = manifest.model.total_bytes();
             let _ = manifest.output.decoder_name();
             Outcome::Accepted
@@ -115,13 +115,13 @@ pub fn board(data: &[u8]) -> Outcome {
     }
 }
 
-/// Console input: the first byte says where the rest is cut in two (bytes arrive in pieces);
-/// the lines must not depend on the cut, and each line is parsed as a command.
+/// Console input: the first two bytes say where the rest is cut in two (bytes arrive in
+/// pieces); the lines must not depend on the cut, and each line is parsed as a command.
 pub fn console(data: &[u8]) -> Outcome {
-    let Some((&cut, bytes)) = data.split_first() else {
+    let [c0, c1, bytes @ ..] = data else {
         return Outcome::Refused;
     };
-    let cut = usize::from(cut).min(bytes.len());
+    let cut = usize::from(u16::from_le_bytes([*c0, *c1])).min(bytes.len());
     let whole = LineAssembler::default().push(bytes);
     let mut pieces = LineAssembler::default();
     let mut lines = pieces.push(&bytes[..cut]);
@@ -228,18 +228,19 @@ fn preprocessors() -> &'static Mutex<Vec<Preprocessor>> {
             (ResizeMode::CenterCrop, ColorOrder::Gray, Layout::Nchw),
         ] {
             let mut m = manifest.clone();
+            // Read before the layout changes what the shape's places mean.
+            let side = m.input.height();
             m.preprocess.resize = resize;
             m.preprocess.color = color;
             m.input.layout = layout;
             if color == ColorOrder::Gray {
-                let side = m.input.height();
                 m.input.shape = [1, 1, side, side];
                 m.preprocess.mean.truncate(1);
                 m.preprocess.std.truncate(1);
             } else if layout == Layout::Nhwc {
-                let side = m.input.height();
                 m.input.shape = [1, side, side, 3];
             }
+            assert_eq!((m.input.width(), m.input.height()), (side, side));
             variants.push(Preprocessor::new(&m.input, &m.preprocess));
         }
         Mutex::new(variants)
@@ -312,38 +313,55 @@ fn within_caps(meta: &OnnxMeta) -> bool {
     })
 }
 
-/// The panic a dependency raised in the last [`model`] call, with where.
+/// The panic tract raised in the [`model`] call under way, with where.
 static LAST_PANIC: Mutex<Option<(String, String)>> = Mutex::new(None);
+/// Whether a [`model`] call is under way: only then is a panic in tract noted rather than
+/// passed to the hook before.
+static TRYING_MODEL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Panics raised on the web server's thread: tokio turns one in a request's task into a
+/// closed connection, which [`http_request`] could not tell from a refusal.
+static HTTP_PANICS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Makes panics inside dependencies catchable by [`model`]: the hook in place (libFuzzer's
-/// aborts the process) still runs for a panic in lookout's own code; one raised elsewhere is
-/// only noted. Call it once, before the first input.
-pub fn catch_dependency_panics() {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let file = info.location().map(|l| l.file()).unwrap_or("");
-        if is_lookout_code(file) {
-            previous(info);
-        } else if let Ok(mut last) = LAST_PANIC.lock() {
-            let message = info
-                .payload()
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| info.payload().downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            let at = info
-                .location()
-                .map(|l| format!("{}:{}", l.file(), l.line()))
-                .unwrap_or_default();
-            *last = Some((message, at));
-        }
-    }));
+/// Installs (once) the panic hook the targets rely on, around the hook in place (libFuzzer's
+/// aborts the process; a test's prints): while [`model`] runs, a panic inside tract is only
+/// noted, for `model` to catch; a panic on the web server's thread is counted, for
+/// [`http_request`]. Every other panic goes to the hook before, unchanged.
+pub fn install_panic_hook() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            use std::sync::atomic::Ordering;
+            if std::thread::current().name() == Some("http") {
+                HTTP_PANICS.fetch_add(1, Ordering::SeqCst);
+            }
+            let file = info.location().map(|l| l.file()).unwrap_or("");
+            if !(TRYING_MODEL.load(Ordering::SeqCst) && is_tract_code(file)) {
+                previous(info);
+                return;
+            }
+            if let Ok(mut last) = LAST_PANIC.lock() {
+                let message = info
+                    .payload()
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                let at = info
+                    .location()
+                    .map(|l| format!("{}:{}", l.file(), l.line()))
+                    .unwrap_or_default();
+                *last = Some((message, at));
+            }
+        }));
+    });
 }
 
-/// Whether a panic's file is lookout's (or the standard library's on lookout's behalf), not a
-/// dependency's: those are the sources cargo downloaded (its registry and git checkouts).
-fn is_lookout_code(file: &str) -> bool {
-    !(file.contains("/registry/src/") || file.contains("/git/checkouts/"))
+/// Whether a panic's file is tract's (one of its crates, as cargo unpacked them), not
+/// lookout's or another dependency's: a panic elsewhere, even inside a crate lookout calls
+/// wrongly, is lookout's to fix.
+fn is_tract_code(file: &str) -> bool {
+    file.contains("/registry/src/") && file.contains("/tract-")
 }
 
 /// Keeps a model a dependency panicked on, once per place it panicked at: printed, and written
@@ -390,17 +408,21 @@ pub fn model(data: &[u8]) -> Outcome {
     if std::fs::write(&path, data).is_err() {
         return Outcome::Refused;
     }
+    install_panic_hook();
     if let Ok(mut last) = LAST_PANIC.lock() {
         *last = None;
     }
+    TRYING_MODEL.store(true, std::sync::atomic::Ordering::SeqCst);
     let tried = std::panic::catch_unwind(|| try_model(data, &meta, &path));
+    TRYING_MODEL.store(false, std::sync::atomic::Ordering::SeqCst);
+    let _ = std::fs::remove_file(&path);
     match tried {
         Ok(outcome) => outcome,
         Err(payload) => {
             let noted = LAST_PANIC.lock().ok().and_then(|mut l| l.take());
             match noted {
                 Some((message, at)) => Outcome::DependencyPanic(format!("{message} at {at}")),
-                // Not noted by the hook: lookout's own (or no hook installed): a crash.
+                // Not noted by the hook: not tract's, so lookout's to fix: a crash.
                 None => std::panic::resume_unwind(payload),
             }
         }
@@ -474,33 +496,85 @@ fn http_server() -> Option<std::net::SocketAddr> {
     })
 }
 
-/// What a client sends the web server, sent on a real connection; the answer must be HTTP
-/// and never a server error, and the connection must end.
-pub fn http_request(data: &[u8]) -> Outcome {
-    use std::io::{Read, Write};
+/// Whether `data` holds a whole HTTP request (head and body), which the server answers
+/// while the connection stays open; anything less it waits for.
+fn whole_request(data: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut request = httparse::Request::new(&mut headers);
+    let Ok(httparse::Status::Complete(head)) = request.parse(data) else {
+        return false;
+    };
+    let header = |name: &str| {
+        request
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase())
+    };
+    if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        return data.ends_with(b"0\r\n\r\n");
+    }
+    match header("content-length").map(|v| v.parse::<usize>()) {
+        Some(Ok(length)) => data.len() - head >= length,
+        Some(Err(_)) => false,
+        None => true,
+    }
+}
+
+/// Reads an answer: waits up to `first` for its first bytes, then until the connection ends
+/// or nothing comes for 200 ms (an event stream never ends by itself: its head is enough).
+fn read_answer(stream: &mut std::net::TcpStream, first: std::time::Duration) -> Vec<u8> {
+    use std::io::Read;
     use std::time::{Duration, Instant};
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 16384];
+    let started = Instant::now();
+    let _ = stream.set_read_timeout(Some(first.max(Duration::from_millis(1))));
+    while started.elapsed() < Duration::from_secs(10) {
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buffer[..n]);
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+            }
+            Err(_) => break,
+        }
+    }
+    answer
+}
+
+/// What a client sends the web server, sent on a real connection: a whole request is answered
+/// with the connection open; anything less is ended by closing the sending side. The answer
+/// must be HTTP and never a server error, and the server's thread must not panic (tokio would
+/// turn that into a closed connection).
+pub fn http_request(data: &[u8]) -> Outcome {
+    use std::io::Write;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+    install_panic_hook();
     let Some(addr) = http_server() else {
         return Outcome::Refused;
     };
     let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
         return Outcome::Refused;
     };
+    let panics = HTTP_PANICS.load(Ordering::SeqCst);
     let _ = stream.write_all(data);
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    // An event stream never ends by itself: its head is enough.
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-    let mut answer = Vec::new();
-    let mut buffer = [0u8; 16384];
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(10) {
-        match stream.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => answer.extend_from_slice(&buffer[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && !answer.is_empty() => break,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => break,
-        }
+    let mut answer = if whole_request(data) {
+        read_answer(&mut stream, Duration::from_secs(2))
+    } else {
+        Vec::new()
+    };
+    if answer.is_empty() {
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        answer = read_answer(&mut stream, Duration::from_secs(2));
     }
+    drop(stream);
+    assert_eq!(
+        HTTP_PANICS.load(Ordering::SeqCst),
+        panics,
+        "the server's thread panicked"
+    );
     if answer.is_empty() {
         return Outcome::Refused;
     }
