@@ -478,6 +478,13 @@ pub fn mqtt_command(data: &[u8]) -> Outcome {
 fn http_server() -> Option<std::net::SocketAddr> {
     static SERVER: OnceLock<Option<std::net::SocketAddr>> = OnceLock::new();
     *SERVER.get_or_init(|| {
+        // lookout's own binary ignores SIGPIPE (Rust's runtime sets that up before `main`);
+        // libFuzzer's `main` does not, and tokio's vectored write to a client that went away
+        // would end the fuzzer. A handler that only sets a flag keeps the signal harmless.
+        let _ = signal_hook::flag::register(
+            signal_hook::consts::SIGPIPE,
+            std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        );
         let settings = crate::results::http::HttpSettings {
             listen: "127.0.0.1:0".parse().ok()?,
             token: Some("fuzzing-token-0123456789".into()),
