@@ -243,6 +243,28 @@ pub fn host_board_with(dir: &Path, name: &str, table: &str, body: &str) -> Strin
     path.to_string_lossy().into_owned()
 }
 
+/// A host-like board profile `name` keeping every frame as a sample in `store` (no rate
+/// limit to speak of), with the given cap and free-space floor (`None`: the profile's).
+pub fn samples_board(
+    dir: &Path,
+    name: &str,
+    store: &Path,
+    max_bytes: Option<u64>,
+    min_free_bytes: Option<u64>,
+) -> String {
+    let mut body = format!(
+        "enabled = true\ndir = {:?}\nevery_n = 1\nmax_per_minute = 100000\n",
+        store.to_string_lossy()
+    );
+    if let Some(max) = max_bytes {
+        body += &format!("max_bytes = {max}\n");
+    }
+    if let Some(floor) = min_free_bytes {
+        body += &format!("min_free_bytes = {floor}\n");
+    }
+    host_board_with(dir, name, "samples", &body)
+}
+
 /// The model `variant_release` copies: the bundled detector's int8-weights variant.
 pub const VARIANT: &str = "shapes-detector-int8-weights";
 

@@ -469,16 +469,7 @@ fn a_disk_failing_with_eio_under_the_sample_store_stops_collection_until_it_work
         return;
     };
     let store = disk.path().join("store");
-    let board = common::host_board_with(
-        dir.path(),
-        "eio-test",
-        "samples",
-        &format!(
-            "enabled = true\ndir = {:?}\nevery_n = 1\nmax_per_minute = 100000\n\
-             max_bytes = 1073741824\nmin_free_bytes = 0\n",
-            store.display().to_string()
-        ),
-    );
+    let board = common::samples_board(dir.path(), "eio-test", &store, Some(1 << 30), Some(0));
     disk.fail(true);
     let run = WatchedRun::start(&[
         "run",

@@ -38,15 +38,7 @@ fn exported_samples(dir: &Path) -> (String, u64) {
         ],
     );
     let store = dir.join("store");
-    let board = common::host_board_with(
-        dir,
-        "keeping",
-        "samples",
-        &format!(
-            "enabled = true\ndir = {:?}\nevery_n = 1\nmax_per_minute = 100000\n",
-            store.to_string_lossy()
-        ),
-    );
+    let board = common::samples_board(dir, "keeping", &store, None, None);
     let out = lookout(&[
         "run",
         "-m",

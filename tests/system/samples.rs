@@ -9,15 +9,12 @@ use std::path::Path;
 /// A board profile like the host's keeping samples in `store` with the given cap and floor,
 /// every frame chosen (one in 1 at random), no rate limit to speak of.
 fn board(dir: &Path, store: &Path, max_bytes: u64, min_free_bytes: u64) -> String {
-    common::host_board_with(
+    common::samples_board(
         dir,
         "samples-test",
-        "samples",
-        &format!(
-            "enabled = true\ndir = {:?}\nevery_n = 1\nmax_per_minute = 100000\n\
-             max_bytes = {max_bytes}\nmin_free_bytes = {min_free_bytes}\n",
-            store.display().to_string()
-        ),
+        store,
+        Some(max_bytes),
+        Some(min_free_bytes),
     )
 }
 

@@ -33,16 +33,7 @@ fn frames_stopped_by(log: &str, signal: &str) -> u64 {
 fn a_signal_ends_a_camera_run_as_its_source_ending(signal: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("samples");
-    let board = common::host_board_with(
-        dir.path(),
-        "stop-test",
-        "samples",
-        &format!(
-            "enabled = true\ndir = {:?}\nevery_n = 1\nmax_per_minute = 100000\n\
-             max_bytes = 100000000\nmin_free_bytes = 0\n",
-            store.display().to_string()
-        ),
-    );
+    let board = common::samples_board(dir.path(), "stop-test", &store, Some(100_000_000), Some(0));
     let records = dir.path().join("records.jsonl");
     let log = dir.path().join("log");
     let mut child = lookout_command()

@@ -220,15 +220,7 @@ fn sighup_switches_the_running_model_and_a_version_that_fails_to_load_is_rolled_
     let current = root.join(NAME).join("current").join(format!("{NAME}.toml"));
     // Samples kept of every frame, to see them filed under the version that saw them.
     let store = dir.path().join("samples");
-    let board = common::host_board_with(
-        dir.path(),
-        "sampling",
-        "samples",
-        &format!(
-            "enabled = true\ndir = {:?}\nevery_n = 1\nmax_per_minute = 100000\n",
-            store.to_string_lossy()
-        ),
-    );
+    let board = common::samples_board(dir.path(), "sampling", &store, None, None);
     let run = Running::start(&["-m", &current.to_string_lossy(), "-b", &board]);
     let record_of = |version: &'static str| {
         move |v: &serde_json::Value| v["model"] == format!("{NAME}@{version}")
