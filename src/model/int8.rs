@@ -250,7 +250,20 @@ pub fn int8_weights(onnx: &[u8], origin: &str) -> Result<Int8Weights, Int8Error>
         if w.len() < MIN_VALUES {
             continue;
         }
-        let dims: Vec<usize> = t.dims.iter().map(|d| *d as usize).collect();
+        // Sizes from the file, which must hold exactly the values stored: anything else is
+        // left for tract to refuse, not divided by here.
+        let Ok(dims) = t
+            .dims
+            .iter()
+            .map(|&d| usize::try_from(d))
+            .collect::<Result<Vec<usize>, _>>()
+        else {
+            continue;
+        };
+        let product = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if product != Some(w.len()) || dims[axis] == 0 {
+            continue;
+        }
         let channels = dims[axis];
         // Values between one channel index and the next along `axis`, and per block.
         let inner: usize = dims[axis + 1..].iter().product();

@@ -308,8 +308,12 @@ impl OnnxMeta {
         let mut parameters = 0u64;
         let mut initializer_types = BTreeMap::new();
         for t in &graph.initializer {
-            let count: i64 = t.dims.iter().product();
-            parameters += count.max(0) as u64;
+            // Sizes from the file: a negative one counts nothing, and a product past u64 is
+            // saturated rather than an overflow (a panic in the build script).
+            let count = t.dims.iter().fold(1u64, |n, &d| {
+                n.saturating_mul(u64::try_from(d).unwrap_or(0))
+            });
+            parameters = parameters.saturating_add(count);
             *initializer_types
                 .entry(elem_type_name(t.data_type))
                 .or_insert(0) += 1;
