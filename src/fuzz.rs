@@ -85,14 +85,18 @@ pub fn manifest(data: &[u8]) -> Outcome {
             let _ = manifest.output.decoder_name();
             Outcome::Accepted
         }
-        Err(e) => {
-            assert!(
-                e.to_string().contains("fuzzed.toml"),
-                "the error does not name the file: {e}"
-            );
-            Outcome::Refused
-        }
+        Err(e) => refused_naming(&e, "fuzzed.toml"),
     }
+}
+
+/// A refusal, whose error must name the file it is about.
+fn refused_naming(error: &impl std::fmt::Display, file: &str) -> Outcome {
+    let text = error.to_string();
+    assert!(
+        text.contains(file),
+        "the error does not name {file}: {text}"
+    );
+    Outcome::Refused
 }
 
 /// A board profile: parsed and validated (every table), its error naming the file.
@@ -105,13 +109,7 @@ pub fn board(data: &[u8]) -> Outcome {
             let _ = board.scene();
             Outcome::Accepted
         }
-        Err(e) => {
-            assert!(
-                e.to_string().contains("fuzzed.toml"),
-                "the error does not name the file: {e}"
-            );
-            Outcome::Refused
-        }
+        Err(e) => refused_naming(&e, "fuzzed.toml"),
     }
 }
 
