@@ -11,9 +11,12 @@
 //! - [`service`]: systemd readiness and watchdog.
 //! - [`stop`]: SIGTERM and SIGINT end a run as its source ending, every sink flushed.
 //! - [`health`]: the board's SoC temperature and throttling, in the records, `status` and events.
+//! - [`memory`]: freed heap handed back to the system once a minute, so resident memory stays
+//!   flat over months.
 
 pub mod drift;
 pub mod health;
+pub mod memory;
 pub mod reload;
 pub mod samples;
 pub mod service;
