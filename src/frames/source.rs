@@ -146,6 +146,7 @@ pub fn decode_image(
         Some(format) => reader.set_format(format),
         None => reader = reader.with_guessed_format()?,
     }
+    let reader_format = reader.format();
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_IMAGE_SIDE);
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
@@ -159,7 +160,20 @@ pub fn decode_image(
     } else {
         rgb
     };
-    if decoder.total_bytes().saturating_add(copy) > MAX_IMAGE_BYTES {
+    // A progressive JPEG is decoded from its coefficients for the whole image, two bytes a
+    // sample of up to four components, which the JPEG decoder does not count against the cap.
+    let coefficients = if reader_format == Some(image::ImageFormat::Jpeg) && progressive_jpeg(bytes)
+    {
+        u64::from(width) * u64::from(height) * 8
+    } else {
+        0
+    };
+    if decoder
+        .total_bytes()
+        .saturating_add(copy)
+        .saturating_add(coefficients)
+        > MAX_IMAGE_BYTES
+    {
         return Err(image::ImageError::Limits(
             image::error::LimitError::from_kind(image::error::LimitErrorKind::InsufficientMemory),
         ));
@@ -170,6 +184,21 @@ pub fn decode_image(
         image::DynamicImage::ImageRgb8(rgb) => rgb,
         other => other.into_rgb8(),
     })
+}
+
+/// Whether a JPEG's frame header, before its first scan, is a progressive one (SOF2, SOF6,
+/// SOF10, SOF14). A stream that does not read as markers is not.
+fn progressive_jpeg(bytes: &[u8]) -> bool {
+    let mut at = 2;
+    while let [0xFF, marker, high, low, ..] = bytes.get(at..).unwrap_or_default() {
+        match marker {
+            0xC2 | 0xC6 | 0xCA | 0xCE => return true,
+            // The first scan: every frame header comes before it.
+            0xDA => return false,
+            _ => at += 2 + usize::from(u16::from_be_bytes([*high, *low])),
+        }
+    }
+    false
 }
 
 fn file_id(path: &Path) -> String {
@@ -504,6 +533,27 @@ mod tests {
         bmp.extend_from_slice(&[0; 24]);
         let err = decode_image(&bmp, None).expect_err("over the cap");
         assert!(matches!(err, image::ImageError::Limits(_)), "{err}");
+    }
+
+    #[test]
+    fn a_progressive_jpeg_is_told_by_its_frame_header_before_the_first_scan() {
+        // SOI, an APP0 of 4 bytes, then the frame header.
+        let head = [0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x00, 0x00];
+        let with = |rest: &[u8]| [&head[..], rest].concat();
+        assert!(progressive_jpeg(&with(&[0xFF, 0xC2, 0x00, 0x02])));
+        assert!(!progressive_jpeg(&with(&[
+            0xFF, 0xC0, 0x00, 0x02, 0xFF, 0xDA
+        ])));
+        // A progressive-looking marker after the first scan, or bytes that are not markers.
+        assert!(!progressive_jpeg(&with(&[
+            0xFF, 0xDA, 0x00, 0x02, 0xFF, 0xC2
+        ])));
+        assert!(!progressive_jpeg(&with(&[0x12, 0x34])));
+        assert!(!progressive_jpeg(&[0xFF, 0xD8, 0xFF]));
+        // The test sequence's frames are baseline JPEGs.
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/images/sequence/frame_001.jpg");
+        assert!(!progressive_jpeg(&std::fs::read(path).expect("frame")));
     }
 
     /// A PNG chunk with its CRC-32.
