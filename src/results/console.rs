@@ -527,16 +527,19 @@ mod tests {
         want.sort();
         assert_eq!(left, want);
 
-        // The clock set back: each snapshot just taken is older than the rest, and stays.
-        let back = std::time::UNIX_EPOCH + std::time::Duration::from_secs(10);
+        // The clock set back: the snapshots there are dated a day ahead of it, so each one
+        // just taken is the oldest, and stays.
+        let ahead = std::time::SystemTime::now() + std::time::Duration::from_secs(86_400);
+        for entry in std::fs::read_dir(dir.path()).expect("read") {
+            std::fs::File::options()
+                .write(true)
+                .open(entry.expect("entry").path())
+                .and_then(|f| f.set_modified(ahead))
+                .expect("mtime");
+        }
         for n in 1_000..1_003 {
             let newest = save_snapshot(dir.path(), &frame(n)).expect("saved");
             assert!(newest.exists(), "the snapshot just written was removed");
-            std::fs::File::options()
-                .write(true)
-                .open(&newest)
-                .and_then(|f| f.set_modified(back))
-                .expect("mtime");
         }
         let count = std::fs::read_dir(dir.path()).expect("read").count();
         assert_eq!(count, MAX_SNAPSHOTS + 1, "20 snapshots and notes.txt");
