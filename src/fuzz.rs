@@ -330,7 +330,11 @@ pub fn install_panic_hook() {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             use std::sync::atomic::Ordering;
-            if std::thread::current().name() == Some("http") {
+            // The server's thread, and the one answering its commands.
+            if std::thread::current()
+                .name()
+                .is_some_and(|n| n.starts_with("http"))
+            {
                 HTTP_PANICS.fetch_add(1, Ordering::SeqCst);
             }
             let file = info.location().map(|l| l.file()).unwrap_or("");
