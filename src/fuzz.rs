@@ -569,8 +569,9 @@ pub fn http_request(data: &[u8]) -> Outcome {
     };
     let panics = HTTP_PANICS.load(Ordering::SeqCst);
     let _ = stream.write_all(data);
+    // A whole request's answer comes at once; the wait is long only for a loaded machine.
     let mut answer = if whole_request(data) {
-        read_answer(&mut stream, Duration::from_secs(2))
+        read_answer(&mut stream, Duration::from_secs(5))
     } else {
         Vec::new()
     };
