@@ -447,11 +447,7 @@ fn reset_peak_rss() {
     // The mark restarts at the current RSS, which includes heap that earlier work freed but
     // glibc kept for reuse (`select` evaluates a whole data set first, hundreds of MiB of
     // frames): hand it back first, or it counts against the model being measured.
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory of the allocator; it takes no pointers.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    crate::lifecycle::memory::give_back_freed();
     // "5" resets the peak resident set size (Documentation/filesystems/proc.rst, clear_refs).
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }

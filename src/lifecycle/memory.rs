@@ -5,8 +5,7 @@
 //! JPEG buffers and the preview's encoder leave freed pages inside the arenas: in an hour's soak
 //! (`scripts/soak`) lookout's heap in use stayed at 1.5 MiB while its resident memory rose in
 //! steps by 3.7 MiB, and one `malloc_trim` gave 2 MiB back at once. The run loop trims between
-//! frames at most once per [`TRIM_EVERY`]; a trim of a heap this size takes well under a
-//! millisecond.
+//! frames at most once per [`TRIM_EVERY`].
 
 use std::time::{Duration, Instant};
 
