@@ -83,6 +83,9 @@ pub struct SampleStats {
     pub saved: u64,
     /// Frames chosen but dropped because the writer was busy.
     pub dropped: u64,
+    /// Frames the writer took but did not keep: chosen while collection was stopped (until
+    /// its retry), or that could not be encoded or were larger than the store.
+    pub not_kept: u64,
     /// Samples in the store.
     pub stored: usize,
     /// Bytes in the store.
@@ -390,9 +393,10 @@ impl Collector {
     pub fn status(&self) -> String {
         let s = self.stats();
         format!(
-            "samples: {} saved, {} dropped busy, {} in the store ({} of {} bytes){}",
+            "samples: {} saved, {} dropped busy, {} not kept, {} in the store ({} of {} bytes){}",
             s.saved,
             s.dropped,
+            s.not_kept,
             s.stored,
             s.bytes,
             self.config.max_bytes,
@@ -443,12 +447,14 @@ fn write_samples(
     let mut jpeg = Vec::new();
     for job in receiver {
         if retry_at.is_some_and(|t| Instant::now() < t) {
+            lock().stats.not_kept += 1;
             continue;
         }
         jpeg.clear();
         let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, quality);
         if let Err(e) = job.image.write_with_encoder(encoder) {
             tracing::warn!("sample {}: JPEG encoding failed: {e}", job.stem);
+            lock().stats.not_kept += 1;
             continue;
         }
         let model = &job.model;
@@ -486,8 +492,10 @@ fn write_samples(
             // One oversized frame says nothing about the next.
             Err(e @ StoreError::TooLarge { .. }) => {
                 tracing::warn!("sample {stem} not kept: {e}");
+                shared.stats.not_kept += 1;
             }
             Err(e) => {
+                shared.stats.not_kept += 1;
                 tracing::warn!("sample collection stopped: {e}");
                 if retry_at.is_none() {
                     shared.events.push(EventRecord::now(
@@ -623,5 +631,63 @@ mod tests {
             newest.starts_with("20251203T082001.003Z_000002_"),
             "{kept:?}"
         );
+    }
+    #[test]
+    fn frames_chosen_while_collection_is_stopped_are_counted_as_not_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let frame = |seq: u64| Frame {
+            id: format!("f{seq}"),
+            captured_at: at(1_764_750_000_000 + seq),
+            image: image::RgbImage::from_pixel(8, 8, image::Rgb([seq as u8, 0, 0])),
+        };
+        let run = |config: SamplesConfig, frames: u64| {
+            let mut collector =
+                Collector::start(config, "m@1".into(), vec![], false, WhenBusy::Wait)
+                    .expect("store");
+            for seq in 0..frames {
+                collector.offer(&frame(seq), &FrameRecord::empty(seq), false);
+            }
+            collector.finish();
+            let events: Vec<String> = collector
+                .take_events()
+                .into_iter()
+                .map(|e| e.event)
+                .collect();
+            (collector.stats(), events, collector.status())
+        };
+        let config = SamplesConfig {
+            enabled: true,
+            dir: dir.path().to_owned(),
+            every_n: 1,
+            max_per_minute: 1000,
+            ..SamplesConfig::default()
+        };
+        // More free space asked for than any disk has: the first frame stops collection, the
+        // rest come within the minute before its retry.
+        let (stats, events, status) = run(
+            SamplesConfig {
+                min_free_bytes: u64::MAX / 4,
+                ..config.clone()
+            },
+            5,
+        );
+        assert_eq!((stats.saved, stats.dropped, stats.not_kept), (0, 0, 5));
+        assert!(stats.stopped.is_some(), "{stats:?}");
+        assert_eq!(events, ["samples_stopped"]);
+        assert!(
+            status.contains("0 saved, 0 dropped busy, 5 not kept"),
+            "{status}"
+        );
+        // A frame larger than the whole store is not kept, and collection goes on.
+        let (stats, events, _) = run(
+            SamplesConfig {
+                min_free_bytes: 0,
+                max_bytes: 16,
+                ..config
+            },
+            2,
+        );
+        assert_eq!((stats.saved, stats.not_kept), (0, 2));
+        assert!(stats.stopped.is_none() && events.is_empty(), "{stats:?}");
     }
 }
