@@ -7,7 +7,9 @@
 //!   it is raised;
 //! - `<device>.acked`: the number of the last event the broker acknowledged (or that was
 //!   dropped), replaced whole on each change. Lines up to it are dead; the events file is
-//!   rewritten without them once they outnumber the live ones;
+//!   rewritten without them once they outnumber the live ones. When no new file can be made
+//!   to replace either (no inodes left), both are written over in place, so the events file
+//!   stays as bounded as the queue;
 //! - `<device>.lock`: held while a run uses the queue.
 //!
 //! Bounded: past `capacity` events the oldest is dropped and counted. A disk that refuses a
@@ -360,7 +362,8 @@ impl EventQueue {
         self.acked_through = seq;
         let tmp = self.acked_path.with_extension("acked.part");
         let written = std::fs::write(&tmp, format!("{seq}\n"))
-            .and_then(|()| std::fs::rename(&tmp, &self.acked_path));
+            .and_then(|()| std::fs::rename(&tmp, &self.acked_path))
+            .or_else(|e| overwrite_number(&self.acked_path, seq).map_err(|_| e));
         let saved = written.is_ok();
         self.note_disk(written);
         if !saved {
@@ -390,19 +393,44 @@ impl EventQueue {
             text.push_str(&schema::event_payload(e.seq, false, &e.json));
             text.push('\n');
         }
-        let written =
-            std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &self.events_path));
-        let ok = written.is_ok();
-        self.note_disk(written);
-        if ok {
-            self.dead_lines = 0;
-            self.rewrite = false;
-            self.file = OpenOptions::new()
-                .append(true)
+        let replaced =
+            std::fs::write(&tmp, &text).and_then(|()| std::fs::rename(&tmp, &self.events_path));
+        if let Err(e) = replaced {
+            // No new file can be made (no inodes left: thousands of samples on the card, or
+            // something in the temporary file's way) while the old one can still be written:
+            // it is rewritten in place, so it does not grow with every event for as long as
+            // that lasts. A power cut in the moment between its truncation and the write
+            // loses only what the broker has not yet acknowledged, and that is in memory too.
+            let rewritten = OpenOptions::new()
+                .write(true)
+                .truncate(true)
                 .open(&self.events_path)
-                .map_err(|e| self.note_disk(Err(e)))
-                .ok();
+                .and_then(|mut file| file.write_all(text.as_bytes()));
+            let ok = rewritten.is_ok();
+            self.note_disk(rewritten.map_err(|_| e));
+            // Cut short, the file may end in a torn line: rewritten again before the next event.
+            self.rewrite = !ok;
+            if ok {
+                self.dead_lines = 0;
+                // An append handle on the same file writes after the live events.
+                if self.file.is_none() {
+                    self.file = OpenOptions::new()
+                        .append(true)
+                        .open(&self.events_path)
+                        .map_err(|e| self.note_disk(Err(e)))
+                        .ok();
+                }
+            }
+            return;
         }
+        self.note_disk(Ok(()));
+        self.dead_lines = 0;
+        self.rewrite = false;
+        self.file = OpenOptions::new()
+            .append(true)
+            .open(&self.events_path)
+            .map_err(|e| self.note_disk(Err(e)))
+            .ok();
     }
 
     fn note_disk(&mut self, result: std::io::Result<()>) {
@@ -427,6 +455,16 @@ impl EventQueue {
             }
         }
     }
+}
+
+/// Writes `seq` over the number in the existing file at `path`, for when no new file can be
+/// made to replace it: one write of 21 bytes (the widest number, padded) at the start of a file
+/// that never holds more, so the whole number lands in the file's first block at once.
+fn overwrite_number(path: &Path, seq: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    // Not created: making a file is what just failed.
+    let file = OpenOptions::new().write(true).open(path)?;
+    file.write_all_at(format!("{seq:<20}\n").as_bytes(), 0)
 }
 
 /// A queued line without its `"seq":N,` (the queue adds it again when it publishes).
@@ -593,5 +631,40 @@ mod tests {
         let (q, warnings) = EventQueue::open(dir.path(), "d", 10).expect("reopens");
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(q.len(), 2);
+    }
+    #[test]
+    fn when_no_new_file_can_be_made_both_files_are_written_in_place_and_stay_small() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut q, _) = EventQueue::open(dir.path(), "d", 100).expect("opens");
+        q.push(event(0));
+        seqs_sent(&mut q, 10);
+        q.ack(1);
+        // Something in the way of both temporary files: making a file fails, as it does on a
+        // card out of inodes, while the existing files can still be written.
+        std::fs::create_dir(dir.path().join("d.acked.part")).expect("dir");
+        std::fs::create_dir(dir.path().join("d.events.jsonl.part")).expect("dir");
+        // One event always waits, so the file is compacted rather than emptied.
+        let events_file = dir.path().join("d.events.jsonl");
+        let mut longest = 0;
+        for n in 1..2000 {
+            let seq = q.push(event(n));
+            seqs_sent(&mut q, 10);
+            q.ack(seq - 1);
+            let lines = std::fs::read_to_string(&events_file)
+                .expect("events")
+                .lines()
+                .count();
+            longest = longest.max(lines);
+        }
+        assert!(longest <= 260, "the events file grew to {longest} lines");
+        assert_eq!(q.unsaved(), 0, "every write landed");
+        let acked = std::fs::read_to_string(dir.path().join("d.acked")).expect("acked");
+        assert_eq!((acked.len(), acked.trim()), (21, "1999"));
+        drop(q);
+        // A restart reads both: the one unacknowledged event again, numbers going on.
+        let (mut q, warnings) = EventQueue::open(dir.path(), "d", 100).expect("reopens");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(seqs_sent(&mut q, 10), [2000]);
+        assert_eq!(q.push(event(9)), 2001);
     }
 }
