@@ -99,7 +99,11 @@ impl EventQueue {
         let acked_path = dir.join(format!("{device}.acked"));
         let mut warnings = Vec::new();
         let acked_through = match std::fs::read_to_string(&acked_path) {
-            Ok(text) => match text.trim().parse::<u64>() {
+            // NULs: a padded number written in place whose data a power cut kept from the card.
+            Ok(text) => match text
+                .trim_matches(|c: char| c.is_whitespace() || c == '\0')
+                .parse::<u64>()
+            {
                 Ok(n) => n,
                 Err(_) => {
                     warnings.push(format!(
@@ -189,6 +193,11 @@ impl EventQueue {
                 )),
             },
         )?;
+        // Made now, while files can be made: when later none can (no inodes left), the number
+        // is written over in place, which needs the file to exist.
+        if !acked_path.exists() {
+            let _ = std::fs::write(&acked_path, format!("{acked_through}\n"));
+        }
         let mut queue = Self {
             events_path,
             acked_path,
@@ -244,7 +253,8 @@ impl EventQueue {
             let written = match self.file.as_mut() {
                 Some(file) => file.write_all(line.as_bytes()),
                 None => Err(std::io::Error::other("the events file is not open")),
-            };
+            }
+            .map_err(|e| at(&self.events_path, e));
             self.rewrite = written.is_err();
             self.note_disk(written);
         }
@@ -363,7 +373,12 @@ impl EventQueue {
         let tmp = self.acked_path.with_extension("acked.part");
         let written = std::fs::write(&tmp, format!("{seq}\n"))
             .and_then(|()| std::fs::rename(&tmp, &self.acked_path))
-            .or_else(|e| overwrite_number(&self.acked_path, seq).map_err(|_| e));
+            .map_err(|e| at(&tmp, e))
+            .or_else(|e| {
+                overwrite_number(&self.acked_path, seq)
+                    .map_err(|in_place| at(&self.acked_path, in_place))
+                    .map_err(|in_place| std::io::Error::other(format!("{e}, then {in_place}")))
+            });
         let saved = written.is_ok();
         self.note_disk(written);
         if !saved {
@@ -393,32 +408,38 @@ impl EventQueue {
             text.push_str(&schema::event_payload(e.seq, false, &e.json));
             text.push('\n');
         }
-        let replaced =
-            std::fs::write(&tmp, &text).and_then(|()| std::fs::rename(&tmp, &self.events_path));
+        let replaced = std::fs::write(&tmp, &text)
+            .and_then(|()| std::fs::rename(&tmp, &self.events_path))
+            .map_err(|e| at(&tmp, e));
         if let Err(e) = replaced {
             // No new file can be made (no inodes left: thousands of samples on the card, or
             // something in the temporary file's way) while the old one can still be written:
             // it is rewritten in place, so it does not grow with every event for as long as
-            // that lasts. A power cut in the moment between its truncation and the write
-            // loses only what the broker has not yet acknowledged, and that is in memory too.
-            let rewritten = OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .open(&self.events_path)
-                .and_then(|mut file| file.write_all(text.as_bytes()));
-            let ok = rewritten.is_ok();
-            self.note_disk(rewritten.map_err(|_| e));
-            // Cut short, the file may end in a torn line: rewritten again before the next event.
-            self.rewrite = !ok;
-            if ok {
-                self.dead_lines = 0;
-                // An append handle on the same file writes after the live events.
-                if self.file.is_none() {
-                    self.file = OpenOptions::new()
-                        .append(true)
-                        .open(&self.events_path)
-                        .map_err(|e| self.note_disk(Err(e)))
-                        .ok();
+            // that lasts.
+            match rewrite_in_place(&self.events_path, text.as_bytes()) {
+                // Not noted as the disk working again: on a full disk this shrinks the file
+                // while the next append still fails.
+                Ok(()) => {
+                    self.dead_lines = 0;
+                    self.rewrite = false;
+                    // An append handle on the same file writes after the live events.
+                    if self.file.is_none() {
+                        self.file = OpenOptions::new()
+                            .append(true)
+                            .open(&self.events_path)
+                            .map_err(|e| {
+                                let e = at(&self.events_path, e);
+                                self.note_disk(Err(e))
+                            })
+                            .ok();
+                    }
+                }
+                Err((touched, in_place)) => {
+                    // A write cut short leaves a torn line: rewritten again before the next
+                    // event. One that never began leaves the file as it was.
+                    self.rewrite |= touched;
+                    let in_place = at(&self.events_path, in_place);
+                    self.note_disk(Err(std::io::Error::other(format!("{e}, then {in_place}"))));
                 }
             }
             return;
@@ -429,10 +450,15 @@ impl EventQueue {
         self.file = OpenOptions::new()
             .append(true)
             .open(&self.events_path)
-            .map_err(|e| self.note_disk(Err(e)))
+            .map_err(|e| {
+                let e = at(&self.events_path, e);
+                self.note_disk(Err(e))
+            })
             .ok();
     }
 
+    /// Counts a refused write and says the first of a run of them (the error names its file),
+    /// or says that writes work again.
     fn note_disk(&mut self, result: std::io::Result<()>) {
         match result {
             Ok(()) => {
@@ -447,8 +473,7 @@ impl EventQueue {
                 self.unsaved += 1;
                 if self.disk_error.is_none() {
                     tracing::warn!(
-                        "MQTT event queue: {}: {e}; events are kept in memory only until it is writable",
-                        self.events_path.display()
+                        "MQTT event queue: {e}; events are kept in memory only until it is writable"
                     );
                 }
                 self.disk_error = Some(e.to_string());
@@ -457,14 +482,38 @@ impl EventQueue {
     }
 }
 
+/// An I/O error with the file it happened to, for the log.
+fn at(path: &Path, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
 /// Writes `seq` over the number in the existing file at `path`, for when no new file can be
 /// made to replace it: one write of 21 bytes (the widest number, padded) at the start of a file
-/// that never holds more, so the whole number lands in the file's first block at once.
+/// that never holds more, so the whole number lands in the file's first block at once. Synced,
+/// so that it reaches the card before the events file is emptied after it: in place, nothing
+/// else orders the two.
 fn overwrite_number(path: &Path, seq: u64) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     // Not created: making a file is what just failed.
     let file = OpenOptions::new().write(true).open(path)?;
-    file.write_all_at(format!("{seq:<20}\n").as_bytes(), 0)
+    file.write_all_at(format!("{seq:<20}\n").as_bytes(), 0)?;
+    file.sync_data()
+}
+
+/// Writes `text` over the file at `path` from its start, syncs it, and only then cuts off what
+/// is left after it: until the new text is on the card, the old lines (the newest number among
+/// them) are too, so a power cut never lets the next run number events again from an older
+/// one; a torn line between the two is skipped when the queue is read back. The error says
+/// whether the file was touched.
+fn rewrite_in_place(path: &Path, text: &[u8]) -> Result<(), (bool, std::io::Error)> {
+    use std::os::unix::fs::FileExt;
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| (false, e))?;
+    file.write_all_at(text, 0).map_err(|e| (true, e))?;
+    file.sync_data().map_err(|e| (true, e))?;
+    file.set_len(text.len() as u64).map_err(|e| (true, e))
 }
 
 /// A queued line without its `"seq":N,` (the queue adds it again when it publishes).
@@ -632,17 +681,19 @@ mod tests {
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(q.len(), 2);
     }
+
     #[test]
     fn when_no_new_file_can_be_made_both_files_are_written_in_place_and_stay_small() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (mut q, _) = EventQueue::open(dir.path(), "d", 100).expect("opens");
+        // Something in the way of both temporary files from the start, before the first
+        // acknowledgement: making a file fails, as it does on a card out of inodes, while the
+        // existing files can still be written.
+        std::fs::create_dir(dir.path().join("d.acked.part")).expect("dir");
+        std::fs::create_dir(dir.path().join("d.events.jsonl.part")).expect("dir");
         q.push(event(0));
         seqs_sent(&mut q, 10);
         q.ack(1);
-        // Something in the way of both temporary files: making a file fails, as it does on a
-        // card out of inodes, while the existing files can still be written.
-        std::fs::create_dir(dir.path().join("d.acked.part")).expect("dir");
-        std::fs::create_dir(dir.path().join("d.events.jsonl.part")).expect("dir");
         // One event always waits, so the file is compacted rather than emptied.
         let events_file = dir.path().join("d.events.jsonl");
         let mut longest = 0;
@@ -666,5 +717,25 @@ mod tests {
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(seqs_sent(&mut q, 10), [2000]);
         assert_eq!(q.push(event(9)), 2001);
+    }
+
+    #[test]
+    fn a_number_whose_padding_a_power_cut_left_as_nuls_is_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The file grew to 21 bytes, but the data written in place never reached the card.
+        std::fs::write(
+            dir.path().join("d.acked"),
+            b"5\n\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
+        )
+        .expect("acked");
+        std::fs::write(
+            dir.path().join("d.events.jsonl"),
+            "{\"seq\":5,\"event\":\"a\"}\n{\"seq\":6,\"event\":\"b\"}\n",
+        )
+        .expect("events");
+        let (mut q, warnings) = EventQueue::open(dir.path(), "d", 10).expect("opens");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(seqs_sent(&mut q, 10), [6]);
+        assert_eq!(q.push(event(7)), 7);
     }
 }
