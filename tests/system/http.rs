@@ -419,6 +419,40 @@ fn other_machines_need_the_token_and_commands_need_it_from_anywhere() {
         b"\xff\xfe",
     );
     assert_eq!(code, 400);
+    // A command whose body stops short of its length: answered 408 and closed within the
+    // server's 10 s, so the client does not hold a slot for good.
+    let mut stream = TcpStream::connect(&outside).expect("connect");
+    use std::io::{Read, Write};
+    stream
+        .write_all(
+            format!(
+                "POST /api/command HTTP/1.1\r\nHost: {outside}\r\nAuthorization: {bearer}\r\n\
+                 Content-Length: 20\r\n\r\npau"
+            )
+            .as_bytes(),
+        )
+        .expect("send");
+    stream
+        .set_read_timeout(Some(common::patience(Duration::from_secs(30))))
+        .expect("timeout");
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .expect("answered and closed, not left hanging");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("did not come within 10 s"), "{answer}");
+    // The command cut short never ran.
+    let (code, body) = http(
+        "GET",
+        &outside,
+        "/api/status",
+        &[("Authorization", &bearer)],
+        b"",
+    );
+    assert_eq!(code, 200);
+    let status: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(status["paused"], false, "{status}");
 }
 
 /// Raises this process's soft limit on open files towards `wanted`, as far as the hard limit

@@ -17,8 +17,9 @@
 //! anywhere. How many: at most `max_clients` connections, of which other machines may hold all
 //! but one or two; one more is answered 503 and closed (at most 64 such answers at a time,
 //! connections past them closed unanswered), so a flood costs the board no more than that many
-//! descriptors. A client has 10 s to send its request's head, one that vanished frees its slot
-//! within a minute, and a refused request's connection closes.
+//! descriptors. A client has 10 s to send its request's head and 10 more for a command's body,
+//! one that vanished frees its slot within a minute (an event stream's within 75 s: its next
+//! keep-alive and then TCP's user timeout), and a refused request's connection closes.
 
 use super::{CommandRequest, FeedItem, HttpError, HttpSettings, Shared};
 use bytes::Bytes;
@@ -528,16 +529,29 @@ fn sse(kind: &str, json: &str) -> Bytes {
 
 /// `POST /api/command`: the body is one console command; the reply is the console's.
 async fn command(context: &Context, request: Request<Incoming>) -> Response<Body> {
-    let body = match Limited::new(request.into_body(), MAX_COMMAND)
-        .collect()
-        .await
-    {
-        Ok(body) => body.to_bytes(),
-        Err(_) => {
+    // A client that sent the head and then less body than it announced would otherwise hold
+    // its slot for good: TCP's user timeout needs unacknowledged data, and the server sent none.
+    let collected = tokio::time::timeout(
+        HEAD_TIMEOUT,
+        Limited::new(request.into_body(), MAX_COMMAND).collect(),
+    )
+    .await;
+    let body = match collected {
+        Ok(Ok(body)) => body.to_bytes(),
+        Ok(Err(_)) => {
             return text(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("a command is at most {MAX_COMMAND} bytes\n"),
             )
+        }
+        Err(_) => {
+            return closing(text(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the command's body did not come within {} s\n",
+                    HEAD_TIMEOUT.as_secs()
+                ),
+            ))
         }
     };
     let Ok(line) = String::from_utf8(body.to_vec()) else {
