@@ -22,7 +22,9 @@
 //! `<reason>` is `low`, `drift` or `random`. The store's byte cap counts every file and evicts
 //! the oldest samples first ([`store`]); below `min_free_bytes` of free space, or on a write
 //! error (a full disk), collection stops with a `samples_stopped` event, inference goes on, and
-//! it is tried again a minute later (`samples_resumed` when it works).
+//! it is tried again a minute later (`samples_resumed` when it works). The frames chosen in
+//! that minute are counted as not kept, as are the one whose write failed and any that cannot
+//! be encoded or are larger than the whole store.
 
 pub mod export;
 pub mod store;
@@ -83,8 +85,9 @@ pub struct SampleStats {
     pub saved: u64,
     /// Frames chosen but dropped because the writer was busy.
     pub dropped: u64,
-    /// Frames the writer took but did not keep: chosen while collection was stopped (until
-    /// its retry), or that could not be encoded or were larger than the store.
+    /// Frames the writer took but did not keep: the one whose write stopped collection, those
+    /// chosen while it was stopped (until its retry), and any that could not be encoded or
+    /// were larger than the whole store.
     pub not_kept: u64,
     /// Samples in the store.
     pub stored: usize,
@@ -632,6 +635,7 @@ mod tests {
             "{kept:?}"
         );
     }
+
     #[test]
     fn frames_chosen_while_collection_is_stopped_are_counted_as_not_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
