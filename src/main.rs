@@ -86,6 +86,7 @@ fn log_filter() -> (Targets, Option<String>) {
 }
 
 fn main() -> ExitCode {
+    lookout::lifecycle::memory::settle_allocator();
     let (log_filter, bad_log_spec) = log_filter();
     tracing_subscriber::registry()
         .with(

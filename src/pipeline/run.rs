@@ -332,8 +332,6 @@ struct Loop<'a, 'b> {
     workers: Workers,
     /// Frames in flight at most: the lanes of the pipeline the run started with.
     lanes: usize,
-    /// Hands freed heap back once a minute.
-    trimmer: crate::lifecycle::memory::Trimmer,
 }
 
 /// How long the loop waits for a worker before it asks its source and steering again.
@@ -372,7 +370,6 @@ fn run_frames(
         in_flight: VecDeque::with_capacity(lanes),
         workers,
         lanes,
-        trimmer: crate::lifecycle::memory::Trimmer::new(Instant::now()),
     };
     let mut outcome = state.frames(max_frames, &mut on_skipped);
     if outcome.is_ok() {
@@ -438,7 +435,6 @@ impl Loop<'_, '_> {
                 continue;
             }
             let generation = self.pipeline.pipeline_mut().generation();
-            self.trimmer.tick(Instant::now());
             self.steering.between_frames(RunControl {
                 pipeline: self.pipeline,
                 source: self.source,
