@@ -4,6 +4,7 @@
 mod cli;
 
 use clap::{Parser, Subcommand};
+use lookout::lifecycle::memory::Settled;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tracing_subscriber::filter::Targets;
@@ -86,7 +87,6 @@ fn log_filter() -> (Targets, Option<String>) {
 }
 
 fn main() -> ExitCode {
-    lookout::lifecycle::memory::settle_allocator();
     let (log_filter, bad_log_spec) = log_filter();
     tracing_subscriber::registry()
         .with(
@@ -102,7 +102,20 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Run(args) => cli::run::run(args),
+        Command::Run(args) => {
+            // Before the run starts its threads: the allocator's arenas are made by them.
+            match lookout::lifecycle::memory::settle_allocator() {
+                Settled::Refused(settings) => tracing::warn!(
+                    "the C library refused {}: memory may climb in steps over a long run",
+                    settings.join(", ")
+                ),
+                Settled::LeftToOperator(variable) => {
+                    tracing::info!("allocator left as {variable} sets it")
+                }
+                Settled::Done | Settled::NotGlibc => {}
+            }
+            cli::run::run(args)
+        }
         Command::Cameras => cli::cameras::list_cameras(),
         Command::Inspect { model } => cli::inspect::inspect_model(&model),
         Command::Import(args) => cli::import::import_model(args),
