@@ -216,8 +216,9 @@ impl EventQueue {
             disk_error: None,
         };
         // A torn last line (power cut mid-write) gets its own line ending, so the next event is
-        // not glued to it.
+        // not glued to it: until a compaction has done that, events are not appended.
         if !queue.entries.is_empty() || queue.dead_lines > 0 {
+            queue.rewrite = true;
             queue.compact();
         }
         let over = queue.entries.len().saturating_sub(queue.capacity);
@@ -250,8 +251,14 @@ impl EventQueue {
         } else if let Some(entry) = self.entries.back() {
             let mut line = schema::event_payload(seq, false, &entry.json);
             line.push('\n');
+            // Synced: an event can be published within milliseconds, and a line lost to a power
+            // cut before the card had it would let the next run give its number to another.
+            // Events come a few a second at most (zones in a busy scene), and the sync costs
+            // this link thread, not the frame loop.
             let written = match self.file.as_mut() {
-                Some(file) => file.write_all(line.as_bytes()),
+                Some(file) => file
+                    .write_all(line.as_bytes())
+                    .and_then(|()| file.sync_data()),
                 None => Err(std::io::Error::other("the events file is not open")),
             }
             .map_err(|e| at(&self.events_path, e));
@@ -502,9 +509,11 @@ fn overwrite_number(path: &Path, seq: u64) -> std::io::Result<()> {
 
 /// Writes `text` over the file at `path` from its start, syncs it, and only then cuts off what
 /// is left after it: until the new text is on the card, the old lines (the newest number among
-/// them) are too, so a power cut never lets the next run number events again from an older
-/// one; a torn line between the two is skipped when the queue is read back. The error says
-/// whether the file was touched.
+/// them) are too, so a power cut does not let the next run number events again from an older
+/// one; a torn line between the two is skipped when the queue is read back. (When the new text
+/// ends within the old copy of its last line, a power cut before the sync can tear both: only
+/// then, in this fallback alone, may a number be given twice.) The error says whether the file
+/// was touched.
 fn rewrite_in_place(path: &Path, text: &[u8]) -> Result<(), (bool, std::io::Error)> {
     use std::os::unix::fs::FileExt;
     let file = OpenOptions::new()
