@@ -442,6 +442,30 @@ fn other_machines_need_the_token_and_commands_need_it_from_anywhere() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("did not come within 10 s"), "{answer}");
+    // One that ends its side before the body is whole: a bad request, not one too large.
+    let mut stream = TcpStream::connect(&outside).expect("connect");
+    stream
+        .write_all(
+            format!(
+                "POST /api/command HTTP/1.1\r\nHost: {outside}\r\nAuthorization: {bearer}\r\n\
+                 Content-Length: 20\r\n\r\npau"
+            )
+            .as_bytes(),
+        )
+        .expect("send");
+    stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("half-close");
+    stream
+        .set_read_timeout(Some(common::patience(Duration::from_secs(30))))
+        .expect("timeout");
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .expect("answered and closed");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("could not be read"), "{answer}");
     // The command cut short never ran.
     let (code, body) = http(
         "GET",

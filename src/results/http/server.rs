@@ -38,7 +38,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// The page, served as is: no file from elsewhere, so it works on a network without one.
 const PAGE: &str = include_str!("page.html");
-/// A request's head must arrive within this.
+/// A request's head must arrive within this, and a command's body within as much again.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// A command's reply comes between two frames; a run stuck longer answers 504.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -538,11 +538,18 @@ async fn command(context: &Context, request: Request<Incoming>) -> Response<Body
     .await;
     let body = match collected {
         Ok(Ok(body)) => body.to_bytes(),
-        Ok(Err(_)) => {
-            return text(
+        // The body's framing is lost either way: the connection closes.
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return closing(text(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("a command is at most {MAX_COMMAND} bytes\n"),
-            )
+            ))
+        }
+        Ok(Err(e)) => {
+            return closing(text(
+                StatusCode::BAD_REQUEST,
+                format!("the command's body could not be read: {e}\n"),
+            ))
         }
         Err(_) => {
             return closing(text(
