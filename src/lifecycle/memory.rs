@@ -142,8 +142,10 @@ mod tests {
         {
             // Not settle_allocator: the environment that runs the tests may set the allocator.
             assert_eq!(settle_glibc(), Settled::Done);
-            // SAFETY: mallinfo2 only reads the allocator's counters.
-            let mapped = || unsafe { libc::mallinfo2() }.hblkhd;
+            // mallinfo, not mallinfo2: the 32-bit boards' glibc floor (2.31) predates it, and
+            // the counts here fit its int fields.
+            // SAFETY: mallinfo only reads the allocator's counters.
+            let mapped = || unsafe { libc::mallinfo() }.hblkhd as usize;
             let before = mapped();
             // Three times glibc's starting size (128 KiB), under both ceilings: mapped on its
             // own unless settled (or unless an earlier test freed a larger mapped block).
