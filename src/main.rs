@@ -4,7 +4,6 @@
 mod cli;
 
 use clap::{Parser, Subcommand};
-use lookout::lifecycle::memory::Settled;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tracing_subscriber::filter::Targets;
@@ -102,20 +101,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Run(args) => {
-            // Before the run starts its threads: the allocator's arenas are made by them.
-            match lookout::lifecycle::memory::settle_allocator() {
-                Settled::Refused(settings) => tracing::warn!(
-                    "the C library refused {}: memory may climb in steps over a long run",
-                    settings.join(", ")
-                ),
-                Settled::LeftToOperator(variable) => {
-                    tracing::info!("allocator left as {variable} sets it")
-                }
-                Settled::Done | Settled::NotGlibc => {}
-            }
-            cli::run::run(args)
-        }
+        Command::Run(args) => cli::run::run(args),
         Command::Cameras => cli::cameras::list_cameras(),
         Command::Inspect { model } => cli::inspect::inspect_model(&model),
         Command::Import(args) => cli::import::import_model(args),

@@ -11,8 +11,8 @@
 //! - [`service`]: systemd readiness and watchdog.
 //! - [`stop`]: SIGTERM and SIGINT end a run as its source ending, every sink flushed.
 //! - [`health`]: the board's SoC temperature and throttling, in the records, `status` and events.
-//! - [`memory`]: the C library's allocator set for a run of months, so that rarer work does
-//!   not make resident memory climb in steps.
+//! - [`memory`]: freed heap handed back on request (`bench`), and what was tried to keep a
+//!   run's resident memory flat.
 
 pub mod drift;
 pub mod health;
