@@ -421,49 +421,11 @@ fn other_machines_need_the_token_and_commands_need_it_from_anywhere() {
     assert_eq!(code, 400);
     // A command whose body stops short of its length: answered 408 and closed within the
     // server's 10 s, so the client does not hold a slot for good.
-    let mut stream = TcpStream::connect(&outside).expect("connect");
-    use std::io::{Read, Write};
-    stream
-        .write_all(
-            format!(
-                "POST /api/command HTTP/1.1\r\nHost: {outside}\r\nAuthorization: {bearer}\r\n\
-                 Content-Length: 20\r\n\r\npau"
-            )
-            .as_bytes(),
-        )
-        .expect("send");
-    stream
-        .set_read_timeout(Some(common::patience(Duration::from_secs(30))))
-        .expect("timeout");
-    let mut answer = Vec::new();
-    stream
-        .read_to_end(&mut answer)
-        .expect("answered and closed, not left hanging");
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = short_command(&outside, &bearer, false);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("did not come within 10 s"), "{answer}");
     // One that ends its side before the body is whole: a bad request, not one too large.
-    let mut stream = TcpStream::connect(&outside).expect("connect");
-    stream
-        .write_all(
-            format!(
-                "POST /api/command HTTP/1.1\r\nHost: {outside}\r\nAuthorization: {bearer}\r\n\
-                 Content-Length: 20\r\n\r\npau"
-            )
-            .as_bytes(),
-        )
-        .expect("send");
-    stream
-        .shutdown(std::net::Shutdown::Write)
-        .expect("half-close");
-    stream
-        .set_read_timeout(Some(common::patience(Duration::from_secs(30))))
-        .expect("timeout");
-    let mut answer = Vec::new();
-    stream
-        .read_to_end(&mut answer)
-        .expect("answered and closed");
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = short_command(&outside, &bearer, true);
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("could not be read"), "{answer}");
     // The command cut short never ran.
@@ -477,6 +439,35 @@ fn other_machines_need_the_token_and_commands_need_it_from_anywhere() {
     assert_eq!(code, 200);
     let status: Value = serde_json::from_slice(&body).expect("JSON");
     assert_eq!(status["paused"], false, "{status}");
+}
+
+/// Sends a command whose body is 3 of the 20 bytes its head announces, ending the sending side
+/// after it when `half_close`, and returns the whole answer, read until the server closes.
+fn short_command(address: &str, bearer: &str, half_close: bool) -> String {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(address).expect("connect");
+    stream
+        .write_all(
+            format!(
+                "POST /api/command HTTP/1.1\r\nHost: {address}\r\nAuthorization: {bearer}\r\n\
+                 Content-Length: 20\r\n\r\npau"
+            )
+            .as_bytes(),
+        )
+        .expect("send");
+    if half_close {
+        stream
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half-close");
+    }
+    stream
+        .set_read_timeout(Some(common::patience(Duration::from_secs(30))))
+        .expect("timeout");
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .expect("answered and closed, not left hanging");
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// Raises this process's soft limit on open files towards `wanted`, as far as the hard limit

@@ -431,14 +431,7 @@ impl EventQueue {
                     self.rewrite = false;
                     // An append handle on the same file writes after the live events.
                     if self.file.is_none() {
-                        self.file = OpenOptions::new()
-                            .append(true)
-                            .open(&self.events_path)
-                            .map_err(|e| {
-                                let e = at(&self.events_path, e);
-                                self.note_disk(Err(e))
-                            })
-                            .ok();
+                        self.reopen();
                     }
                 }
                 Err((touched, in_place)) => {
@@ -454,6 +447,11 @@ impl EventQueue {
         self.note_disk(Ok(()));
         self.dead_lines = 0;
         self.rewrite = false;
+        self.reopen();
+    }
+
+    /// Opens the events file for appending, as it now is.
+    fn reopen(&mut self) {
         self.file = OpenOptions::new()
             .append(true)
             .open(&self.events_path)
