@@ -1,12 +1,13 @@
 //! Freed heap handed back to the system on request.
 //!
-//! `lookout run` leaves glibc's allocator as it is. What was tried for a run of months, in an
-//! hour's soak each (`scripts/soak`; the README's "Months unattended"): handing freed heap back
-//! once a minute (`malloc_trim`) turned resident memory's slow climb into a sawtooth 4 MiB high,
-//! the next minute's frames touching the same pages again; keeping the size from which blocks
-//! are mapped on their own at 128 KiB made inference 70 % slower (tract's intermediate tensors
-//! mapped and unmapped on every frame); starting that size at glibc's ceiling with the arenas
-//! bounded held more memory and climbed as much.
+//! `lookout run` leaves glibc's allocator as it is. What was tried to keep a run's resident
+//! memory flat, each in a soak (`scripts/soak`; the README's "Months unattended"): handing
+//! freed heap back once a minute (`malloc_trim`) turned its slow climb into a sawtooth up to
+//! 3.7 MiB high, the next minute's frames touching the same pages again; keeping the size from
+//! which blocks are mapped on their own at 128 KiB made inference 70 % slower (tract's
+//! intermediate tensors mapped and unmapped on every frame); starting that size at glibc's
+//! ceiling with the arenas bounded held more memory and still climbed; mimalloc held twice as
+//! much.
 
 /// Hands the heap's free pages back to the system; whether any were. With another C library
 /// than glibc there is nothing to do.
