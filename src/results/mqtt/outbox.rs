@@ -128,7 +128,14 @@ impl EventQueue {
         match std::fs::read(&events_path) {
             Ok(bytes) => {
                 let mut bad = 0;
-                for raw in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                for raw in bytes.split(|&b| b == b'\n') {
+                    // NULs before a line: data a power cut kept from the card while the file's
+                    // length had already grown; the line after them is whole.
+                    let start = raw.iter().position(|&b| b != 0).unwrap_or(raw.len());
+                    let raw = &raw[start..];
+                    if raw.is_empty() {
+                        continue;
+                    }
                     let parsed = std::str::from_utf8(raw).ok().and_then(|text| {
                         serde_json::from_str::<Line>(text)
                             .ok()
@@ -196,7 +203,9 @@ impl EventQueue {
         // Made now, while files can be made: when later none can (no inodes left), the number
         // is written over in place, which needs the file to exist.
         if !acked_path.exists() {
-            let _ = std::fs::write(&acked_path, format!("{acked_through}\n"));
+            let tmp = acked_path.with_extension("acked.part");
+            let _ = std::fs::write(&tmp, format!("{acked_through}\n"))
+                .and_then(|()| std::fs::rename(&tmp, &acked_path));
         }
         let mut queue = Self {
             events_path,
@@ -724,6 +733,20 @@ mod tests {
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(seqs_sent(&mut q, 10), [2000]);
         assert_eq!(q.push(event(9)), 2001);
+    }
+
+    #[test]
+    fn nuls_a_power_cut_left_before_a_line_are_skipped_and_the_line_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("d.events.jsonl"),
+            b"{\"seq\":1,\"event\":\"a\"}\n\0\0\0\0{\"seq\":2,\"event\":\"b\"}\n\0\0\0",
+        )
+        .expect("events");
+        let (mut q, warnings) = EventQueue::open(dir.path(), "d", 10).expect("opens");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(seqs_sent(&mut q, 10), [1, 2]);
+        assert_eq!(q.push(event(3)), 3);
     }
 
     #[test]
