@@ -9,6 +9,12 @@ use std::process::ExitCode;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
+/// Keeps tract's per-frame tensors' blocks for the next frame, so a months-long run does not
+/// fragment glibc's heap (`lookout::lifecycle::memory`).
+#[global_allocator]
+static HEAP: lookout::lifecycle::memory::ReusingAllocator =
+    lookout::lifecycle::memory::ReusingAllocator::new();
+
 /// Offline camera detector: runs an ONNX model on frames and reports what it sees.
 #[derive(Debug, Parser)]
 #[command(name = "lookout", version, about, long_about = None)]
@@ -115,6 +121,16 @@ fn main() -> ExitCode {
         Command::Model(command) => cli::model::manage_models(command),
         Command::VerifyModel(args) => cli::verify::verify_model(args),
     };
+    let heap = HEAP.stats();
+    if heap.reused + heap.from_system > 0 {
+        tracing::info!(
+            "heap: {} of {} large blocks reused, {:.1} MiB kept for reuse, {} given back",
+            heap.reused,
+            heap.reused + heap.from_system,
+            heap.kept_bytes as f64 / f64::from(1 << 20),
+            heap.given_back
+        );
+    }
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
