@@ -9,11 +9,9 @@ use std::process::ExitCode;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
-/// Keeps tract's per-frame tensors' blocks for the next frame, so a months-long run does not
-/// fragment glibc's heap (`lookout::lifecycle::memory`).
+/// Keeps the blocks of tract's per-frame tensors for the next frame (`lookout::lifecycle::memory`).
 #[global_allocator]
-static HEAP: lookout::lifecycle::memory::ReusingAllocator =
-    lookout::lifecycle::memory::ReusingAllocator::new();
+static GLOBAL: lookout::lifecycle::memory::GlobalHeap = lookout::lifecycle::memory::GlobalHeap;
 
 /// Offline camera detector: runs an ONNX model on frames and reports what it sees.
 #[derive(Debug, Parser)]
@@ -121,7 +119,7 @@ fn main() -> ExitCode {
         Command::Model(command) => cli::model::manage_models(command),
         Command::VerifyModel(args) => cli::verify::verify_model(args),
     };
-    let heap = HEAP.stats();
+    let heap = lookout::lifecycle::memory::HEAP.stats();
     if heap.reused + heap.from_system > 0 {
         tracing::info!(
             "heap: {} of {} large blocks reused, {:.1} MiB kept for reuse, {} given back",

@@ -1,13 +1,13 @@
 //! The process's heap: large blocks kept for reuse, and freed heap handed back on request.
 //!
 //! Each frame through tract allocates its intermediate tensors afresh and frees them when the
-//! frame is done (tract 0.23 keeps no buffers between runs), some hundreds of kilobytes in
-//! blocks of 32 KiB and more. Under glibc alone that churn fragments the main arena: in an
-//! hour-long soak (`scripts/soak`; the README's "Months unattended") the arena was three
-//! quarters free, in chunks of 40 to 270 KiB between blocks still in use, and resident memory
-//! climbed in steps. [`ReusingAllocator`] keeps freed blocks of those sizes and hands them to the
-//! next request of the same size class, so the same memory serves every frame and glibc sees
-//! only the few requests of a new size.
+//! frame is done (tract 0.23 keeps only its matrix products' scratch space between runs): some
+//! hundreds of kilobytes in blocks of 32 KiB and more. Under glibc alone that churn fragments
+//! the main arena: in an hour-long soak (`scripts/soak`; the README's "Months unattended") the
+//! arena was three quarters free, in chunks of 40 to 270 KiB between blocks still in use, and
+//! resident memory climbed in steps. [`ReusingAllocator`] keeps freed blocks of those sizes and
+//! hands them to the next request of the same size class, so that a frame's tensors take the
+//! blocks the frame before freed and glibc sees a request only for a size not seen lately.
 //!
 //! What was tried before, each in a soak: handing freed heap back once a minute (`malloc_trim`)
 //! turned the climb into a sawtooth up to 3.7 MiB high, the next minute's frames touching the
@@ -17,6 +17,7 @@
 //! twice as much.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// The smallest block kept for reuse. Smaller blocks are glibc's thread caches' and bins' job,
@@ -24,34 +25,51 @@ use std::sync::Mutex;
 pub const SMALLEST_KEPT: usize = 32 << 10;
 /// The largest block kept for reuse; larger ones are glibc's (mapped on their own).
 pub const LARGEST_KEPT: usize = 8 << 20;
-/// At most this many bytes are kept free for reuse; past it the block used least recently goes
-/// back to glibc. It bounds what reuse adds to resident memory.
+/// At most this many bytes are kept free for reuse: the bound on what keeping adds to resident
+/// memory, besides rounding live blocks up to their class (at most a quarter).
 pub const MAX_KEPT_BYTES: usize = 16 << 20;
 /// At most this many free blocks are kept per size class: a frame's tensors of one size are
 /// rarely alive more than a few at once.
 pub const MAX_KEPT_PER_CLASS: usize = 8;
+/// A class not used for this many requests and frees of kept sizes (some 1 400 frames of the
+/// bundled detector) may be given back to make room for another. A class in use is never given
+/// back for another: when a frame frees more than the bounds allow, the blocks beyond them go
+/// back to glibc, and the same ones every frame, rather than each class pushing out the next.
+const STALE_AFTER: u64 = 100_000;
 /// Every block of a kept size is allocated with this alignment, so that a freed block serves any
-/// request of its class: tract asks for 64 bytes on AVX-512, 32 on AVX, 16 on ARM.
-const KEPT_ALIGN: usize = 64;
+/// request of its class: tract's tensors ask for 64 bytes on AVX-512, 32 on AVX, 16 on ARM; its
+/// packing buffers for up to 256.
+const KEPT_ALIGN: usize = 256;
 /// Size classes: four per doubling (a request rounds up by at most a quarter), from
 /// [`SMALLEST_KEPT`] to [`LARGEST_KEPT`].
 const CLASSES: usize = class_index(LARGEST_KEPT) + 1;
 
-/// The global allocator of `lookout`: the system's, with freed blocks of 32 KiB to 8 MiB kept
-/// (at most [`MAX_KEPT_BYTES`]) and handed out again by size class. Every block comes from
-/// and goes back to [`System`]; only when it goes back changes.
-pub struct ReusingAllocator {
+/// The heap of `lookout` (its `#[global_allocator]` is [`GlobalHeap`]).
+pub static HEAP: ReusingAllocator = ReusingAllocator::new(System);
+
+/// The global allocator of the `lookout` binary: [`HEAP`].
+pub struct GlobalHeap;
+
+/// An allocator over another (the system's), keeping freed blocks of 32 KiB to 8 MiB (at most
+/// [`MAX_KEPT_BYTES`], [`MAX_KEPT_PER_CLASS`] per class) and handing them out again by size class.
+/// Blocks of those sizes are asked of the inner allocator rounded up to their class and aligned
+/// to 256 bytes, so that any freed one serves any request of its class; all others pass through.
+pub struct ReusingAllocator<A: GlobalAlloc = System> {
+    inner: A,
     kept: Mutex<Kept>,
+    reused: AtomicU64,
+    from_inner: AtomicU64,
+    given_back: AtomicU64,
 }
 
-/// Counts of what the allocator did with kept-size requests since it started.
+/// What the allocator did with requests of kept sizes since it started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReuseStats {
     /// Requests served with a kept block.
     pub reused: u64,
-    /// Requests that went to the system.
+    /// Requests the inner allocator served.
     pub from_system: u64,
-    /// Free blocks handed back to the system to stay under the bounds.
+    /// Free blocks handed back to the inner allocator (bounds, or [`ReusingAllocator::release_kept`]).
     pub given_back: u64,
     /// Bytes kept free for reuse now.
     pub kept_bytes: usize,
@@ -60,10 +78,9 @@ pub struct ReuseStats {
 struct Kept {
     classes: [Class; CLASSES],
     bytes: usize,
-    /// Counts frees; a class's `last_used` is this count at its last use, so the class used
-    /// least recently is the one given back first.
+    /// Counts requests and frees of kept sizes; a class's `last_used` is this count when it was
+    /// last asked for or freed, so that a stale class can be told apart.
     clock: u64,
-    stats: ReuseStats,
 }
 
 #[derive(Clone, Copy)]
@@ -77,35 +94,60 @@ struct Class {
 // mutex.
 unsafe impl Send for Kept {}
 
-impl ReusingAllocator {
-    /// An allocator keeping nothing yet.
-    pub const fn new() -> Self {
+/// What [`ReusingAllocator::keep`] decided under the lock.
+enum Keeping {
+    Kept,
+    /// The freed block goes back to the inner allocator.
+    GiveBack,
+    /// A stale class's block (of that class) goes back first, then the freed block is tried again.
+    MakeRoom(*mut u8, usize),
+}
+
+impl<A: GlobalAlloc> ReusingAllocator<A> {
+    /// An allocator over `inner`, keeping nothing yet.
+    pub const fn new(inner: A) -> Self {
         const EMPTY: Class = Class {
             blocks: [std::ptr::null_mut(); MAX_KEPT_PER_CLASS],
             len: 0,
             last_used: 0,
         };
         ReusingAllocator {
+            inner,
             kept: Mutex::new(Kept {
                 classes: [EMPTY; CLASSES],
                 bytes: 0,
                 clock: 0,
-                stats: ReuseStats {
-                    reused: 0,
-                    from_system: 0,
-                    given_back: 0,
-                    kept_bytes: 0,
-                },
             }),
+            reused: AtomicU64::new(0),
+            from_inner: AtomicU64::new(0),
+            given_back: AtomicU64::new(0),
         }
     }
 
     /// What the allocator did so far.
     pub fn stats(&self) -> ReuseStats {
-        let kept = self.lock();
         ReuseStats {
-            kept_bytes: kept.bytes,
-            ..kept.stats
+            reused: self.reused.load(Ordering::Relaxed),
+            from_system: self.from_inner.load(Ordering::Relaxed),
+            given_back: self.given_back.load(Ordering::Relaxed),
+            kept_bytes: self.lock().bytes,
+        }
+    }
+
+    /// Hands every kept block back to the inner allocator: before memory is measured, and when
+    /// it has none left to give.
+    pub fn release_kept(&self) {
+        loop {
+            let block = {
+                let mut kept = self.lock();
+                let kept = &mut *kept;
+                let Some(class) = (0..CLASSES).find(|&class| kept.classes[class].len > 0) else {
+                    return;
+                };
+                kept.pop(class)
+            };
+            // SAFETY: a kept block of a class was allocated with its layout and is free.
+            unsafe { self.give_back(block.0, block.1) };
         }
     }
 
@@ -121,83 +163,112 @@ impl ReusingAllocator {
         let mut kept = self.lock();
         let kept = &mut *kept;
         kept.clock += 1;
-        let clock = kept.clock;
-        let slot = &mut kept.classes[class];
-        slot.last_used = clock;
-        if slot.len == 0 {
-            kept.stats.from_system += 1;
+        kept.classes[class].last_used = kept.clock;
+        if kept.classes[class].len == 0 {
             return None;
         }
-        slot.len -= 1;
-        kept.bytes -= class_size(class);
-        kept.stats.reused += 1;
-        Some(slot.blocks[slot.len])
+        self.reused.fetch_add(1, Ordering::Relaxed);
+        Some(kept.pop(class).0)
     }
 
-    /// Keeps `block` of `class` for reuse, handing back the blocks of the classes used least
-    /// recently if the bounds need it; or hands `block` back itself.
+    /// A new block of `class` from the inner allocator; if it has none, after the kept blocks
+    /// were given back to it.
     ///
     /// # Safety
-    /// `block` was allocated by [`System`] with [`class_layout`] of `class` and is no longer used.
+    /// As [`GlobalAlloc::alloc`].
+    unsafe fn new_block(&self, class: usize) -> *mut u8 {
+        // SAFETY: a class layout has a non-zero size.
+        let mut block = unsafe { self.inner.alloc(class_layout(class)) };
+        if block.is_null() {
+            self.release_kept();
+            // SAFETY: as above.
+            block = unsafe { self.inner.alloc(class_layout(class)) };
+        }
+        if !block.is_null() {
+            self.from_inner.fetch_add(1, Ordering::Relaxed);
+        }
+        block
+    }
+
+    /// Keeps `block` of `class` for reuse, making room by giving back a stale class's block if
+    /// the bounds need it; or gives `block` back itself. The inner allocator is called outside
+    /// the lock: freeing a large block can take a while (unmapping it).
+    ///
+    /// # Safety
+    /// `block` was allocated by the inner allocator with [`class_layout`] of `class` and is no
+    /// longer used.
     unsafe fn keep(&self, block: *mut u8, class: usize) {
-        let size = class_size(class);
-        let mut kept = self.lock();
-        let kept = &mut *kept;
-        kept.clock += 1;
-        kept.classes[class].last_used = kept.clock;
-        if kept.classes[class].len == MAX_KEPT_PER_CLASS {
-            kept.stats.given_back += 1;
-            // SAFETY: the caller's promise.
-            unsafe { System.dealloc(block, class_layout(class)) };
-            return;
-        }
-        while kept.bytes + size > MAX_KEPT_BYTES {
-            let Some(oldest) = (0..CLASSES)
-                .filter(|&other| other != class && kept.classes[other].len > 0)
-                .min_by_key(|&other| kept.classes[other].last_used)
-            else {
-                break;
-            };
-            let slot = &mut kept.classes[oldest];
-            slot.len -= 1;
-            kept.bytes -= class_size(oldest);
-            kept.stats.given_back += 1;
-            // SAFETY: every kept block of a class was allocated with its layout and is free.
-            unsafe { System.dealloc(slot.blocks[slot.len], class_layout(oldest)) };
-        }
-        if kept.bytes + size > MAX_KEPT_BYTES {
-            kept.stats.given_back += 1;
-            // SAFETY: the caller's promise.
-            unsafe { System.dealloc(block, class_layout(class)) };
-            return;
-        }
-        let slot = &mut kept.classes[class];
-        slot.blocks[slot.len] = block;
-        slot.len += 1;
-        kept.bytes += size;
-    }
-}
-
-impl Drop for ReusingAllocator {
-    fn drop(&mut self) {
-        let kept = self
-            .kept
-            .get_mut()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for (class, slot) in kept.classes.iter_mut().enumerate() {
-            for &block in &slot.blocks[..slot.len] {
-                // SAFETY: every kept block of a class was allocated with its layout and is free.
-                unsafe { System.dealloc(block, class_layout(class)) };
+        loop {
+            let keeping = self.lock().keep(block, class);
+            match keeping {
+                Keeping::Kept => return,
+                Keeping::GiveBack => {
+                    // SAFETY: the caller's promise.
+                    unsafe { self.give_back(block, class) };
+                    return;
+                }
+                Keeping::MakeRoom(stale, stale_class) => {
+                    // SAFETY: a kept block of a class was allocated with its layout and is free.
+                    unsafe { self.give_back(stale, stale_class) }
+                }
             }
-            slot.len = 0;
         }
-        kept.bytes = 0;
+    }
+
+    /// # Safety
+    /// `block` was allocated by the inner allocator with [`class_layout`] of `class` and is no
+    /// longer used.
+    unsafe fn give_back(&self, block: *mut u8, class: usize) {
+        self.given_back.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's promise.
+        unsafe { self.inner.dealloc(block, class_layout(class)) };
     }
 }
 
-impl Default for ReusingAllocator {
-    fn default() -> Self {
-        Self::new()
+impl Kept {
+    /// Takes the last kept block of `class`, which has one.
+    fn pop(&mut self, class: usize) -> (*mut u8, usize) {
+        let slot = &mut self.classes[class];
+        slot.len -= 1;
+        self.bytes -= class_size(class);
+        (slot.blocks[slot.len], class)
+    }
+
+    fn keep(&mut self, block: *mut u8, class: usize) -> Keeping {
+        let size = class_size(class);
+        self.clock += 1;
+        let clock = self.clock;
+        let slot = &mut self.classes[class];
+        slot.last_used = clock;
+        // Room made by giving other classes back would not hold this block either.
+        if slot.len == MAX_KEPT_PER_CLASS || (slot.len + 1) * size > MAX_KEPT_BYTES {
+            return Keeping::GiveBack;
+        }
+        if self.bytes + size <= MAX_KEPT_BYTES {
+            slot.blocks[slot.len] = block;
+            slot.len += 1;
+            self.bytes += size;
+            return Keeping::Kept;
+        }
+        let stalest = (0..CLASSES)
+            .filter(|&other| {
+                let other = &self.classes[other];
+                other.len > 0 && clock - other.last_used > STALE_AFTER
+            })
+            .min_by_key(|&other| self.classes[other].last_used);
+        match stalest {
+            Some(stale) => {
+                let (block, class) = self.pop(stale);
+                Keeping::MakeRoom(block, class)
+            }
+            None => Keeping::GiveBack,
+        }
+    }
+}
+
+impl<A: GlobalAlloc> Drop for ReusingAllocator<A> {
+    fn drop(&mut self) {
+        self.release_kept();
     }
 }
 
@@ -210,18 +281,19 @@ fn class_of(layout: Layout) -> Option<usize> {
     Some(class_index(layout.size()))
 }
 
+/// The doubling [`SMALLEST_KEPT`] falls in (its size minus one's highest bit).
+const FIRST_DOUBLING: usize = (usize::BITS - 1 - (SMALLEST_KEPT - 1).leading_zeros()) as usize;
+
 /// The class of a size between [`SMALLEST_KEPT`] and [`LARGEST_KEPT`]: the doubling it falls
 /// in, and which quarter of it, rounding up.
 const fn class_index(size: usize) -> usize {
     let above = size - 1;
     let doubling = (usize::BITS - 1 - above.leading_zeros()) as usize;
-    let quarter = above >> (doubling - 2); // 4..=7; the size rounds up to (quarter + 1) quarters
-                                           // SMALLEST_KEPT is the last quarter of its doubling: class 0.
+    // 4 to 7: the size rounds up to (quarter + 1) quarters of the doubling.
+    let quarter = above >> (doubling - 2);
+    // SMALLEST_KEPT is the last quarter of its doubling: class 0.
     (doubling - FIRST_DOUBLING) * 4 + quarter - 7
 }
-
-/// The doubling [`SMALLEST_KEPT`] falls in (its size minus one's highest bit).
-const FIRST_DOUBLING: usize = (usize::BITS - 1 - (SMALLEST_KEPT - 1).leading_zeros()) as usize;
 
 /// The bytes every block of `class` has: the largest size that falls in it.
 const fn class_size(class: usize) -> usize {
@@ -238,34 +310,36 @@ fn class_layout(class: usize) -> Layout {
     unsafe { Layout::from_size_align_unchecked(class_size(class), KEPT_ALIGN) }
 }
 
-// SAFETY: every block comes from System with the layout it is given back with: blocks of a class
-// always with the class's layout, all others with their own.
-unsafe impl GlobalAlloc for ReusingAllocator {
+// SAFETY: every block comes from the inner allocator with the layout it is given back with:
+// blocks of a class always with the class's layout, all others with their own.
+unsafe impl<A: GlobalAlloc> GlobalAlloc for ReusingAllocator<A> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         match class_of(layout) {
             Some(class) => match self.take(class) {
                 Some(block) => block,
-                // SAFETY: a class layout has a non-zero size.
-                None => unsafe { System.alloc(class_layout(class)) },
+                // SAFETY: the caller's promise.
+                None => unsafe { self.new_block(class) },
             },
             // SAFETY: the caller's promise that `layout` has a non-zero size.
-            None => unsafe { System.alloc(layout) },
+            None => unsafe { self.inner.alloc(layout) },
         }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         match class_of(layout) {
-            Some(class) => match self.take(class) {
-                Some(block) => {
-                    // SAFETY: the block has the class's size, at least `layout.size()`.
+            Some(_) => {
+                // Only the bytes asked for: a block aligned beyond malloc's own comes from
+                // posix_memalign, which has no zeroed pages to offer anyway.
+                // SAFETY: the caller's promise.
+                let block = unsafe { self.alloc(layout) };
+                if !block.is_null() {
+                    // SAFETY: the block has its class's size, at least `layout.size()`.
                     unsafe { block.write_bytes(0, layout.size()) };
-                    block
                 }
-                // SAFETY: a class layout has a non-zero size.
-                None => unsafe { System.alloc_zeroed(class_layout(class)) },
-            },
+                block
+            }
             // SAFETY: the caller's promise that `layout` has a non-zero size.
-            None => unsafe { System.alloc_zeroed(layout) },
+            None => unsafe { self.inner.alloc_zeroed(layout) },
         }
     }
 
@@ -274,7 +348,7 @@ unsafe impl GlobalAlloc for ReusingAllocator {
             // SAFETY: a block of a kept size was allocated with its class's layout.
             Some(class) => unsafe { self.keep(ptr, class) },
             // SAFETY: the caller's promise; other blocks were allocated with their own layout.
-            None => unsafe { System.dealloc(ptr, layout) },
+            None => unsafe { self.inner.dealloc(ptr, layout) },
         }
     }
 
@@ -282,8 +356,8 @@ unsafe impl GlobalAlloc for ReusingAllocator {
         // SAFETY: the caller's promise that the new layout is valid.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
         match (class_of(layout), class_of(new_layout)) {
-            // SAFETY: neither size is kept, so System allocated the block with `layout`.
-            (None, None) => unsafe { System.realloc(ptr, layout, new_size) },
+            // SAFETY: neither size is kept, so the block was allocated with `layout`.
+            (None, None) => unsafe { self.inner.realloc(ptr, layout, new_size) },
             // The block already has its class's size.
             (Some(old), Some(new)) if old == new => ptr,
             _ => {
@@ -302,9 +376,33 @@ unsafe impl GlobalAlloc for ReusingAllocator {
     }
 }
 
-/// Hands the heap's free pages back to the system; whether any were. With another C library
-/// than glibc there is nothing to do.
+// SAFETY: forwards to HEAP, a sound allocator.
+unsafe impl GlobalAlloc for GlobalHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's promises, passed on.
+        unsafe { HEAP.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's promises, passed on.
+        unsafe { HEAP.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's promises, passed on.
+        unsafe { HEAP.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's promises, passed on.
+        unsafe { HEAP.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// Hands the heap's free pages back to the system, the blocks [`HEAP`] kept first; whether any
+/// were. With another C library than glibc only the kept blocks go back.
 pub fn give_back_freed() -> bool {
+    HEAP.release_kept();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory of the allocator; it takes no pointers.
     unsafe {
@@ -317,11 +415,59 @@ pub fn give_back_freed() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
+    use std::sync::atomic::AtomicBool;
+
+    /// The system's allocator, checking that every block is freed with the layout it was
+    /// allocated with (the system's `free` would not notice), and able to fail once.
+    #[derive(Default)]
+    struct Recording {
+        live: Mutex<HashMap<usize, Layout>>,
+        fail_next: AtomicBool,
+    }
+
+    // SAFETY: System's blocks, recorded.
+    unsafe impl GlobalAlloc for &Recording {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            if self.fail_next.swap(false, Ordering::SeqCst) {
+                return std::ptr::null_mut();
+            }
+            // SAFETY: the caller's promises.
+            let block = unsafe { System.alloc(layout) };
+            assert!(!block.is_null());
+            let mut live = self.live.lock().expect("not poisoned");
+            live.insert(block as usize, layout);
+            block
+        }
+
+        unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
+            let recorded = self
+                .live
+                .lock()
+                .expect("not poisoned")
+                .remove(&(block as usize));
+            assert_eq!(recorded, Some(layout), "freed with another layout");
+            // SAFETY: the caller's promises, checked above.
+            unsafe { System.dealloc(block, layout) }
+        }
+    }
+
+    impl Recording {
+        fn live(&self) -> usize {
+            self.live.lock().expect("not poisoned").len()
+        }
+    }
+
+    fn layout(size: usize, align: usize) -> Layout {
+        Layout::from_size_align(size, align).expect("a valid layout")
+    }
 
     #[test]
     fn every_kept_size_rounds_up_by_at_most_a_quarter() {
         assert_eq!(class_index(SMALLEST_KEPT), 0);
         assert_eq!(class_size(0), SMALLEST_KEPT);
+        assert_eq!(class_index(SMALLEST_KEPT + 1), 1);
+        assert_eq!(class_size(1), 40 << 10);
         assert_eq!(class_index(LARGEST_KEPT), CLASSES - 1);
         assert_eq!(class_size(CLASSES - 1), LARGEST_KEPT);
         assert_eq!(CLASSES, 33);
@@ -342,15 +488,15 @@ mod tests {
             );
         }
         assert_eq!(class_size(class_index(100_000)), 114_688);
-    }
-
-    fn layout(size: usize, align: usize) -> Layout {
-        Layout::from_size_align(size, align).expect("a valid layout")
+        assert_eq!(class_of(layout(SMALLEST_KEPT - 1, 8)), None);
+        assert_eq!(class_of(layout(LARGEST_KEPT + 1, 8)), None);
+        assert_eq!(class_of(layout(100_000, 512)), None);
     }
 
     #[test]
     fn a_freed_block_serves_the_next_request_of_its_class() {
-        let heap = ReusingAllocator::new();
+        let system = Recording::default();
+        let heap = ReusingAllocator::new(&system);
         // SAFETY: every block is used within its layout and freed with it, once.
         unsafe {
             let first = heap.alloc(layout(100_000, 32));
@@ -388,46 +534,55 @@ mod tests {
                 reused: 2,
                 from_system: 2,
                 given_back: 0,
-                kept_bytes: 114_688 + class_size(class_index(200_000)),
+                kept_bytes: 114_688 + 229_376,
             }
         );
+        assert_eq!(system.live(), 2, "the two kept blocks");
+        drop(heap);
+        assert_eq!(system.live(), 0, "kept blocks not given back");
     }
 
     #[test]
     fn reallocation_keeps_the_contents_across_classes() {
-        let heap = ReusingAllocator::new();
+        let system = Recording::default();
+        let heap = ReusingAllocator::new(&system);
         // SAFETY: every block is used within its layout and freed with it, once.
         unsafe {
             let mut block = heap.alloc(layout(1000, 8));
             let mut size = 1000;
-            for (i, byte) in std::slice::from_raw_parts_mut(block, size)
-                .iter_mut()
+            std::slice::from_raw_parts_mut(block, size).fill(1);
+            // Small to kept, within the class, to another class, down a class, back to small.
+            for (step, new_size) in [40_000, 40_960, 300_000, 50_000, 2000]
+                .into_iter()
                 .enumerate()
             {
-                *byte = i as u8;
-            }
-            // Small to kept, within the class, to another class, back to small.
-            for new_size in [40_000, 40_960, 300_000, 2000] {
                 let before = block;
                 block = heap.realloc(block, layout(size, 8), new_size);
                 assert!(!block.is_null());
                 if new_size == 40_960 {
                     assert_eq!(block, before, "a block resized within its class moved");
                 }
-                let kept = size.min(new_size).min(1000);
-                let contents = std::slice::from_raw_parts(block, kept);
-                assert!(contents.iter().enumerate().all(|(i, &b)| b == i as u8));
+                let contents = std::slice::from_raw_parts_mut(block, new_size);
+                let carried = size.min(new_size);
+                assert!(contents[..carried].iter().all(|&b| b == step as u8 + 1));
+                // Every byte of the new size is writable.
+                contents.fill(step as u8 + 2);
                 size = new_size;
             }
             heap.dealloc(block, layout(size, 8));
         }
+        drop(heap);
+        assert_eq!(system.live(), 0);
     }
 
     #[test]
-    fn kept_blocks_stay_within_their_bounds() {
-        let heap = ReusingAllocator::new();
-        let big = layout(4 << 20, 16);
+    fn kept_blocks_stay_within_their_bounds_and_stale_ones_make_room() {
+        let system = Recording::default();
+        let heap = ReusingAllocator::new(&system);
         let small = layout(64 << 10, 16);
+        let big = layout(4 << 20, 16);
+        let churned = layout(3 << 20, 16);
+        let late = layout(2 << 20, 16);
         // SAFETY: every block is used within its layout and freed with it, once.
         unsafe {
             let smalls: Vec<*mut u8> = (0..10).map(|_| heap.alloc(small)).collect();
@@ -441,17 +596,53 @@ mod tests {
                 "a class keeps at most {MAX_KEPT_PER_CLASS}"
             );
 
-            // Four 4 MiB blocks fill the bytes bound: the class used least recently (the small
-            // one) goes back first, then a fifth big block is not kept.
-            let bigs: Vec<*mut u8> = (0..5).map(|_| heap.alloc(big)).collect();
+            // 0.5 MiB and three 4 MiB blocks kept; the fourth would pass the bytes bound, and
+            // the small class, just used, is not given back for it.
+            let bigs: Vec<*mut u8> = (0..4).map(|_| heap.alloc(big)).collect();
             for &block in &bigs {
                 heap.dealloc(block, big);
             }
+            assert_eq!(heap.stats().kept_bytes, (1 << 19) + (12 << 20));
+            assert_eq!(heap.stats().given_back, 3);
+
+            // Another class in use for long enough that the small and big ones become stale.
+            for _ in 0..=STALE_AFTER / 2 {
+                let block = heap.alloc(churned);
+                heap.dealloc(block, churned);
+            }
+            assert_eq!(heap.stats().kept_bytes, (1 << 19) + (15 << 20));
+
+            // A 2 MiB block makes room: the stalest class (the small one) goes back first,
+            // then one big block.
+            let block = heap.alloc(late);
+            heap.dealloc(block, late);
         }
         let stats = heap.stats();
-        assert_eq!(stats.kept_bytes, MAX_KEPT_BYTES);
-        assert_eq!(stats.given_back, 2 + MAX_KEPT_PER_CLASS as u64 + 1);
-        assert_eq!(stats.reused, 0);
+        assert_eq!(stats.kept_bytes, (8 + 3 + 2) << 20);
+        assert_eq!(stats.given_back, 3 + MAX_KEPT_PER_CLASS as u64 + 1);
+        assert_eq!(stats.reused, STALE_AFTER / 2);
+        assert_eq!(system.live(), 4);
+        heap.release_kept();
+        assert_eq!(heap.stats().kept_bytes, 0);
+        assert_eq!(system.live(), 0);
+    }
+
+    #[test]
+    fn kept_blocks_are_given_back_when_the_system_has_none_left() {
+        let system = Recording::default();
+        let heap = ReusingAllocator::new(&system);
+        // SAFETY: every block is used within its layout and freed with it, once.
+        unsafe {
+            let block = heap.alloc(layout(1 << 20, 8));
+            heap.dealloc(block, layout(1 << 20, 8));
+            system.fail_next.store(true, Ordering::SeqCst);
+            let other = heap.alloc(layout(2 << 20, 8));
+            assert!(!other.is_null(), "not tried again");
+            assert_eq!(heap.stats().kept_bytes, 0);
+            assert_eq!(system.live(), 1);
+            heap.dealloc(other, layout(2 << 20, 8));
+        }
+        assert_eq!(heap.stats().from_system, 2);
     }
 
     #[test]
