@@ -505,28 +505,60 @@ fn http_server() -> Option<std::net::SocketAddr> {
     })
 }
 
-/// Whether `data` holds a whole HTTP request (head and body), which the server answers
-/// while the connection stays open; anything less it waits for.
+/// Whether `data` holds a whole HTTP request (head and body), or one the server refuses
+/// without reading on; either is answered while the connection stays open. Anything less it
+/// waits for.
 fn whole_request(data: &[u8]) -> bool {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut request = httparse::Request::new(&mut headers);
     let Ok(httparse::Status::Complete(head)) = request.parse(data) else {
         return false;
     };
-    let header = |name: &str| {
+    let last = |name: &str| {
         request
             .headers
             .iter()
+            .rev()
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase())
     };
-    if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        return data.ends_with(b"0\r\n\r\n");
+    if let Some(codings) = last("transfer-encoding") {
+        // Only a final `chunked` frames the body; any other coding is refused at once.
+        return codings.rsplit(',').next().map(str::trim) != Some("chunked")
+            || whole_chunked_body(&data[head..]);
     }
-    match header("content-length").map(|v| v.parse::<usize>()) {
+    match last("content-length").map(|v| v.parse::<usize>()) {
         Some(Ok(length)) => data.len() - head >= length,
-        Some(Err(_)) => false,
-        None => true,
+        // A length that is not a number is refused at once.
+        Some(Err(_)) | None => true,
+    }
+}
+
+/// Whether a chunked body is all there: every chunk, the last (empty) one and the trailer
+/// section's end; or a chunk size the server refuses.
+fn whole_chunked_body(mut body: &[u8]) -> bool {
+    loop {
+        match httparse::parse_chunk_size(body) {
+            Ok(httparse::Status::Complete((start, 0))) => {
+                let trailers = &body[start..];
+                return trailers.starts_with(b"\r\n")
+                    || trailers.windows(4).any(|w| w == b"\r\n\r\n");
+            }
+            Ok(httparse::Status::Complete((start, size))) => {
+                let Some(end) = usize::try_from(size)
+                    .ok()
+                    .and_then(|size| start.checked_add(size)?.checked_add(2))
+                else {
+                    return true;
+                };
+                match body.get(end..) {
+                    Some(rest) => body = rest,
+                    None => return false,
+                }
+            }
+            Ok(httparse::Status::Partial) => return false,
+            Err(_) => return true,
+        }
     }
 }
 
@@ -607,5 +639,43 @@ pub fn http_request(data: &[u8]) -> Outcome {
         Outcome::Accepted
     } else {
         Outcome::Refused
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_is_whole_when_its_body_is() {
+        let head = "POST /api/command HTTP/1.1\r\nHost: x\r\n";
+        let whole = |rest: &str| whole_request(format!("{head}{rest}").as_bytes());
+        assert!(!whole(""), "no end of head");
+        assert!(whole("\r\n"));
+        assert!(whole("Content-Length: 4\r\n\r\nhelp"));
+        assert!(!whole("Content-Length: 5\r\n\r\nhelp"));
+        assert!(whole("Content-Length: x\r\n\r\n"), "refused at once");
+        let chunked = "Transfer-Encoding: gzip, chunked\r\n\r\n";
+        assert!(whole(&format!("{chunked}4\r\nhelp\r\n0\r\n\r\n")));
+        assert!(
+            !whole(&format!("{chunked}4\r\nhelp\r\n0\r\n")),
+            "no trailer end"
+        );
+        assert!(
+            !whole(&format!("{chunked}9\r\n0\r\n\r\n\r\n")),
+            "0 inside a chunk"
+        );
+        assert!(whole(&format!(
+            "{chunked}3;x=y\r\nabc\r\n0\r\nTrailer: 1\r\n\r\n"
+        )));
+        assert!(
+            whole(&format!("{chunked}zz\r\n")),
+            "a bad size is refused at once"
+        );
+        // The last header decides; a body not ending in chunked is refused at once.
+        assert!(!whole(
+            "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n"
+        ));
+        assert!(whole("Transfer-Encoding: chunked, gzip\r\n\r\n4\r\n"));
     }
 }
