@@ -7,7 +7,8 @@
 //! arena was three quarters free, in chunks of 40 to 270 KiB between blocks still in use, and
 //! resident memory climbed in steps. [`ReusingAllocator`] keeps freed blocks of those sizes and
 //! hands them to the next request of the same size class, so that a frame's tensors take the
-//! blocks the frame before freed and glibc sees a request only for a size not seen lately.
+//! blocks the frame before freed, and glibc sees requests of those sizes only for what the
+//! bounds leave out.
 //!
 //! What was tried before, each in a soak: handing freed heap back once a minute (`malloc_trim`)
 //! turned the climb into a sawtooth up to 3.7 MiB high, the next minute's frames touching the
@@ -31,10 +32,12 @@ pub const MAX_KEPT_BYTES: usize = 16 << 20;
 /// At most this many free blocks are kept per size class: a frame's tensors of one size are
 /// rarely alive more than a few at once.
 pub const MAX_KEPT_PER_CLASS: usize = 8;
-/// A class not used for this many requests and frees of kept sizes (some 1 400 frames of the
-/// bundled detector) may be given back to make room for another. A class in use is never given
-/// back for another: when a frame frees more than the bounds allow, the blocks beyond them go
-/// back to glibc, and the same ones every frame, rather than each class pushing out the next.
+/// A block kept unused for this many requests and frees of kept sizes (some 1 400 frames of the
+/// bundled detector in `bench`, fewer in a run, whose capture and samples ask for such sizes
+/// too) may be given back to make room for another. A block that each frame takes again is
+/// never given back for another: when a frame frees more than the bounds allow, the blocks
+/// beyond them go back to glibc, and the same ones every frame, rather than each pushing out the
+/// next.
 const STALE_AFTER: u64 = 100_000;
 /// Every block of a kept size is allocated with this alignment, so that a freed block serves any
 /// request of its class: tract's tensors ask for 64 bytes on AVX-512, 32 on AVX, 16 on ARM; its
@@ -78,16 +81,18 @@ pub struct ReuseStats {
 struct Kept {
     classes: [Class; CLASSES],
     bytes: usize,
-    /// Counts requests and frees of kept sizes; a class's `last_used` is this count when it was
-    /// last asked for or freed, so that a stale class can be told apart.
+    /// Counts requests and frees of kept sizes: the time a block was kept at, so that a stale
+    /// one can be told apart.
     clock: u64,
 }
 
+/// A class's free blocks, oldest first: the last one kept is the first handed out, so the
+/// first ones are those no frame took again.
 #[derive(Clone, Copy)]
 struct Class {
     blocks: [*mut u8; MAX_KEPT_PER_CLASS],
+    kept_at: [u64; MAX_KEPT_PER_CLASS],
     len: usize,
-    last_used: u64,
 }
 
 // SAFETY: the pointers are free blocks owned by the allocator alone, only touched under the
@@ -108,8 +113,8 @@ impl<A: GlobalAlloc> ReusingAllocator<A> {
     pub const fn new(inner: A) -> Self {
         const EMPTY: Class = Class {
             blocks: [std::ptr::null_mut(); MAX_KEPT_PER_CLASS],
+            kept_at: [0; MAX_KEPT_PER_CLASS],
             len: 0,
-            last_used: 0,
         };
         ReusingAllocator {
             inner,
@@ -161,9 +166,7 @@ impl<A: GlobalAlloc> ReusingAllocator<A> {
     /// A kept block of `class`, if there is one.
     fn take(&self, class: usize) -> Option<*mut u8> {
         let mut kept = self.lock();
-        let kept = &mut *kept;
         kept.clock += 1;
-        kept.classes[class].last_used = kept.clock;
         if kept.classes[class].len == 0 {
             return None;
         }
@@ -171,19 +174,21 @@ impl<A: GlobalAlloc> ReusingAllocator<A> {
         Some(kept.pop(class).0)
     }
 
-    /// A new block of `class` from the inner allocator; if it has none, after the kept blocks
-    /// were given back to it.
-    ///
-    /// # Safety
-    /// As [`GlobalAlloc::alloc`].
-    unsafe fn new_block(&self, class: usize) -> *mut u8 {
-        // SAFETY: a class layout has a non-zero size.
-        let mut block = unsafe { self.inner.alloc(class_layout(class)) };
-        if block.is_null() {
-            self.release_kept();
-            // SAFETY: as above.
-            block = unsafe { self.inner.alloc(class_layout(class)) };
+    /// What `ask` gets of the inner allocator; if it has nothing left, what it gets after the
+    /// kept blocks were given back to it.
+    fn or_after_release(&self, ask: impl Fn() -> *mut u8) -> *mut u8 {
+        let block = ask();
+        if !block.is_null() || self.lock().bytes == 0 {
+            return block;
         }
+        self.release_kept();
+        ask()
+    }
+
+    /// A new block of `class` from the inner allocator.
+    fn new_block(&self, class: usize) -> *mut u8 {
+        // SAFETY: a class layout has a non-zero size.
+        let block = self.or_after_release(|| unsafe { self.inner.alloc(class_layout(class)) });
         if !block.is_null() {
             self.from_inner.fetch_add(1, Ordering::Relaxed);
         }
@@ -234,35 +239,58 @@ impl Kept {
         (slot.blocks[slot.len], class)
     }
 
+    /// Takes the oldest kept block of `class`, which has one.
+    fn pop_oldest(&mut self, class: usize) -> (*mut u8, usize) {
+        let slot = &mut self.classes[class];
+        let block = slot.blocks[0];
+        slot.blocks.copy_within(1..slot.len, 0);
+        slot.kept_at.copy_within(1..slot.len, 0);
+        slot.len -= 1;
+        self.bytes -= class_size(class);
+        (block, class)
+    }
+
+    /// Whether the block kept at `kept_at` was not taken again for too long.
+    fn is_stale(&self, kept_at: u64) -> bool {
+        self.clock - kept_at > STALE_AFTER
+    }
+
     fn keep(&mut self, block: *mut u8, class: usize) -> Keeping {
         let size = class_size(class);
         self.clock += 1;
-        let clock = self.clock;
-        let slot = &mut self.classes[class];
-        slot.last_used = clock;
-        // Room made by giving other classes back would not hold this block either.
-        if slot.len == MAX_KEPT_PER_CLASS || (slot.len + 1) * size > MAX_KEPT_BYTES {
+        if self.classes[class].len == MAX_KEPT_PER_CLASS {
             return Keeping::GiveBack;
         }
-        if self.bytes + size <= MAX_KEPT_BYTES {
-            slot.blocks[slot.len] = block;
-            slot.len += 1;
-            self.bytes += size;
-            return Keeping::Kept;
-        }
-        let stalest = (0..CLASSES)
-            .filter(|&other| {
-                let other = &self.classes[other];
-                other.len > 0 && clock - other.last_used > STALE_AFTER
-            })
-            .min_by_key(|&other| self.classes[other].last_used);
-        match stalest {
-            Some(stale) => {
-                let (block, class) = self.pop(stale);
-                Keeping::MakeRoom(block, class)
+        if self.bytes + size > MAX_KEPT_BYTES {
+            // Stale blocks go back only if all of them together make room.
+            let stale_bytes: usize = (0..CLASSES)
+                .map(|c| {
+                    let slot = &self.classes[c];
+                    let stale = slot.kept_at[..slot.len]
+                        .iter()
+                        .take_while(|&&at| self.is_stale(at))
+                        .count();
+                    stale * class_size(c)
+                })
+                .sum();
+            if self.bytes - stale_bytes + size > MAX_KEPT_BYTES {
+                return Keeping::GiveBack;
             }
-            None => Keeping::GiveBack,
+            let oldest = (0..CLASSES)
+                .filter(|&c| self.classes[c].len > 0)
+                .min_by_key(|&c| self.classes[c].kept_at[0]);
+            return match oldest {
+                Some(c) => Keeping::MakeRoom(self.pop_oldest(c).0, c),
+                None => Keeping::GiveBack,
+            };
         }
+        let clock = self.clock;
+        let slot = &mut self.classes[class];
+        slot.blocks[slot.len] = block;
+        slot.kept_at[slot.len] = clock;
+        slot.len += 1;
+        self.bytes += size;
+        Keeping::Kept
     }
 }
 
@@ -317,11 +345,10 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for ReusingAllocator<A> {
         match class_of(layout) {
             Some(class) => match self.take(class) {
                 Some(block) => block,
-                // SAFETY: the caller's promise.
-                None => unsafe { self.new_block(class) },
+                None => self.new_block(class),
             },
             // SAFETY: the caller's promise that `layout` has a non-zero size.
-            None => unsafe { self.inner.alloc(layout) },
+            None => self.or_after_release(|| unsafe { self.inner.alloc(layout) }),
         }
     }
 
@@ -339,7 +366,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for ReusingAllocator<A> {
                 block
             }
             // SAFETY: the caller's promise that `layout` has a non-zero size.
-            None => unsafe { self.inner.alloc_zeroed(layout) },
+            None => self.or_after_release(|| unsafe { self.inner.alloc_zeroed(layout) }),
         }
     }
 
@@ -356,8 +383,11 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for ReusingAllocator<A> {
         // SAFETY: the caller's promise that the new layout is valid.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
         match (class_of(layout), class_of(new_layout)) {
-            // SAFETY: neither size is kept, so the block was allocated with `layout`.
-            (None, None) => unsafe { self.inner.realloc(ptr, layout, new_size) },
+            // SAFETY: neither size is kept, so the block was allocated with `layout`; a failed
+            // reallocation leaves it as it was, to be tried again.
+            (None, None) => {
+                self.or_after_release(|| unsafe { self.inner.realloc(ptr, layout, new_size) })
+            }
             // The block already has its class's size.
             (Some(old), Some(new)) if old == new => ptr,
             _ => {
@@ -396,6 +426,63 @@ unsafe impl GlobalAlloc for GlobalHeap {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: the caller's promises, passed on.
         unsafe { HEAP.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// The process's memory now, as the kernel counts it and [`HEAP`] keeps it: for the console's
+/// `status`, `/api/status` and `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct MemoryUse {
+    /// Resident memory (`VmRSS`).
+    pub resident_bytes: u64,
+    /// Its anonymous part (`RssAnon`): the heap and the stacks, where a leak would show; the
+    /// rest is the pages of the binary and the libraries read so far.
+    pub anonymous_bytes: Option<u64>,
+    /// Free heap kept for reuse, part of the anonymous memory.
+    pub kept_bytes: u64,
+}
+
+impl MemoryUse {
+    /// Read from `/proc/self/status`; `None` where the kernel does not say.
+    pub fn now() -> Option<Self> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        Self::from_status(&status, HEAP.stats().kept_bytes as u64)
+    }
+
+    /// From the text of a `/proc/<pid>/status`.
+    pub fn from_status(status: &str, kept_bytes: u64) -> Option<Self> {
+        Some(MemoryUse {
+            resident_bytes: status_bytes(status, "VmRSS")?,
+            anonymous_bytes: status_bytes(status, "RssAnon"),
+            kept_bytes,
+        })
+    }
+
+    /// One line for the console's `status`.
+    pub fn status(&self) -> String {
+        let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
+        let anonymous = match self.anonymous_bytes {
+            Some(bytes) => format!(", {:.1} MiB of it heap and stacks", mib(bytes)),
+            None => String::new(),
+        };
+        format!(
+            "memory {:.1} MiB resident{anonymous}, {:.1} MiB free heap kept for reuse",
+            mib(self.resident_bytes),
+            mib(self.kept_bytes)
+        )
+    }
+}
+
+/// A `Name:  1234 kB` line of `/proc/<pid>/status`, in bytes.
+pub fn status_bytes(status: &str, name: &str) -> Option<u64> {
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))?;
+    let mut words = line.split_whitespace();
+    let value: u64 = words.next()?.parse().ok()?;
+    match words.next()? {
+        "kB" => value.checked_mul(1024),
+        _ => None,
     }
 }
 
@@ -576,52 +663,62 @@ mod tests {
     }
 
     #[test]
-    fn kept_blocks_stay_within_their_bounds_and_stale_ones_make_room() {
+    fn kept_blocks_stay_within_their_bounds_and_only_stale_ones_make_room() {
         let system = Recording::default();
         let heap = ReusingAllocator::new(&system);
         let small = layout(64 << 10, 16);
         let big = layout(4 << 20, 16);
         let churned = layout(3 << 20, 16);
-        let late = layout(2 << 20, 16);
+        let late = layout(1 << 20, 16);
+        let free_one = |layout: Layout| {
+            // SAFETY: the block is freed with its layout, once.
+            unsafe { heap.dealloc(heap.alloc(layout), layout) }
+        };
         // SAFETY: every block is used within its layout and freed with it, once.
         unsafe {
+            // Ticks 1 to 20: 8 small blocks kept at ticks 11 to 18, 2 beyond the class's bound.
             let smalls: Vec<*mut u8> = (0..10).map(|_| heap.alloc(small)).collect();
             for &block in &smalls {
                 heap.dealloc(block, small);
             }
-            let stats = heap.stats();
-            assert_eq!(stats.kept_bytes, MAX_KEPT_PER_CLASS * (64 << 10));
+            assert_eq!(heap.stats().kept_bytes, MAX_KEPT_PER_CLASS * (64 << 10));
             assert_eq!(
-                stats.given_back, 2,
+                heap.stats().given_back,
+                2,
                 "a class keeps at most {MAX_KEPT_PER_CLASS}"
             );
 
-            // 0.5 MiB and three 4 MiB blocks kept; the fourth would pass the bytes bound, and
-            // the small class, just used, is not given back for it.
+            // Ticks 21 to 28: three 4 MiB blocks kept; the fourth would pass the bytes bound and
+            // nothing is stale.
             let bigs: Vec<*mut u8> = (0..4).map(|_| heap.alloc(big)).collect();
             for &block in &bigs {
                 heap.dealloc(block, big);
             }
             assert_eq!(heap.stats().kept_bytes, (1 << 19) + (12 << 20));
             assert_eq!(heap.stats().given_back, 3);
-
-            // Another class in use for long enough that the small and big ones become stale.
-            for _ in 0..=STALE_AFTER / 2 {
-                let block = heap.alloc(churned);
-                heap.dealloc(block, churned);
-            }
-            assert_eq!(heap.stats().kept_bytes, (1 << 19) + (15 << 20));
-
-            // A 2 MiB block makes room: the stalest class (the small one) goes back first,
-            // then one big block.
-            let block = heap.alloc(late);
-            heap.dealloc(block, late);
         }
+        // Ticks 29 and 30, then a 3 MiB block taken and kept again at every frame.
+        free_one(churned);
+        let frames = (STALE_AFTER - 14) / 2;
+        for _ in 0..frames {
+            free_one(churned);
+        }
+        assert_eq!(heap.stats().kept_bytes, (1 << 19) + (15 << 20));
+
+        // Freed at tick STALE_AFTER + 18, a 1 MiB block needs all 8 small blocks' room, and the
+        // last one kept is exactly STALE_AFTER old: not stale, so nothing goes back but the
+        // new block.
+        free_one(late);
+        assert_eq!(heap.stats().kept_bytes, (1 << 19) + (15 << 20));
+        assert_eq!(heap.stats().given_back, 4);
+        // Two ticks later all 8 are stale; the big blocks (kept at 25 to 27) are not, and the
+        // churned one is in use.
+        free_one(late);
         let stats = heap.stats();
-        assert_eq!(stats.kept_bytes, (8 + 3 + 2) << 20);
-        assert_eq!(stats.given_back, 3 + MAX_KEPT_PER_CLASS as u64 + 1);
-        assert_eq!(stats.reused, STALE_AFTER / 2);
-        assert_eq!(system.live(), 4);
+        assert_eq!(stats.kept_bytes, MAX_KEPT_BYTES);
+        assert_eq!(stats.given_back, 4 + MAX_KEPT_PER_CLASS as u64);
+        assert_eq!(stats.reused, frames);
+        assert_eq!(system.live(), 3 + 1 + 1);
         heap.release_kept();
         assert_eq!(heap.stats().kept_bytes, 0);
         assert_eq!(system.live(), 0);
@@ -641,8 +738,41 @@ mod tests {
             assert_eq!(heap.stats().kept_bytes, 0);
             assert_eq!(system.live(), 1);
             heap.dealloc(other, layout(2 << 20, 8));
+            // Blocks of other sizes too.
+            system.fail_next.store(true, Ordering::SeqCst);
+            let small = heap.alloc(layout(1000, 8));
+            assert!(!small.is_null(), "not tried again");
+            assert_eq!(heap.stats().kept_bytes, 0);
+            heap.dealloc(small, layout(1000, 8));
         }
         assert_eq!(heap.stats().from_system, 2);
+        assert_eq!(system.live(), 0);
+    }
+
+    #[test]
+    fn memory_is_read_from_the_status_file_in_bytes() {
+        let status =
+            "Name:\tlookout\nVmHWM:\t   52344 kB\nVmRSS:\t 51000 kB\nRssAnon:\t  8424 kB\n";
+        let memory = MemoryUse::from_status(status, 3 << 19).expect("VmRSS");
+        assert_eq!(
+            memory,
+            MemoryUse {
+                resident_bytes: 51000 * 1024,
+                anonymous_bytes: Some(8424 * 1024),
+                kept_bytes: 3 << 19,
+            }
+        );
+        assert_eq!(
+            memory.status(),
+            "memory 49.8 MiB resident, 8.2 MiB of it heap and stacks, 1.5 MiB free heap kept for reuse"
+        );
+        assert_eq!(status_bytes(status, "VmHWM"), Some(52344 * 1024));
+        assert_eq!(status_bytes("VmRSS:\t 10 kB\n", "VmHWM"), None);
+        assert_eq!(status_bytes("VmHWM:\t 10 MB\n", "VmHWM"), None);
+        assert_eq!(status_bytes("VmHWM:\t lots kB\n", "VmHWM"), None);
+        assert_eq!(status_bytes("VmRSSx:\t 10 kB\n", "VmRSS"), None);
+        let own = MemoryUse::now().expect("Linux says");
+        assert!(own.resident_bytes > 1 << 20, "{own:?}");
     }
 
     #[test]
