@@ -507,37 +507,54 @@ fn http_server() -> Option<std::net::SocketAddr> {
 
 /// Whether `data` holds a whole HTTP request (head and body), or one the server refuses
 /// without reading on; either is answered while the connection stays open. Anything less it
-/// waits for.
+/// waits for. Follows how hyper's server reads a request's head and frames its body.
 fn whole_request(data: &[u8]) -> bool {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
+    // hyper's own limit; past it the server answers 431 at once.
+    let mut headers = [httparse::EMPTY_HEADER; 100];
     let mut request = httparse::Request::new(&mut headers);
-    let Ok(httparse::Status::Complete(head)) = request.parse(data) else {
-        return false;
+    let head = match request.parse(data) {
+        Ok(httparse::Status::Complete(head)) => head,
+        Err(httparse::Error::TooManyHeaders) => return true,
+        _ => return false,
     };
-    let last = |name: &str| {
+    let values = |name: &'static str| {
         request
             .headers
             .iter()
-            .rev()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
             .map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase())
     };
-    if let Some(codings) = last("transfer-encoding") {
-        // Only a final `chunked` frames the body; any other coding is refused at once.
-        return codings.rsplit(',').next().map(str::trim) != Some("chunked")
+    if let Some(codings) = values("transfer-encoding").next_back() {
+        // Refused at once: a body framed by anything but a final `chunked`, or in HTTP/1.0.
+        return request.version != Some(1)
+            || codings.rsplit(',').next().map(str::trim) != Some("chunked")
             || whole_chunked_body(&data[head..]);
     }
-    match last("content-length").map(|v| v.parse::<usize>()) {
-        Some(Ok(length)) => data.len() - head >= length,
-        // A length that is not a number is refused at once.
-        Some(Err(_)) | None => true,
+    let mut length = None;
+    for value in values("content-length") {
+        // Digits only (no sign), and every line the same: anything else is refused at once.
+        let parsed = (!value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| value.parse::<u64>().ok())
+            .flatten();
+        match (parsed, length) {
+            (None, _) => return true,
+            (Some(this), Some(before)) if this != before => return true,
+            (Some(this), _) => length = Some(this),
+        }
     }
+    length.is_none_or(|length| (data.len() - head) as u64 >= length)
 }
 
 /// Whether a chunked body is all there: every chunk, the last (empty) one and the trailer
 /// section's end; or a chunk size the server refuses.
 fn whole_chunked_body(mut body: &[u8]) -> bool {
     loop {
+        // hyper reads any number of leading zeros; httparse refuses more than 16 digits.
+        let zeros = body
+            .windows(2)
+            .take_while(|pair| pair[0] == b'0' && pair[1].is_ascii_hexdigit())
+            .count();
+        body = &body[zeros..];
         match httparse::parse_chunk_size(body) {
             Ok(httparse::Status::Complete((start, 0))) => {
                 let trailers = &body[start..];
@@ -545,11 +562,12 @@ fn whole_chunked_body(mut body: &[u8]) -> bool {
                     || trailers.windows(4).any(|w| w == b"\r\n\r\n");
             }
             Ok(httparse::Status::Complete((start, size))) => {
+                // A chunk larger than what was sent is still being waited for.
                 let Some(end) = usize::try_from(size)
                     .ok()
                     .and_then(|size| start.checked_add(size)?.checked_add(2))
                 else {
-                    return true;
+                    return false;
                 };
                 match body.get(end..) {
                     Some(rest) => body = rest,
@@ -677,5 +695,29 @@ mod tests {
             "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n"
         ));
         assert!(whole("Transfer-Encoding: chunked, gzip\r\n\r\n4\r\n"));
+        assert!(!whole(
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+        ));
+        // Leading zeros past httparse's 16 digits, and a size beyond what was sent.
+        assert!(!whole(&format!("{chunked}00000000000000004\r\nhe")));
+        assert!(whole(&format!(
+            "{chunked}00000000000000004\r\nhelp\r\n0\r\n\r\n"
+        )));
+        assert!(!whole(&format!("{chunked}ffffffffffffffff\r\nhelp")));
+        // The length is digits only and the same on every line; chunked framing wins over it.
+        assert!(whole("Content-Length: +5\r\n\r\n"));
+        assert!(whole("Content-Length: 4\r\nContent-Length: 5\r\n\r\nhelp"));
+        assert!(!whole("Content-Length: 5\r\nContent-Length: 5\r\n\r\nhelp"));
+        assert!(!whole(
+            "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nhe"
+        ));
+        assert!(!whole("Content-Length: 99999999999\r\n\r\nhelp"));
+        assert!(whole_request(
+            b"POST /api/command HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n"
+        ));
+        let crowded: String = (0..101).map(|i| format!("X-{i}: 1\r\n")).collect();
+        assert!(whole(&format!("{crowded}\r\n")), "431 at once");
+        let busy: String = (0..90).map(|i| format!("X-{i}: 1\r\n")).collect();
+        assert!(whole(&format!("{busy}\r\n")));
     }
 }
