@@ -102,24 +102,13 @@ impl Footprint {
             .ok();
         let peak_rss_bytes = std::fs::read_to_string("/proc/self/status")
             .ok()
-            .and_then(|status| peak_rss_from_status(&status));
+            .and_then(|status| crate::lifecycle::memory::status_bytes(&status, "VmHWM"));
         Footprint {
             model_bytes,
             binary_bytes,
             peak_rss_bytes,
             preloaded_frame_bytes: frames.iter().map(|f| f.image.as_raw().len() as u64).sum(),
         }
-    }
-}
-
-/// The `VmHWM:  1234 kB` line of `/proc/<pid>/status`, in bytes.
-fn peak_rss_from_status(status: &str) -> Option<u64> {
-    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
-    let mut words = line.split_whitespace();
-    let value: u64 = words.next()?.parse().ok()?;
-    match words.next()? {
-        "kB" => value.checked_mul(1024),
-        _ => None,
     }
 }
 
@@ -582,15 +571,5 @@ mod tests {
         assert_eq!(Percentiles::of(&hundred).p99, 99.0);
         assert_eq!(Percentiles::of(&[]), Percentiles::default());
         assert_eq!(Percentiles::of(&[3.5]).p95, 3.5);
-    }
-
-    #[test]
-    fn peak_rss_is_read_from_the_status_line_in_bytes() {
-        let status =
-            "Name:\tlookout\nVmPeak:\t  900000 kB\nVmHWM:\t   52344 kB\nVmRSS:\t 51000 kB\n";
-        assert_eq!(peak_rss_from_status(status), Some(52344 * 1024));
-        assert_eq!(peak_rss_from_status("VmRSS:\t 10 kB\n"), None);
-        assert_eq!(peak_rss_from_status("VmHWM:\t 10 MB\n"), None);
-        assert_eq!(peak_rss_from_status("VmHWM:\t lots kB\n"), None);
     }
 }

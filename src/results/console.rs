@@ -348,6 +348,9 @@ impl<P: ConsolePort> Console<P> {
         if let Some(samples) = control.samples {
             let _ = writeln!(out, "{}", samples.status());
         }
+        if let Some(memory) = crate::lifecycle::memory::MemoryUse::now() {
+            let _ = writeln!(out, "{}", memory.status());
+        }
         let mut last_error = s.last_error.clone();
         if let Some(link) = &self.link {
             let l = link.borrow().stats();

@@ -185,6 +185,8 @@ fn the_api_answers_with_records_status_events_and_metrics() {
     assert_eq!(status["paused"], false);
     assert_eq!(status["threshold"].as_f64(), Some(0.25));
     assert!(status["frames"].as_u64().expect("frames") >= 1, "{status}");
+    let resident = status["memory"]["resident_bytes"].as_u64().expect("memory");
+    assert!(resident > 4 << 20, "{status}");
     assert!(status["source"]
         .as_str()
         .expect("source")
@@ -233,6 +235,11 @@ fn the_api_answers_with_records_status_events_and_metrics() {
         1.0
     );
     assert_eq!(value("lookout_objects{label=\"square\"} "), 2.0);
+    // Memory: the process's own, and the frames' freed tensors kept by lookout's allocator.
+    let resident = value("process_resident_memory_bytes ");
+    assert!(resident > 4e6 && resident < 192e6, "{resident}");
+    assert!(value("lookout_memory_anonymous_bytes ") < resident);
+    assert!(value("lookout_heap_kept_bytes ") >= 32768.0, "{text}");
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let (_, v) = line.rsplit_once(' ').expect("name value");
         assert!(v.parse::<f64>().is_ok(), "not a sample: {line}");

@@ -225,8 +225,43 @@ impl Metrics {
             "HTTP connections refused over max_clients (answered 503, or closed unanswered in a flood).",
         );
         let _ = writeln!(out, "lookout_http_refused_total {refused}");
+        if let Some(memory) = crate::lifecycle::memory::MemoryUse::now() {
+            memory_families(&mut out, &memory);
+        }
         out
     }
+}
+
+/// The process's memory: resident (under Prometheus' own name for it), its anonymous part and
+/// the free heap kept for reuse.
+fn memory_families(out: &mut String, memory: &crate::lifecycle::memory::MemoryUse) {
+    family(
+        out,
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident memory size in bytes.",
+    );
+    let _ = writeln!(
+        out,
+        "process_resident_memory_bytes {}",
+        memory.resident_bytes
+    );
+    if let Some(anonymous) = memory.anonymous_bytes {
+        family(
+            out,
+            "lookout_memory_anonymous_bytes",
+            "gauge",
+            "Resident memory that is heap and stacks rather than the binary's and libraries' pages.",
+        );
+        let _ = writeln!(out, "lookout_memory_anonymous_bytes {anonymous}");
+    }
+    family(
+        out,
+        "lookout_heap_kept_bytes",
+        "gauge",
+        "Free heap kept for the next frame's blocks of 32 KiB to 8 MiB.",
+    );
+    let _ = writeln!(out, "lookout_heap_kept_bytes {}", memory.kept_bytes);
 }
 
 /// A metric family's `# HELP` and `# TYPE` lines.
@@ -280,5 +315,28 @@ mod tests {
         );
         assert!(text.contains("lookout_stage_latency_seconds_count{stage=\"infer\"} 4\n"));
         assert!(text.contains("lookout_events_total{event=\"a\\\"b\"} 2\n"));
+        assert!(text.contains(
+            "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes "
+        ));
+    }
+
+    #[test]
+    fn memory_is_in_bytes() {
+        let mut out = String::new();
+        let memory = crate::lifecycle::memory::MemoryUse {
+            resident_bytes: 27 << 20,
+            anonymous_bytes: Some(9 << 20),
+            kept_bytes: 3 << 19,
+        };
+        memory_families(&mut out, &memory);
+        assert!(
+            out.contains("\nprocess_resident_memory_bytes 28311552\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("\nlookout_memory_anonymous_bytes 9437184\n"),
+            "{out}"
+        );
+        assert!(out.contains("\nlookout_heap_kept_bytes 1572864\n"), "{out}");
     }
 }

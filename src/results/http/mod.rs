@@ -502,6 +502,8 @@ struct StatusReport {
     health: Option<crate::lifecycle::health::HealthReading>,
     #[serde(skip_serializing_if = "Option::is_none")]
     samples: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory: Option<crate::lifecycle::memory::MemoryUse>,
     last_error: Option<String>,
 }
 
@@ -555,6 +557,7 @@ impl HttpSteering {
             tracking: control.pipeline.scene().map(|scene| scene.status()),
             health: s.health.filter(|h| !h.is_empty()),
             samples: control.samples.map(|samples| samples.status()),
+            memory: crate::lifecycle::memory::MemoryUse::now(),
             last_error: s.last_error.clone(),
             drift: drift.clone(),
         };
