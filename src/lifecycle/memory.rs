@@ -34,10 +34,9 @@ pub const MAX_KEPT_BYTES: usize = 16 << 20;
 pub const MAX_KEPT_PER_CLASS: usize = 8;
 /// A block kept unused for this many requests and frees of kept sizes (some 1 400 frames of the
 /// bundled detector in `bench`, fewer in a run, whose capture and samples ask for such sizes
-/// too) may be given back to make room for another. A block that each frame takes again is
-/// never given back for another: when a frame frees more than the bounds allow, the blocks
-/// beyond them go back to glibc, and the same ones every frame, rather than each pushing out the
-/// next.
+/// too) goes back to the system: what loading a model freed, or a frame size no longer seen,
+/// is not held for good. A block each frame takes again stays. When a frame frees more than the
+/// bounds allow, the blocks beyond them go back at once, the same ones every frame.
 const STALE_AFTER: u64 = 100_000;
 /// Every block of a kept size is allocated with this alignment, so that a freed block serves any
 /// request of its class: tract's tensors ask for 64 bytes on AVX-512, 32 on AVX, 16 on ARM; its
@@ -99,15 +98,6 @@ struct Class {
 // mutex.
 unsafe impl Send for Kept {}
 
-/// What [`ReusingAllocator::keep`] decided under the lock.
-enum Keeping {
-    Kept,
-    /// The freed block goes back to the inner allocator.
-    GiveBack,
-    /// A stale class's block (of that class) goes back first, then the freed block is tried again.
-    MakeRoom(*mut u8, usize),
-}
-
 impl<A: GlobalAlloc> ReusingAllocator<A> {
     /// An allocator over `inner`, keeping nothing yet.
     pub const fn new(inner: A) -> Self {
@@ -165,13 +155,17 @@ impl<A: GlobalAlloc> ReusingAllocator<A> {
 
     /// A kept block of `class`, if there is one.
     fn take(&self, class: usize) -> Option<*mut u8> {
-        let mut kept = self.lock();
-        kept.clock += 1;
-        if kept.classes[class].len == 0 {
-            return None;
+        let (block, stale) = {
+            let mut kept = self.lock();
+            let stale = kept.tick();
+            let block = (kept.classes[class].len > 0).then(|| kept.pop(class).0);
+            (block, stale)
+        };
+        self.give_back_stale(stale);
+        if block.is_some() {
+            self.reused.fetch_add(1, Ordering::Relaxed);
         }
-        self.reused.fetch_add(1, Ordering::Relaxed);
-        Some(kept.pop(class).0)
+        block
     }
 
     /// What `ask` gets of the inner allocator; if it has nothing left, what it gets after the
@@ -195,28 +189,31 @@ impl<A: GlobalAlloc> ReusingAllocator<A> {
         block
     }
 
-    /// Keeps `block` of `class` for reuse, making room by giving back a stale class's block if
-    /// the bounds need it; or gives `block` back itself. The inner allocator is called outside
-    /// the lock: freeing a large block can take a while (unmapping it).
+    /// Keeps `block` of `class` for reuse if the bounds allow, or gives it back. The inner
+    /// allocator is called outside the lock: freeing a large block can take a while (unmapping
+    /// it).
     ///
     /// # Safety
     /// `block` was allocated by the inner allocator with [`class_layout`] of `class` and is no
     /// longer used.
     unsafe fn keep(&self, block: *mut u8, class: usize) {
-        loop {
-            let keeping = self.lock().keep(block, class);
-            match keeping {
-                Keeping::Kept => return,
-                Keeping::GiveBack => {
-                    // SAFETY: the caller's promise.
-                    unsafe { self.give_back(block, class) };
-                    return;
-                }
-                Keeping::MakeRoom(stale, stale_class) => {
-                    // SAFETY: a kept block of a class was allocated with its layout and is free.
-                    unsafe { self.give_back(stale, stale_class) }
-                }
-            }
+        let (kept, stale) = {
+            let mut kept = self.lock();
+            let stale = kept.tick();
+            (kept.keep(block, class), stale)
+        };
+        self.give_back_stale(stale);
+        if !kept {
+            // SAFETY: the caller's promise.
+            unsafe { self.give_back(block, class) };
+        }
+    }
+
+    /// Gives back the block [`Kept::tick`] found stale, if any.
+    fn give_back_stale(&self, stale: Option<(*mut u8, usize)>) {
+        if let Some((block, class)) = stale {
+            // SAFETY: a kept block of a class was allocated with its layout and is free.
+            unsafe { self.give_back(block, class) };
         }
     }
 
@@ -250,47 +247,31 @@ impl Kept {
         (block, class)
     }
 
-    /// Whether the block kept at `kept_at` was not taken again for too long.
-    fn is_stale(&self, kept_at: u64) -> bool {
-        self.clock - kept_at > STALE_AFTER
+    /// Counts a request or a free of a kept size; takes the oldest kept block if that makes it
+    /// stale. Blocks are kept at distinct ticks, so at most one becomes stale per tick, and none
+    /// stays kept longer than [`STALE_AFTER`].
+    fn tick(&mut self) -> Option<(*mut u8, usize)> {
+        self.clock += 1;
+        let oldest = (0..CLASSES)
+            .filter(|&c| self.classes[c].len > 0)
+            .min_by_key(|&c| self.classes[c].kept_at[0])?;
+        (self.clock - self.classes[oldest].kept_at[0] > STALE_AFTER)
+            .then(|| self.pop_oldest(oldest))
     }
 
-    fn keep(&mut self, block: *mut u8, class: usize) -> Keeping {
+    /// Keeps `block` of `class` if the bounds allow; whether it did.
+    fn keep(&mut self, block: *mut u8, class: usize) -> bool {
         let size = class_size(class);
-        self.clock += 1;
-        if self.classes[class].len == MAX_KEPT_PER_CLASS {
-            return Keeping::GiveBack;
-        }
-        if self.bytes + size > MAX_KEPT_BYTES {
-            // Stale blocks go back only if all of them together make room.
-            let stale_bytes: usize = (0..CLASSES)
-                .map(|c| {
-                    let slot = &self.classes[c];
-                    let stale = slot.kept_at[..slot.len]
-                        .iter()
-                        .take_while(|&&at| self.is_stale(at))
-                        .count();
-                    stale * class_size(c)
-                })
-                .sum();
-            if self.bytes - stale_bytes + size > MAX_KEPT_BYTES {
-                return Keeping::GiveBack;
-            }
-            let oldest = (0..CLASSES)
-                .filter(|&c| self.classes[c].len > 0)
-                .min_by_key(|&c| self.classes[c].kept_at[0]);
-            return match oldest {
-                Some(c) => Keeping::MakeRoom(self.pop_oldest(c).0, c),
-                None => Keeping::GiveBack,
-            };
-        }
         let clock = self.clock;
         let slot = &mut self.classes[class];
+        if slot.len == MAX_KEPT_PER_CLASS || self.bytes + size > MAX_KEPT_BYTES {
+            return false;
+        }
         slot.blocks[slot.len] = block;
         slot.kept_at[slot.len] = clock;
         slot.len += 1;
         self.bytes += size;
-        Keeping::Kept
+        true
     }
 }
 
@@ -663,13 +644,12 @@ mod tests {
     }
 
     #[test]
-    fn kept_blocks_stay_within_their_bounds_and_only_stale_ones_make_room() {
+    fn kept_blocks_stay_within_their_bounds_and_stale_ones_go_back() {
         let system = Recording::default();
         let heap = ReusingAllocator::new(&system);
         let small = layout(64 << 10, 16);
         let big = layout(4 << 20, 16);
         let churned = layout(3 << 20, 16);
-        let late = layout(1 << 20, 16);
         let free_one = |layout: Layout| {
             // SAFETY: the block is freed with its layout, once.
             unsafe { heap.dealloc(heap.alloc(layout), layout) }
@@ -688,8 +668,8 @@ mod tests {
                 "a class keeps at most {MAX_KEPT_PER_CLASS}"
             );
 
-            // Ticks 21 to 28: three 4 MiB blocks kept; the fourth would pass the bytes bound and
-            // nothing is stale.
+            // Ticks 21 to 28: three 4 MiB blocks kept at 25 to 27; the fourth would pass the
+            // bytes bound.
             let bigs: Vec<*mut u8> = (0..4).map(|_| heap.alloc(big)).collect();
             for &block in &bigs {
                 heap.dealloc(block, big);
@@ -697,28 +677,29 @@ mod tests {
             assert_eq!(heap.stats().kept_bytes, (1 << 19) + (12 << 20));
             assert_eq!(heap.stats().given_back, 3);
         }
-        // Ticks 29 and 30, then a 3 MiB block taken and kept again at every frame.
+        // Ticks 29 and 30, then a 3 MiB block taken and kept again at every frame, up to tick
+        // STALE_AFTER + 18: the small blocks kept at 11 to 17 are now older than STALE_AFTER
+        // and went back, the one kept at 18 is exactly STALE_AFTER old and stays.
         free_one(churned);
-        let frames = (STALE_AFTER - 14) / 2;
+        let frames = (STALE_AFTER - 12) / 2;
         for _ in 0..frames {
             free_one(churned);
         }
-        assert_eq!(heap.stats().kept_bytes, (1 << 19) + (15 << 20));
-
-        // Freed at tick STALE_AFTER + 18, a 1 MiB block needs all 8 small blocks' room, and the
-        // last one kept is exactly STALE_AFTER old: not stale, so nothing goes back but the
-        // new block.
-        free_one(late);
-        assert_eq!(heap.stats().kept_bytes, (1 << 19) + (15 << 20));
-        assert_eq!(heap.stats().given_back, 4);
-        // Two ticks later all 8 are stale; the big blocks (kept at 25 to 27) are not, and the
-        // churned one is in use.
-        free_one(late);
         let stats = heap.stats();
-        assert_eq!(stats.kept_bytes, MAX_KEPT_BYTES);
-        assert_eq!(stats.given_back, 4 + MAX_KEPT_PER_CLASS as u64);
+        assert_eq!(stats.kept_bytes, (64 << 10) + (15 << 20));
+        assert_eq!(stats.given_back, 3 + 7);
         assert_eq!(stats.reused, frames);
-        assert_eq!(system.live(), 3 + 1 + 1);
+        free_one(churned);
+        assert_eq!(heap.stats().kept_bytes, 15 << 20);
+        // The big blocks, kept at 25 to 27, go back by tick STALE_AFTER + 28; the one in use
+        // stays.
+        for _ in 0..4 {
+            free_one(churned);
+        }
+        let stats = heap.stats();
+        assert_eq!(stats.kept_bytes, 3 << 20);
+        assert_eq!(stats.given_back, 3 + MAX_KEPT_PER_CLASS as u64 + 3);
+        assert_eq!(system.live(), 1);
         heap.release_kept();
         assert_eq!(heap.stats().kept_bytes, 0);
         assert_eq!(system.live(), 0);
