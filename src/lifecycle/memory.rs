@@ -36,7 +36,9 @@ pub const MAX_KEPT_PER_CLASS: usize = 8;
 /// bundled detector in `bench`, fewer in a run, whose capture and samples ask for such sizes
 /// too) goes back to the system: what loading a model freed, or a frame size no longer seen,
 /// is not held for good. A block each frame takes again stays. When a frame frees more than the
-/// bounds allow, the blocks beyond them go back at once, the same ones every frame.
+/// bounds allow, the blocks beyond them go back at once, the same ones every frame. The count
+/// stands still while no frame runs (paused, a camera lost): what is kept then stays kept, at
+/// most [`MAX_KEPT_BYTES`].
 const STALE_AFTER: u64 = 100_000;
 /// Every block of a kept size is allocated with this alignment, so that a freed block serves any
 /// request of its class: tract's tensors ask for 64 bytes on AVX-512, 32 on AVX, 16 on ARM; its
@@ -157,9 +159,19 @@ impl<A: GlobalAlloc> ReusingAllocator<A> {
     fn take(&self, class: usize) -> Option<*mut u8> {
         let (block, stale) = {
             let mut kept = self.lock();
-            let stale = kept.tick();
-            let block = (kept.classes[class].len > 0).then(|| kept.pop(class).0);
-            (block, stale)
+            match kept.tick() {
+                // The class's only block, just stale but asked for: handed out rather than
+                // given back and asked for again. (A spare one below a block in use goes back.)
+                Some((block, stale_class))
+                    if stale_class == class && kept.classes[class].len == 0 =>
+                {
+                    (Some(block), None)
+                }
+                stale => {
+                    let block = (kept.classes[class].len > 0).then(|| kept.pop(class).0);
+                    (block, stale)
+                }
+            }
         };
         self.give_back_stale(stale);
         if block.is_some() {
@@ -249,7 +261,7 @@ impl Kept {
 
     /// Counts a request or a free of a kept size; takes the oldest kept block if that makes it
     /// stale. Blocks are kept at distinct ticks, so at most one becomes stale per tick, and none
-    /// stays kept longer than [`STALE_AFTER`].
+    /// stays kept longer than [`STALE_AFTER`] ticks.
     fn tick(&mut self) -> Option<(*mut u8, usize)> {
         self.clock += 1;
         let oldest = (0..CLASSES)
@@ -419,23 +431,27 @@ pub struct MemoryUse {
     /// Its anonymous part (`RssAnon`): the heap and the stacks, where a leak would show; the
     /// rest is the pages of the binary and the libraries read so far.
     pub anonymous_bytes: Option<u64>,
-    /// Free heap kept for reuse, part of the anonymous memory.
+    /// Free heap kept for reuse: at most this much of the anonymous memory (a block's pages
+    /// past what its requests wrote may never have been touched).
     pub kept_bytes: u64,
+    /// Requests served with kept blocks since the start.
+    pub reused_blocks: u64,
 }
 
 impl MemoryUse {
     /// Read from `/proc/self/status`; `None` where the kernel does not say.
     pub fn now() -> Option<Self> {
         let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        Self::from_status(&status, HEAP.stats().kept_bytes as u64)
+        Self::from_status(&status, HEAP.stats())
     }
 
-    /// From the text of a `/proc/<pid>/status`.
-    pub fn from_status(status: &str, kept_bytes: u64) -> Option<Self> {
+    /// From the text of a `/proc/<pid>/status` and the heap's figures.
+    pub fn from_status(status: &str, heap: ReuseStats) -> Option<Self> {
         Some(MemoryUse {
             resident_bytes: status_bytes(status, "VmRSS")?,
             anonymous_bytes: status_bytes(status, "RssAnon"),
-            kept_bytes,
+            kept_bytes: heap.kept_bytes as u64,
+            reused_blocks: heap.reused,
         })
     }
 
@@ -523,6 +539,13 @@ mod tests {
     impl Recording {
         fn live(&self) -> usize {
             self.live.lock().expect("not poisoned").len()
+        }
+
+        fn holds(&self, block: *mut u8) -> bool {
+            self.live
+                .lock()
+                .expect("not poisoned")
+                .contains_key(&(block as usize))
         }
     }
 
@@ -654,10 +677,11 @@ mod tests {
             // SAFETY: the block is freed with its layout, once.
             unsafe { heap.dealloc(heap.alloc(layout), layout) }
         };
+        // Ticks 1 to 20: 8 small blocks kept at ticks 11 to 18, 2 beyond the class's bound.
         // SAFETY: every block is used within its layout and freed with it, once.
+        let smalls: Vec<*mut u8> = (0..10).map(|_| unsafe { heap.alloc(small) }).collect();
+        // SAFETY: as above.
         unsafe {
-            // Ticks 1 to 20: 8 small blocks kept at ticks 11 to 18, 2 beyond the class's bound.
-            let smalls: Vec<*mut u8> = (0..10).map(|_| heap.alloc(small)).collect();
             for &block in &smalls {
                 heap.dealloc(block, small);
             }
@@ -689,6 +713,11 @@ mod tests {
         assert_eq!(stats.kept_bytes, (64 << 10) + (15 << 20));
         assert_eq!(stats.given_back, 3 + 7);
         assert_eq!(stats.reused, frames);
+        assert!(
+            system.holds(smalls[7]),
+            "the youngest small block went back"
+        );
+        assert!(smalls[..7].iter().all(|&block| !system.holds(block)));
         free_one(churned);
         assert_eq!(heap.stats().kept_bytes, 15 << 20);
         // The big blocks, kept at 25 to 27, go back by tick STALE_AFTER + 28; the one in use
@@ -703,6 +732,33 @@ mod tests {
         heap.release_kept();
         assert_eq!(heap.stats().kept_bytes, 0);
         assert_eq!(system.live(), 0);
+    }
+
+    #[test]
+    fn a_spare_block_goes_back_and_the_one_each_frame_takes_stays() {
+        let system = Recording::default();
+        let heap = ReusingAllocator::new(&system);
+        let tensor = layout(200_000, 32);
+        // SAFETY: every block is used within its layout and freed with it, once.
+        unsafe {
+            // A warm-up frame holds two blocks of the class; later frames one.
+            let (spare, first) = (heap.alloc(tensor), heap.alloc(tensor));
+            heap.dealloc(spare, tensor);
+            heap.dealloc(first, tensor);
+            let mut frame_blocks = std::collections::HashSet::new();
+            for _ in 0..STALE_AFTER {
+                let block = heap.alloc(tensor);
+                frame_blocks.insert(block);
+                heap.dealloc(block, tensor);
+            }
+            assert_eq!(frame_blocks.len(), 1, "each frame got the same block");
+            assert!(frame_blocks.contains(&first));
+            assert!(!system.holds(spare), "the spare block was kept");
+            assert!(system.holds(first));
+        }
+        let stats = heap.stats();
+        assert_eq!((stats.from_system, stats.given_back), (2, 1));
+        assert_eq!(stats.kept_bytes, class_size(class_index(200_000)));
     }
 
     #[test]
@@ -734,13 +790,19 @@ mod tests {
     fn memory_is_read_from_the_status_file_in_bytes() {
         let status =
             "Name:\tlookout\nVmHWM:\t   52344 kB\nVmRSS:\t 51000 kB\nRssAnon:\t  8424 kB\n";
-        let memory = MemoryUse::from_status(status, 3 << 19).expect("VmRSS");
+        let heap = ReuseStats {
+            reused: 7,
+            kept_bytes: 3 << 19,
+            ..ReuseStats::default()
+        };
+        let memory = MemoryUse::from_status(status, heap).expect("VmRSS");
         assert_eq!(
             memory,
             MemoryUse {
                 resident_bytes: 51000 * 1024,
                 anonymous_bytes: Some(8424 * 1024),
                 kept_bytes: 3 << 19,
+                reused_blocks: 7,
             }
         );
         assert_eq!(

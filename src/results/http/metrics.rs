@@ -259,9 +259,16 @@ fn memory_families(out: &mut String, memory: &crate::lifecycle::memory::MemoryUs
         out,
         "lookout_heap_kept_bytes",
         "gauge",
-        "Free heap kept for the next frame's blocks of 32 KiB to 8 MiB.",
+        "Free heap kept for the next frame's blocks of 32 KiB to 8 MiB (at most this much is resident).",
     );
     let _ = writeln!(out, "lookout_heap_kept_bytes {}", memory.kept_bytes);
+    family(
+        out,
+        "lookout_heap_reused_total",
+        "counter",
+        "Requests for blocks of 32 KiB to 8 MiB served with a kept block.",
+    );
+    let _ = writeln!(out, "lookout_heap_reused_total {}", memory.reused_blocks);
 }
 
 /// A metric family's `# HELP` and `# TYPE` lines.
@@ -327,6 +334,7 @@ mod tests {
             resident_bytes: 27 << 20,
             anonymous_bytes: Some(9 << 20),
             kept_bytes: 3 << 19,
+            reused_blocks: 12,
         };
         memory_families(&mut out, &memory);
         assert!(
@@ -338,5 +346,6 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("\nlookout_heap_kept_bytes 1572864\n"), "{out}");
+        assert!(out.contains("\nlookout_heap_reused_total 12\n"), "{out}");
     }
 }
