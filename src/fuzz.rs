@@ -514,35 +514,43 @@ fn whole_request(data: &[u8]) -> bool {
     let mut request = httparse::Request::new(&mut headers);
     let head = match request.parse(data) {
         Ok(httparse::Status::Complete(head)) => head,
-        Err(httparse::Error::TooManyHeaders) => return true,
-        _ => return false,
+        Ok(httparse::Status::Partial) => return false,
+        // A head hyper cannot parse is answered at once (400, 414 or 431).
+        Err(_) => return true,
     };
-    let values = |name: &'static str| {
-        request
-            .headers
-            .iter()
-            .filter(move |h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase())
-    };
-    if let Some(codings) = values("transfer-encoding").next_back() {
-        // Refused at once: a body framed by anything but a final `chunked`, or in HTTP/1.0.
-        return request.version != Some(1)
-            || codings.rsplit(',').next().map(str::trim) != Some("chunked")
-            || whole_chunked_body(&data[head..]);
-    }
+    // The headers in order, as hyper reads them: Content-Length lines are checked until a
+    // Transfer-Encoding line comes, whose last one frames the body.
     let mut length = None;
-    for value in values("content-length") {
-        // Digits only (no sign), and every line the same: anything else is refused at once.
-        let parsed = (!value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| value.parse::<u64>().ok())
-            .flatten();
-        match (parsed, length) {
-            (None, _) => return true,
-            (Some(this), Some(before)) if this != before => return true,
-            (Some(this), _) => length = Some(this),
+    let mut codings = None;
+    for header in request.headers.iter() {
+        let value = String::from_utf8_lossy(header.value)
+            .trim()
+            .to_ascii_lowercase();
+        if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            if request.version != Some(1) {
+                return true;
+            }
+            codings = Some(value);
+        } else if header.name.eq_ignore_ascii_case("content-length") && codings.is_none() {
+            // Digits only (no sign), and every line the same: anything else is refused at once.
+            let parsed = (!value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| value.parse::<u64>().ok())
+                .flatten();
+            match (parsed, length) {
+                (None, _) => return true,
+                (Some(this), Some(before)) if this != before => return true,
+                (Some(this), _) => length = Some(this),
+            }
         }
     }
-    length.is_none_or(|length| (data.len() - head) as u64 >= length)
+    match codings {
+        // Refused at once: a body framed by anything but a final `chunked`.
+        Some(codings) => {
+            codings.rsplit(',').next().map(str::trim) != Some("chunked")
+                || whole_chunked_body(&data[head..])
+        }
+        None => length.is_none_or(|length| (data.len() - head) as u64 >= length),
+    }
 }
 
 /// Whether a chunked body is all there: every chunk, the last (empty) one and the trailer
@@ -555,6 +563,12 @@ fn whole_chunked_body(mut body: &[u8]) -> bool {
             .take_while(|pair| pair[0] == b'0' && pair[1].is_ascii_hexdigit())
             .count();
         body = &body[zeros..];
+        // httparse reads a size line without a digit as 0; hyper refuses it.
+        match body.first() {
+            None => return false,
+            Some(first) if !first.is_ascii_hexdigit() => return true,
+            Some(_) => {}
+        }
         match httparse::parse_chunk_size(body) {
             Ok(httparse::Status::Complete((start, 0))) => {
                 let trailers = &body[start..];
@@ -690,6 +704,15 @@ mod tests {
             whole(&format!("{chunked}zz\r\n")),
             "a bad size is refused at once"
         );
+        assert!(whole(&format!("{chunked};x\r\n")), "no digit");
+        assert!(!whole(chunked), "no size yet");
+        assert!(whole(
+            "Content-Length: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
+        assert!(!whole(
+            "Transfer-Encoding: chunked\r\nContent-Length: x\r\n\r\n"
+        ));
+        assert!(whole("Bad Header\r\n\r\n"), "a head hyper cannot parse");
         // The last header decides; a body not ending in chunked is refused at once.
         assert!(!whole(
             "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n"
