@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! help                   the commands
-//! status                 uptime, frames, fps, model@version, threshold, drift, objects and zones, samples, dropped lines, last error
+//! status                 uptime, frames, fps, model@version, threshold, drift, objects and zones, samples, memory, dropped lines, last error
 //! info                   model, labels with their ids, input, thresholds, source, board
 //! set threshold <0..1>   minimum score to report, from the next frame on
 //! pause | resume         stop and restart reading frames
@@ -147,7 +147,7 @@ pub enum Command {
 
 const HELP: &str = "\
 help                   this list
-status                 uptime, frames, fps, model, threshold, drift, objects, zones, samples, dropped lines, last error
+status                 uptime, frames, fps, model, threshold, drift, objects, zones, samples, memory, dropped lines, last error
 info                   model, labels, input, thresholds, source
 set threshold <0..1>   minimum score to report
 pause | resume         stop / restart reading frames
