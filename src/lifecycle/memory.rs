@@ -484,7 +484,9 @@ pub fn status_bytes(status: &str, name: &str) -> Option<u64> {
 }
 
 /// Hands the heap's free pages back to the system, the blocks [`HEAP`] kept first; whether any
-/// were. With another C library than glibc only the kept blocks go back.
+/// were. Done when a model was dropped (a switch's trial passed, a rollback, a failed load):
+/// what loading and running it left would otherwise stay resident as free heap between blocks
+/// in use, a step in resident memory at every switch. The next frame takes its blocks again. With another C library than glibc only the kept blocks go back.
 pub fn give_back_freed() -> bool {
     HEAP.release_kept();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -371,6 +371,7 @@ impl Reloader {
                 tracing::info!("model reloaded: {was} replaced by {now}, computed in {compute}");
             }
             Err(e) => {
+                crate::lifecycle::memory::give_back_freed();
                 let failed = self.describe(version.as_deref());
                 tracing::warn!("{failed} fails to load, {was} keeps running: {e}");
                 events.push(EventRecord::now(
@@ -428,6 +429,8 @@ impl Steering for Reloader {
         let frames = control.pipeline.frames_done();
         if self.trial.as_ref().is_some_and(|t| frames >= t.ends_at) {
             self.trial = None;
+            // The version replaced is gone now, and with it what loading the new one left.
+            crate::lifecycle::memory::give_back_freed();
             self.mark_good(control.pipeline, control.events);
             let id = control.pipeline.manifest().id();
             control.events.push(EventRecord::now(
@@ -469,6 +472,7 @@ impl Steering for Reloader {
         back.continue_after(running);
         let now = back.manifest().id();
         *running = back;
+        crate::lifecycle::memory::give_back_freed();
         tracing::warn!("{failed} failed a trial frame, {now} runs again: {error}");
         events.push(EventRecord::now(
             "model_trial_failed",
