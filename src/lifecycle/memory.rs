@@ -32,14 +32,17 @@ pub const MAX_KEPT_BYTES: usize = 16 << 20;
 /// At most this many free blocks are kept per size class: a frame's tensors of one size are
 /// rarely alive more than a few at once.
 pub const MAX_KEPT_PER_CLASS: usize = 8;
-/// A block kept unused for this many requests and frees of kept sizes (some 1 400 frames of the
-/// bundled detector in `bench`, fewer in a run, whose capture and samples ask for such sizes
-/// too) goes back to the system: what loading a model freed, or a frame size no longer seen,
-/// is not held for good. A block each frame takes again stays. When a frame frees more than the
-/// bounds allow, the blocks beyond them go back at once, the same ones every frame. The count
-/// stands still while no frame runs (paused, a camera lost): what is kept then stays kept, at
-/// most [`MAX_KEPT_BYTES`].
-const STALE_AFTER: u64 = 100_000;
+/// A block kept unused for this many requests and frees of kept sizes (some 58 000 frames of the
+/// bundled detector in `bench`, 72 a frame: a quarter of an hour at 60 frames a second; fewer
+/// in a run, whose capture and samples ask for such sizes too) goes back to the system: a size
+/// no longer seen is not held for good. Long, because sizes asked for now and then (a sample's
+/// or a snapshot's encoding, a preview frame) went back and were asked for again when it was
+/// 100 000 (1 400 frames), and resident memory crept up between model switches in a soak. A block
+/// each frame takes again stays. When a frame frees more than the bounds allow, the blocks
+/// beyond them go back at once, the same ones every frame. The count stands still while no frame
+/// runs (paused, a camera lost): what is kept then stays kept, at most [`MAX_KEPT_BYTES`]. What
+/// loading a model left goes back when the model it replaced is dropped ([`give_back_freed`]).
+const STALE_AFTER: u64 = 1 << 22;
 /// Every block of a kept size is allocated with this alignment, so that a freed block serves any
 /// request of its class: tract's tensors ask for 64 bytes on AVX-512, 32 on AVX, 16 on ARM; its
 /// packing buffers for up to 256.
@@ -85,6 +88,8 @@ struct Kept {
     /// Counts requests and frees of kept sizes: the time a block was kept at, so that a stale
     /// one can be told apart.
     clock: u64,
+    /// [`STALE_AFTER`], shorter in tests.
+    stale_after: u64,
 }
 
 /// A class's free blocks, oldest first: the last one kept is the first handed out, so the
@@ -103,6 +108,11 @@ unsafe impl Send for Kept {}
 impl<A: GlobalAlloc> ReusingAllocator<A> {
     /// An allocator over `inner`, keeping nothing yet.
     pub const fn new(inner: A) -> Self {
+        Self::with_stale_after(inner, STALE_AFTER)
+    }
+
+    /// An allocator over `inner` whose kept blocks go back after `stale_after` ticks.
+    const fn with_stale_after(inner: A, stale_after: u64) -> Self {
         const EMPTY: Class = Class {
             blocks: [std::ptr::null_mut(); MAX_KEPT_PER_CLASS],
             kept_at: [0; MAX_KEPT_PER_CLASS],
@@ -114,6 +124,7 @@ impl<A: GlobalAlloc> ReusingAllocator<A> {
                 classes: [EMPTY; CLASSES],
                 bytes: 0,
                 clock: 0,
+                stale_after,
             }),
             reused: AtomicU64::new(0),
             from_inner: AtomicU64::new(0),
@@ -261,13 +272,13 @@ impl Kept {
 
     /// Counts a request or a free of a kept size; takes the oldest kept block if that makes it
     /// stale. Blocks are kept at distinct ticks, so at most one becomes stale per tick, and none
-    /// stays kept longer than [`STALE_AFTER`] ticks.
+    /// stays kept longer than `stale_after` ticks.
     fn tick(&mut self) -> Option<(*mut u8, usize)> {
         self.clock += 1;
         let oldest = (0..CLASSES)
             .filter(|&c| self.classes[c].len > 0)
             .min_by_key(|&c| self.classes[c].kept_at[0])?;
-        (self.clock - self.classes[oldest].kept_at[0] > STALE_AFTER)
+        (self.clock - self.classes[oldest].kept_at[0] > self.stale_after)
             .then(|| self.pop_oldest(oldest))
     }
 
@@ -501,6 +512,9 @@ pub fn give_back_freed() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Staleness in the tests' ticks: short enough to reach, long enough for their set-ups.
+    const STALE_AFTER: u64 = 100_000;
     use std::collections::HashMap;
     use std::sync::atomic::AtomicBool;
 
@@ -671,7 +685,7 @@ mod tests {
     #[test]
     fn kept_blocks_stay_within_their_bounds_and_stale_ones_go_back() {
         let system = Recording::default();
-        let heap = ReusingAllocator::new(&system);
+        let heap = ReusingAllocator::with_stale_after(&system, STALE_AFTER);
         let small = layout(64 << 10, 16);
         let big = layout(4 << 20, 16);
         let churned = layout(3 << 20, 16);
@@ -739,7 +753,7 @@ mod tests {
     #[test]
     fn a_spare_block_goes_back_and_the_one_each_frame_takes_stays() {
         let system = Recording::default();
-        let heap = ReusingAllocator::new(&system);
+        let heap = ReusingAllocator::with_stale_after(&system, STALE_AFTER);
         let tensor = layout(200_000, 32);
         // SAFETY: every block is used within its layout and freed with it, once.
         unsafe {
