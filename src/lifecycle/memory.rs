@@ -32,8 +32,8 @@ pub const MAX_KEPT_BYTES: usize = 16 << 20;
 /// At most this many free blocks are kept per size class: a frame's tensors of one size are
 /// rarely alive more than a few at once.
 pub const MAX_KEPT_PER_CLASS: usize = 8;
-/// A block kept unused for this many requests and frees of kept sizes (some 58 000 frames of the
-/// bundled detector in `bench`, 72 a frame: a quarter of an hour at 60 frames a second; fewer
+/// A block kept unused for this many requests and frees of kept sizes (some 55 000 frames of the
+/// bundled detector in `bench`, 76 a frame: about 15 minutes at 60 frames a second; fewer
 /// in a run, whose capture and samples ask for such sizes too) goes back to the system: a size
 /// no longer seen is not held for good. Long, because sizes asked for now and then (a sample's
 /// or a snapshot's encoding, a preview frame) went back and were asked for again when it was
@@ -76,7 +76,8 @@ pub struct ReuseStats {
     pub reused: u64,
     /// Requests the inner allocator served.
     pub from_system: u64,
-    /// Free blocks handed back to the inner allocator (bounds, or [`ReusingAllocator::release_kept`]).
+    /// Free blocks handed back to the inner allocator (bounds, staleness, or
+    /// [`ReusingAllocator::release_kept`]).
     pub given_back: u64,
     /// Bytes kept free for reuse now.
     pub kept_bytes: usize,
@@ -495,9 +496,10 @@ pub fn status_bytes(status: &str, name: &str) -> Option<u64> {
 }
 
 /// Hands the heap's free pages back to the system, the blocks [`HEAP`] kept first; whether any
-/// were. Done when a model was dropped (a switch's trial passed, a rollback, a failed load):
-/// what loading and running it left would otherwise stay resident as free heap between blocks
-/// in use, a step in resident memory at every switch. The next frame takes its blocks again. With another C library than glibc only the kept blocks go back.
+/// were (by glibc's count). Done when a model was dropped (a switch's trial passed, a rollback,
+/// a failed load): what loading and running it left would otherwise stay resident as free heap
+/// between blocks in use, a step in resident memory at every switch. The next frame takes its
+/// blocks again. With another C library than glibc only the kept blocks go back.
 pub fn give_back_freed() -> bool {
     HEAP.release_kept();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -173,6 +173,9 @@ pub struct Reloader {
     trial: Option<Trial>,
     /// What happened at start-up, told before the first frame.
     startup_events: Vec<EventRecord>,
+    /// A model was dropped: the heap it left goes back to the system between the next two
+    /// frames, once the frames in flight on its lanes are done with it too.
+    give_back_pending: bool,
 }
 
 impl Reloader {
@@ -199,6 +202,7 @@ impl Reloader {
             control,
             trial: None,
             startup_events: Vec::new(),
+            give_back_pending: false,
         };
         let (fallback, proven) = reloader.start_fallback();
         let version = reloader.version_in_use();
@@ -295,6 +299,7 @@ impl Reloader {
         let frames_on_trial = self.board.models.trial_frames;
         if frames_on_trial == 0 {
             self.trial = None;
+            self.give_back_pending = true;
             self.mark_good(running, events);
         } else {
             self.trial = Some(Trial {
@@ -371,7 +376,7 @@ impl Reloader {
                 tracing::info!("model reloaded: {was} replaced by {now}, computed in {compute}");
             }
             Err(e) => {
-                crate::lifecycle::memory::give_back_freed();
+                self.give_back_pending = true;
                 let failed = self.describe(version.as_deref());
                 tracing::warn!("{failed} fails to load, {was} keeps running: {e}");
                 events.push(EventRecord::now(
@@ -423,14 +428,17 @@ fn model_file(manifest: &Path) -> String {
 impl Steering for Reloader {
     fn between_frames(&mut self, control: RunControl<'_>) {
         control.events.append(&mut self.startup_events);
+        if std::mem::take(&mut self.give_back_pending) {
+            crate::lifecycle::memory::give_back_freed();
+        }
         if self.control.take_request() {
             self.reload(control.pipeline, control.events);
         }
         let frames = control.pipeline.frames_done();
         if self.trial.as_ref().is_some_and(|t| frames >= t.ends_at) {
+            // Drops the version replaced, if it was kept for the trial.
             self.trial = None;
-            // The version replaced is gone now, and with it what loading the new one left.
-            crate::lifecycle::memory::give_back_freed();
+            self.give_back_pending = true;
             self.mark_good(control.pipeline, control.events);
             let id = control.pipeline.manifest().id();
             control.events.push(EventRecord::now(
@@ -472,7 +480,7 @@ impl Steering for Reloader {
         back.continue_after(running);
         let now = back.manifest().id();
         *running = back;
-        crate::lifecycle::memory::give_back_freed();
+        self.give_back_pending = true;
         tracing::warn!("{failed} failed a trial frame, {now} runs again: {error}");
         events.push(EventRecord::now(
             "model_trial_failed",
