@@ -8,7 +8,9 @@
 //! resident memory climbed in steps. [`ReusingAllocator`] keeps freed blocks of those sizes and
 //! hands them to the next request of the same size class, so that a frame's tensors take the
 //! blocks the frame before freed, and glibc sees requests of those sizes only for what the
-//! bounds leave out.
+//! bounds leave out. When a model is dropped, [`give_back_freed`] hands what loading and running
+//! it left back to the system. With both, resident memory stayed within 1.2 % over the last 30
+//! minutes of an hour-long soak.
 //!
 //! What was tried before, each in a soak: handing freed heap back once a minute (`malloc_trim`)
 //! turned the climb into a sawtooth up to 3.7 MiB high, the next minute's frames touching the
