@@ -290,6 +290,16 @@ fn other_machines_need_the_token_and_commands_need_it_from_anywhere() {
     let serving = Serving::start(dir.path(), &format!("0.0.0.0:{port}"), &["--board", &board]);
     let outside = format!("{}:{port}", outside_address());
     let bearer = format!("Bearer {token}");
+    // A console command posted with the token.
+    let command = |address: &str, text: &[u8]| {
+        http(
+            "POST",
+            address,
+            "/api/command",
+            &[("Authorization", &bearer)],
+            text,
+        )
+    };
     for path in [
         "/",
         "/api/latest",
@@ -371,65 +381,29 @@ fn other_machines_need_the_token_and_commands_need_it_from_anywhere() {
     assert_eq!(code, 401, "a command's token is not taken from the address");
     // A body the console would find nothing in is answered, and the next command gets its own
     // reply, not that one's.
-    let (code, body) = http(
-        "POST",
-        &serving.address,
-        "/api/command",
-        &[("Authorization", &bearer)],
-        b"\x01 ",
-    );
+    let (code, body) = command(&serving.address, b"\x01 ");
     assert_eq!(
         (code, String::from_utf8_lossy(&body).trim()),
         (400, "# error: empty command")
     );
-    let (code, body) = http(
-        "POST",
-        &serving.address,
-        "/api/command",
-        &[("Authorization", &bearer)],
-        b"pause",
-    );
+    let (code, body) = command(&serving.address, b"pause");
     assert_eq!(
         (code, String::from_utf8_lossy(&body).trim()),
         (200, "# ok paused")
     );
     std::thread::sleep(Duration::from_millis(700));
     assert_eq!(serving.json("/api/status")["paused"], true);
-    let (code, body) = http(
-        "POST",
-        &outside,
-        "/api/command",
-        &[("Authorization", &bearer)],
-        b"resume",
-    );
+    let (code, body) = command(&outside, b"resume");
     assert_eq!(
         (code, String::from_utf8_lossy(&body).trim()),
         (200, "# ok resumed")
     );
-    let (code, body) = http(
-        "POST",
-        &outside,
-        "/api/command",
-        &[("Authorization", &bearer)],
-        b"fly away",
-    );
+    let (code, body) = command(&outside, b"fly away");
     assert_eq!(code, 400);
     assert!(String::from_utf8_lossy(&body).contains("# error: unknown command"));
-    let (code, _) = http(
-        "POST",
-        &outside,
-        "/api/command",
-        &[("Authorization", &bearer)],
-        &[b'a'; 5000],
-    );
+    let (code, _) = command(&outside, &[b'a'; 5000]);
     assert_eq!(code, 413);
-    let (code, _) = http(
-        "POST",
-        &outside,
-        "/api/command",
-        &[("Authorization", &bearer)],
-        b"\xff\xfe",
-    );
+    let (code, _) = command(&outside, b"\xff\xfe");
     assert_eq!(code, 400);
     // A command whose body stops short of its length: answered 408 and closed within the
     // server's 10 s, so the client does not hold a slot for good.
